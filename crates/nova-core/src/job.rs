@@ -1,0 +1,185 @@
+//! Jobs: the units of background work, their states and their attempts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{DocumentId, JobId, WorkerId};
+
+/// The workflows a job can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Workflow {
+    /// Extract one invoice from one document; input `{"document_id": "doc_..."}`.
+    #[serde(rename = "invoice.extract")]
+    InvoiceExtract,
+}
+
+impl Workflow {
+    pub const ALL: &'static [Workflow] = &[Workflow::InvoiceExtract];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workflow::InvoiceExtract => "invoice.extract",
+        }
+    }
+}
+
+impl fmt::Display for Workflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A workflow name that NOVA does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown workflow `{0}` (known: invoice.extract)")]
+pub struct UnknownWorkflow(pub String);
+
+impl FromStr for Workflow {
+    type Err = UnknownWorkflow;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Workflow::ALL.iter().copied().find(|w| w.as_str() == s).ok_or_else(|| UnknownWorkflow(s.chars().take(80).collect()))
+    }
+}
+
+/// The input of an `invoice.extract` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceExtractInput {
+    pub document_id: DocumentId,
+}
+
+/// Where a job stands. `succeeded`, `failed` and `canceled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled)
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown job status `{s}`"))
+    }
+}
+
+/// Why a job or an attempt failed, with a stable machine-readable code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    Failed,
+    /// The worker gave the job back (shutdown) or lost its lease; the job was queued again.
+    Released,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Released => "released",
+        }
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [AttemptOutcome::Succeeded, AttemptOutcome::Failed, AttemptOutcome::Released]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown attempt outcome `{s}`"))
+    }
+}
+
+/// One run of a job by one worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub worker_id: WorkerId,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `None` while the attempt runs.
+    pub outcome: Option<AttemptOutcome>,
+    pub error: Option<JobError>,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub workflow: Workflow,
+    pub input: serde_json::Value,
+    pub status: JobStatus,
+    pub attempts: Vec<Attempt>,
+    pub max_attempts: u32,
+    pub error: Option<JobError>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Job {
+    /// The document an `invoice.extract` job reads, if the input names one.
+    pub fn document_id(&self) -> Option<DocumentId> {
+        serde_json::from_value::<InvoiceExtractInput>(self.input.clone()).ok().map(|i| i.document_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_names_parse_and_unknown_ones_are_refused() {
+        assert_eq!("invoice.extract".parse::<Workflow>().unwrap(), Workflow::InvoiceExtract);
+        assert_eq!(serde_json::to_value(Workflow::InvoiceExtract).unwrap(), "invoice.extract");
+        assert!("invoice.extrac".parse::<Workflow>().is_err());
+        assert!("".parse::<Workflow>().is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ["queued", "running", "succeeded", "failed", "canceled"] {
+            assert_eq!(s.parse::<JobStatus>().unwrap().as_str(), s);
+        }
+        assert!(JobStatus::Succeeded.is_final() && !JobStatus::Running.is_final());
+    }
+}

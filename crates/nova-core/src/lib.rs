@@ -1,0 +1,14 @@
+//! NOVA's domain types.
+//!
+//! Everything past the edges of the system (HTTP bodies, CLI arguments, document text) is turned into these
+//! types once, and only these types travel between crates. This crate does no I/O.
+
+pub mod document;
+pub mod ids;
+pub mod invoice;
+pub mod job;
+
+pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
+pub use ids::{AttemptToken, DocumentId, JobId, ParseIdError, WorkerId};
+pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
+pub use job::{Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobStatus, UnknownWorkflow, Workflow};

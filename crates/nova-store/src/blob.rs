@@ -1,0 +1,125 @@
+//! The content-addressed blob store: bytes named by their SHA-256, through the `object_store` crate so the
+//! local directory of the embedded default and S3-like stores of a scaled-out deployment share one seam.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use nova_core::Sha256Hex;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("creating the blob directory {0}")]
+    CreateDir(String, #[source] std::io::Error),
+    #[error("object store")]
+    Store(#[from] object_store::Error),
+    #[error("blob {0} is missing from the blob store")]
+    Missing(Sha256Hex),
+    #[error("blob {0} does not match its digest (corrupted on disk?)")]
+    DigestMismatch(Sha256Hex),
+}
+
+/// Content-addressed storage of document bytes.
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl BlobStore {
+    /// Blobs as files under `dir`. Writes go to a temporary file that is renamed into place, so a crash
+    /// never leaves a half-written blob under its final name.
+    pub fn local(dir: &Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(dir).map_err(|e| BlobError::CreateDir(dir.display().to_string(), e))?;
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(BlobError::Store)?;
+        Ok(Self { inner: Arc::new(fs) })
+    }
+
+    /// The SHA-256 of `bytes`.
+    pub fn digest(bytes: &[u8]) -> Sha256Hex {
+        Sha256Hex::from_digest(&Sha256::digest(bytes).into())
+    }
+
+    /// Stores `bytes` under their digest (a no-op when they are already there) and returns the digest.
+    pub async fn put(&self, bytes: Bytes) -> Result<Sha256Hex, BlobError> {
+        let digest = Self::digest(&bytes);
+        let path = Self::path(&digest);
+        match self.inner.head(&path).await {
+            Ok(_) => return Ok(digest),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.inner.put(&path, PutPayload::from(bytes)).await?;
+        Ok(digest)
+    }
+
+    /// Reads the blob named `digest`, checking that its bytes still hash to it.
+    pub async fn get(&self, digest: &Sha256Hex) -> Result<Bytes, BlobError> {
+        let bytes = match self.inner.get(&Self::path(digest)).await {
+            Ok(result) => result.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Err(BlobError::Missing(digest.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        if &Self::digest(&bytes) != digest {
+            return Err(BlobError::DigestMismatch(digest.clone()));
+        }
+        Ok(bytes)
+    }
+
+    /// Checks that the store can be listed (`/readyz`).
+    pub async fn ping(&self) -> Result<(), BlobError> {
+        let mut listing = self.inner.list(Some(&ObjectPath::from("sha256")));
+        if let Some(Err(e)) = listing.next().await {
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// `sha256/ab/cd/abcd...`: two levels of fan-out keep directories small.
+    fn path(digest: &Sha256Hex) -> ObjectPath {
+        let h = digest.as_str();
+        ObjectPath::from(format!("sha256/{}/{}/{}", &h[..2], &h[2..4], h))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_same_bytes_are_stored_once_and_read_back_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let a = store.put(Bytes::from_static(b"hello")).await.unwrap();
+        let b = store.put(Bytes::from_static(b"hello")).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(&store.get(&a).await.unwrap()[..], b"hello");
+        let files: Vec<_> = walk(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+
+        // A blob altered on disk is detected, not served.
+        std::fs::write(&files[0], b"tampered").unwrap();
+        assert!(matches!(store.get(&a).await, Err(BlobError::DigestMismatch(_))));
+        let missing = BlobStore::digest(b"absent");
+        assert!(matches!(store.get(&missing).await, Err(BlobError::Missing(_))));
+        store.ping().await.unwrap();
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,85 @@
+//! Documents: metadata rows over content-addressed blobs.
+
+use bytes::Bytes;
+use chrono::Utc;
+use nova_core::{DocumentId, DocumentKind, DocumentMeta, Sha256Hex};
+use sqlx::Row;
+
+use crate::{from_millis, parse_stored, to_millis, Store, StoreError};
+
+/// A document to store. Its kind and page count were established by the caller (the upload edge).
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub bytes: Bytes,
+    pub filename: Option<String>,
+    pub kind: DocumentKind,
+    pub page_count: Option<u32>,
+}
+
+impl Store {
+    /// Stores a document. The same bytes twice give one blob and the first document back (`created` false).
+    pub async fn put_document(&self, doc: NewDocument) -> Result<(DocumentMeta, bool), StoreError> {
+        let size = doc.bytes.len() as i64;
+        // Bytes first, row second: a crash in between leaves only an unreferenced blob.
+        let sha = self.blobs().put(doc.bytes).await?;
+        let id = DocumentId::new();
+        let inserted = sqlx::query(
+            "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(sha.as_str())
+        .bind(&doc.filename)
+        .bind(kind_str(doc.kind))
+        .bind(doc.kind.content_type())
+        .bind(size)
+        .bind(doc.page_count.map(i64::from))
+        .bind(to_millis(Utc::now()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query("SELECT * FROM documents WHERE sha256 = ?").bind(sha.as_str()).fetch_one(&self.pool).await?;
+        Ok((document_from_row(&row)?, inserted))
+    }
+
+    pub async fn get_document(&self, id: DocumentId) -> Result<Option<DocumentMeta>, StoreError> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    /// The document and its bytes.
+    pub async fn document_content(&self, id: DocumentId) -> Result<Option<(DocumentMeta, Bytes)>, StoreError> {
+        let Some(meta) = self.get_document(id).await? else { return Ok(None) };
+        let bytes = self.blobs().get(&meta.sha256).await?;
+        Ok(Some((meta, bytes)))
+    }
+}
+
+fn kind_str(kind: DocumentKind) -> &'static str {
+    match kind {
+        DocumentKind::Pdf => "pdf",
+        DocumentKind::Xml => "xml",
+        DocumentKind::Text => "text",
+    }
+}
+
+fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DocumentMeta, StoreError> {
+    let kind = match row.try_get::<String, _>("kind")?.as_str() {
+        "pdf" => DocumentKind::Pdf,
+        "xml" => DocumentKind::Xml,
+        "text" => DocumentKind::Text,
+        other => return Err(StoreError::Corrupt(format!("document kind `{other}`"))),
+    };
+    let sha: String = row.try_get("sha256")?;
+    Ok(DocumentMeta {
+        id: parse_stored("document id", &row.try_get::<String, _>("id")?)?,
+        filename: row.try_get("filename")?,
+        kind,
+        content_type: row.try_get("content_type")?,
+        size_bytes: row.try_get::<i64, _>("size_bytes")? as u64,
+        sha256: Sha256Hex::try_from(sha).map_err(StoreError::Corrupt)?,
+        page_count: row.try_get::<Option<i64>, _>("page_count")?.map(|n| n as u32),
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}

@@ -1,0 +1,313 @@
+//! The job queue on SQL: enqueue, claim with a lease, heartbeat, and fenced completion.
+//!
+//! A claim is one short transaction that first hands back jobs whose lease lapsed (their worker crashed or
+//! hung), then moves the oldest ready job to `running` under a fresh [`AttemptToken`]. Every later write of
+//! that attempt names the token, and matches no row once the lease has passed to someone else.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nova_core::{Attempt, AttemptOutcome, AttemptToken, Job, JobError, JobId, JobStatus, WorkerId, Workflow};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::{from_millis, parse_stored, to_millis, Store, StoreError};
+
+/// A job to enqueue; its input was validated by the caller.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub workflow: Workflow,
+    pub input: serde_json::Value,
+    pub max_attempts: u32,
+}
+
+/// A job claimed by a worker: the job as it stood at the claim and the token that fences its writes.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job: Job,
+    pub token: AttemptToken,
+    pub attempt: u32,
+}
+
+const LEASE_EXPIRED: &str = "lease_expired";
+
+impl Store {
+    pub async fn enqueue(&self, new: NewJob) -> Result<Job, StoreError> {
+        let id = JobId::new();
+        let now = to_millis(Utc::now());
+        sqlx::query(
+            "INSERT INTO jobs (id, workflow, input, status, max_attempts, run_at, created_at, updated_at)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(new.workflow.as_str())
+        .bind(new.input.to_string())
+        .bind(i64::from(new.max_attempts.max(1)))
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))
+    }
+
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM jobs WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query("SELECT * FROM job_attempts WHERE job_id = ? ORDER BY number")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        job_from_row(&row, attempts).map(Some)
+    }
+
+    /// The result of a succeeded job (`None` if the job is unknown or has no result).
+    pub async fn job_result(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<Option<String>> = sqlx::query_scalar("SELECT result FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        text.flatten()
+            .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("job result: {e}"))))
+            .transpose()
+    }
+
+    /// Number of jobs in each non-final state, for health and progress displays.
+    pub async fn count_jobs(&self, status: JobStatus) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = ?")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// Claims the oldest ready job for `worker`, holding it for `lease`. Jobs whose lease lapsed are first
+    /// handed back to the queue (or failed, when their attempts are used up).
+    pub async fn claim(&self, worker: WorkerId, lease: Duration) -> Result<Option<ClaimedJob>, StoreError> {
+        let now = Utc::now();
+        let now_ms = to_millis(now);
+        let mut tx = self.pool.begin().await?;
+
+        // Hand back lapsed leases. The attempt that lost its lease counts as a failed attempt.
+        sqlx::query(
+            "UPDATE job_attempts SET outcome = 'failed', finished_at = ?1, error_code = ?2,
+                 error_message = 'the worker stopped renewing its lease (it crashed, hung or was cut off)'
+             WHERE outcome IS NULL AND job_id IN
+                 (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= ?1)",
+        )
+        .bind(now_ms)
+        .bind(LEASE_EXPIRED)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET
+                 status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'queued' END,
+                 finished_at = CASE WHEN attempts_used >= max_attempts THEN ?1 END,
+                 error_code = ?2,
+                 error_message = 'the worker stopped renewing its lease (it crashed, hung or was cut off)',
+                 lease_token = NULL, lease_expires_at = NULL, run_at = ?1, updated_at = ?1
+             WHERE status = 'running' AND lease_expires_at <= ?1",
+        )
+        .bind(now_ms)
+        .bind(LEASE_EXPIRED)
+        .execute(&mut *tx)
+        .await?;
+
+        let token = AttemptToken::new();
+        let lease_until = now_ms + lease.as_millis() as i64;
+        let claimed: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = ?1,
+                 lease_expires_at = ?2, started_at = COALESCE(started_at, ?3), updated_at = ?3
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?3 ORDER BY run_at, id LIMIT 1)
+             RETURNING id",
+        )
+        .bind(token.to_string())
+        .bind(lease_until)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job_id) = claimed else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let attempt: i64 = sqlx::query_scalar(
+            "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
+             VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM job_attempts WHERE job_id = ?1), ?2, ?3, ?4)
+             RETURNING number",
+        )
+        .bind(&job_id)
+        .bind(token.to_string())
+        .bind(worker.to_string())
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let id: JobId = parse_stored("job id", &job_id)?;
+        let job = self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("claimed job {id} vanished")))?;
+        Ok(Some(ClaimedJob { job, token, attempt: attempt as u32 }))
+    }
+
+    /// Renews the lease of a running attempt. `Err(LeaseLost)` tells the worker to stop: the job is no
+    /// longer its own.
+    pub async fn heartbeat(&self, job: JobId, token: AttemptToken, lease: Duration) -> Result<(), StoreError> {
+        let now = to_millis(Utc::now());
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .execute(&self.pool)
+        .await?;
+        fenced(done.rows_affected())
+    }
+
+    /// Records the attempt's success and the job's result.
+    pub async fn complete(&self, job: JobId, token: AttemptToken, result: &serde_json::Value) -> Result<(), StoreError> {
+        let now = to_millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', result = ?1, error_code = NULL, error_message = NULL,
+                 lease_token = NULL, lease_expires_at = NULL, finished_at = ?2, updated_at = ?2
+             WHERE id = ?3 AND lease_token = ?4 AND status = 'running'",
+        )
+        .bind(result.to_string())
+        .bind(now)
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .execute(&mut *tx)
+        .await?;
+        fenced(done.rows_affected())?;
+        finish_attempt(&mut tx, token, AttemptOutcome::Succeeded, None, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt. With `retry_after`, the job is queued again after that delay while it has
+    /// attempts left; otherwise (or when they are used up) it fails for good.
+    pub async fn fail(
+        &self,
+        job: JobId,
+        token: AttemptToken,
+        error: &JobError,
+        retry_after: Option<Duration>,
+    ) -> Result<JobStatus, StoreError> {
+        let now = to_millis(Utc::now());
+        let retry_at = retry_after.map(|d| now + d.as_millis() as i64);
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET
+                 status = CASE WHEN ?1 IS NOT NULL AND attempts_used < max_attempts THEN 'queued' ELSE 'failed' END,
+                 run_at = COALESCE(?1, run_at),
+                 finished_at = CASE WHEN ?1 IS NOT NULL AND attempts_used < max_attempts THEN NULL ELSE ?2 END,
+                 error_code = ?3, error_message = ?4, lease_token = NULL, lease_expires_at = NULL, updated_at = ?2
+             WHERE id = ?5 AND lease_token = ?6 AND status = 'running'
+             RETURNING status",
+        )
+        .bind(retry_at)
+        .bind(now)
+        .bind(&error.code)
+        .bind(&error.message)
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let status = status.ok_or(StoreError::LeaseLost)?;
+        finish_attempt(&mut tx, token, AttemptOutcome::Failed, Some(error), now).await?;
+        tx.commit().await?;
+        parse_stored("job status", &status)
+    }
+
+    /// Hands a running job back to the queue without counting the attempt (a worker shutting down).
+    pub async fn release(&self, job: JobId, token: AttemptToken) -> Result<(), StoreError> {
+        let now = to_millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts_used = attempts_used - 1, run_at = ?1,
+                 lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
+             WHERE id = ?2 AND lease_token = ?3 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .execute(&mut *tx)
+        .await?;
+        fenced(done.rows_affected())?;
+        finish_attempt(&mut tx, token, AttemptOutcome::Released, None, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn fenced(rows: u64) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost)
+    }
+}
+
+async fn finish_attempt(
+    tx: &mut sqlx::SqliteConnection,
+    token: AttemptToken,
+    outcome: AttemptOutcome,
+    error: Option<&JobError>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE job_attempts SET outcome = ?, finished_at = ?, error_code = ?, error_message = ?
+         WHERE token = ? AND outcome IS NULL",
+    )
+    .bind(outcome.as_str())
+    .bind(now)
+    .bind(error.map(|e| e.code.as_str()))
+    .bind(error.map(|e| e.message.as_str()))
+    .bind(token.to_string())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+fn error_from(code: Option<String>, message: Option<String>) -> Option<JobError> {
+    code.map(|code| JobError { code, message: message.unwrap_or_default() })
+}
+
+fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(from_millis).transpose()
+}
+
+fn job_from_row(row: &SqliteRow, attempts: Vec<Attempt>) -> Result<Job, StoreError> {
+    let input: String = row.try_get("input")?;
+    Ok(Job {
+        id: parse_stored("job id", &row.try_get::<String, _>("id")?)?,
+        workflow: parse_stored("workflow", &row.try_get::<String, _>("workflow")?)?,
+        input: serde_json::from_str(&input).map_err(|e| StoreError::Corrupt(format!("job input: {e}")))?,
+        status: parse_stored("job status", &row.try_get::<String, _>("status")?)?,
+        attempts,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        error: error_from(row.try_get("error_code")?, row.try_get("error_message")?),
+        created_at: from_millis(row.try_get("created_at")?)?,
+        started_at: opt_time(row.try_get("started_at")?)?,
+        finished_at: opt_time(row.try_get("finished_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
+    let outcome: Option<String> = row.try_get("outcome")?;
+    Ok(Attempt {
+        number: row.try_get::<i64, _>("number")? as u32,
+        worker_id: parse_stored("worker id", &row.try_get::<String, _>("worker_id")?)?,
+        started_at: from_millis(row.try_get("started_at")?)?,
+        finished_at: opt_time(row.try_get("finished_at")?)?,
+        outcome: outcome.map(|o| parse_stored("attempt outcome", &o)).transpose()?,
+        error: error_from(row.try_get("error_code")?, row.try_get("error_message")?),
+    })
+}

@@ -1,0 +1,158 @@
+//! The queue's semantics on the embedded SQLite backend: claims, fencing, lapsed leases, release, retry.
+
+use std::time::Duration;
+
+use nova_core::{AttemptOutcome, JobError, JobStatus, WorkerId, Workflow};
+use nova_store::{NewJob, Store, StoreError};
+use serde_json::json;
+
+struct Fixture {
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn store() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    Fixture { store, _dir: dir }
+}
+
+fn job(max_attempts: u32) -> NewJob {
+    NewJob { workflow: Workflow::InvoiceExtract, input: json!({"document_id": "doc_x"}), max_attempts }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_job_is_claimed_once_and_completes_with_its_result() {
+    let f = store().await;
+    let queued = f.store.enqueue(job(3)).await.unwrap();
+    assert_eq!(queued.status, JobStatus::Queued);
+    assert!(queued.attempts.is_empty());
+
+    let w = WorkerId::new();
+    let claimed = f.store.claim(w, LEASE).await.unwrap().expect("a ready job");
+    assert_eq!(claimed.job.id, queued.id);
+    assert_eq!(claimed.job.status, JobStatus::Running);
+    assert_eq!(claimed.attempt, 1);
+    assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none(), "claimed twice");
+
+    f.store.heartbeat(queued.id, claimed.token, LEASE).await.unwrap();
+    f.store.complete(queued.id, claimed.token, &json!({"ok": 1})).await.unwrap();
+    let done = f.store.get_job(queued.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert!(done.finished_at.is_some());
+    assert_eq!(done.attempts.len(), 1);
+    assert_eq!(done.attempts[0].worker_id, w);
+    assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Succeeded));
+    assert_eq!(f.store.job_result(queued.id).await.unwrap(), Some(json!({"ok": 1})));
+
+    // A finished job is never claimed again, and a second completion is refused.
+    assert!(f.store.claim(w, LEASE).await.unwrap().is_none());
+    assert!(matches!(f.store.complete(queued.id, claimed.token, &json!({})).await, Err(StoreError::LeaseLost)));
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_oldest_first() {
+    let f = store().await;
+    let first = f.store.enqueue(job(1)).await.unwrap();
+    let second = f.store.enqueue(job(1)).await.unwrap();
+    let w = WorkerId::new();
+    assert_eq!(f.store.claim(w, LEASE).await.unwrap().unwrap().job.id, first.id);
+    assert_eq!(f.store.claim(w, LEASE).await.unwrap().unwrap().job.id, second.id);
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out() {
+    let f = store().await;
+    let queued = f.store.enqueue(job(3)).await.unwrap();
+    let zombie = f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
+    let fresh = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("lapsed job reclaimed");
+    assert_eq!(fresh.job.id, queued.id);
+    assert_eq!(fresh.attempt, 2);
+    assert_ne!(fresh.token, zombie.token);
+
+    // Every write of the old attempt is refused.
+    assert!(matches!(f.store.heartbeat(queued.id, zombie.token, LEASE).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(f.store.complete(queued.id, zombie.token, &json!("late")).await, Err(StoreError::LeaseLost)));
+    let err = JobError { code: "x".into(), message: "y".into() };
+    assert!(matches!(f.store.fail(queued.id, zombie.token, &err, None).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(f.store.release(queued.id, zombie.token).await, Err(StoreError::LeaseLost)));
+
+    f.store.complete(queued.id, fresh.token, &json!("fresh")).await.unwrap();
+    let done = f.store.get_job(queued.id).await.unwrap().unwrap();
+    assert_eq!(f.store.job_result(queued.id).await.unwrap(), Some(json!("fresh")));
+    let outcomes: Vec<_> = done.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, [Some(AttemptOutcome::Failed), Some(AttemptOutcome::Succeeded)]);
+    assert_eq!(done.attempts[0].error.as_ref().unwrap().code, "lease_expired");
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_on_the_last_attempt_fails_the_job() {
+    let f = store().await;
+    let queued = f.store.enqueue(job(1)).await.unwrap();
+    f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
+    assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none());
+    let failed = f.store.get_job(queued.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "lease_expired");
+}
+
+#[tokio::test]
+async fn a_released_job_is_queued_again_without_using_an_attempt() {
+    let f = store().await;
+    let queued = f.store.enqueue(job(1)).await.unwrap();
+    let first = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    f.store.release(queued.id, first.token).await.unwrap();
+    assert_eq!(f.store.get_job(queued.id).await.unwrap().unwrap().status, JobStatus::Queued);
+    // max_attempts is 1, and the released attempt did not count.
+    let second = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("released job claimable");
+    assert_eq!(second.attempt, 2);
+    f.store.complete(queued.id, second.token, &json!(null)).await.unwrap();
+    let done = f.store.get_job(queued.id).await.unwrap().unwrap();
+    assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Released));
+}
+
+#[tokio::test]
+async fn a_failure_retries_while_attempts_remain_then_fails() {
+    let f = store().await;
+    let queued = f.store.enqueue(job(2)).await.unwrap();
+    let err = JobError { code: "blob_unavailable".into(), message: "try later".into() };
+    let a = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let status = f.store.fail(queued.id, a.token, &err, Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(status, JobStatus::Queued);
+    let b = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("retry is claimable");
+    let status = f.store.fail(queued.id, b.token, &err, Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(status, JobStatus::Failed, "attempts used up");
+    let failed = f.store.get_job(queued.id).await.unwrap().unwrap();
+    assert_eq!(failed.error, Some(err));
+    assert_eq!(failed.attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn a_delayed_retry_is_not_claimed_early_and_permanent_failures_do_not_retry() {
+    let f = store().await;
+    let queued = f.store.enqueue(job(5)).await.unwrap();
+    let err = JobError { code: "invalid_pdf".into(), message: "bad".into() };
+    let a = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    f.store.fail(queued.id, a.token, &err, Some(Duration::from_secs(3600))).await.unwrap();
+    assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none(), "claimed before its run_at");
+
+    let other = f.store.enqueue(job(5)).await.unwrap();
+    let b = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    assert_eq!(b.job.id, other.id);
+    assert_eq!(f.store.fail(other.id, b.token, &err, None).await.unwrap(), JobStatus::Failed);
+}
+
+#[tokio::test]
+async fn jobs_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = Store::open(dir.path()).await.unwrap();
+        let id = store.enqueue(job(1)).await.unwrap().id;
+        store.close().await;
+        id
+    };
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap().job.id, id);
+}
