@@ -41,7 +41,11 @@ impl FromStr for Workflow {
     type Err = UnknownWorkflow;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Workflow::ALL.iter().copied().find(|w| w.as_str() == s).ok_or_else(|| UnknownWorkflow(s.chars().take(80).collect()))
+        Workflow::ALL
+            .iter()
+            .copied()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| UnknownWorkflow(s.chars().take(80).collect()))
     }
 }
 

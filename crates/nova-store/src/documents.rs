@@ -39,12 +39,14 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        let row = sqlx::query("SELECT * FROM documents WHERE sha256 = ?").bind(sha.as_str()).fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM documents WHERE sha256 = ?").bind(sha.as_str()).fetch_one(&self.pool).await?;
         Ok((document_from_row(&row)?, inserted))
     }
 
     pub async fn get_document(&self, id: DocumentId) -> Result<Option<DocumentMeta>, StoreError> {
-        let row = sqlx::query("SELECT * FROM documents WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM documents WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?;
         row.as_ref().map(document_from_row).transpose()
     }
 

@@ -52,7 +52,8 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM jobs WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?
+        let Some(row) =
+            sqlx::query("SELECT * FROM jobs WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?
         else {
             return Ok(None);
         };
@@ -170,7 +171,12 @@ impl Store {
     }
 
     /// Records the attempt's success and the job's result.
-    pub async fn complete(&self, job: JobId, token: AttemptToken, result: &serde_json::Value) -> Result<(), StoreError> {
+    pub async fn complete(
+        &self,
+        job: JobId,
+        token: AttemptToken,
+        result: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         let now = to_millis(Utc::now());
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(

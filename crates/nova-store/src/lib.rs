@@ -71,11 +71,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(StoreError::Open)?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(StoreError::Open)?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(&data_dir.join("blobs"))?;
         Ok(Self { pool, blobs })

@@ -1,0 +1,360 @@
+//! Numbers and dates as invoices print them.
+//!
+//! Written by hand because the general crates do not fit: `rust_decimal` parses only the dot convention,
+//! and `chrono`'s format strings need the exact format known in advance, while an invoice's text mixes
+//! `1.234,56` and `1,234.56`, numeric and month-name dates, in English, German and French. The rules here
+//! decide the convention from the string itself and refuse what stays ambiguous.
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use chrono::{Datelike, NaiveDate};
+use regex::Regex;
+use rust_decimal::Decimal;
+
+/// Which order a numeric date like `03/04/2025` is read in when both readings are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DayMonthOrder {
+    /// 03/04/2025 is 3 April (Europe, most of the world).
+    DayFirst,
+    /// 03/04/2025 is 4 March (United States).
+    MonthFirst,
+}
+
+/// A date found in a line of text, with the byte range it occupied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FoundDate {
+    pub date: NaiveDate,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Parses an amount written in either decimal convention (`1.234,56`, `1,234.56`, `1 234,56`, `1'234.56`,
+/// `1234.5`, `-12,00`), keeping the scale as written. `None` when the separators make it ambiguous
+/// (`1.234` alone could be either) and the string is not a plain integer.
+pub(crate) fn parse_amount(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    let (negative, body) = match s.strip_prefix('-').or_else(|| s.strip_prefix('\u{2212}')) {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, s),
+    };
+    let body: String = body.chars().filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '\'' | '’')).collect();
+    if body.is_empty() || !body.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') {
+        return None;
+    }
+    if !body.starts_with(|c: char| c.is_ascii_digit()) || !body.ends_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let last_dot = body.rfind('.');
+    let last_comma = body.rfind(',');
+    let decimal_sep = match (last_dot, last_comma) {
+        (None, None) => None,
+        // Both present: the later one is the decimal separator.
+        (Some(d), Some(c)) => Some(if d > c { '.' } else { ',' }),
+        (Some(_), None) => single_kind_separator(&body, '.')?,
+        (None, Some(_)) => single_kind_separator(&body, ',')?,
+    };
+    let (int_part, frac_part) = match decimal_sep {
+        Some(sep) => {
+            let i = body.rfind(sep)?;
+            (&body[..i], &body[i + 1..])
+        }
+        None => (body.as_str(), ""),
+    };
+    // The integer part may only hold thousands separators of the other kind, in groups of three.
+    let groups: Vec<&str> = int_part.split(['.', ',']).collect();
+    if groups.len() > 1 && (groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3)) {
+        return None;
+    }
+    let digits: String = groups.concat();
+    let text = if frac_part.is_empty() { digits } else { format!("{digits}.{frac_part}") };
+    let value = Decimal::from_str(&text).ok()?;
+    Some(if negative { -value } else { value })
+}
+
+/// The decimal separator when only one kind of separator occurs: `Some(None)` when there is none (repeated
+/// means thousands, `1.234.567`), `None` when ambiguous (a single one followed by exactly three digits, as
+/// in `1.234`, unless the integer part is `0` or longer than three digits), else `Some(Some(sep))`.
+fn single_kind_separator(body: &str, sep: char) -> Option<Option<char>> {
+    if body.matches(sep).count() > 1 {
+        return Some(None);
+    }
+    let (int_part, frac) = body.split_once(sep)?;
+    if frac.len() == 3 && int_part != "0" && int_part.len() <= 3 {
+        return None;
+    }
+    Some(Some(sep))
+}
+
+/// Parses a decimal as e-invoice XML writes it: a dot, an optional sign, no grouping; scale kept.
+pub(crate) fn parse_xml_decimal(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    Decimal::from_str(s).ok()
+}
+
+/// Parses a date that is the whole string (trimmed).
+#[cfg(test)]
+pub(crate) fn parse_date(s: &str, order: DayMonthOrder) -> Option<NaiveDate> {
+    let s = s.trim();
+    find_dates(s, order).into_iter().find(|d| d.start == 0 && d.end == s.len()).map(|d| d.date)
+}
+
+/// Parses CII's `udt:DateTimeString` (format 102, `YYYYMMDD`; also tolerates ISO `YYYY-MM-DD`).
+pub(crate) fn parse_compact_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return ymd(&s[..4], &s[4..6], &s[6..]);
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Every date in a line of text, in order of position, non-overlapping.
+pub(crate) fn find_dates(line: &str, order: DayMonthOrder) -> Vec<FoundDate> {
+    let mut found: Vec<FoundDate> = Vec::new();
+    let mut push = |date: Option<NaiveDate>, m: regex::Match<'_>| {
+        if let Some(date) = date.filter(plausible_year) {
+            if !found.iter().any(|f| m.start() < f.end && f.start < m.end()) {
+                found.push(FoundDate { date, start: m.start(), end: m.end() });
+            }
+        }
+    };
+    for c in ISO_DATE.captures_iter(line) {
+        push(ymd(&c[1], &c[2], &c[3]), c.get(0).expect("group 0"));
+    }
+    for c in NUMERIC_DATE.captures_iter(line) {
+        let (a, sep, b, y) = (&c[1], &c[2], &c[3], &c[4]);
+        let (a, b) = (a.parse::<u32>().ok(), b.parse::<u32>().ok());
+        let date = match (a, b) {
+            (Some(a), Some(b)) => {
+                let year = full_year(y);
+                // A dot is only ever day-first; otherwise an impossible month decides, then the hint.
+                let day_first = sep == "." || a > 12 || (b <= 12 && order == DayMonthOrder::DayFirst);
+                let (d, m) = if day_first { (a, b) } else { (b, a) };
+                year.and_then(|y| NaiveDate::from_ymd_opt(y, m, d))
+            }
+            _ => None,
+        };
+        push(date, c.get(0).expect("group 0"));
+    }
+    for c in DAY_MONTH_YEAR.captures_iter(line) {
+        let date = month_number(&c[2]).and_then(|m| dmy_parts(&c[1], m, &c[3]));
+        push(date, c.get(0).expect("group 0"));
+    }
+    for c in MONTH_DAY_YEAR.captures_iter(line) {
+        let date = month_number(&c[1]).and_then(|m| dmy_parts(&c[2], m, &c[3]));
+        push(date, c.get(0).expect("group 0"));
+    }
+    found.sort_by_key(|f| f.start);
+    found
+}
+
+/// The month names and abbreviations this module reads, lowercase, with their month number.
+const MONTHS: &[(&str, u32)] = &[
+    // English
+    ("january", 1),
+    ("february", 2),
+    ("march", 3),
+    ("april", 4),
+    ("may", 5),
+    ("june", 6),
+    ("july", 7),
+    ("august", 8),
+    ("september", 9),
+    ("october", 10),
+    ("november", 11),
+    ("december", 12),
+    ("jan", 1),
+    ("feb", 2),
+    ("mar", 3),
+    ("apr", 4),
+    ("jun", 6),
+    ("jul", 7),
+    ("aug", 8),
+    ("sep", 9),
+    ("sept", 9),
+    ("oct", 10),
+    ("nov", 11),
+    ("dec", 12),
+    // German
+    ("januar", 1),
+    ("jänner", 1),
+    ("februar", 2),
+    ("märz", 3),
+    ("maerz", 3),
+    ("mai", 5),
+    ("juni", 6),
+    ("juli", 7),
+    ("oktober", 10),
+    ("dezember", 12),
+    ("mär", 3),
+    ("mrz", 3),
+    ("okt", 10),
+    ("dez", 12),
+    // French
+    ("janvier", 1),
+    ("février", 2),
+    ("fevrier", 2),
+    ("mars", 3),
+    ("avril", 4),
+    ("juin", 6),
+    ("juillet", 7),
+    ("août", 8),
+    ("aout", 8),
+    ("septembre", 9),
+    ("octobre", 10),
+    ("novembre", 11),
+    ("décembre", 12),
+    ("decembre", 12),
+    ("janv", 1),
+    ("févr", 2),
+    ("fevr", 2),
+    ("avr", 4),
+    ("juil", 7),
+    ("déc", 12),
+];
+
+fn month_number(name: &str) -> Option<u32> {
+    let name = name.trim_end_matches('.').to_lowercase();
+    MONTHS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+}
+
+/// The alternation of all month names, longest first so that `september` wins over `sep`.
+static MONTH_ALTERNATION: LazyLock<String> = LazyLock::new(|| {
+    let mut names: Vec<&str> = MONTHS.iter().map(|(n, _)| *n).collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.chars().count()));
+    names.iter().map(|n| regex::escape(n)).collect::<Vec<_>>().join("|")
+});
+
+static ISO_DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b").expect("valid regex"));
+static NUMERIC_DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{1,2})([./-])(\d{1,2})[./-](\d{4}|\d{2})\b").expect("valid regex"));
+static DAY_MONTH_YEAR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i)\b(\d{{1,2}})(?:st|nd|rd|th|er)?\.?[\s-]+({})\.?,?[\s-]+(\d{{4}})\b", *MONTH_ALTERNATION))
+        .expect("valid regex")
+});
+static MONTH_DAY_YEAR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i)\b({})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", *MONTH_ALTERNATION))
+        .expect("valid regex")
+});
+
+fn ymd(y: &str, m: &str, d: &str) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+}
+
+fn dmy_parts(d: &str, month: u32, y: &str) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(y.parse().ok()?, month, d.parse().ok()?)
+}
+
+/// Two-digit years are this century; invoices from the 1900s are not NOVA's concern.
+fn full_year(y: &str) -> Option<i32> {
+    let n: i32 = y.parse().ok()?;
+    Some(if y.len() == 2 { 2000 + n } else { n })
+}
+
+fn plausible_year(date: &NaiveDate) -> bool {
+    (1990..=2100).contains(&date.year())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_amount(input: &str, expected: Option<&str>) {
+        let got = parse_amount(input).map(|d| d.to_string());
+        assert_eq!(got.as_deref(), expected, "parse_amount({input:?})");
+    }
+
+    #[test]
+    fn amounts_in_both_conventions() {
+        check_amount("681.87", Some("681.87"));
+        check_amount("1.234,56", Some("1234.56"));
+        check_amount("1,234.56", Some("1234.56"));
+        check_amount("1 234,56", Some("1234.56"));
+        check_amount("1\u{a0}234,56", Some("1234.56"));
+        check_amount("1'234.50", Some("1234.50"));
+        check_amount("12.345.678,90", Some("12345678.90"));
+        check_amount("12,345,678.90", Some("12345678.90"));
+        check_amount("80,65", Some("80.65"));
+        check_amount("0,125", Some("0.125"));
+        check_amount("1234.5", Some("1234.5"));
+        check_amount("1234", Some("1234"));
+        check_amount("1.234.567", Some("1234567"));
+        check_amount("-12,00", Some("-12.00"));
+        check_amount("191.00000", Some("191.00000"));
+        check_amount("1234,567", Some("1234.567"));
+    }
+
+    #[test]
+    fn ambiguous_or_malformed_amounts_are_refused() {
+        check_amount("1.234", None);
+        check_amount("1,234", None);
+        check_amount("12,34,56.00", None);
+        check_amount("1.2345,00", None);
+        check_amount("", None);
+        check_amount("abc", None);
+        check_amount("12.", None);
+        check_amount(".5", None);
+        check_amount("1,2.3,4", None);
+    }
+
+    fn check_date(input: &str, order: DayMonthOrder, expected: Option<&str>) {
+        let got = parse_date(input, order).map(|d| d.to_string());
+        assert_eq!(got.as_deref(), expected, "parse_date({input:?}, {order:?})");
+    }
+
+    #[test]
+    fn numeric_dates() {
+        use DayMonthOrder::*;
+        check_date("2026-02-17", DayFirst, Some("2026-02-17"));
+        check_date("2026/02/17", MonthFirst, Some("2026-02-17"));
+        check_date("17.02.2026", MonthFirst, Some("2026-02-17"));
+        check_date("03.04.2025", MonthFirst, Some("2025-04-03"));
+        check_date("31/08/2022", MonthFirst, Some("2022-08-31"));
+        check_date("08/31/2022", DayFirst, Some("2022-08-31"));
+        check_date("03/04/2025", DayFirst, Some("2025-04-03"));
+        check_date("03/04/2025", MonthFirst, Some("2025-03-04"));
+        check_date("02/17/26", DayFirst, Some("2026-02-17"));
+        check_date("1.2.2020", DayFirst, Some("2020-02-01"));
+        check_date("17-02-2026", DayFirst, Some("2026-02-17"));
+        check_date("31.02.2026", DayFirst, None);
+        check_date("13/13/2020", DayFirst, None);
+        check_date("2026-13-01", DayFirst, None);
+        check_date("12.34.56", DayFirst, None);
+    }
+
+    #[test]
+    fn dates_with_month_names() {
+        use DayMonthOrder::*;
+        check_date("February 17, 2026", DayFirst, Some("2026-02-17"));
+        check_date("Sep 13, 2022", DayFirst, Some("2022-09-13"));
+        check_date("13 Sep, 2022", DayFirst, Some("2022-09-13"));
+        check_date("17 February 2026", MonthFirst, Some("2026-02-17"));
+        check_date("3rd March 2021", DayFirst, Some("2021-03-03"));
+        check_date("17. Februar 2026", DayFirst, Some("2026-02-17"));
+        check_date("1. März 2024", DayFirst, Some("2024-03-01"));
+        check_date("5. Okt. 2023", DayFirst, Some("2023-10-05"));
+        check_date("17 février 2026", DayFirst, Some("2026-02-17"));
+        check_date("1er août 2023", DayFirst, Some("2023-08-01"));
+        check_date("12 DÉCEMBRE 2022", DayFirst, Some("2022-12-12"));
+        check_date("17-Feb-2026", DayFirst, Some("2026-02-17"));
+        check_date("Februar 2026", DayFirst, None);
+        check_date("30 February 2026", DayFirst, None);
+    }
+
+    #[test]
+    fn dates_are_found_inside_lines_in_order() {
+        let found = find_dates("Billing Period— Sep 13, 2022 to 13.09.2023", DayMonthOrder::DayFirst);
+        let dates: Vec<String> = found.iter().map(|f| f.date.to_string()).collect();
+        assert_eq!(dates, ["2022-09-13", "2023-09-13"]);
+        assert!(find_dates("Invoice 103767, phone 999 / 9 99 99 99", DayMonthOrder::DayFirst).is_empty());
+    }
+
+    #[test]
+    fn compact_xml_dates() {
+        assert_eq!(parse_compact_date("20260217"), NaiveDate::from_ymd_opt(2026, 2, 17));
+        assert_eq!(parse_compact_date(" 2026-02-17 "), NaiveDate::from_ymd_opt(2026, 2, 17));
+        assert_eq!(parse_compact_date("2026021"), None);
+    }
+}

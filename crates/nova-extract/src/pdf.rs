@@ -1,0 +1,290 @@
+//! PDF access: loading, page count, embedded e-invoice files and the text layer.
+//!
+//! This is the only module that touches `lopdf` and `pdf-extract`. Both are lenient parsers with `unwrap`s
+//! and index arithmetic inside, so every call into them goes through [`guarded`], which turns a panic into
+//! [`ExtractError::InvalidPdf`]. Walks over the object graph are bounded in depth and in nodes, because a
+//! hostile PDF can make its name tree cyclic or huge.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use lopdf::{Dictionary, Document, Object, ObjectId};
+
+use crate::ExtractError;
+
+/// Largest embedded XML we inflate. Real e-invoices are a few hundred KiB at most; the cap stops a
+/// compression bomb from taking the worker's memory.
+const MAX_EMBEDDED_BYTES: u64 = 16 * 1024 * 1024;
+/// Name trees deeper than this are treated as broken.
+const MAX_TREE_DEPTH: usize = 16;
+/// Upper bound on name-tree nodes and file specifications visited.
+const MAX_TREE_NODES: usize = 4096;
+/// Pages whose text we read. Invoices are short; the first pages hold the header and the totals usually
+/// come before page 20 as well.
+const MAX_TEXT_PAGES: u32 = 20;
+/// Fewer letters and digits than this in the whole text layer means there is no usable text layer.
+const MIN_TEXT_CHARS: usize = 16;
+
+/// File names that the Factur-X, ZUGFeRD 1.x/2.x and XRechnung specifications give the invoice XML, in
+/// lowercase; preferred over any other XML attachment.
+const EINVOICE_FILE_NAMES: &[&str] = &["factur-x.xml", "zugferd-invoice.xml", "xrechnung.xml", "order-x.xml"];
+
+/// A loaded, structurally valid PDF.
+pub(crate) struct PdfFile {
+    doc: Document,
+}
+
+/// One XML file attached to a PDF.
+pub(crate) struct EmbeddedFile {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+impl PdfFile {
+    /// Parses the bytes; a PDF without a catalog or without pages is refused, since lenient loading turns
+    /// some garbage into an empty document instead of an error.
+    pub fn open(bytes: &[u8]) -> Result<Self, ExtractError> {
+        let mut doc = guarded("loading", || Document::load_mem(bytes).map_err(|e| e.to_string()))?;
+        if doc.is_encrypted() {
+            // Many invoices are "encrypted" with an empty user password only to forbid editing.
+            guarded("decrypting", || doc.decrypt("").map_err(|e| format!("encrypted with a password ({e})")))?;
+        }
+        let file = Self { doc };
+        if file.doc.catalog().is_err() {
+            return Err(invalid("no document catalog"));
+        }
+        if file.page_count() == 0 {
+            return Err(invalid("no pages"));
+        }
+        Ok(file)
+    }
+
+    pub fn page_count(&self) -> u32 {
+        catch_unwind(AssertUnwindSafe(|| self.doc.get_pages().len()))
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    }
+
+    /// The XML attachments, the conventional e-invoice names first. Broken attachments are skipped.
+    pub fn embedded_xml_files(&self) -> Vec<EmbeddedFile> {
+        let specs = catch_unwind(AssertUnwindSafe(|| self.file_specs())).unwrap_or_default();
+        let mut files: Vec<EmbeddedFile> = specs
+            .into_iter()
+            .filter_map(|(name, stream_id)| {
+                let data = self.stream_data(stream_id)?;
+                looks_like_xml(&data).then_some(EmbeddedFile { name, data })
+            })
+            .collect();
+        if files.is_empty() {
+            // A PDF whose name tree is broken may still hold the file: look at every embedded-file stream.
+            files = catch_unwind(AssertUnwindSafe(|| self.loose_embedded_streams())).unwrap_or_default();
+        }
+        files.sort_by_key(|f| !EINVOICE_FILE_NAMES.contains(&f.name.to_lowercase().as_str()));
+        files
+    }
+
+    /// The text layer of the first pages, pages separated by a blank line.
+    ///
+    /// A page that fails is skipped; the PDF is invalid only when every page fails, and has no text layer
+    /// when the pages that did work hold almost no letters or digits.
+    pub fn text(&self) -> Result<String, ExtractError> {
+        let mut text = String::new();
+        let mut failures = Vec::new();
+        let pages: Vec<u32> = self.doc.get_pages().keys().copied().take(MAX_TEXT_PAGES as usize).collect();
+        for page in &pages {
+            let result = guarded("reading the text layer", || {
+                let mut page_text = String::new();
+                let mut output = pdf_extract::PlainTextOutput::new(&mut page_text);
+                pdf_extract::output_doc_page(&self.doc, &mut output, *page).map_err(|e| e.to_string())?;
+                Ok(page_text)
+            });
+            match result {
+                Ok(page_text) => {
+                    text.push_str(&page_text);
+                    text.push_str("\n\n");
+                }
+                Err(err) => failures.push(err),
+            }
+        }
+        if !pages.is_empty() && failures.len() == pages.len() {
+            return Err(failures.swap_remove(0));
+        }
+        if text.chars().filter(|c| c.is_alphanumeric()).count() < MIN_TEXT_CHARS {
+            return Err(ExtractError::NoText);
+        }
+        Ok(text)
+    }
+
+    /// File specifications reachable from the catalog's EmbeddedFiles name tree and its `/AF` array, as
+    /// (file name, embedded stream id), without duplicates.
+    fn file_specs(&self) -> Vec<(String, ObjectId)> {
+        let mut specs = Vec::new();
+        let mut budget = MAX_TREE_NODES;
+        let Ok(catalog) = self.doc.catalog() else { return specs };
+        if let Some(tree) =
+            self.deref_dict(catalog.get(b"Names").ok()).and_then(|names| names.get(b"EmbeddedFiles").ok())
+        {
+            let mut seen = HashSet::new();
+            self.walk_name_tree(tree, 0, &mut budget, &mut seen, &mut specs);
+        }
+        if let Some(Object::Array(af)) = catalog.get(b"AF").ok().map(|o| self.deref(o)) {
+            for spec in af.iter().take(budget) {
+                self.push_file_spec(spec, &mut specs);
+            }
+        }
+        let mut seen_streams = HashSet::new();
+        specs.retain(|(_, id)| seen_streams.insert(*id));
+        specs
+    }
+
+    fn walk_name_tree(
+        &self,
+        node: &Object,
+        depth: usize,
+        budget: &mut usize,
+        seen: &mut HashSet<ObjectId>,
+        out: &mut Vec<(String, ObjectId)>,
+    ) {
+        if depth > MAX_TREE_DEPTH || *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        if let Object::Reference(id) = node {
+            if !seen.insert(*id) {
+                return; // a cycle
+            }
+        }
+        let Some(dict) = self.deref_dict(Some(node)) else { return };
+        if let Some(Object::Array(names)) = dict.get(b"Names").ok().map(|o| self.deref(o)) {
+            // [name1 spec1 name2 spec2 ...]
+            for spec in names.iter().skip(1).step_by(2).take(*budget) {
+                self.push_file_spec(spec, out);
+            }
+        }
+        if let Some(Object::Array(kids)) = dict.get(b"Kids").ok().map(|o| self.deref(o)) {
+            for kid in kids {
+                self.walk_name_tree(kid, depth + 1, budget, seen, out);
+            }
+        }
+    }
+
+    /// Reads one file specification: its name (`/UF`, else `/F`) and the stream under `/EF`.
+    fn push_file_spec(&self, spec: &Object, out: &mut Vec<(String, ObjectId)>) {
+        let Some(spec) = self.deref_dict(Some(spec)) else { return };
+        let name = [b"UF".as_slice(), b"F"]
+            .iter()
+            .find_map(|key| match spec.get(key).ok().map(|o| self.deref(o)) {
+                Some(Object::String(bytes, _)) => Some(decode_pdf_string(bytes)),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let Some(ef) = self.deref_dict(spec.get(b"EF").ok()) else { return };
+        let stream =
+            [b"F".as_slice(), b"UF"].iter().find_map(|key| ef.get(key).ok().and_then(|o| o.as_reference().ok()));
+        if let Some(id) = stream {
+            out.push((name, id));
+        }
+    }
+
+    /// Every stream with `/Type /EmbeddedFile` that holds XML, for PDFs whose name tree is broken.
+    fn loose_embedded_streams(&self) -> Vec<EmbeddedFile> {
+        self.doc
+            .objects
+            .iter()
+            .filter(|(_, obj)| {
+                matches!(obj, Object::Stream(s) if s.dict.get(b"Type").and_then(Object::as_name).is_ok_and(|n| n == b"EmbeddedFile"))
+            })
+            .take(MAX_TREE_NODES)
+            .filter_map(|(id, _)| self.stream_data(*id))
+            .filter(|data| looks_like_xml(data))
+            .map(|data| EmbeddedFile { name: String::new(), data })
+            .collect()
+    }
+
+    /// The decoded content of a stream object: inflated with a size cap for `/FlateDecode` (the only filter
+    /// e-invoice writers use), raw when unfiltered, and `None` for anything else.
+    fn stream_data(&self, id: ObjectId) -> Option<Vec<u8>> {
+        let Ok(Object::Stream(stream)) = self.doc.get_object(id) else { return None };
+        let filters: Vec<Vec<u8>> = match stream.dict.get(b"Filter").ok().map(|o| self.deref(o)) {
+            None => Vec::new(),
+            Some(Object::Name(name)) => vec![name.clone()],
+            Some(Object::Array(names)) => names.iter().filter_map(|n| n.as_name().ok().map(<[u8]>::to_vec)).collect(),
+            Some(_) => return None,
+        };
+        match filters.as_slice() {
+            [] => Some(stream.content.clone()),
+            [only] if only == b"FlateDecode" || only == b"Fl" => inflate_capped(&stream.content),
+            _ => None,
+        }
+    }
+
+    fn deref<'a>(&'a self, obj: &'a Object) -> &'a Object {
+        self.doc.dereference(obj).map(|(_, o)| o).unwrap_or(obj)
+    }
+
+    fn deref_dict<'a>(&'a self, obj: Option<&'a Object>) -> Option<&'a Dictionary> {
+        self.deref(obj?).as_dict().ok()
+    }
+}
+
+/// Runs a call into a PDF library, turning its errors and panics into [`ExtractError::InvalidPdf`].
+fn guarded<T>(step: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, ExtractError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(reason)) => Err(invalid(&format!("{step}: {reason}"))),
+        Err(_) => Err(invalid(&format!("{step}: the PDF parser failed on malformed data"))),
+    }
+}
+
+fn invalid(reason: &str) -> ExtractError {
+    ExtractError::InvalidPdf { reason: reason.to_string() }
+}
+
+/// Inflates zlib data, giving up (rather than truncating silently) past [`MAX_EMBEDDED_BYTES`].
+fn inflate_capped(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut reader = flate2::read::ZlibDecoder::new(data).take(MAX_EMBEDDED_BYTES + 1);
+    reader.read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= MAX_EMBEDDED_BYTES).then_some(out)
+}
+
+/// PDF text strings are UTF-16BE with a byte-order mark, or PDFDocEncoding (close enough to Latin-1 for
+/// file names).
+fn decode_pdf_string(bytes: &[u8]) -> String {
+    if let Some(utf16) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let units: Vec<u16> = utf16.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        return String::from_utf16_lossy(&units);
+    }
+    if let Some(utf8) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        return String::from_utf8_lossy(utf8).into_owned();
+    }
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+fn looks_like_xml(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(512)];
+    let start = head.iter().position(|b| !b.is_ascii_whitespace() && !matches!(b, 0xEF | 0xBB | 0xBF));
+    start.is_some_and(|i| head[i] == b'<')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pdf_strings_decode_from_utf16_and_latin1() {
+        assert_eq!(decode_pdf_string(b"\xFE\xFF\0f\0a\0c\0t"), "fact");
+        assert_eq!(decode_pdf_string(b"factur-x.xml"), "factur-x.xml");
+    }
+
+    #[test]
+    fn inflation_refuses_oversized_output() {
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b'a'; (MAX_EMBEDDED_BYTES + 10) as usize]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(inflate_capped(&bomb).is_none());
+    }
+}

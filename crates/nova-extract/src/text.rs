@@ -1,0 +1,643 @@
+//! Generic rules over an invoice's text: labels in English, German and French, the value beside or below
+//! them.
+//!
+//! The rules know no vendor. Each field is found by a label (`Invoice number`, `Rechnungsnummer`,
+//! `Facture n°`, ...) and a value of the right shape on the same line after it, or in the same column of the
+//! next line when the text is laid out as a table. A field whose value cannot be found with confidence stays
+//! `None`: a wrong value is worse than a missing one. Every field that is set gets a confidence.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono::NaiveDate;
+use nova_core::{Invoice, Party};
+use regex::Regex;
+use rust_decimal::Decimal;
+
+use crate::parse::{find_dates, parse_amount, DayMonthOrder};
+
+/// Extracts the core fields from the text of one invoice.
+pub(crate) fn extract(text: &str) -> Invoice {
+    let doc = Text::new(text);
+    let mut invoice = Invoice { source: Some("text".to_string()), ..Invoice::default() };
+
+    if let Some((number, confidence)) = invoice_number(&doc) {
+        invoice.invoice_number = Some(number);
+        invoice.confidence.insert("invoice_number".into(), confidence);
+    }
+    if let Some((date, confidence)) = issue_date(&doc) {
+        invoice.issue_date = Some(date);
+        invoice.confidence.insert("issue_date".into(), confidence);
+    }
+    let total = grand_total(&doc);
+    if let Some(total) = &total {
+        invoice.totals.grand_total = Some(total.value);
+        invoice.confidence.insert("totals.grand_total".into(), total.confidence);
+    }
+    if let Some((currency, confidence)) = currency(&doc, total.as_ref().map(|t| t.line)) {
+        invoice.currency = Some(currency.to_string());
+        invoice.confidence.insert("currency".into(), confidence);
+    }
+    if let Some((name, confidence)) = seller_name(&doc) {
+        invoice.seller = Some(Party { name: Some(name), ..Party::default() });
+        invoice.confidence.insert("seller.name".into(), confidence);
+    }
+    invoice
+}
+
+/// The text split into lines, and each line into cells (runs separated by wide gaps), prepared once.
+struct Text<'a> {
+    lines: Vec<&'a str>,
+    order: DayMonthOrder,
+}
+
+impl<'a> Text<'a> {
+    fn new(text: &'a str) -> Self {
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        // US dollars without euros suggest US month-first dates; anything else is read day-first.
+        let order = if (text.contains("USD") || text.contains('$')) && !text.contains('€') && !text.contains("EUR") {
+            DayMonthOrder::MonthFirst
+        } else {
+            DayMonthOrder::DayFirst
+        };
+        Self { lines, order }
+    }
+
+    /// The next line after `i` that is not blank, within two lines.
+    fn next_nonblank(&self, i: usize) -> Option<usize> {
+        (i + 1..self.lines.len().min(i + 3)).find(|&j| !self.lines[j].trim().is_empty())
+    }
+
+    /// For a label that starts at byte `at` in line `i`: the cell in the same column on the next line, when
+    /// both lines split into the same number of cells (a header row over a value row).
+    fn value_below(&self, i: usize, at: usize) -> Option<&'a str> {
+        let below = self.next_nonblank(i)?;
+        let header = cells(self.lines[i]);
+        let values = cells(self.lines[below]);
+        if header.len() < 2 || header.len() != values.len() {
+            return None;
+        }
+        let column = header.iter().position(|(start, cell)| (*start..*start + cell.len()).contains(&at))?;
+        Some(values[column].1)
+    }
+}
+
+/// A line's cells: runs of text separated by two or more spaces, a tab, a vertical bar or a spaced dash
+/// (`Seller SARL - 12 rue ... - Lyon`), with their byte offsets.
+fn cells(line: &str) -> Vec<(usize, &str)> {
+    CELL_GAP
+        .split(line)
+        .map(|cell| (cell.as_ptr() as usize - line.as_ptr() as usize, cell))
+        .map(|(start, cell)| {
+            let trimmed = cell.trim_start();
+            (start + cell.len() - trimmed.len(), trimmed.trim_end())
+        })
+        .filter(|(_, cell)| !cell.is_empty())
+        .collect()
+}
+
+static CELL_GAP: LazyLock<Regex> = LazyLock::new(|| regex(r"\s{2,}|\t|\s\|\s|\s[-–]\s"));
+
+fn regex(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the patterns in this module are valid")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Invoice number
+
+/// `Invoice number`, `Invoice No.`, `Invoice #`, `Rechnungsnummer`, `Rechnungs-Nr.`, `Facture n°`,
+/// `Numéro de facture`, `N° de facture`, `Factuurnummer`, `Faktura nr`, `Belegnummer`.
+static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(?:(?:invoice|inv|bill|receipt|credit\s*note|rechnungs?|gutschrift|beleg|facture|avoir|factuur|faktura|factura)\s*-?\s*(?:number|nummer|numéro|numero|num\.?|no\.?|nr\.?|n°|nº|#|id)|(?:numéro|n°|no\.?)\s*(?:de\s*(?:la\s*)?)?(?:facture|l'avoir|avoir))(?:[^\p{L}\p{N}\n]|$)",
+    )
+});
+/// A document title, then only dates, codes and punctuation, then `Nr.`/`No.`/`#`:
+/// `Handelsrechnung (380) 05.06.2018   Nr. 471102`.
+static TITLE_THEN_NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b\p{L}*(?:rechnung|invoice|facture|gutschrift|avoir)\p{L}*(?:\s\p{Ll}+)?[^\p{L}\n]{0,40}(?:nr\.|no\.|n°|#)",
+    )
+});
+/// A line that starts with the document title followed directly by its number: `Invoice 103767`,
+/// `Rechnung RE-2024/17`.
+static TITLE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"^\s*(?i:invoice|tax\s+invoice|rechnung|facture|credit\s+note|gutschrift|avoir)\s+([A-Za-z0-9][A-Za-z0-9/_.\-]*)\s*$",
+    )
+});
+/// The invoice-number token itself.
+static NUMBER_TOKEN: LazyLock<Regex> = LazyLock::new(|| regex(r"^[\s:#.\-—–]*([A-Za-z0-9][A-Za-z0-9/_.\-]*)"));
+
+fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
+    for (i, line) in doc.lines.iter().enumerate() {
+        for label in NUMBER_LABEL.find_iter(line) {
+            let rest = &line[label.end()..];
+            if let Some(number) = NUMBER_TOKEN.captures(rest).and_then(|c| number_like(&c[1], doc.order)) {
+                return Some((number, 0.9));
+            }
+            if let Some(number) = doc.value_below(i, label.start()).and_then(|v| number_like(v, doc.order)) {
+                return Some((number, 0.7));
+            }
+        }
+    }
+    for line in &doc.lines {
+        if let Some(m) = TITLE_THEN_NUMBER_LABEL.find(line) {
+            if let Some(number) = NUMBER_TOKEN.captures(&line[m.end()..]).and_then(|c| number_like(&c[1], doc.order)) {
+                return Some((number, 0.8));
+            }
+        }
+    }
+    doc.lines
+        .iter()
+        .find_map(|line| TITLE_NUMBER.captures(line).and_then(|c| number_like(&c[1], doc.order)))
+        .map(|number| (number, 0.75))
+}
+
+/// A plausible invoice number: one token with a digit, not a date, not absurdly long.
+fn number_like(token: &str, order: DayMonthOrder) -> Option<String> {
+    let token = token.trim().trim_end_matches(['.', ',', ':']);
+    let plausible = (1..=32).contains(&token.len())
+        && !token.contains(char::is_whitespace)
+        && token.chars().any(|c| c.is_ascii_digit())
+        && find_dates(token, order).is_empty();
+    plausible.then(|| token.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue date
+
+/// Labels that name the issue date itself.
+static STRONG_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(?:invoice\s*date|date\s*of\s*(?:issue|invoice)|issue\s*date|date\s*issued|issued\s*(?:on|date)?|billing\s*date|rechnungsdatum|belegdatum|ausstellungsdatum|date\s*(?:de\s*(?:la\s*)?)?facture|date\s*d'émission|date\s*d'emission|factuurdatum|data\s*wystawienia)\b",
+    )
+});
+/// `Date`, `Datum`: the issue date unless something nearby says otherwise.
+static WEAK_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:date|datum)\b"));
+/// Words that make a date some other date (due, delivery, order, period, payment).
+static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:due|fällig|faellig|échéance|echeance|payment|paid|zahl|deliver|liefer|leistung|shipment|ship|period|zeitraum|order|bestell|auftrag|next|expir|valid|start|end|from|until|bis|commande|livraison|print|druck)",
+    )
+});
+
+/// `Rechnung Nr. 5 vom 16.09.2019`, `Facture n° 12 du 3 mars 2024`, `Invoice No. 7 dated 1 May 2024`.
+static NUMBER_THEN_DATE: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\s(?:vom|du|dated|of)\s"));
+
+fn issue_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
+    dated_number_line(doc)
+        .or_else(|| labelled_date(doc, &STRONG_DATE_LABEL, 0.9))
+        .or_else(|| labelled_date(doc, &WEAK_DATE_LABEL, 0.75))
+        .or_else(|| first_unlabelled_date(doc))
+}
+
+/// The date introduced by `vom`/`du`/`dated` right after the invoice number on its title line.
+fn dated_number_line(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
+    doc.lines.iter().find_map(|line| {
+        let label = NUMBER_LABEL.find(line).or_else(|| TITLE_THEN_NUMBER_LABEL.find(line))?;
+        let rest = &line[label.end()..];
+        let dated = NUMBER_THEN_DATE.find(rest).filter(|m| m.start() <= 40)?;
+        let found = find_dates(&rest[dated.end()..], doc.order).into_iter().next().filter(|f| f.start == 0)?;
+        Some((found.date, 0.85))
+    })
+}
+
+/// The first date right after a label (or in the same column below it) whose label is not qualified as
+/// another kind of date.
+fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(NaiveDate, f32)> {
+    for (i, line) in doc.lines.iter().enumerate() {
+        for m in label.find_iter(line) {
+            let before = &line[floor_char_boundary(line, m.start().saturating_sub(16))..m.start()];
+            if OTHER_DATE.is_match(before) || OTHER_DATE.is_match(m.as_str()) {
+                continue;
+            }
+            let rest = &line[m.end()..];
+            // The date must follow the label closely, not be the next column's value.
+            if let Some(found) = find_dates(rest, doc.order).into_iter().next().filter(|f| f.start <= 24) {
+                if !OTHER_DATE.is_match(&rest[..found.start]) {
+                    return Some((found.date, confidence));
+                }
+            }
+            let below = doc.value_below(i, m.start()).and_then(|v| find_dates(v, doc.order).into_iter().next());
+            if let Some(found) = below {
+                return Some((found.date, confidence - 0.1));
+            }
+        }
+    }
+    None
+}
+
+/// Without any label: the first date in the document on a line that does not name another kind of date.
+/// Invoices print their date near the top; weaker evidence, so a lower confidence.
+fn first_unlabelled_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
+    doc.lines
+        .iter()
+        .filter(|line| !OTHER_DATE.is_match(line))
+        .find_map(|line| find_dates(line, doc.order).into_iter().next())
+        .map(|found| (found.date, 0.5))
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Grand total
+
+struct Total {
+    value: Decimal,
+    line: usize,
+    confidence: f32,
+}
+
+/// Labels of the total including tax, strongest first. Amount-due labels come last: a paid invoice shows
+/// an amount due of zero beside its real total.
+static TOTAL_LABELS: LazyLock<[(Regex, f32); 3]> = LazyLock::new(|| {
+    [
+        (
+            regex(
+                r"(?i)(?:grand\s*total|total\s*(?:amount|incl|inc\.|including|\(incl|ttc|gross|invoice|due|to\s*pay|payable)|invoice\s*(?:total|amount)|amount\s*total|total\s+\S+\s+incl|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|bruttobetrag|brutto\s*summe|endbetrag|gesamt\s*brutto|summe\s*brutto|brutto\s*gesamt|montant\s*(?:total\s*)?ttc|total\s*ttc|net\s*à\s*payer|totaal|razem\s*do\s*zapłaty|do\s*zapłaty)",
+            ),
+            0.85,
+        ),
+        (regex(r"(?i)\b(?:total|summe|gesamt|montant\s*total|razem)\b"), 0.7),
+        (
+            regex(
+                r"(?i)(?:amount\s*(?:due|payable|paid)|due\s*payable|balance\s*due|zu\s*zahlen|zahlbetrag|montant\s*dû|à\s*payer)",
+            ),
+            0.6,
+        ),
+    ]
+});
+/// Totals that are not the grand total: before tax, the tax itself, a sub-total.
+static NOT_GRAND_TOTAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:sub\s*-?\s*total|zwischensumme|subtotaal|excl|exkl|ohne\s*(?:mwst|ust)|\bht\b|hors\s*tax|\bnet(?:to)?\b|before\s*tax|\bnetto|quantity|menge|items?\b|discount|rabatt|remise|zuschl|abschl|allowance|surcharge)",
+    )
+});
+static TAX_WORD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:vat|tax|mwst|ust|tva|btw|gst|iva)\b"));
+static INCLUDING: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:incl|inkl|inc\.|ttc|gross|brutto|with)"));
+/// An amount with exactly two decimals, in either convention, not followed by `%`.
+static AMOUNT: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?:^|[^\d.,])(-?(?:\d{1,3}(?:[.,'\u{a0}\u{202f} ]\d{3})+|\d+)[.,]\d{2})(?:[^\d%]|$)"));
+
+fn grand_total(doc: &Text<'_>) -> Option<Total> {
+    for (label, confidence) in TOTAL_LABELS.iter() {
+        let candidates: Vec<(Decimal, usize)> = doc
+            .lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let m = label.find(line)?;
+                let excluded = NOT_GRAND_TOTAL.is_match(line) || (TAX_WORD.is_match(line) && !INCLUDING.is_match(line));
+                if excluded {
+                    return None;
+                }
+                last_amount(&line[m.end()..])
+                    .map(|v| (v, i))
+                    .or_else(|| doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])).map(|v| (v, i)))
+            })
+            .collect();
+        // Several lines with the same label (a line-item column, a repeated footer): the largest is the total.
+        if let Some((value, line)) = candidates.into_iter().max_by_key(|(v, _)| *v) {
+            if value > Decimal::ZERO || *confidence < 0.65 {
+                return Some(Total { value, line, confidence: *confidence });
+            }
+        }
+    }
+    None
+}
+
+fn last_amount(s: &str) -> Option<Decimal> {
+    AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1])).last()
+}
+
+/// A line that holds one amount and at most a currency beside it (a value printed under its label).
+fn only_amount(line: &str) -> Option<Decimal> {
+    let amount = AMOUNT.captures(line)?;
+    let rest = line.replace(&amount[1], "");
+    let rest = rest.trim_matches(|c: char| c.is_whitespace() || "€$£₹()".contains(c));
+    (rest.is_empty() || ISO_CURRENCY.is_match(rest) && rest.len() == 3).then(|| parse_amount(&amount[1])).flatten()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Currency
+
+/// ISO 4217 codes common on invoices.
+static ISO_CURRENCY: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"\b(EUR|USD|GBP|CHF|INR|JPY|CNY|CAD|AUD|NZD|PLN|SEK|NOK|DKK|CZK|HUF|RON|BGN|TRY|BRL|MXN|ZAR|SGD|HKD|AED|SAR|ILS|KRW)\b",
+    )
+});
+
+/// Currency symbols that name one currency (a bare `$` is taken as USD only when nothing else is found).
+const SYMBOLS: &[(&str, &str)] =
+    &[("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("zł", "PLN"), ("Rs.", "INR"), ("Rs ", "INR")];
+
+/// The currency on the grand-total line if one is printed there, else the most frequent in the document.
+fn currency(doc: &Text<'_>, total_line: Option<usize>) -> Option<(&'static str, f32)> {
+    if let Some(code) = total_line.and_then(|i| currencies_in(doc.lines[i]).into_iter().next()) {
+        return Some((code, 0.9));
+    }
+    let mut counts: HashMap<&'static str, usize> = HashMap::new();
+    for line in &doc.lines {
+        for code in currencies_in(line) {
+            *counts.entry(code).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(&'static str, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    match ranked.as_slice() {
+        [] => None,
+        [(only, _)] => Some((only, 0.8)),
+        [(first, n1), (_, n2), ..] if n1 > n2 => Some((first, 0.65)),
+        _ => None,
+    }
+}
+
+fn currencies_in(line: &str) -> Vec<&'static str> {
+    let mut found: Vec<(usize, &'static str)> = ISO_CURRENCY
+        .captures_iter(line)
+        .filter_map(|c| {
+            let m = c.get(1)?;
+            let code = ISO_CODES.iter().find(|code| **code == m.as_str())?;
+            Some((m.start(), *code))
+        })
+        .collect();
+    for (symbol, code) in SYMBOLS {
+        found.extend(line.match_indices(symbol).map(|(i, _)| (i, *code)));
+    }
+    if found.is_empty() {
+        // `$` alone: US dollars, unless another dollar is spelled out (`CA$`, `A$`, `AU$`, `NZ$`, `S$`, `HK$`).
+        found.extend(
+            line.match_indices('$')
+                .filter(|(i, _)| !line[..*i].ends_with(char::is_alphabetic))
+                .map(|(i, _)| (i, "USD")),
+        );
+    }
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, code)| code).collect()
+}
+
+const ISO_CODES: &[&str] = &[
+    "EUR", "USD", "GBP", "CHF", "INR", "JPY", "CNY", "CAD", "AUD", "NZD", "PLN", "SEK", "NOK", "DKK", "CZK", "HUF",
+    "RON", "BGN", "TRY", "BRL", "MXN", "ZAR", "SGD", "HKD", "AED", "SAR", "ILS", "KRW",
+];
+
+// ---------------------------------------------------------------------------------------------------------
+// Seller name
+
+/// Legal forms written in any case: `GmbH`, `Ltd`, `LLC`, `Inc.`, `SARL`, `Corporation`, ...
+static LEGAL_FORM_ANY_CASE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(?:gmbh(?:\s*&\s*co\.?\s*kg)?|ltd\.?|limited|llc|l\.l\.c\.|inc\.?|incorporated|corp\.?|corporation|sarl|s\.a\.r\.l\.|s\.a\.s\.?|pty\.?\s*ltd\.?|pvt\.?\s*ltd\.?|private\s+limited|s\.r\.l\.|s\.p\.a\.|kgaa|e\.\s?k\.|sp\.\s*z\s*o\.\s*o\.|company)$",
+    )
+});
+/// Short legal forms that are only legal forms in capitals (`AG`, `SA`, `AS`, `SE`...), else ordinary words.
+static LEGAL_FORM_CAPS: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"\b(?:AG|KG|UG|OHG|GbR|SA|S\.A\.|SAS|BV|B\.V\.|NV|N\.V\.|AB|AS|A/S|ApS|Oy|SE|PLC|plc|LLP|LP|SRL|SpA|Co\.|eG)$",
+    )
+});
+/// A label that introduces the seller.
+static SELLER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^(?:from|seller|supplier|vendor|issuer|issued\s+by|sold\s+by|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|sprzedawca)\s*:\s*",
+    )
+});
+/// A heading alone on its line over the seller's block (`Verkäufer`, `Seller`, `From`).
+static SELLER_HEADING: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|sprzedawca)\s*:?\s*$",
+    )
+});
+/// A generic name label inside a party block.
+static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)^(?:name|firma|company|raison\s+sociale)\s*:\s*"));
+/// A label that introduces the buyer: names on its line and just below belong to the buyer.
+static BUYER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:\bkäufer|livraison|delivery\s*address|shipping\s*address|lieferadresse|lieferanschrift|bill(?:ed)?\s*to|invoice\s*to|sold\s*to|ship(?:ped)?\s*to|deliver(?:ed)?\s*to|customer|client|kunde|rechnung\s*an|rechnungsempfänger|empfänger|adressat|facturé\s*à|adressé\s*à|destinataire|nabywca|buyer|recipient|attn|z\.\s*hd)",
+    )
+});
+static EMAIL_OR_URL_DOMAIN: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?i)(?:@|www\.|https?://)((?:[a-z0-9-]+\.)+[a-z]{2,})"));
+
+/// Domains that say nothing about who issued the invoice.
+const GENERIC_DOMAINS: &[&str] = &[
+    "gmail",
+    "googlemail",
+    "yahoo",
+    "hotmail",
+    "outlook",
+    "live",
+    "gmx",
+    "web",
+    "t-online",
+    "icloud",
+    "aol",
+    "mail",
+    "example",
+    "paypal",
+    "stripe",
+    "orange",
+    "free",
+    "wanadoo",
+    "protonmail",
+    "pdf",
+    "w3",
+];
+
+/// Scores name-like cells: +3 when it contains the stem of a domain printed in the document (the issuer's
+/// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line,
+/// −3 just below one. The best cell scoring at least 2 wins; ties go to the earliest.
+fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
+    let stems = domain_stems(doc);
+    let mut buyer_block_until = 0;
+    let mut seller_block_until = 0;
+    let mut best: Option<(i32, String)> = None;
+    for (i, line) in doc.lines.iter().enumerate() {
+        if SELLER_HEADING.is_match(line) {
+            seller_block_until = i + 5;
+            continue;
+        }
+        let buyer_line = BUYER_LABEL.is_match(line);
+        if buyer_line {
+            buyer_block_until = i + 4;
+            seller_block_until = seller_block_until.min(i);
+        } else if line.trim().is_empty() && i > buyer_block_until.saturating_sub(3) {
+            buyer_block_until = buyer_block_until.min(i);
+        }
+        for (_, cell) in cells(line) {
+            let (cell, labelled) = match SELLER_LABEL.find(cell) {
+                Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
+                _ => (cell, false),
+            };
+            let (cell, named) = match NAME_LABEL.find(cell) {
+                Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
+                _ => (cell, false),
+            };
+            let cell = cell.trim_matches(|c: char| c == ',' || c == ';' || c.is_whitespace());
+            if !name_like(cell) {
+                continue;
+            }
+            let folded: String = cell.to_lowercase().chars().filter(|c| c.is_alphanumeric()).collect();
+            let mut score = 0;
+            if stems.iter().any(|stem| folded.contains(stem.as_str())) {
+                score += 3;
+            }
+            if LEGAL_FORM_ANY_CASE.is_match(cell) || LEGAL_FORM_CAPS.is_match(cell) {
+                score += 2;
+            }
+            if labelled || (named && i < seller_block_until) {
+                score += 4;
+            } else if i < seller_block_until {
+                score += 1;
+            }
+            if buyer_line {
+                score -= 5;
+            } else if i < buyer_block_until {
+                score -= 3;
+            }
+            if score >= 2 && best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, cell.to_string()));
+            }
+        }
+    }
+    best.map(|(score, name)| {
+        (
+            name,
+            if score >= 5 {
+                0.85
+            } else if score >= 3 {
+                0.7
+            } else {
+                0.55
+            },
+        )
+    })
+}
+
+/// The distinctive part of each e-mail and web domain in the document (`info@cronus.com` → `cronus`,
+/// `billing.indeed.com` → `indeed`).
+fn domain_stems(doc: &Text<'_>) -> Vec<String> {
+    let mut stems: Vec<String> = Vec::new();
+    for line in &doc.lines {
+        for c in EMAIL_OR_URL_DOMAIN.captures_iter(line) {
+            let labels: Vec<String> = c[1].to_lowercase().split('.').map(str::to_string).collect();
+            // The label before the public suffix; two-part suffixes like `co.uk` shift it by one.
+            let n = labels.len();
+            let idx = if n >= 3 && matches!(labels[n - 2].as_str(), "co" | "com" | "org" | "net" | "ac" | "gov") {
+                n - 3
+            } else {
+                n.saturating_sub(2)
+            };
+            let stem: String = labels[idx].chars().filter(|c| c.is_alphanumeric()).collect();
+            if stem.len() >= 3 && !GENERIC_DOMAINS.contains(&labels[idx].as_str()) && !stems.contains(&stem) {
+                stems.push(stem);
+            }
+        }
+    }
+    stems
+}
+
+/// A cell that could be a company name: mostly letters, no address or contact markers, not a sentence.
+fn name_like(cell: &str) -> bool {
+    let chars = cell.chars().count();
+    let letters = cell.chars().filter(|c| c.is_alphabetic()).count();
+    let digits = cell.chars().filter(|c| c.is_ascii_digit()).count();
+    (3..=60).contains(&chars)
+        && letters * 2 >= chars
+        && digits * 5 <= chars
+        && cell.split_whitespace().count() <= 7
+        && cell.starts_with(|c: char| c.is_alphanumeric())
+        && !cell.contains(['@', ':', '/'])
+        && !cell.to_lowercase().contains("www.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, field: &str, expected: Option<&str>) {
+        let inv = extract(text);
+        let got = match field {
+            "invoice_number" => inv.invoice_number.clone(),
+            "issue_date" => inv.issue_date.map(|d| d.to_string()),
+            "currency" => inv.currency.clone(),
+            "grand_total" => inv.totals.grand_total.map(|d| d.to_string()),
+            "seller" => inv.seller.and_then(|s| s.name),
+            other => panic!("unknown field {other}"),
+        };
+        assert_eq!(got.as_deref(), expected, "{field} of {text:?}");
+    }
+
+    #[test]
+    fn invoice_numbers_by_label() {
+        check("Invoice number: 0999/09/2022", "invoice_number", Some("0999/09/2022"));
+        check("Invoice #— 3189846", "invoice_number", Some("3189846"));
+        check("Rechnungsnummer: RE-2024-17", "invoice_number", Some("RE-2024-17"));
+        check("Rechnungs-Nr. 4711", "invoice_number", Some("4711"));
+        check("Facture n° FA-2023-001", "invoice_number", Some("FA-2023-001"));
+        check("Numéro de facture : 12345", "invoice_number", Some("12345"));
+        check("Invoice 103767", "invoice_number", Some("103767"));
+        check("Handelsrechnung (380) 05.06.2018   Nr. 471102   vom", "invoice_number", Some("471102"));
+        check("Rechnungskor rektur Nr. RK21012345 vom 16.09.2019", "invoice_number", Some("RK21012345"));
+        check("Rechnung gemäß Bestellung Nr. 2018-471331", "invoice_number", None);
+        check("Invoice No.   Date\nINV-77   01.02.2023", "invoice_number", Some("INV-77"));
+        check("Invoice number: see below", "invoice_number", None);
+        check("Invoice date 01.02.2023", "invoice_number", None);
+    }
+
+    #[test]
+    fn issue_dates_by_label_and_position() {
+        check("Invoice Date— Sep 13, 2022", "issue_date", Some("2022-09-13"));
+        check("Rechnungsdatum: 17.02.2026", "issue_date", Some("2026-02-17"));
+        check("Due date: 01.03.2026\nDatum: 17.02.2026", "issue_date", Some("2026-02-17"));
+        check("Date de facture : 3 mars 2024", "issue_date", Some("2024-03-03"));
+        check("Invoice 1\n\nFebruary 17, 2026\nDue Date March 3, 2026", "issue_date", Some("2026-02-17"));
+        check("Payment due 01/02/2024", "issue_date", None);
+        check("Print 24.03.2020\nRechnungskor rektur Nr. RK21 vom 16.09.2019", "issue_date", Some("2019-09-16"));
+        check("Facture n° 12 du 3 mars 2024", "issue_date", Some("2024-03-03"));
+    }
+
+    #[test]
+    fn grand_totals_prefer_the_gross_total() {
+        check("Subtotal 573.00\n19% VAT 108.87\nTotal € Incl. VAT 681.87", "grand_total", Some("681.87"));
+        check("Gesamtbetrag: 80,65 EUR\nAusstehender Betrag: 0,00 EUR", "grand_total", Some("80.65"));
+        check("Total $144.00\nAmount Due (USD) $0.00", "grand_total", Some("144.00"));
+        check("Total HT 100,00 €\nTVA 20,00 €\nTotal TTC 1 200,00 €", "grand_total", Some("1200.00"));
+        check("Total excl. VAT 100.00\nTotal VAT 19.00", "grand_total", None);
+        check("Amount due\n1,234.56 USD", "grand_total", Some("1234.56"));
+    }
+
+    #[test]
+    fn currencies_from_codes_and_symbols() {
+        check("Total € Incl. VAT 681.87", "currency", Some("EUR"));
+        check("Total: 123.45 EUR", "currency", Some("EUR"));
+        check("Total $144.00 (USD)", "currency", Some("USD"));
+        check("Grand total ₹ 1,200.00", "currency", Some("INR"));
+        check("Total £12.00", "currency", Some("GBP"));
+        check("Total CA$ 12.00", "currency", None);
+        check("Total 12.00", "currency", None);
+    }
+
+    #[test]
+    fn seller_names_from_domains_legal_forms_and_labels() {
+        check("Adatum Corporation  CRONUS DE\nEmail info@cronus.com", "seller", Some("CRONUS DE"));
+        check("Calendly LLC\n88 N Avondale Rd", "seller", Some("Calendly LLC"));
+        check("Bill to:\nBuyer GmbH\n\nwww.seller-shop.de\nSeller Shop GmbH", "seller", Some("Seller Shop GmbH"));
+        check("Issuer: Basic Test", "seller", Some("Basic Test"));
+        check("Au bon moulin SARL - 1 chemin - 84340 Malaucène\nhttp://www.aubonmoulin.fr\nAdresse de livraison\nMa jolie boutique\nsav@majolieboutique.net", "seller", Some("Au bon moulin SARL"));
+        check(
+            "Verkäufer\nGlobale Nummer: 4000001123452\nName: Lieferant GmbH\nKäufer\nName: Kunden AG",
+            "seller",
+            Some("Lieferant GmbH"),
+        );
+        check("Rechnung an: Kunde GmbH", "seller", None);
+        check("Thank you for your order", "seller", None);
+    }
+}
