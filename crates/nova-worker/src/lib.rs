@@ -1,0 +1,219 @@
+//! NOVA's workers: the workflows, and the loop that runs them from the queue.
+//!
+//! [`step`]-like pieces are small and separate from the loop: [`run_attempt`] runs one claimed job to an
+//! outcome while renewing its lease; [`run`] claims jobs up to the configured concurrency and drains them on
+//! shutdown. Workflows are plain functions ([`workflows`]) that the command line also calls in-process.
+
+pub mod workflows;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nova_core::{JobError, JobStatus, WorkerId};
+use nova_store::{ClaimedJob, Store, StoreError};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use workflows::WorkflowError;
+
+/// How a worker pool runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// How long a claim holds a job without a heartbeat.
+    pub lease: Duration,
+    /// How often a running attempt renews its lease.
+    pub heartbeat: Duration,
+    /// How often an idle worker looks for work when nothing wakes it.
+    pub poll_interval: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are handed back to the queue.
+    pub shutdown_grace: Duration,
+    /// The hard deadline of one attempt. Past it the attempt fails with `timeout`, so a document that makes
+    /// extraction hang cannot hold a worker (and renew its lease) forever.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// The outcome was recorded; the job now has this status.
+    Recorded(JobStatus),
+    /// The lease passed to another attempt; nothing was written.
+    LeaseLost,
+    /// The job was handed back to the queue (shutdown).
+    Released,
+    /// Recording the outcome failed; the lease will lapse and the job will be claimed again.
+    StoreFailed,
+}
+
+/// Runs a worker pool until `shutdown` resolves, then stops claiming, gives running jobs
+/// [`WorkerConfig::shutdown_grace`] to finish and hands the rest back to the queue. `wake` is notified by
+/// whoever enqueues, so an idle worker starts at once instead of at its next poll.
+pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
+    let worker = WorkerId::new();
+    let hand_back = CancellationToken::new();
+    let mut running = JoinSet::new();
+    info!(%worker, concurrency = config.concurrency, "worker started");
+    tokio::pin!(shutdown);
+    loop {
+        while running.len() < config.concurrency {
+            match store.claim(worker, config.lease).await {
+                Ok(Some(claimed)) => {
+                    running.spawn(run_attempt(store.clone(), claimed, config.clone(), hand_back.clone()));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error!(error = %error_chain(&e), "claiming a job failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+
+    if !running.is_empty() {
+        info!(running = running.len(), grace = ?config.shutdown_grace, "worker stopping: letting running jobs finish");
+        let drain = async { while running.join_next().await.is_some() {} };
+        if tokio::time::timeout(config.shutdown_grace, drain).await.is_err() {
+            warn!(running = running.len(), "grace period over: handing running jobs back to the queue");
+            hand_back.cancel();
+            while running.join_next().await.is_some() {}
+        }
+    }
+    info!(%worker, "worker stopped");
+}
+
+/// Runs one claimed job to its end, renewing the lease meanwhile. When `hand_back` is cancelled the job is
+/// released to the queue instead.
+pub async fn run_attempt(
+    store: Store,
+    claimed: ClaimedJob,
+    config: WorkerConfig,
+    hand_back: CancellationToken,
+) -> AttemptEnd {
+    let ClaimedJob { job, token, attempt } = claimed;
+    let started = tokio::time::Instant::now();
+    info!(job = %job.id, workflow = %job.workflow, attempt, "job started");
+    let limit = config.attempt_timeout;
+    let work = async {
+        tokio::time::timeout(limit, workflows::execute(&store, &job)).await.unwrap_or_else(|_| {
+            Err(WorkflowError::Permanent(JobError {
+                code: "timeout".into(),
+                message: format!("the job did not finish within its deadline of {} s", limit.as_secs()),
+            }))
+        })
+    };
+    tokio::pin!(work);
+    let mut beat = tokio::time::interval_at(started + config.heartbeat, config.heartbeat);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = beat.tick() => match store.heartbeat(job.id, token, config.lease).await {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost) => {
+                    warn!(job = %job.id, attempt, "lease lost: another attempt owns the job; abandoning this one");
+                    return AttemptEnd::LeaseLost;
+                }
+                // The lease may still hold; the next beat tries again.
+                Err(e) => warn!(job = %job.id, error = %error_chain(&e), "heartbeat failed"),
+            },
+            _ = hand_back.cancelled() => {
+                return match store.release(job.id, token).await {
+                    Ok(()) => {
+                        info!(job = %job.id, attempt, "job handed back to the queue");
+                        AttemptEnd::Released
+                    }
+                    Err(StoreError::LeaseLost) => AttemptEnd::LeaseLost,
+                    Err(e) => {
+                        error!(job = %job.id, error = %error_chain(&e), "handing the job back failed; its lease will lapse");
+                        AttemptEnd::StoreFailed
+                    }
+                };
+            }
+        }
+    };
+
+    let elapsed = started.elapsed();
+    let recorded = match outcome {
+        Ok(result) => store.complete(job.id, token, &result).await.map(|()| JobStatus::Succeeded),
+        Err(WorkflowError::Permanent(e)) => store.fail(job.id, token, &e, None).await,
+        Err(WorkflowError::Transient(e)) => {
+            let delay = backoff(attempt, token.as_uuid().as_u128() as u64);
+            store.fail(job.id, token, &e, Some(delay)).await
+        }
+    };
+    match recorded {
+        Ok(status) => {
+            info!(job = %job.id, workflow = %job.workflow, attempt, ?elapsed, status = status.as_str(), "job finished");
+            AttemptEnd::Recorded(status)
+        }
+        Err(StoreError::LeaseLost) => {
+            warn!(job = %job.id, attempt, "outcome refused: the lease had passed to another attempt");
+            AttemptEnd::LeaseLost
+        }
+        Err(e) => {
+            error!(job = %job.id, error = %error_chain(&e), "recording the outcome failed; the job will run again");
+            AttemptEnd::StoreFailed
+        }
+    }
+}
+
+/// Exponential backoff from 1 s, capped at 5 minutes, with up to 25% jitter drawn from `seed`.
+fn backoff(attempt: u32, seed: u64) -> Duration {
+    let base = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300));
+    let jitter = base.mul_f64((seed % 1000) as f64 / 4000.0);
+    base + jitter
+}
+
+/// An error with its sources, on one line: `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A job error for an unexpected internal failure; details go to the log, not to the client.
+pub(crate) fn internal(what: &str) -> JobError {
+    JobError { code: "internal".into(), message: format!("internal error while {what}; see the server log") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1, 0), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0), Duration::from_secs(2));
+        assert_eq!(backoff(4, 0), Duration::from_secs(8));
+        assert_eq!(backoff(40, 0), Duration::from_secs(256));
+        assert!(backoff(1, 999) > Duration::from_secs(1) && backoff(1, 999) <= Duration::from_millis(1250));
+    }
+}

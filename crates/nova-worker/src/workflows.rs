@@ -1,0 +1,57 @@
+//! The workflows a job can run. Each turns a job's input into its result, or an error that says whether
+//! trying again could help.
+
+use nova_core::{Invoice, InvoiceExtractInput, Job, JobError, Workflow};
+use nova_store::Store;
+use tracing::error;
+
+use crate::{error_chain, internal};
+
+/// Why a workflow did not produce a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowError {
+    /// The input itself is at fault (a corrupt PDF, a missing document): another attempt would fail the same way.
+    Permanent(JobError),
+    /// Something around the job failed (storage unavailable): worth another attempt.
+    Transient(JobError),
+}
+
+/// Runs `job`'s workflow to its JSON result.
+pub async fn execute(store: &Store, job: &Job) -> Result<serde_json::Value, WorkflowError> {
+    match job.workflow {
+        Workflow::InvoiceExtract => {
+            let input: InvoiceExtractInput = serde_json::from_value(job.input.clone()).map_err(|e| {
+                WorkflowError::Permanent(JobError { code: "invalid_input".into(), message: e.to_string() })
+            })?;
+            let bytes = match store.document_content(input.document_id).await {
+                Ok(Some((_, bytes))) => bytes,
+                Ok(None) => {
+                    return Err(WorkflowError::Permanent(JobError {
+                        code: "document_not_found".into(),
+                        message: format!("document {} does not exist", input.document_id),
+                    }))
+                }
+                Err(e) => {
+                    error!(job = %job.id, error = %error_chain(&e), "reading the document failed");
+                    return Err(WorkflowError::Transient(internal("reading the document")));
+                }
+            };
+            let invoice = tokio::task::spawn_blocking(move || extract_invoice(&bytes))
+                .await
+                .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
+                .map_err(WorkflowError::Permanent)?;
+            serde_json::to_value(invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))
+        }
+    }
+}
+
+/// The `invoice.extract` workflow on bytes in hand: what the queue runs for a stored document, and what
+/// `nova extract` runs on a local file. CPU-bound: call it from a blocking thread.
+pub fn extract_invoice(bytes: &[u8]) -> Result<Invoice, JobError> {
+    // The extractor contains its own panics; this is the last line of defence for the process.
+    match std::panic::catch_unwind(|| nova_extract::extract(bytes)) {
+        Ok(Ok(invoice)) => Ok(invoice),
+        Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: error_chain(&e) }),
+        Err(_) => Err(JobError { code: "invalid_document".into(), message: "the document could not be read".into() }),
+    }
+}
