@@ -1,0 +1,84 @@
+//! The API's one error type. Every error leaves as `{"error": {"code": "...", "message": "..."}}` with a
+//! status picked here; `code` is stable for programs, `message` is for people. Internal failures are logged
+//! once, here, and reach the client only as a generic message.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad JSON, a missing part, an id that cannot be one).
+    BadRequest { code: &'static str, message: String },
+    /// 404: the route or the resource does not exist.
+    NotFound { code: &'static str, message: String },
+    /// 405.
+    MethodNotAllowed,
+    /// 409: the resource is not in a state that allows this (a result asked of an unfinished job).
+    Conflict { code: &'static str, message: String },
+    /// 413: the body is larger than the configured limit.
+    PayloadTooLarge { limit: u64 },
+    /// 415: a body of a kind NOVA does not take.
+    UnsupportedMediaType { code: &'static str, message: String },
+    /// 422: well-formed, but the content is wrong (unknown workflow, corrupt PDF).
+    Unprocessable { code: &'static str, message: String },
+    /// 503: a dependency is down.
+    Unavailable { code: &'static str, message: String },
+    /// 500: a bug or an unexpected failure; the details go to the log only.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(what: &str, error: &dyn std::error::Error) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "{what} failed");
+        ApiError::Internal(what.to_string())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
+            ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message.clone()),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".into())
+            }
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
+            ApiError::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than the limit of {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType { code, message } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message.clone())
+            }
+            ApiError::Unprocessable { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
+            ApiError::Unavailable { code, message } => (StatusCode::SERVICE_UNAVAILABLE, code, message.clone()),
+            ApiError::Internal(what) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("an internal error occurred while {what}; it has been logged"),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    }
+}
+
+/// Maps a store failure to a 500, logged once here.
+impl From<nova_store::StoreError> for ApiError {
+    fn from(e: nova_store::StoreError) -> Self {
+        ApiError::internal("using the store", &e)
+    }
+}

@@ -1,0 +1,175 @@
+//! Documents: upload (multipart or raw body), metadata, content.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use nova_core::{DocumentId, DocumentMeta};
+use nova_extract::ExtractError;
+use nova_store::NewDocument;
+
+use super::{created_or_ok, not_found, parse_id};
+use crate::error::ApiError;
+use crate::{AppState, ServerConfig};
+
+pub fn router(config: &ServerConfig) -> Router<AppState> {
+    // Multipart framing adds a little to the document itself.
+    let body_limit = usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    Router::new()
+        .route("/documents", post(upload).layer(DefaultBodyLimit::max(body_limit)))
+        .route("/documents/{id}", get(show))
+        .route("/documents/{id}/content", get(content))
+}
+
+/// `POST /v1/documents`: the bytes as multipart field `file`, or as the raw body.
+async fn upload(State(app): State<AppState>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+    let limit = app.config.max_upload_bytes;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + 64 * 1024) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (bytes, filename) = if content_type.starts_with("multipart/form-data") {
+        read_multipart(req, limit).await?
+    } else {
+        (read_capped(req.into_body(), limit).await?, None)
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "empty_document",
+            message: "the upload is empty: send the document's bytes as the body or as multipart field `file`".into(),
+        });
+    }
+
+    // Recognise and validate the bytes off the async runtime: PDF parsing is CPU work on untrusted input.
+    let probe = bytes.clone();
+    let info = tokio::task::spawn_blocking(move || nova_extract::inspect(&probe))
+        .await
+        .map_err(|e| ApiError::internal("inspecting the upload", &e))?
+        .map_err(rejected_document)?;
+    let (doc, created) =
+        app.store.put_document(NewDocument { bytes, filename, kind: info.kind, page_count: info.page_count }).await?;
+    Ok((created_or_ok(created), Json(doc)).into_response())
+}
+
+async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<DocumentMeta>, ApiError> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    app.store.get_document(id).await?.map(Json).ok_or_else(|| not_found("document", &id.to_string()))
+}
+
+async fn content(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    let (meta, bytes) = app.store.document_content(id).await?.ok_or_else(|| not_found("document", &id.to_string()))?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, meta.content_type)], bytes).into_response())
+}
+
+/// The part named `file` of a multipart body, read up to `limit` bytes.
+async fn read_multipart(req: Request, limit: u64) -> Result<(Bytes, Option<String>), ApiError> {
+    let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| ApiError::BadRequest {
+        code: "malformed_multipart",
+        message: format!("the multipart body cannot be read: {}", e.body_text()),
+    })?;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error(limit))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let filename = field.file_name().map(clean_filename);
+        let mut buf = Capped::new(limit);
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error(limit))? {
+            buf.push(&chunk)?;
+        }
+        return Ok((buf.finish(), filename));
+    }
+    Err(ApiError::BadRequest { code: "missing_file", message: "the multipart body has no field named `file`".into() })
+}
+
+fn multipart_error(limit: u64) -> impl Fn(axum::extract::multipart::MultipartError) -> ApiError {
+    move |e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest {
+                code: "malformed_multipart",
+                message: format!("the multipart body cannot be read: {}", e.body_text()),
+            }
+        }
+    }
+}
+
+/// A raw body read up to `limit` bytes.
+async fn read_capped(body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Capped::new(limit);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if e.to_string().contains("length limit") {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadRequest { code: "unreadable_body", message: format!("the body could not be read: {e}") }
+            }
+        })?;
+        buf.push(&chunk)?;
+    }
+    Ok(buf.finish())
+}
+
+/// A buffer that refuses to grow past its limit.
+struct Capped {
+    buf: BytesMut,
+    limit: u64,
+}
+
+impl Capped {
+    fn new(limit: u64) -> Self {
+        Self { buf: BytesMut::new(), limit }
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        if (self.buf.len() + chunk.len()) as u64 > self.limit {
+            return Err(ApiError::PayloadTooLarge { limit: self.limit });
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn finish(self) -> Bytes {
+        self.buf.freeze()
+    }
+}
+
+/// The last path component of a client's file name, without control characters, at most 255 characters.
+fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    base.chars().filter(|c| !c.is_control()).take(255).collect()
+}
+
+fn rejected_document(e: ExtractError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        ExtractError::UnsupportedDocument => ApiError::UnsupportedMediaType {
+            code: e.code(),
+            message: "NOVA takes PDF, e-invoice XML (CII, UBL) and plain-text documents; these bytes are none of them"
+                .into(),
+        },
+        ExtractError::Empty => ApiError::BadRequest { code: e.code(), message },
+        _ => ApiError::Unprocessable { code: e.code(), message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_filename;
+
+    #[test]
+    fn file_names_lose_their_directories_and_control_characters() {
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("C:\\Users\\me\\inv.pdf"), "inv.pdf");
+        assert_eq!(clean_filename("a\nb.pdf"), "ab.pdf");
+        assert_eq!(clean_filename(&"x".repeat(300)).len(), 255);
+    }
+}

@@ -1,0 +1,47 @@
+//! The routes, one module per resource.
+
+mod documents;
+mod health;
+mod jobs;
+
+use axum::http::StatusCode;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .nest("/v1", documents::router(&state.config).merge(jobs::router()))
+        .fallback(|| async {
+            ApiError::NotFound { code: "route_not_found", message: "no such route; the API lives under /v1".into() }
+        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Parses a path id, answering 404 for a malformed one just as for an unknown one (ids are opaque).
+fn parse_id<T: std::str::FromStr>(text: &str, what: &'static str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| not_found(what, text))
+}
+
+fn not_found(what: &'static str, id: &str) -> ApiError {
+    let code = match what {
+        "document" => "document_not_found",
+        _ => "job_not_found",
+    };
+    let shown: String = id.chars().take(80).collect();
+    ApiError::NotFound { code, message: format!("no {what} with id `{shown}`") }
+}
+
+/// 201 for a new resource, 200 for one that already existed.
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}

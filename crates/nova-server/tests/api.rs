@@ -1,0 +1,208 @@
+//! The API driven over HTTP: uploads, jobs, results, bad input, restarts.
+
+mod helpers;
+
+use helpers::{dev_file, error_code, Options, TestApp};
+use nova_server::ServerConfig;
+use serde_json::{json, Value};
+
+const CRONUS: &str = "facturx/mustang__103767-Invoice-2026-03-24-1";
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["database"], "ok");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn identical_uploads_are_stored_once_and_served_back() {
+    let app = TestApp::spawn().await;
+    let bytes = dev_file(&format!("{CRONUS}.noxml.pdf"));
+    let (status, doc) = app.upload_multipart(bytes.clone(), "cronus.pdf").await;
+    assert_eq!(status, 201, "{doc}");
+    assert!(doc["id"].as_str().unwrap().starts_with("doc_"));
+    assert_eq!(doc["filename"], "cronus.pdf");
+    assert_eq!(doc["kind"], "pdf");
+    assert_eq!(doc["content_type"], "application/pdf");
+    assert_eq!(doc["size_bytes"], bytes.len());
+    assert_eq!(doc["sha256"].as_str().unwrap().len(), 64);
+    assert!(doc["page_count"].as_u64().unwrap() >= 1);
+
+    let (status, again) = app.upload_raw(bytes.clone(), "application/pdf").await;
+    assert_eq!(status, 200, "a repeated upload is not new: {again}");
+    assert_eq!(again["id"], doc["id"]);
+
+    let id = doc["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/v1/documents/{id}")).await, (200, doc.clone()));
+    let content = app.client.get(app.url(&format!("/v1/documents/{id}/content"))).send().await.unwrap();
+    assert_eq!(content.headers()["content-type"], "application/pdf");
+    assert_eq!(content.bytes().await.unwrap().to_vec(), bytes);
+
+    let dir = app.stop().await;
+    assert_eq!(blob_files(dir.path()), 1, "identical bytes must be one stored object");
+}
+
+#[tokio::test]
+async fn an_invoice_goes_from_upload_to_result_through_both_paths() {
+    let app = TestApp::spawn().await;
+    for variant in ["noxml.pdf", "pdf"] {
+        let (_, doc) = app.upload_raw(dev_file(&format!("{CRONUS}.{variant}")), "application/pdf").await;
+        let (status, job) = app.submit_extract(doc["id"].as_str().unwrap()).await;
+        assert_eq!(status, 202, "{job}");
+        assert_eq!(job["status"], "queued");
+        assert_eq!(job["workflow"], "invoice.extract");
+        let id = job["id"].as_str().unwrap();
+
+        let done = app.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{variant}: {done}");
+        assert_eq!(done["attempts"].as_array().unwrap().len(), 1);
+        assert_eq!(done["attempts"][0]["outcome"], "succeeded");
+        assert!(done["started_at"].is_string() && done["finished_at"].is_string());
+
+        let (status, invoice) = app.get(&format!("/v1/jobs/{id}/result")).await;
+        assert_eq!(status, 200, "{invoice}");
+        let expect = [
+            ("/invoice_number", json!("103767")),
+            ("/issue_date", json!("2026-02-17")),
+            ("/currency", json!("EUR")),
+            ("/totals/grand_total", json!("681.87")),
+            ("/seller/name", json!("CRONUS DE")),
+        ];
+        for (pointer, value) in expect {
+            assert_eq!(invoice.pointer(pointer), Some(&value), "{variant} {pointer}: {invoice}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_asked_too_early_is_a_conflict() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let (_, doc) = app.upload_raw(dev_file(&format!("{CRONUS}.pdf")), "application/pdf").await;
+    let (_, job) = app.submit_extract(doc["id"].as_str().unwrap()).await;
+    let (status, body) = app.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_eq!((status, error_code(&body)), (409, "job_not_finished"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_runs_the_jobs_left_queued() {
+    // First life: the API only, so the jobs stay queued.
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let mut jobs = Vec::new();
+    for variant in ["pdf", "noxml.pdf"] {
+        let (_, doc) = app.upload_raw(dev_file(&format!("{CRONUS}.{variant}")), "application/pdf").await;
+        let (_, job) = app.submit_extract(doc["id"].as_str().unwrap()).await;
+        jobs.push(job["id"].as_str().unwrap().to_string());
+    }
+    let dir = app.stop().await;
+
+    // Second life over the same data directory, with workers.
+    let app = TestApp::spawn_with(dir, Options::default()).await;
+    for id in &jobs {
+        let done = app.wait_final(id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let (_, invoice) = app.get(&format!("/v1/jobs/{id}/result")).await;
+        assert_eq!(invoice["invoice_number"], "103767");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_errors_and_leave_nothing_behind() {
+    let app = TestApp::spawn_with(
+        tempfile::tempdir().unwrap(),
+        Options { config: ServerConfig { max_upload_bytes: 100_000, ..ServerConfig::default() }, ..Options::default() },
+    )
+    .await;
+    let pdf = dev_file(&format!("{CRONUS}.pdf"));
+    let mut junk_pdf = b"%PDF-1.4\n".to_vec();
+    junk_pdf.extend((0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        ("empty body", vec![], "application/pdf", 400, "empty_document"),
+        ("png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), "image/png", 415, "unsupported_document"),
+        ("truncated pdf", pdf[..3000].to_vec(), "application/pdf", 422, "invalid_pdf"),
+        ("random bytes after a pdf header", junk_pdf, "application/pdf", 422, "invalid_pdf"),
+        ("over the size limit", vec![b'a'; 100_001], "text/plain", 413, "payload_too_large"),
+    ];
+    for (what, bytes, content_type, status, code) in cases {
+        let (got, body) = app.upload_raw(bytes, content_type).await;
+        assert_eq!((got, error_code(&body)), (status, code), "{what}: {body}");
+    }
+    // Over the limit by a declared length, without sending the body first.
+    let big = vec![b'%'; 400_000];
+    let (got, body) = app.upload_multipart(big, "big.pdf").await;
+    assert_eq!((got, error_code(&body)), (413, "payload_too_large"));
+    // A multipart body without the `file` field.
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let r = app.client.post(app.url("/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "missing_file");
+
+    assert_eq!(app.get("/healthz").await.0, 200, "the server survives bad input");
+    let dir = app.stop().await;
+    assert_eq!(blob_files(dir.path()), 0, "a refused upload must store nothing");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.upload_raw(dev_file(&format!("{CRONUS}.pdf")), "application/pdf").await;
+    let doc_id = doc["id"].as_str().unwrap();
+    let unknown_doc = "doc_0190a0a0a0a07000800000000000000a";
+    let unknown_job = "job_0190a0a0a0a07000800000000000000a";
+
+    let posts: Vec<(Value, u16, &str)> = vec![
+        (json!({"workflow": "invoice.summarise", "input": {"document_id": doc_id}}), 422, "unknown_workflow"),
+        (json!({"workflow": "invoice.extract", "input": {}}), 422, "invalid_input"),
+        (json!({"workflow": "invoice.extract", "input": {"document_id": "nope"}}), 422, "invalid_input"),
+        (json!({"workflow": "invoice.extract", "input": {"document_id": unknown_doc}}), 422, "document_not_found"),
+        (json!({"input": {"document_id": doc_id}}), 422, "invalid_request"),
+        (json!({"workflow": "invoice.extract", "input": {"document_id": doc_id}, "extra": 1}), 422, "invalid_request"),
+    ];
+    for (body, status, code) in posts {
+        let (got, resp) = app.post_json("/v1/jobs", &body).await;
+        assert_eq!((got, error_code(&resp)), (status, code), "{body}: {resp}");
+    }
+
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.client.post(app.url("/v1/jobs")).header("content-type", content_type).body(body).send()
+    };
+    let r = raw("{\"workflow\": ", "application/json").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "malformed_json");
+    let r = raw("{}", "text/plain").await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "expected_json");
+
+    let gets = [
+        (format!("/v1/documents/{unknown_doc}"), 404, "document_not_found"),
+        (format!("/v1/documents/{unknown_doc}/content"), 404, "document_not_found"),
+        ("/v1/documents/not-an-id".to_string(), 404, "document_not_found"),
+        (format!("/v1/jobs/{unknown_job}"), 404, "job_not_found"),
+        (format!("/v1/jobs/{unknown_job}/result"), 404, "job_not_found"),
+        (format!("/v1/jobs/{doc_id}"), 404, "job_not_found"),
+        ("/v1/nothing".to_string(), 404, "route_not_found"),
+    ];
+    for (path, status, code) in gets {
+        let (got, body) = app.get(&path).await;
+        assert_eq!((got, error_code(&body)), (status, code), "{path}: {body}");
+    }
+    let r = app.client.delete(app.url("/v1/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "method_not_allowed");
+    app.stop().await;
+}
+
+/// Files in the blob store of a data directory.
+fn blob_files(data_dir: &std::path::Path) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p)
+            .map_or(0, |rd| rd.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { walk(&p) } else { 1 }).sum())
+    }
+    walk(&data_dir.join("blobs"))
+}
