@@ -1,0 +1,247 @@
+//! `nova extract FILE...`: the `invoice.extract` workflow on local files, in parallel, with no server.
+//!
+//! Output follows the command-line contract of the invoice schema: one record per file, in the order given,
+//! each with the invoice or an error. A bad file never stops the batch.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use nova_core::{Invoice, JobError, Party};
+use serde::Serialize;
+
+#[derive(Args)]
+pub struct ExtractArgs {
+    /// Invoice files: PDF, e-invoice XML (CII, UBL) or plain text.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Output format: one JSON object per line, one JSON array, or CSV with one row per invoice.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// Files larger than this many MiB are refused.
+    #[arg(long, env = "NOVA_MAX_UPLOAD_MB", default_value_t = 50)]
+    max_file_mb: u64,
+    /// Files extracted at once. Default: the number of cores.
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Jsonl,
+    Json,
+    Csv,
+}
+
+/// One output record: the file as given, and its invoice or its error.
+#[derive(Serialize)]
+struct Record {
+    file: String,
+    invoice: Option<Invoice>,
+    error: Option<JobError>,
+}
+
+pub fn run(args: ExtractArgs) -> ExitCode {
+    let total = args.files.len();
+    let threads =
+        args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).clamp(1, total);
+    let limit = args.max_file_mb * 1024 * 1024;
+    let progress = progress_bar(total);
+
+    let mut out = Output::new(args.format);
+    let mut failed = 0;
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, Record)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (files, next) = (&args.files, &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(i) else { break };
+                if tx.send((i, extract_file(path, limit))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // Results arrive in any order; they leave in the order the files were given.
+        let mut pending = std::collections::BTreeMap::new();
+        let mut emitted = 0;
+        for (i, record) in rx {
+            if let Some(e) = &record.error {
+                failed += 1;
+                progress.suspend(|| eprintln!("{}: {} ({})", record.file, e.message, e.code));
+            }
+            progress.inc(1);
+            pending.insert(i, record);
+            while let Some(record) = pending.remove(&emitted) {
+                out.write(record);
+                emitted += 1;
+            }
+        }
+    });
+    progress.finish_and_clear();
+    out.finish();
+    if failed == total {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn extract_file(path: &PathBuf, limit: u64) -> Record {
+    let file = path.display().to_string();
+    let result = read_file(path, limit).and_then(|bytes| nova_worker::workflows::extract_invoice(&bytes));
+    match result {
+        Ok(invoice) => Record { file, invoice: Some(invoice), error: None },
+        Err(error) => Record { file, invoice: None, error: Some(error) },
+    }
+}
+
+fn read_file(path: &PathBuf, limit: u64) -> Result<Vec<u8>, JobError> {
+    let io_error = |e: std::io::Error| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound { "file_not_found" } else { "unreadable_file" };
+        JobError { code: code.into(), message: format!("cannot read {}: {e}", path.display()) }
+    };
+    let meta = std::fs::metadata(path).map_err(io_error)?;
+    if meta.is_dir() {
+        return Err(JobError { code: "unreadable_file".into(), message: format!("{} is a directory", path.display()) });
+    }
+    if meta.len() > limit {
+        return Err(JobError {
+            code: "payload_too_large".into(),
+            message: format!(
+                "{} is {} bytes, over the limit of {limit} bytes (see --max-file-mb)",
+                path.display(),
+                meta.len()
+            ),
+        });
+    }
+    std::fs::read(path).map_err(io_error)
+}
+
+/// A progress bar on stderr, shown only when stderr is a terminal and there is more than one file.
+fn progress_bar(total: usize) -> ProgressBar {
+    if total < 2 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files ({per_sec}, eta {eta})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Writes records to stdout in the chosen format.
+enum Output {
+    Jsonl(std::io::Stdout),
+    Json(Vec<Record>),
+    Csv(Box<csv::Writer<std::io::Stdout>>),
+}
+
+const CSV_HEADER: &[&str] = &[
+    "file",
+    "invoice_number",
+    "type_code",
+    "issue_date",
+    "due_date",
+    "currency",
+    "seller_name",
+    "seller_vat_id",
+    "seller_country",
+    "buyer_name",
+    "buyer_vat_id",
+    "buyer_reference",
+    "order_reference",
+    "payment_iban",
+    "line_total",
+    "tax_basis_total",
+    "tax_total",
+    "grand_total",
+    "due_payable",
+    "error_code",
+    "error_message",
+];
+
+impl Output {
+    fn new(format: Format) -> Self {
+        match format {
+            Format::Jsonl => Output::Jsonl(std::io::stdout()),
+            Format::Json => Output::Json(Vec::new()),
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(std::io::stdout());
+                let _ = w.write_record(CSV_HEADER);
+                Output::Csv(Box::new(w))
+            }
+        }
+    }
+
+    fn write(&mut self, record: Record) {
+        match self {
+            Output::Jsonl(stdout) => {
+                let mut line = serde_json::to_string(&record).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                line.push('\n');
+                let mut lock = stdout.lock();
+                let _ = lock.write_all(line.as_bytes()).and_then(|()| lock.flush());
+            }
+            Output::Json(all) => all.push(record),
+            Output::Csv(w) => {
+                let _ = w.write_record(csv_row(&record));
+            }
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Output::Jsonl(_) => {}
+            Output::Json(all) => {
+                let text = serde_json::to_string_pretty(&all).unwrap_or_default();
+                println!("{text}");
+            }
+            Output::Csv(mut w) => {
+                let _ = w.flush();
+            }
+        }
+    }
+}
+
+fn csv_row(r: &Record) -> Vec<String> {
+    fn s<T: ToString>(v: &Option<T>) -> String {
+        v.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+    let empty = Invoice::default();
+    let inv = r.invoice.as_ref().unwrap_or(&empty);
+    let party = |p: &Option<Party>| p.clone().unwrap_or_default();
+    let (seller, buyer) = (party(&inv.seller), party(&inv.buyer));
+    let t = &inv.totals;
+    vec![
+        r.file.clone(),
+        s(&inv.invoice_number),
+        s(&inv.type_code),
+        s(&inv.issue_date),
+        s(&inv.due_date),
+        s(&inv.currency),
+        s(&seller.name),
+        s(&seller.vat_id),
+        s(&seller.country),
+        s(&buyer.name),
+        s(&buyer.vat_id),
+        s(&inv.buyer_reference),
+        s(&inv.order_reference),
+        s(&inv.payment_iban),
+        s(&t.line_total),
+        s(&t.tax_basis_total),
+        s(&t.tax_total),
+        s(&t.grand_total),
+        s(&t.due_payable),
+        r.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
+        r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+    ]
+}

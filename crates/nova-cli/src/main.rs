@@ -1,0 +1,45 @@
+//! `nova`: the one binary.
+
+mod extract;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nova", version, about = "A self-hosted engine for AI document work", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API with in-process workers on the embedded store.
+    Serve(serve::ServeArgs),
+    /// Extract invoices from local files, with no server.
+    Extract(extract::ExtractArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => report(serve::run(args)),
+        Command::Extract(args) => extract::run(args),
+    }
+}
+
+/// Prints an error with its causes (`error: a\n  caused by: b`) and maps it to a failing exit code.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

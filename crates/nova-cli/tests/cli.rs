@@ -1,0 +1,188 @@
+//! The `nova` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn nova() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nova"))
+}
+
+fn dev_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev");
+    assert!(dir.is_dir(), "{} is missing: the shared invoices must sit beside the repository", dir.display());
+    dir
+}
+
+fn dev_inputs() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for sub in ["facturx", "invoice2data", "parsee"] {
+        for entry in std::fs::read_dir(dev_dir().join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with(".expected.json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn jsonl(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn extract_writes_one_line_per_dev_file_in_order() {
+    let files = dev_inputs();
+    assert!(files.len() >= 70, "dev set incomplete: {}", files.len());
+    let out = nova().arg("extract").arg("--format").arg("jsonl").args(&files).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = jsonl(&out.stdout);
+    assert_eq!(lines.len(), files.len());
+    for (line, file) in lines.iter().zip(&files) {
+        assert_eq!(line["file"], file.display().to_string());
+        assert!(line["invoice"].is_null() != line["error"].is_null(), "exactly one of invoice/error: {line}");
+    }
+    let cronus = lines
+        .iter()
+        .find(|l| l["file"].as_str().unwrap().ends_with("mustang__103767-Invoice-2026-03-24-1.noxml.pdf"))
+        .unwrap();
+    assert_eq!(cronus["invoice"]["invoice_number"], "103767");
+    assert_eq!(cronus["invoice"]["totals"]["grand_total"], "681.87");
+    // Image-only pages (the scans, and a PDF whose only font has no Unicode map) wait for OCR and fail with
+    // `no_text`; nothing in the set may fail in any other way, and every e-invoice and text file extracts.
+    for line in &lines {
+        let file = line["file"].as_str().unwrap();
+        if let Some(code) = line["error"]["code"].as_str() {
+            assert_eq!(code, "no_text", "{line}");
+        }
+        let must_extract = file.ends_with(".txt") || (file.contains("facturx") && !file.ends_with(".scan.pdf"));
+        assert!(!must_extract || line["error"].is_null(), "{line}");
+    }
+}
+
+#[test]
+fn a_bad_file_gets_its_own_error_and_the_batch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.pdf");
+    std::fs::write(&corrupt, b"%PDF-1.7\n1 0 obj << /Type /Catalog").unwrap();
+    let good = dev_dir().join("facturx/mustang__103767-Invoice-2026-03-24-1.pdf");
+    let missing = dir.path().join("missing.pdf");
+    let out = nova().arg("extract").args([&corrupt, &good, &missing]).output().unwrap();
+    assert!(out.status.success(), "one file succeeded, so the command succeeds");
+    let lines = jsonl(&out.stdout);
+    let codes: Vec<_> = lines.iter().map(|l| l["error"]["code"].as_str().unwrap_or("ok")).collect();
+    assert_eq!(codes, ["invalid_pdf", "ok", "file_not_found"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt.pdf"), "errors are reported on stderr too");
+
+    let out = nova().arg("extract").args([&corrupt, &missing]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "every file failed");
+    assert_eq!(jsonl(&out.stdout).len(), 2);
+}
+
+#[test]
+fn extract_writes_csv_and_json() {
+    let good = dev_dir().join("facturx/mustang__103767-Invoice-2026-03-24-1.pdf");
+    let out = nova().args(["extract", "--format", "csv"]).arg(&good).output().unwrap();
+    assert!(out.status.success());
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    let header = reader.headers().unwrap().clone();
+    let row = reader.records().next().unwrap().unwrap();
+    let get = |name: &str| row.get(header.iter().position(|h| h == name).unwrap()).unwrap().to_string();
+    assert_eq!(get("invoice_number"), "103767");
+    assert_eq!(get("grand_total"), "681.87");
+    assert_eq!(get("seller_name"), "CRONUS DE");
+
+    let out = nova().args(["extract", "--format", "json"]).arg(&good).output().unwrap();
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all[0]["invoice"]["currency"], "EUR");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    assert_eq!(nova().arg("extract").output().unwrap().status.code(), Some(2));
+    assert_eq!(nova().args(["extract", "--format", "xml", "a.pdf"]).output().unwrap().status.code(), Some(2));
+}
+
+/// `nova serve` as a process: it answers, takes an invoice end to end, and stops cleanly on SIGTERM.
+#[test]
+fn serve_runs_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = KillOnDrop(
+        nova()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("NOVA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let base =
+        banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let pdf = std::fs::read(dev_dir().join("facturx/mustang__103767-Invoice-2026-03-24-1.noxml.pdf")).unwrap();
+        let doc: Value = client
+            .post(format!("{base}/v1/documents"))
+            .header("content-type", "application/pdf")
+            .body(pdf)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job: Value = client
+            .post(format!("{base}/v1/jobs"))
+            .json(&serde_json::json!({"workflow": "invoice.extract", "input": {"document_id": doc["id"]}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status: Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
+            if status["status"] == "succeeded" {
+                break;
+            }
+            assert!(status["status"] != "failed" && tokio::time::Instant::now() < deadline, "{status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let invoice: Value = client.get(format!("{job_url}/result")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(invoice["seller"]["name"], "CRONUS DE");
+    });
+
+    let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "nova serve exits cleanly on SIGTERM: {status:?}");
+    assert!(Path::new(&dir.path().join("nova.db")).exists());
+}
+
+/// Kills the child if the test ends early, so a failing test leaves no server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
