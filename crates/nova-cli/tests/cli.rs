@@ -135,36 +135,23 @@ fn serve_runs_and_stops_on_sigterm() {
     rt.block_on(async {
         let client = reqwest::Client::new();
         let pdf = std::fs::read(dev_dir().join("facturx/mustang__103767-Invoice-2026-03-24-1.noxml.pdf")).unwrap();
-        let doc: Value = client
-            .post(format!("{base}/v1/documents"))
-            .header("content-type", "application/pdf")
-            .body(pdf)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let job: Value = client
-            .post(format!("{base}/v1/jobs"))
-            .json(&serde_json::json!({"workflow": "invoice.extract", "input": {"document_id": doc["id"]}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let send =
+            |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().json::<Value>().await.unwrap() };
+        let doc =
+            send(client.post(format!("{base}/v1/documents")).header("content-type", "application/pdf").body(pdf)).await;
+        let input = serde_json::json!({"workflow": "invoice.extract", "input": {"document_id": doc["id"]}});
+        let job = send(client.post(format!("{base}/v1/jobs")).json(&input)).await;
         let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let status: Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
+            let status = send(client.get(&job_url)).await;
             if status["status"] == "succeeded" {
                 break;
             }
             assert!(status["status"] != "failed" && tokio::time::Instant::now() < deadline, "{status}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let invoice: Value = client.get(format!("{job_url}/result")).send().await.unwrap().json().await.unwrap();
+        let invoice = send(client.get(format!("{job_url}/result"))).await;
         assert_eq!(invoice["seller"]["name"], "CRONUS DE");
     });
 

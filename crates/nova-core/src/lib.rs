@@ -12,3 +12,15 @@ pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
 pub use ids::{AttemptToken, DocumentId, JobId, ParseIdError, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
 pub use job::{Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobStatus, UnknownWorkflow, Workflow};
+
+/// An error with its sources on one line, `outer: inner: root`, for logs and job records.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

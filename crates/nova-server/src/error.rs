@@ -31,14 +31,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn internal(what: &str, error: &dyn std::error::Error) -> Self {
-        let mut chain = error.to_string();
-        let mut source = error.source();
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        tracing::error!(error = %chain, "{what} failed");
+        tracing::error!(error = %nova_core::error_chain(error), "{what} failed");
         ApiError::Internal(what.to_string())
     }
 

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nova_core::error_chain;
 use nova_core::{JobError, JobStatus, WorkerId};
 use nova_store::{ClaimedJob, Store, StoreError};
 use tokio::sync::Notify;
@@ -185,18 +186,6 @@ fn backoff(attempt: u32, seed: u64) -> Duration {
     let base = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300));
     let jitter = base.mul_f64((seed % 1000) as f64 / 4000.0);
     base + jitter
-}
-
-/// An error with its sources, on one line: `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A job error for an unexpected internal failure; details go to the log, not to the client.
