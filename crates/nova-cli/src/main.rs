@@ -2,6 +2,7 @@
 
 mod extract;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP API with in-process workers on the embedded store.
     Serve(serve::ServeArgs),
+    /// Run workers only (no HTTP) on the queue in the data directory or at NOVA_DATABASE_URL.
+    Worker(worker::WorkerArgs),
     /// Extract invoices from local files, with no server.
     Extract(extract::ExtractArgs),
 }
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => report(serve::run(args)),
+        Command::Worker(args) => report(worker::run(args)),
         Command::Extract(args) => extract::run(args),
     }
 }

@@ -19,33 +19,87 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "NOVA_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Folder of the database and the stored documents; created if missing.
-    #[arg(long, env = "NOVA_DATA_DIR", default_value = "nova-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Jobs run at once by the in-process workers; 0 serves the API only. Default: the number of cores.
     #[arg(long, env = "NOVA_WORKERS")]
     workers: Option<usize>,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// Largest accepted upload, in MiB.
     #[arg(long, env = "NOVA_MAX_UPLOAD_MB", default_value_t = 50)]
     max_upload_mb: u64,
+}
+
+/// Where the data lives.
+#[derive(Args)]
+pub struct StoreArgs {
+    /// Folder of the embedded database and the stored documents; created if missing.
+    #[arg(long, env = "NOVA_DATA_DIR", default_value = "nova-data")]
+    data_dir: PathBuf,
+    /// The database, when not the embedded SQLite file: `postgres://USER@HOST/DB`, or `sqlite:PATH`.
+    /// Documents stay in the data directory.
+    #[arg(long, env = "NOVA_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        match &self.database_url {
+            None => Store::open(&self.data_dir)
+                .await
+                .with_context(|| format!("opening the data directory {}", self.data_dir.display())),
+            Some(url) => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+                // The URL may hold a password: name only its scheme.
+                let scheme = url.split(':').next().unwrap_or_default();
+                Store::connect(url, &self.data_dir.join("blobs"))
+                    .await
+                    .with_context(|| format!("opening the database given by NOVA_DATABASE_URL ({scheme}:...)"))
+            }
+        }
+    }
+}
+
+/// How workers hold and give back jobs.
+#[derive(Args)]
+pub struct PoolArgs {
     /// Seconds that running jobs get to finish at shutdown before they are handed back to the queue.
     #[arg(long, env = "NOVA_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// Seconds a claimed job is held without a heartbeat; a crashed worker's jobs run again after this.
+    #[arg(long, env = "NOVA_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    lease_secs: u64,
+}
+
+impl PoolArgs {
+    pub fn config(&self, concurrency: Option<usize>) -> WorkerConfig {
+        let lease = Duration::from_secs(self.lease_secs);
+        WorkerConfig {
+            concurrency: concurrency.unwrap_or_else(|| WorkerConfig::default().concurrency),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            lease,
+            // Six beats per lease: a few lost heartbeats do not lose the job.
+            heartbeat: lease / 6,
+            // Polling is the fallback wake-up, and what finds lapsed leases.
+            poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            ..WorkerConfig::default()
+        }
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(serve(args))
+    runtime()?.block_on(serve(args))
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir)
-        .await
-        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+    let store = args.store.open().await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -54,11 +108,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(on_signal(shutdown.clone()));
 
     let wake = Arc::new(Notify::new());
-    let worker_config = WorkerConfig {
-        concurrency: args.workers.unwrap_or_else(|| WorkerConfig::default().concurrency),
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        ..WorkerConfig::default()
-    };
+    let worker_config = args.pool.config(args.workers);
     let workers = (worker_config.concurrency > 0).then(|| {
         tokio::spawn(nova_worker::run(
             store.clone(),
@@ -73,7 +123,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config: ServerConfig { max_upload_bytes: args.max_upload_mb * 1024 * 1024, ..ServerConfig::default() },
         wake_workers: wake,
     };
-    info!(data_dir = %args.data_dir.display(), workers = worker_config.concurrency, "NOVA serving");
+    info!(data_dir = %args.store.data_dir.display(), workers = worker_config.concurrency, "NOVA serving");
     // The one line a script can wait for, on stdout.
     println!("nova: listening on http://{addr}");
     nova_server::serve(listener, state, shutdown.clone().cancelled_owned()).await.context("serving HTTP")?;
@@ -86,7 +136,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM.
-async fn on_signal(token: CancellationToken) {
+pub async fn on_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
@@ -107,7 +157,7 @@ async fn on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-fn init_logging() {
+pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NOVA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

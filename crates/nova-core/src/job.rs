@@ -14,14 +14,18 @@ pub enum Workflow {
     /// Extract one invoice from one document; input `{"document_id": "doc_..."}`.
     #[serde(rename = "invoice.extract")]
     InvoiceExtract,
+    /// Does nothing, optionally for a while; input `{"sleep_ms": N}`. For benchmarks and tests of the queue.
+    #[serde(rename = "noop")]
+    Noop,
 }
 
 impl Workflow {
-    pub const ALL: &'static [Workflow] = &[Workflow::InvoiceExtract];
+    pub const ALL: &'static [Workflow] = &[Workflow::InvoiceExtract, Workflow::Noop];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Workflow::InvoiceExtract => "invoice.extract",
+            Workflow::Noop => "noop",
         }
     }
 }
@@ -34,7 +38,7 @@ impl fmt::Display for Workflow {
 
 /// A workflow name that NOVA does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workflow `{0}` (known: invoice.extract)")]
+#[error("unknown workflow `{0}` (known: invoice.extract, noop)")]
 pub struct UnknownWorkflow(pub String);
 
 impl FromStr for Workflow {
@@ -54,6 +58,32 @@ impl FromStr for Workflow {
 #[serde(deny_unknown_fields)]
 pub struct InvoiceExtractInput {
     pub document_id: DocumentId,
+}
+
+/// The input of a `noop` job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopInput {
+    /// How long the job takes, at most [`NoopInput::MAX_SLEEP_MS`].
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+impl NoopInput {
+    pub const MAX_SLEEP_MS: u64 = 600_000;
+
+    /// Parses and checks a job input.
+    pub fn parse(input: &serde_json::Value) -> Result<Self, String> {
+        let parsed: Self = if input.is_null() {
+            Self::default()
+        } else {
+            serde_json::from_value(input.clone()).map_err(|e| e.to_string())?
+        };
+        if parsed.sleep_ms > Self::MAX_SLEEP_MS {
+            return Err(format!("sleep_ms must be at most {}", Self::MAX_SLEEP_MS));
+        }
+        Ok(parsed)
+    }
 }
 
 /// Where a job stands. `succeeded`, `failed` and `canceled` are final.

@@ -11,7 +11,9 @@ pub mod job;
 pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
 pub use ids::{AttemptToken, DocumentId, JobId, ParseIdError, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
-pub use job::{Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobStatus, UnknownWorkflow, Workflow};
+pub use job::{
+    Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobStatus, NoopInput, UnknownWorkflow, Workflow,
+};
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

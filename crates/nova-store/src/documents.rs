@@ -25,7 +25,7 @@ impl Store {
         let id = DocumentId::new();
         let inserted = sqlx::query(
             "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(sha.as_str())
@@ -40,13 +40,15 @@ impl Store {
         .rows_affected()
             == 1;
         let row =
-            sqlx::query("SELECT * FROM documents WHERE sha256 = ?").bind(sha.as_str()).fetch_one(&self.pool).await?;
+            sqlx::query("SELECT * FROM documents WHERE sha256 = $1").bind(sha.as_str()).fetch_one(&self.pool).await?;
         Ok((document_from_row(&row)?, inserted))
     }
 
     pub async fn get_document(&self, id: DocumentId) -> Result<Option<DocumentMeta>, StoreError> {
-        let row =
-            sqlx::query("SELECT * FROM documents WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(document_from_row).transpose()
     }
 
@@ -66,7 +68,7 @@ fn kind_str(kind: DocumentKind) -> &'static str {
     }
 }
 
-fn document_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DocumentMeta, StoreError> {
+fn document_from_row(row: &sqlx::any::AnyRow) -> Result<DocumentMeta, StoreError> {
     let kind = match row.try_get::<String, _>("kind")?.as_str() {
         "pdf" => DocumentKind::Pdf,
         "xml" => DocumentKind::Xml,

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nova_core::{Attempt, AttemptOutcome, AttemptToken, Job, JobError, JobId, JobStatus, WorkerId, Workflow};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{from_millis, parse_stored, to_millis, Store, StoreError};
+use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError};
 
 /// A job to enqueue; its input was validated by the caller.
 #[derive(Debug, Clone)]
@@ -31,13 +31,30 @@ pub struct ClaimedJob {
 
 const LEASE_EXPIRED: &str = "lease_expired";
 
+/// The PostgreSQL channel on which an enqueue wakes idle workers.
+pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
+
+/// Takes the oldest ready job. SQLite has one writer at a time, so the statement alone is atomic.
+const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = $1,
+         lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
+     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 ORDER BY run_at, id LIMIT 1)
+     RETURNING id";
+
+/// The same on PostgreSQL, where concurrent claimers skip the rows others are locking instead of waiting
+/// on them (or, without the lock, claiming the same row twice).
+const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = $1,
+         lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
+     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 ORDER BY run_at, id LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+     RETURNING id";
+
 impl Store {
     pub async fn enqueue(&self, new: NewJob) -> Result<Job, StoreError> {
         let id = JobId::new();
         let now = to_millis(Utc::now());
         sqlx::query(
             "INSERT INTO jobs (id, workflow, input, status, max_attempts, run_at, created_at, updated_at)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7)",
         )
         .bind(id.to_string())
         .bind(new.workflow.as_str())
@@ -48,16 +65,19 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&self.pool).await?;
+        }
         self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let Some(row) =
-            sqlx::query("SELECT * FROM jobs WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await?
+            sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await?
         else {
             return Ok(None);
         };
-        let attempts = sqlx::query("SELECT * FROM job_attempts WHERE job_id = ? ORDER BY number")
+        let attempts = sqlx::query("SELECT * FROM job_attempts WHERE job_id = $1 ORDER BY number")
             .bind(id.to_string())
             .fetch_all(&self.pool)
             .await?
@@ -69,7 +89,7 @@ impl Store {
 
     /// The result of a succeeded job (`None` if the job is unknown or has no result).
     pub async fn job_result(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
-        let text: Option<Option<String>> = sqlx::query_scalar("SELECT result FROM jobs WHERE id = ?")
+        let text: Option<Option<String>> = sqlx::query_scalar("SELECT result FROM jobs WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -80,7 +100,7 @@ impl Store {
 
     /// Number of jobs in each non-final state, for health and progress displays.
     pub async fn count_jobs(&self, status: JobStatus) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = $1")
             .bind(status.as_str())
             .fetch_one(&self.pool)
             .await?;
@@ -96,10 +116,10 @@ impl Store {
 
         // Hand back lapsed leases. The attempt that lost its lease counts as a failed attempt.
         sqlx::query(
-            "UPDATE job_attempts SET outcome = 'failed', finished_at = ?1, error_code = ?2,
+            "UPDATE job_attempts SET outcome = 'failed', finished_at = $1, error_code = $2,
                  error_message = 'the worker stopped renewing its lease (it crashed, hung or was cut off)'
              WHERE outcome IS NULL AND job_id IN
-                 (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= ?1)",
+                 (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= $1)",
         )
         .bind(now_ms)
         .bind(LEASE_EXPIRED)
@@ -108,11 +128,11 @@ impl Store {
         sqlx::query(
             "UPDATE jobs SET
                  status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'queued' END,
-                 finished_at = CASE WHEN attempts_used >= max_attempts THEN ?1 END,
-                 error_code = ?2,
+                 finished_at = CASE WHEN attempts_used >= max_attempts THEN $1 END,
+                 error_code = $2,
                  error_message = 'the worker stopped renewing its lease (it crashed, hung or was cut off)',
-                 lease_token = NULL, lease_expires_at = NULL, run_at = ?1, updated_at = ?1
-             WHERE status = 'running' AND lease_expires_at <= ?1",
+                 lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1
+             WHERE status = 'running' AND lease_expires_at <= $1",
         )
         .bind(now_ms)
         .bind(LEASE_EXPIRED)
@@ -121,24 +141,23 @@ impl Store {
 
         let token = AttemptToken::new();
         let lease_until = now_ms + lease.as_millis() as i64;
-        let claimed: Option<String> = sqlx::query_scalar(
-            "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = ?1,
-                 lease_expires_at = ?2, started_at = COALESCE(started_at, ?3), updated_at = ?3
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?3 ORDER BY run_at, id LIMIT 1)
-             RETURNING id",
-        )
-        .bind(token.to_string())
-        .bind(lease_until)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let claim_sql = match self.dialect {
+            Dialect::Sqlite => CLAIM_SQLITE,
+            Dialect::Postgres => CLAIM_POSTGRES,
+        };
+        let claimed: Option<String> = sqlx::query_scalar(claim_sql)
+            .bind(token.to_string())
+            .bind(lease_until)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(job_id) = claimed else {
             tx.commit().await?;
             return Ok(None);
         };
         let attempt: i64 = sqlx::query_scalar(
             "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
-             VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM job_attempts WHERE job_id = ?1), ?2, ?3, ?4)
+             VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM job_attempts WHERE job_id = $1), $2, $3, $4)
              RETURNING number",
         )
         .bind(&job_id)
@@ -159,7 +178,7 @@ impl Store {
     pub async fn heartbeat(&self, job: JobId, token: AttemptToken, lease: Duration) -> Result<(), StoreError> {
         let now = to_millis(Utc::now());
         let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'",
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND lease_token = $4 AND status = 'running'",
         )
         .bind(now + lease.as_millis() as i64)
         .bind(now)
@@ -180,9 +199,9 @@ impl Store {
         let now = to_millis(Utc::now());
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', result = ?1, error_code = NULL, error_message = NULL,
-                 lease_token = NULL, lease_expires_at = NULL, finished_at = ?2, updated_at = ?2
-             WHERE id = ?3 AND lease_token = ?4 AND status = 'running'",
+            "UPDATE jobs SET status = 'succeeded', result = $1, error_code = NULL, error_message = NULL,
+                 lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2
+             WHERE id = $3 AND lease_token = $4 AND status = 'running'",
         )
         .bind(result.to_string())
         .bind(now)
@@ -210,11 +229,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE jobs SET
-                 status = CASE WHEN ?1 IS NOT NULL AND attempts_used < max_attempts THEN 'queued' ELSE 'failed' END,
-                 run_at = COALESCE(?1, run_at),
-                 finished_at = CASE WHEN ?1 IS NOT NULL AND attempts_used < max_attempts THEN NULL ELSE ?2 END,
-                 error_code = ?3, error_message = ?4, lease_token = NULL, lease_expires_at = NULL, updated_at = ?2
-             WHERE id = ?5 AND lease_token = ?6 AND status = 'running'
+                 status = CASE WHEN $1 IS NOT NULL AND attempts_used < max_attempts THEN 'queued' ELSE 'failed' END,
+                 run_at = COALESCE($1, run_at),
+                 finished_at = CASE WHEN $1 IS NOT NULL AND attempts_used < max_attempts THEN NULL ELSE $2 END,
+                 error_code = $3, error_message = $4, lease_token = NULL, lease_expires_at = NULL, updated_at = $2
+             WHERE id = $5 AND lease_token = $6 AND status = 'running'
              RETURNING status",
         )
         .bind(retry_at)
@@ -236,9 +255,9 @@ impl Store {
         let now = to_millis(Utc::now());
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts_used = attempts_used - 1, run_at = ?1,
-                 lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
-             WHERE id = ?2 AND lease_token = ?3 AND status = 'running'",
+            "UPDATE jobs SET status = 'queued', attempts_used = attempts_used - 1, run_at = $1,
+                 lease_token = NULL, lease_expires_at = NULL, updated_at = $1
+             WHERE id = $2 AND lease_token = $3 AND status = 'running'",
         )
         .bind(now)
         .bind(job.to_string())
@@ -261,15 +280,15 @@ fn fenced(rows: u64) -> Result<(), StoreError> {
 }
 
 async fn finish_attempt(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     token: AttemptToken,
     outcome: AttemptOutcome,
     error: Option<&JobError>,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE job_attempts SET outcome = ?, finished_at = ?, error_code = ?, error_message = ?
-         WHERE token = ? AND outcome IS NULL",
+        "UPDATE job_attempts SET outcome = $1, finished_at = $2, error_code = $3, error_message = $4
+         WHERE token = $5 AND outcome IS NULL",
     )
     .bind(outcome.as_str())
     .bind(now)
@@ -289,7 +308,7 @@ fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     ms.map(from_millis).transpose()
 }
 
-fn job_from_row(row: &SqliteRow, attempts: Vec<Attempt>) -> Result<Job, StoreError> {
+fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, StoreError> {
     let input: String = row.try_get("input")?;
     Ok(Job {
         id: parse_stored("job id", &row.try_get::<String, _>("id")?)?,
@@ -306,7 +325,7 @@ fn job_from_row(row: &SqliteRow, attempts: Vec<Attempt>) -> Result<Job, StoreErr
     })
 }
 
-fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
+fn attempt_from_row(row: &AnyRow) -> Result<Attempt, StoreError> {
     let outcome: Option<String> = row.try_get("outcome")?;
     Ok(Attempt {
         number: row.try_get::<i64, _>("number")? as u32,

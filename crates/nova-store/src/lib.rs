@@ -1,6 +1,6 @@
 //! NOVA's persistence.
 //!
-//! [`Store`] owns the SQL database (SQLite, a file in the data directory) and the [`BlobStore`] (content-
+//! [`Store`] owns the SQL database (SQLite, a file in the data directory, or PostgreSQL) and the [`BlobStore`] (content-
 //! addressed bytes). It knows nothing of HTTP: the server and the workers call its typed operations, and all
 //! SQL lives here.
 //!
@@ -14,13 +14,19 @@
 mod blob;
 mod documents;
 mod jobs;
+#[doc(hidden)]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use tokio::sync::Notify;
 
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
@@ -35,6 +41,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{0}` is not a database URL NOVA can use (expected sqlite:PATH or postgres://...)")]
+    UnsupportedUrl(String),
     #[error("opening the database")]
     Open(#[source] sqlx::Error),
     #[error("applying database migrations")]
@@ -51,30 +59,81 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The SQL store and the blob store of one data directory.
+/// The SQL dialect behind the pool. Queries are written once with `$N` placeholders, which both backends
+/// take; the few statements that differ (row locking) pick their text by dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The embedded default: one file, any number of processes on one machine.
+    Sqlite,
+    /// Scale-out: any number of processes on any number of machines.
+    Postgres,
+}
+
+/// The SQL store and the blob store.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
     blobs: BlobStore,
+    /// For PostgreSQL's `LISTEN`, which needs a connection of its own. Never logged: it may hold a password.
+    database_url: Arc<str>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir`: `nova.db` and the `blobs/` folder. Migrations
-    /// embedded in the binary are applied.
+    /// The embedded default: `nova.db` (SQLite) and `blobs/` inside `data_dir`, created if missing.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::CreateDataDir { path: data_dir.to_path_buf(), source })?;
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("nova.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(StoreError::Open)?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migrate)?;
-        let blobs = BlobStore::local(&data_dir.join("blobs"))?;
-        Ok(Self { pool, blobs })
+        let url = SqliteConnectOptions::new().filename(data_dir.join("nova.db")).create_if_missing(true).to_url_lossy();
+        Self::connect(url.as_str(), &data_dir.join("blobs")).await
+    }
+
+    /// Opens the database at `database_url` (`sqlite:PATH` or `postgres://...`) with blobs under `blob_dir`,
+    /// applying the migrations embedded in the binary.
+    pub async fn connect(database_url: &str, blob_dir: &Path) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if database_url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else {
+            let scheme = database_url.split(':').next().unwrap_or_default();
+            return Err(StoreError::UnsupportedUrl(format!("{scheme}:...")));
+        };
+        let options = AnyConnectOptions::from_str(database_url).map_err(StoreError::Open)?.disable_statement_logging();
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the one writer; the busy timeout makes writers queue
+                            // instead of failing when several processes share the file.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+            }
+            Dialect::Postgres => AnyPoolOptions::new().max_connections(16).connect_with(options).await,
+        }
+        .map_err(StoreError::Open)?;
+        let migrator = match dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        let blobs = BlobStore::local(blob_dir)?;
+        Ok(Self { pool, dialect, blobs, database_url: database_url.into() })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -88,7 +147,31 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections to be returned (checkpointing the WAL).
+    /// Wakes `wake` whenever another process enqueues a job (PostgreSQL `LISTEN/NOTIFY`), so idle workers
+    /// start at once rather than at their next poll. A no-op on SQLite, where polling is the only signal
+    /// across processes and the in-process API notifies its workers directly.
+    pub async fn listen_for_jobs(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.database_url).await.map_err(StoreError::Open)?;
+        listener.listen(jobs::NOTIFY_CHANNEL).await?;
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    // PgListener reconnects by itself on the next recv; polling covers the gap.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job notifications interrupted; polling meanwhile");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned (checkpointing SQLite's WAL).
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -1,21 +1,35 @@
-//! The queue's semantics on the embedded SQLite backend: claims, fencing, lapsed leases, release, retry.
+//! The queue's conformance suite: claims, fencing, lapsed leases, release, retry. Every test runs on SQLite
+//! and on PostgreSQL (see `nova_store::testing`).
 
 use std::time::Duration;
 
 use nova_core::{AttemptOutcome, JobError, JobStatus, WorkerId, Workflow};
+use nova_store::testing::{Backend, TestStore};
 use nova_store::{NewJob, Store, StoreError};
 use serde_json::json;
 
-struct Fixture {
-    store: Store,
-    _dir: tempfile::TempDir,
+/// Runs each named test on both backends, as `sqlite::NAME` and `postgres::NAME`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
 }
 
-async fn store() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
-    Fixture { store, _dir: dir }
-}
+conformance!(
+    a_job_is_claimed_once_and_completes_with_its_result,
+    jobs_are_claimed_oldest_first,
+    a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out,
+    a_lapsed_lease_on_the_last_attempt_fails_the_job,
+    a_released_job_is_queued_again_without_using_an_attempt,
+    a_failure_retries_while_attempts_remain_then_fails,
+    a_delayed_retry_is_not_claimed_early_and_permanent_failures_do_not_retry,
+    concurrent_claimers_never_take_the_same_job,
+);
 
 fn job(max_attempts: u32) -> NewJob {
     NewJob { workflow: Workflow::InvoiceExtract, input: json!({"document_id": "doc_x"}), max_attempts }
@@ -23,9 +37,8 @@ fn job(max_attempts: u32) -> NewJob {
 
 const LEASE: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_job_is_claimed_once_and_completes_with_its_result() {
-    let f = store().await;
+async fn a_job_is_claimed_once_and_completes_with_its_result(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let queued = f.store.enqueue(job(3)).await.unwrap();
     assert_eq!(queued.status, JobStatus::Queued);
     assert!(queued.attempts.is_empty());
@@ -52,9 +65,8 @@ async fn a_job_is_claimed_once_and_completes_with_its_result() {
     assert!(matches!(f.store.complete(queued.id, claimed.token, &json!({})).await, Err(StoreError::LeaseLost)));
 }
 
-#[tokio::test]
-async fn jobs_are_claimed_oldest_first() {
-    let f = store().await;
+async fn jobs_are_claimed_oldest_first(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let first = f.store.enqueue(job(1)).await.unwrap();
     let second = f.store.enqueue(job(1)).await.unwrap();
     let w = WorkerId::new();
@@ -62,9 +74,8 @@ async fn jobs_are_claimed_oldest_first() {
     assert_eq!(f.store.claim(w, LEASE).await.unwrap().unwrap().job.id, second.id);
 }
 
-#[tokio::test]
-async fn a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out() {
-    let f = store().await;
+async fn a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let queued = f.store.enqueue(job(3)).await.unwrap();
     let zombie = f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
     let fresh = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("lapsed job reclaimed");
@@ -87,9 +98,8 @@ async fn a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out() {
     assert_eq!(done.attempts[0].error.as_ref().unwrap().code, "lease_expired");
 }
 
-#[tokio::test]
-async fn a_lapsed_lease_on_the_last_attempt_fails_the_job() {
-    let f = store().await;
+async fn a_lapsed_lease_on_the_last_attempt_fails_the_job(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let queued = f.store.enqueue(job(1)).await.unwrap();
     f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
     assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none());
@@ -98,9 +108,8 @@ async fn a_lapsed_lease_on_the_last_attempt_fails_the_job() {
     assert_eq!(failed.error.unwrap().code, "lease_expired");
 }
 
-#[tokio::test]
-async fn a_released_job_is_queued_again_without_using_an_attempt() {
-    let f = store().await;
+async fn a_released_job_is_queued_again_without_using_an_attempt(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let queued = f.store.enqueue(job(1)).await.unwrap();
     let first = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     f.store.release(queued.id, first.token).await.unwrap();
@@ -113,9 +122,8 @@ async fn a_released_job_is_queued_again_without_using_an_attempt() {
     assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Released));
 }
 
-#[tokio::test]
-async fn a_failure_retries_while_attempts_remain_then_fails() {
-    let f = store().await;
+async fn a_failure_retries_while_attempts_remain_then_fails(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let queued = f.store.enqueue(job(2)).await.unwrap();
     let err = JobError { code: "blob_unavailable".into(), message: "try later".into() };
     let a = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
@@ -129,9 +137,8 @@ async fn a_failure_retries_while_attempts_remain_then_fails() {
     assert_eq!(failed.attempts.len(), 2);
 }
 
-#[tokio::test]
-async fn a_delayed_retry_is_not_claimed_early_and_permanent_failures_do_not_retry() {
-    let f = store().await;
+async fn a_delayed_retry_is_not_claimed_early_and_permanent_failures_do_not_retry(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
     let queued = f.store.enqueue(job(5)).await.unwrap();
     let err = JobError { code: "invalid_pdf".into(), message: "bad".into() };
     let a = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
@@ -155,4 +162,34 @@ async fn jobs_survive_reopening_the_store() {
     };
     let store = Store::open(dir.path()).await.unwrap();
     assert_eq!(store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap().job.id, id);
+}
+
+async fn concurrent_claimers_never_take_the_same_job(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let total = 60;
+    for _ in 0..total {
+        f.store.enqueue(job(1)).await.unwrap();
+    }
+    // Claimers race on the same queue; every job must be claimed exactly once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let store: Store = f.store.clone();
+        tasks.spawn(async move {
+            let (worker, mut mine) = (WorkerId::new(), Vec::new());
+            while let Some(c) = store.claim(worker, LEASE).await.unwrap() {
+                store.complete(c.job.id, c.token, &json!(null)).await.unwrap();
+                mine.push(c.job.id);
+            }
+            mine
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(mine) = tasks.join_next().await {
+        all.extend(mine.unwrap());
+    }
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((claimed, all.len()), (total, total), "a job was claimed twice or lost");
+    assert_eq!(f.store.count_jobs(JobStatus::Succeeded).await.unwrap(), total as u64);
 }

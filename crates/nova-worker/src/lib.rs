@@ -72,6 +72,9 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     let hand_back = CancellationToken::new();
     let mut running = JoinSet::new();
     info!(%worker, concurrency = config.concurrency, "worker started");
+    if let Err(e) = store.listen_for_jobs(wake.clone()).await {
+        warn!(error = %error_chain(&e), "cannot listen for new jobs; polling only");
+    }
     tokio::pin!(shutdown);
     loop {
         while running.len() < config.concurrency {

@@ -1,7 +1,7 @@
 //! The workflows a job can run. Each turns a job's input into its result, or an error that says whether
 //! trying again could help.
 
-use nova_core::{Invoice, InvoiceExtractInput, Job, JobError, Workflow};
+use nova_core::{Invoice, InvoiceExtractInput, Job, JobError, NoopInput, Workflow};
 use nova_store::Store;
 use tracing::error;
 
@@ -41,6 +41,12 @@ pub async fn execute(store: &Store, job: &Job) -> Result<serde_json::Value, Work
                 .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
                 .map_err(WorkflowError::Permanent)?;
             serde_json::to_value(invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))
+        }
+        Workflow::Noop => {
+            let input = NoopInput::parse(&job.input)
+                .map_err(|message| WorkflowError::Permanent(JobError { code: "invalid_input".into(), message }))?;
+            tokio::time::sleep(std::time::Duration::from_millis(input.sleep_ms)).await;
+            Ok(serde_json::json!({"slept_ms": input.sleep_ms}))
         }
     }
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nova_core::{InvoiceExtractInput, Job, JobId, JobStatus, Workflow};
+use nova_core::{InvoiceExtractInput, Job, JobId, JobStatus, NoopInput, Workflow};
 use nova_store::NewJob;
 use serde::Deserialize;
 
@@ -49,6 +49,12 @@ async fn create(
                     ),
                 });
             }
+        }
+        Workflow::Noop => {
+            NoopInput::parse(&body.input).map_err(|e| ApiError::Unprocessable {
+                code: "invalid_input",
+                message: format!("noop takes {{\"sleep_ms\": N}}: {e}"),
+            })?;
         }
     }
     let job = app.store.enqueue(NewJob { workflow, input: body.input, max_attempts: app.config.max_attempts }).await?;

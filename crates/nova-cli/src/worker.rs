@@ -1,0 +1,37 @@
+//! `nova worker`: workers only, no HTTP, on the database that API processes share.
+
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::serve::{init_logging, on_signal, runtime, PoolArgs, StoreArgs};
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Jobs run at once by this process. Default: the number of cores.
+    #[arg(long, env = "NOVA_WORKERS", value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: Option<u64>,
+    #[command(flatten)]
+    pool: PoolArgs,
+}
+
+pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    init_logging();
+    runtime()?.block_on(async {
+        let store = args.store.open().await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(on_signal(shutdown.clone()));
+        let config = args.pool.config(args.concurrency.map(|n| n as usize));
+        // The one line a script can wait for, on stdout.
+        println!("nova: worker running {} jobs at once", config.concurrency);
+        nova_worker::run(store.clone(), config, Arc::new(Notify::new()), shutdown.cancelled_owned()).await;
+        store.close().await;
+        info!("worker stopped");
+        Ok(())
+    })
+}
