@@ -84,7 +84,6 @@ impl PoolArgs {
             heartbeat: lease / 6,
             // Polling is the fallback wake-up, and what finds lapsed leases.
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
-            ..WorkerConfig::default()
         }
     }
 }

@@ -60,8 +60,8 @@ impl Drop for WorkerProcess {
 async fn enqueue(t: &TestStore, n: usize, sleep_ms: u64) -> Vec<JobId> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
-        let new = NewJob { workflow: Workflow::Noop, input: json!({"sleep_ms": sleep_ms}), max_attempts: 10 };
-        ids.push(t.store.enqueue(new).await.unwrap().id);
+        let new = NewJob { max_attempts: 10, ..NewJob::new(Workflow::Noop, json!({"sleep_ms": sleep_ms})) };
+        ids.push(t.store.enqueue(new).await.unwrap().job.id);
     }
     ids
 }

@@ -92,6 +92,8 @@ impl NoopInput {
 pub enum JobStatus {
     Queued,
     Running,
+    /// An attempt failed in a way worth retrying; the next one starts at `run_at`.
+    Retrying,
     Succeeded,
     Failed,
     Canceled,
@@ -102,6 +104,7 @@ impl JobStatus {
         match self {
             JobStatus::Queued => "queued",
             JobStatus::Running => "running",
+            JobStatus::Retrying => "retrying",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Canceled => "canceled",
@@ -117,10 +120,17 @@ impl FromStr for JobStatus {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown job status `{s}`"))
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Retrying,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Canceled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown job status `{s}`"))
     }
 }
 
@@ -137,8 +147,10 @@ pub struct JobError {
 pub enum AttemptOutcome {
     Succeeded,
     Failed,
-    /// The worker gave the job back (shutdown) or lost its lease; the job was queued again.
+    /// The worker gave the job back (shutdown); the job was queued again.
     Released,
+    /// The job was canceled while this attempt ran.
+    Canceled,
 }
 
 impl AttemptOutcome {
@@ -147,6 +159,7 @@ impl AttemptOutcome {
             AttemptOutcome::Succeeded => "succeeded",
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Released => "released",
+            AttemptOutcome::Canceled => "canceled",
         }
     }
 }
@@ -155,7 +168,7 @@ impl FromStr for AttemptOutcome {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [AttemptOutcome::Succeeded, AttemptOutcome::Failed, AttemptOutcome::Released]
+        [AttemptOutcome::Succeeded, AttemptOutcome::Failed, AttemptOutcome::Released, AttemptOutcome::Canceled]
             .into_iter()
             .find(|o| o.as_str() == s)
             .ok_or_else(|| format!("unknown attempt outcome `{s}`"))
@@ -181,8 +194,18 @@ pub struct Job {
     pub workflow: Workflow,
     pub input: serde_json::Value,
     pub status: JobStatus,
+    /// Higher runs first; ties go to the earliest `run_at`.
+    pub priority: i64,
+    /// Not started before this time (a delayed job, or the next attempt of a retrying one).
+    pub run_at: DateTime<Utc>,
+    /// The hard deadline of one attempt.
+    pub timeout_seconds: u64,
     pub attempts: Vec<Attempt>,
     pub max_attempts: u32,
+    /// The client's `Idempotency-Key`, if the job was submitted with one.
+    pub idempotency_key: Option<String>,
+    /// Set when a cancellation was asked of the running job; the worker stops it at its next heartbeat.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
     pub error: Option<JobError>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -211,7 +234,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in ["queued", "running", "succeeded", "failed", "canceled"] {
+        for s in ["queued", "running", "retrying", "succeeded", "failed", "canceled"] {
             assert_eq!(s.parse::<JobStatus>().unwrap().as_str(), s);
         }
         assert!(JobStatus::Succeeded.is_final() && !JobStatus::Running.is_final());

@@ -206,3 +206,98 @@ fn blob_files(data_dir: &std::path::Path) -> usize {
     }
     walk(&data_dir.join("blobs"))
 }
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_job_and_refuses_another_body() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let post = |key: &'static str, body: Value| {
+        let req = app.client.post(app.url("/v1/jobs")).header("idempotency-key", key).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = post("key-1", json!({"workflow": "noop", "input": {"sleep_ms": 5}})).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["idempotency_key"], "key-1");
+    let (status, again) = post("key-1", json!({"workflow": "noop", "input": {"sleep_ms": 5}})).await;
+    assert_eq!((status, &again["id"]), (202, &first["id"]), "a replay returns the first job");
+    let (status, body) = post("key-1", json!({"workflow": "noop", "input": {"sleep_ms": 6}})).await;
+    assert_eq!((status, error_code(&body)), (409, "idempotency_conflict"));
+    let (status, other) = post("key-2", json!({"workflow": "noop", "input": {"sleep_ms": 5}})).await;
+    assert_eq!(status, 202);
+    assert_ne!(other["id"], first["id"]);
+    let too_long: &'static str = Box::leak("k".repeat(256).into_boxed_str());
+    let (status, body) = post(too_long, json!({"workflow": "noop"})).await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_idempotency_key"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_take_priority_run_at_and_limits_within_bounds() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let (status, job) = app
+        .post_json(
+            "/v1/jobs",
+            &json!({"workflow": "noop", "priority": 7, "run_at": "2099-01-01T00:00:00Z", "timeout_seconds": 60,
+                    "max_attempts": 5}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(
+        (job["priority"].as_i64(), job["timeout_seconds"].as_u64(), job["max_attempts"].as_u64()),
+        (Some(7), Some(60), Some(5))
+    );
+    assert!(job["run_at"].as_str().unwrap().starts_with("2099-01-01T00:00:00"));
+    for bad in [
+        json!({"workflow": "noop", "priority": 5000}),
+        json!({"workflow": "noop", "timeout_seconds": 0}),
+        json!({"workflow": "noop", "max_attempts": 0}),
+        json!({"workflow": "noop", "run_at": "tomorrow"}),
+        json!({"workflow": "noop", "input": {"sleep_ms": 10_000_000}}),
+    ] {
+        let (status, body) = app.post_json("/v1/jobs", &bad).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(matches!(error_code(&body), "invalid_request" | "invalid_input"), "{body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_are_canceled_before_and_while_they_run() {
+    let app = TestApp::spawn().await;
+    // A job waiting for its run_at has not started: it is canceled at once.
+    let (_, later) = app.post_json("/v1/jobs", &json!({"workflow": "noop", "run_at": "2099-01-01T00:00:00Z"})).await;
+    let id = later["id"].as_str().unwrap();
+    let (status, canceled) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!((status, canceled["status"].as_str()), (200, Some("canceled")), "{canceled}");
+    let (status, again) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("canceled")), "canceling twice is harmless");
+    let (status, body) = app.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!((status, error_code(&body)), (409, "job_canceled"));
+
+    // A running job stops at its worker's next heartbeat.
+    let (_, long) = app.post_json("/v1/jobs", &json!({"workflow": "noop", "input": {"sleep_ms": 600_000}})).await;
+    let id = long["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.get(&format!("/v1/jobs/{id}")).await.1["status"] != "running" {
+        assert!(tokio::time::Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, requested) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(status, 200);
+    assert!(requested["cancel_requested_at"].is_string(), "{requested}");
+    let done = app.wait_final(id).await;
+    assert_eq!(done["status"], "canceled", "{done}");
+    assert_eq!(done["attempts"][0]["outcome"], "canceled");
+
+    // A finished job cannot be canceled.
+    let (_, quick) = app.post_json("/v1/jobs", &json!({"workflow": "noop"})).await;
+    let id = quick["id"].as_str().unwrap();
+    assert_eq!(app.wait_final(id).await["status"], "succeeded");
+    let (status, body) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!((status, error_code(&body)), (409, "job_finished"));
+    let (status, body) = app.post_json("/v1/jobs/job_0190a0a0a0a07000800000000000000a/cancel", &json!({})).await;
+    assert_eq!((status, error_code(&body)), (404, "job_not_found"));
+    app.stop().await;
+}

@@ -49,6 +49,7 @@ impl TestApp {
             let config = WorkerConfig {
                 concurrency: options.workers,
                 poll_interval: Duration::from_millis(200),
+                heartbeat: Duration::from_millis(100),
                 ..WorkerConfig::default()
             };
             tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))

@@ -19,6 +19,57 @@ pub struct NewJob {
     pub workflow: Workflow,
     pub input: serde_json::Value,
     pub max_attempts: u32,
+    /// Higher runs first.
+    pub priority: i64,
+    /// Not before this time; `None` is now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// The hard deadline of one attempt.
+    pub timeout: Duration,
+    /// A key that makes the submission idempotent: the same key again returns the first job.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job with the defaults: 3 attempts, priority 0, now, a 15-minute deadline, no idempotency key.
+    pub fn new(workflow: Workflow, input: serde_json::Value) -> Self {
+        Self {
+            workflow,
+            input,
+            max_attempts: 3,
+            priority: 0,
+            run_at: None,
+            timeout: Duration::from_secs(15 * 60),
+            idempotency_key: None,
+        }
+    }
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub job: Job,
+    /// False when the idempotency key named an existing job with the same workflow and input.
+    pub created: bool,
+}
+
+/// What a cancellation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Canceled {
+    /// The job had not started: it is canceled and will never run.
+    Now(Job),
+    /// The job is running: its worker stops it at the next heartbeat.
+    Requested(Job),
+    /// The job had already finished (succeeded, failed or canceled); nothing changed.
+    AlreadyFinal(Job),
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease is renewed; carry on.
+    Renewed,
+    /// The lease is renewed, and the job's cancellation was asked: stop and record it.
+    CancelRequested,
 }
 
 /// A job claimed by a worker: the job as it stood at the claim and the token that fences its writes.
@@ -30,6 +81,7 @@ pub struct ClaimedJob {
 }
 
 const LEASE_EXPIRED: &str = "lease_expired";
+const LEASE_EXPIRED_MESSAGE: &str = "the worker stopped renewing its lease (it crashed, hung or was cut off)";
 
 /// The PostgreSQL channel on which an enqueue wakes idle workers.
 pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
@@ -37,38 +89,64 @@ pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
 /// Takes the oldest ready job. SQLite has one writer at a time, so the statement alone is atomic.
 const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = $1,
          lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 ORDER BY run_at, id LIMIT 1)
+     WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $3
+                 ORDER BY priority DESC, run_at, id LIMIT 1)
      RETURNING id";
 
 /// The same on PostgreSQL, where concurrent claimers skip the rows others are locking instead of waiting
 /// on them (or, without the lock, claiming the same row twice).
 const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = $1,
          lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 ORDER BY run_at, id LIMIT 1
-                 FOR UPDATE SKIP LOCKED)
+     WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $3
+                 ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
      RETURNING id";
 
 impl Store {
-    pub async fn enqueue(&self, new: NewJob) -> Result<Job, StoreError> {
+    /// Queues a job. With an idempotency key already in use, returns that job when its workflow and input
+    /// are the same, and [`StoreError::IdempotencyConflict`] when they differ.
+    pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StoreError> {
         let id = JobId::new();
         let now = to_millis(Utc::now());
-        sqlx::query(
-            "INSERT INTO jobs (id, workflow, input, status, max_attempts, run_at, created_at, updated_at)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7)",
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
+                               run_at, created_at, updated_at)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )
         .bind(id.to_string())
         .bind(new.workflow.as_str())
         .bind(new.input.to_string())
+        .bind(new.priority)
         .bind(i64::from(new.max_attempts.max(1)))
-        .bind(now)
-        .bind(now)
+        .bind(new.timeout.as_millis().min(i64::MAX as u128) as i64)
+        .bind(&new.idempotency_key)
+        .bind(new.run_at.map_or(now, to_millis))
         .bind(now)
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            let key = new.idempotency_key.as_deref().unwrap_or_default();
+            let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+            let existing = self
+                .get_job(parse_stored("job id", &existing)?)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("a job vanished while its idempotency key was looked up".into()))?;
+            if existing.workflow != new.workflow || existing.input != new.input {
+                return Err(StoreError::IdempotencyConflict(existing.id));
+            }
+            return Ok(Enqueued { job: existing, created: false });
+        }
         if self.dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&self.pool).await?;
         }
-        self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))
+        let job =
+            self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))?;
+        Ok(Enqueued { job, created: true })
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -116,26 +194,26 @@ impl Store {
 
         // Hand back lapsed leases. The attempt that lost its lease counts as a failed attempt.
         sqlx::query(
-            "UPDATE job_attempts SET outcome = 'failed', finished_at = $1, error_code = $2,
-                 error_message = 'the worker stopped renewing its lease (it crashed, hung or was cut off)'
+            "UPDATE job_attempts SET outcome = 'failed', finished_at = $1, error_code = $2, error_message = $3
              WHERE outcome IS NULL AND job_id IN
                  (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= $1)",
         )
         .bind(now_ms)
         .bind(LEASE_EXPIRED)
+        .bind(LEASE_EXPIRED_MESSAGE)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE jobs SET
-                 status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'queued' END,
+                 status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'retrying' END,
                  finished_at = CASE WHEN attempts_used >= max_attempts THEN $1 END,
-                 error_code = $2,
-                 error_message = 'the worker stopped renewing its lease (it crashed, hung or was cut off)',
+                 error_code = $2, error_message = $3,
                  lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1
              WHERE status = 'running' AND lease_expires_at <= $1",
         )
         .bind(now_ms)
         .bind(LEASE_EXPIRED)
+        .bind(LEASE_EXPIRED_MESSAGE)
         .execute(&mut *tx)
         .await?;
 
@@ -173,20 +251,82 @@ impl Store {
         Ok(Some(ClaimedJob { job, token, attempt: attempt as u32 }))
     }
 
-    /// Renews the lease of a running attempt. `Err(LeaseLost)` tells the worker to stop: the job is no
-    /// longer its own.
-    pub async fn heartbeat(&self, job: JobId, token: AttemptToken, lease: Duration) -> Result<(), StoreError> {
+    /// Renews the lease of a running attempt, and says whether the job's cancellation was asked.
+    /// `Err(LeaseLost)` tells the worker to stop: the job is no longer its own.
+    pub async fn heartbeat(&self, job: JobId, token: AttemptToken, lease: Duration) -> Result<Heartbeat, StoreError> {
         let now = to_millis(Utc::now());
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND lease_token = $4 AND status = 'running'",
+        let cancel: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2
+             WHERE id = $3 AND lease_token = $4 AND status = 'running'
+             RETURNING cancel_requested_at",
         )
         .bind(now + lease.as_millis() as i64)
         .bind(now)
         .bind(job.to_string())
         .bind(token.to_string())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        fenced(done.rows_affected())
+        match cancel {
+            None => Err(StoreError::LeaseLost),
+            Some(None) => Ok(Heartbeat::Renewed),
+            Some(Some(_)) => Ok(Heartbeat::CancelRequested),
+        }
+    }
+
+    /// Cancels a job: at once if it has not started, at its worker's next heartbeat if it runs.
+    /// `None` if there is no such job.
+    pub async fn cancel(&self, job: JobId) -> Result<Option<Canceled>, StoreError> {
+        let now = to_millis(Utc::now());
+        let stopped = sqlx::query(
+            "UPDATE jobs SET status = 'canceled', cancel_requested_at = $1, finished_at = $1, updated_at = $1,
+                 error_code = 'canceled', error_message = 'the job was canceled before it ran'
+             WHERE id = $2 AND status IN ('queued', 'retrying')",
+        )
+        .bind(now)
+        .bind(job.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let requested = stopped == 0
+            && sqlx::query(
+                "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, $1), updated_at = $1
+                 WHERE id = $2 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(job.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1;
+        let Some(current) = self.get_job(job).await? else { return Ok(None) };
+        Ok(Some(if stopped == 1 {
+            Canceled::Now(current)
+        } else if requested {
+            Canceled::Requested(current)
+        } else {
+            Canceled::AlreadyFinal(current)
+        }))
+    }
+
+    /// Records that a running attempt stopped because its job was canceled.
+    pub async fn finish_canceled(&self, job: JobId, token: AttemptToken) -> Result<(), StoreError> {
+        let now = to_millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'canceled', error_code = 'canceled',
+                 error_message = 'the job was canceled while it ran', lease_token = NULL, lease_expires_at = NULL,
+                 finished_at = $1, updated_at = $1
+             WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .execute(&mut *tx)
+        .await?;
+        fenced(done.rows_affected())?;
+        finish_attempt(&mut tx, token, AttemptOutcome::Canceled, None, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records the attempt's success and the job's result.
@@ -229,7 +369,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE jobs SET
-                 status = CASE WHEN $1 IS NOT NULL AND attempts_used < max_attempts THEN 'queued' ELSE 'failed' END,
+                 status = CASE WHEN $1 IS NOT NULL AND attempts_used < max_attempts THEN 'retrying' ELSE 'failed' END,
                  run_at = COALESCE($1, run_at),
                  finished_at = CASE WHEN $1 IS NOT NULL AND attempts_used < max_attempts THEN NULL ELSE $2 END,
                  error_code = $3, error_message = $4, lease_token = NULL, lease_expires_at = NULL, updated_at = $2
@@ -315,8 +455,13 @@ fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, StoreError>
         workflow: parse_stored("workflow", &row.try_get::<String, _>("workflow")?)?,
         input: serde_json::from_str(&input).map_err(|e| StoreError::Corrupt(format!("job input: {e}")))?,
         status: parse_stored("job status", &row.try_get::<String, _>("status")?)?,
+        priority: row.try_get("priority")?,
+        run_at: from_millis(row.try_get("run_at")?)?,
+        timeout_seconds: (row.try_get::<i64, _>("timeout_ms")? / 1000) as u64,
         attempts,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        idempotency_key: row.try_get("idempotency_key")?,
+        cancel_requested_at: opt_time(row.try_get("cancel_requested_at")?)?,
         error: error_from(row.try_get("error_code")?, row.try_get("error_message")?),
         created_at: from_millis(row.try_get("created_at")?)?,
         started_at: opt_time(row.try_get("started_at")?)?,

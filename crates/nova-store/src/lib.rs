@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
-pub use jobs::{ClaimedJob, NewJob};
+pub use jobs::{Canceled, ClaimedJob, Enqueued, Heartbeat, NewJob};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,9 @@ pub enum StoreError {
     /// The attempt's lease was taken over (it lapsed, or the job was released): the write was refused.
     #[error("the attempt no longer holds the job's lease")]
     LeaseLost,
+    /// The idempotency key is taken by this job, which has another workflow or input.
+    #[error("the idempotency key is already used by job {0}, with a different workflow or input")]
+    IdempotencyConflict(nova_core::JobId),
     /// A row holds a value this version cannot read (a corrupt or newer database).
     #[error("unreadable stored value: {0}")]
     Corrupt(String),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nova_core::{AttemptOutcome, JobError, JobStatus, WorkerId, Workflow};
 use nova_store::testing::{Backend, TestStore};
-use nova_store::{NewJob, Store, StoreError};
+use nova_store::{Canceled, Heartbeat, NewJob, Store, StoreError};
 use serde_json::json;
 
 /// Runs each named test on both backends, as `sqlite::NAME` and `postgres::NAME`.
@@ -29,17 +29,21 @@ conformance!(
     a_failure_retries_while_attempts_remain_then_fails,
     a_delayed_retry_is_not_claimed_early_and_permanent_failures_do_not_retry,
     concurrent_claimers_never_take_the_same_job,
+    higher_priority_runs_first_and_run_at_delays,
+    an_idempotency_key_returns_the_first_job_or_a_conflict,
+    a_queued_job_canceled_never_runs,
+    a_running_job_learns_of_its_cancellation_at_its_heartbeat,
 );
 
 fn job(max_attempts: u32) -> NewJob {
-    NewJob { workflow: Workflow::InvoiceExtract, input: json!({"document_id": "doc_x"}), max_attempts }
+    NewJob { max_attempts, ..NewJob::new(Workflow::Noop, json!({})) }
 }
 
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn a_job_is_claimed_once_and_completes_with_its_result(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let queued = f.store.enqueue(job(3)).await.unwrap();
+    let queued = f.store.enqueue(job(3)).await.unwrap().job;
     assert_eq!(queued.status, JobStatus::Queued);
     assert!(queued.attempts.is_empty());
 
@@ -50,7 +54,7 @@ async fn a_job_is_claimed_once_and_completes_with_its_result(b: Backend) {
     assert_eq!(claimed.attempt, 1);
     assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none(), "claimed twice");
 
-    f.store.heartbeat(queued.id, claimed.token, LEASE).await.unwrap();
+    assert_eq!(f.store.heartbeat(queued.id, claimed.token, LEASE).await.unwrap(), Heartbeat::Renewed);
     f.store.complete(queued.id, claimed.token, &json!({"ok": 1})).await.unwrap();
     let done = f.store.get_job(queued.id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
@@ -67,8 +71,8 @@ async fn a_job_is_claimed_once_and_completes_with_its_result(b: Backend) {
 
 async fn jobs_are_claimed_oldest_first(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let first = f.store.enqueue(job(1)).await.unwrap();
-    let second = f.store.enqueue(job(1)).await.unwrap();
+    let first = f.store.enqueue(job(1)).await.unwrap().job;
+    let second = f.store.enqueue(job(1)).await.unwrap().job;
     let w = WorkerId::new();
     assert_eq!(f.store.claim(w, LEASE).await.unwrap().unwrap().job.id, first.id);
     assert_eq!(f.store.claim(w, LEASE).await.unwrap().unwrap().job.id, second.id);
@@ -76,7 +80,7 @@ async fn jobs_are_claimed_oldest_first(b: Backend) {
 
 async fn a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let queued = f.store.enqueue(job(3)).await.unwrap();
+    let queued = f.store.enqueue(job(3)).await.unwrap().job;
     let zombie = f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
     let fresh = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("lapsed job reclaimed");
     assert_eq!(fresh.job.id, queued.id);
@@ -100,7 +104,7 @@ async fn a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out(b: Backend) {
 
 async fn a_lapsed_lease_on_the_last_attempt_fails_the_job(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let queued = f.store.enqueue(job(1)).await.unwrap();
+    let queued = f.store.enqueue(job(1)).await.unwrap().job;
     f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
     assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none());
     let failed = f.store.get_job(queued.id).await.unwrap().unwrap();
@@ -110,7 +114,7 @@ async fn a_lapsed_lease_on_the_last_attempt_fails_the_job(b: Backend) {
 
 async fn a_released_job_is_queued_again_without_using_an_attempt(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let queued = f.store.enqueue(job(1)).await.unwrap();
+    let queued = f.store.enqueue(job(1)).await.unwrap().job;
     let first = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     f.store.release(queued.id, first.token).await.unwrap();
     assert_eq!(f.store.get_job(queued.id).await.unwrap().unwrap().status, JobStatus::Queued);
@@ -124,11 +128,11 @@ async fn a_released_job_is_queued_again_without_using_an_attempt(b: Backend) {
 
 async fn a_failure_retries_while_attempts_remain_then_fails(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let queued = f.store.enqueue(job(2)).await.unwrap();
+    let queued = f.store.enqueue(job(2)).await.unwrap().job;
     let err = JobError { code: "blob_unavailable".into(), message: "try later".into() };
     let a = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     let status = f.store.fail(queued.id, a.token, &err, Some(Duration::ZERO)).await.unwrap();
-    assert_eq!(status, JobStatus::Queued);
+    assert_eq!(status, JobStatus::Retrying);
     let b = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("retry is claimable");
     let status = f.store.fail(queued.id, b.token, &err, Some(Duration::ZERO)).await.unwrap();
     assert_eq!(status, JobStatus::Failed, "attempts used up");
@@ -139,13 +143,13 @@ async fn a_failure_retries_while_attempts_remain_then_fails(b: Backend) {
 
 async fn a_delayed_retry_is_not_claimed_early_and_permanent_failures_do_not_retry(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    let queued = f.store.enqueue(job(5)).await.unwrap();
+    let queued = f.store.enqueue(job(5)).await.unwrap().job;
     let err = JobError { code: "invalid_pdf".into(), message: "bad".into() };
     let a = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     f.store.fail(queued.id, a.token, &err, Some(Duration::from_secs(3600))).await.unwrap();
     assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none(), "claimed before its run_at");
 
-    let other = f.store.enqueue(job(5)).await.unwrap();
+    let other = f.store.enqueue(job(5)).await.unwrap().job;
     let b = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     assert_eq!(b.job.id, other.id);
     assert_eq!(f.store.fail(other.id, b.token, &err, None).await.unwrap(), JobStatus::Failed);
@@ -156,7 +160,7 @@ async fn jobs_survive_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
         let store = Store::open(dir.path()).await.unwrap();
-        let id = store.enqueue(job(1)).await.unwrap().id;
+        let id = store.enqueue(job(1)).await.unwrap().job.id;
         store.close().await;
         id
     };
@@ -192,4 +196,68 @@ async fn concurrent_claimers_never_take_the_same_job(b: Backend) {
     all.dedup();
     assert_eq!((claimed, all.len()), (total, total), "a job was claimed twice or lost");
     assert_eq!(f.store.count_jobs(JobStatus::Succeeded).await.unwrap(), total as u64);
+}
+
+async fn higher_priority_runs_first_and_run_at_delays(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let low = f.store.enqueue(NewJob { priority: -5, ..job(1) }).await.unwrap().job;
+    let normal = f.store.enqueue(job(1)).await.unwrap().job;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let urgent_but_later = f.store.enqueue(NewJob { priority: 10, run_at: Some(later), ..job(1) }).await.unwrap().job;
+    let urgent = f.store.enqueue(NewJob { priority: 10, ..job(1) }).await.unwrap().job;
+    let w = WorkerId::new();
+    let mut order = Vec::new();
+    while let Some(c) = f.store.claim(w, LEASE).await.unwrap() {
+        order.push(c.job.id);
+    }
+    assert_eq!(order, [urgent.id, normal.id, low.id], "the delayed job waits for its run_at");
+    let waiting = f.store.get_job(urgent_but_later.id).await.unwrap().unwrap();
+    assert_eq!((waiting.status, waiting.priority), (JobStatus::Queued, 10));
+    assert_eq!(waiting.run_at.timestamp_millis(), later.timestamp_millis());
+}
+
+async fn an_idempotency_key_returns_the_first_job_or_a_conflict(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let keyed = |input| NewJob { idempotency_key: Some("order-42".into()), ..NewJob::new(Workflow::Noop, input) };
+    let first = f.store.enqueue(keyed(json!({"sleep_ms": 1}))).await.unwrap();
+    assert!(first.created);
+    let again = f.store.enqueue(keyed(json!({"sleep_ms": 1}))).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.job.id, first.job.id);
+    match f.store.enqueue(keyed(json!({"sleep_ms": 2}))).await {
+        Err(StoreError::IdempotencyConflict(id)) => assert_eq!(id, first.job.id),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(f.store.count_jobs(JobStatus::Queued).await.unwrap(), 1);
+    // Without a key, identical submissions are separate jobs.
+    f.store.enqueue(job(1)).await.unwrap();
+    f.store.enqueue(job(1)).await.unwrap();
+    assert_eq!(f.store.count_jobs(JobStatus::Queued).await.unwrap(), 3);
+}
+
+async fn a_queued_job_canceled_never_runs(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let queued = f.store.enqueue(job(1)).await.unwrap().job;
+    let Some(Canceled::Now(job)) = f.store.cancel(queued.id).await.unwrap() else { panic!("not canceled at once") };
+    assert_eq!(job.status, JobStatus::Canceled);
+    assert!(job.finished_at.is_some());
+    assert!(f.store.claim(WorkerId::new(), LEASE).await.unwrap().is_none(), "a canceled job was claimed");
+    assert!(matches!(f.store.cancel(queued.id).await.unwrap(), Some(Canceled::AlreadyFinal(_))));
+    assert!(f.store.cancel(nova_core::JobId::new()).await.unwrap().is_none());
+}
+
+async fn a_running_job_learns_of_its_cancellation_at_its_heartbeat(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let queued = f.store.enqueue(job(1)).await.unwrap().job;
+    let c = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let Some(Canceled::Requested(job)) = f.store.cancel(queued.id).await.unwrap() else { panic!("not requested") };
+    assert_eq!(job.status, JobStatus::Running);
+    assert!(job.cancel_requested_at.is_some());
+    assert_eq!(f.store.heartbeat(queued.id, c.token, LEASE).await.unwrap(), Heartbeat::CancelRequested);
+    f.store.finish_canceled(queued.id, c.token).await.unwrap();
+    let done = f.store.get_job(queued.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Canceled);
+    assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Canceled));
+    // The canceled attempt can write nothing more.
+    assert!(matches!(f.store.complete(queued.id, c.token, &json!(1)).await, Err(StoreError::LeaseLost)));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nova_core::error_chain;
 use nova_core::{JobError, JobStatus, WorkerId};
-use nova_store::{ClaimedJob, Store, StoreError};
+use nova_store::{ClaimedJob, Heartbeat, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +33,6 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// On shutdown, how long running jobs may take to finish before they are handed back to the queue.
     pub shutdown_grace: Duration,
-    /// The hard deadline of one attempt. Past it the attempt fails with `timeout`, so a document that makes
-    /// extraction hang cannot hold a worker (and renew its lease) forever.
-    pub attempt_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -46,7 +43,6 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
-            attempt_timeout: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -120,7 +116,9 @@ pub async fn run_attempt(
     let ClaimedJob { job, token, attempt } = claimed;
     let started = tokio::time::Instant::now();
     info!(job = %job.id, workflow = %job.workflow, attempt, "job started");
-    let limit = config.attempt_timeout;
+    // The job's hard deadline: past it the attempt fails with `timeout`, so a document that makes extraction
+    // hang cannot hold a worker (and renew its lease) forever.
+    let limit = Duration::from_secs(job.timeout_seconds);
     let work = async {
         tokio::time::timeout(limit, workflows::execute(&store, &job)).await.unwrap_or_else(|_| {
             Err(WorkflowError::Permanent(JobError {
@@ -135,7 +133,21 @@ pub async fn run_attempt(
         tokio::select! {
             outcome = &mut work => break outcome,
             _ = beat.tick() => match store.heartbeat(job.id, token, config.lease).await {
-                Ok(()) => {}
+                Ok(Heartbeat::Renewed) => {}
+                Ok(Heartbeat::CancelRequested) => {
+                    // Dropping the workflow's future stops it; work on a blocking thread finishes unobserved.
+                    return match store.finish_canceled(job.id, token).await {
+                        Ok(()) => {
+                            info!(job = %job.id, attempt, "job canceled while running");
+                            AttemptEnd::Recorded(JobStatus::Canceled)
+                        }
+                        Err(StoreError::LeaseLost) => AttemptEnd::LeaseLost,
+                        Err(e) => {
+                            error!(job = %job.id, error = %error_chain(&e), "recording the cancellation failed");
+                            AttemptEnd::StoreFailed
+                        }
+                    };
+                }
                 Err(StoreError::LeaseLost) => {
                     warn!(job = %job.id, attempt, "lease lost: another attempt owns the job; abandoning this one");
                     return AttemptEnd::LeaseLost;

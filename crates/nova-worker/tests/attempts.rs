@@ -33,7 +33,7 @@ async fn extract_job(store: &Store, text: &str) -> nova_core::JobId {
         .await
         .unwrap();
     let input = json!({"document_id": doc.id});
-    store.enqueue(NewJob { workflow: Workflow::InvoiceExtract, input, max_attempts: 3 }).await.unwrap().id
+    store.enqueue(NewJob::new(Workflow::InvoiceExtract, input)).await.unwrap().job.id
 }
 
 const INVOICE_TEXT: &str = "ACME Widgets GmbH\nInvoice number: INV-2041\nDate: 2026-03-01\nTotal: 119.00 EUR\n";
@@ -53,7 +53,7 @@ async fn an_attempt_records_its_result() {
 async fn a_job_whose_document_vanished_fails_without_retrying() {
     let f = fixture().await;
     let input = json!({"document_id": nova_core::DocumentId::new()});
-    let id = f.store.enqueue(NewJob { workflow: Workflow::InvoiceExtract, input, max_attempts: 3 }).await.unwrap().id;
+    let id = f.store.enqueue(NewJob::new(Workflow::InvoiceExtract, input)).await.unwrap().job.id;
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     let end = run_attempt(f.store.clone(), claimed, WorkerConfig::default(), CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Failed));
@@ -65,12 +65,26 @@ async fn a_job_whose_document_vanished_fails_without_retrying() {
 #[tokio::test]
 async fn an_attempt_past_its_deadline_fails_with_timeout() {
     let f = fixture().await;
-    let id = extract_job(&f.store, INVOICE_TEXT).await;
+    let slow =
+        NewJob { timeout: Duration::from_millis(300), ..NewJob::new(Workflow::Noop, json!({"sleep_ms": 60_000})) };
+    let id = f.store.enqueue(slow).await.unwrap().job.id;
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
-    let config = WorkerConfig { attempt_timeout: Duration::ZERO, ..WorkerConfig::default() };
-    let end = run_attempt(f.store.clone(), claimed, config, CancellationToken::new()).await;
+    let end = run_attempt(f.store.clone(), claimed, WorkerConfig::default(), CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Failed));
     assert_eq!(f.store.get_job(id).await.unwrap().unwrap().error.unwrap().code, "timeout");
+}
+
+#[tokio::test]
+async fn a_running_job_canceled_stops_at_its_next_heartbeat() {
+    let f = fixture().await;
+    let id = f.store.enqueue(NewJob::new(Workflow::Noop, json!({"sleep_ms": 60_000}))).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    assert!(matches!(f.store.cancel(id).await.unwrap(), Some(nova_store::Canceled::Requested(_))));
+    let config = WorkerConfig { heartbeat: Duration::from_millis(20), ..WorkerConfig::default() };
+    let end = run_attempt(f.store.clone(), claimed, config, CancellationToken::new()).await;
+    assert_eq!(end, AttemptEnd::Recorded(JobStatus::Canceled));
+    let job = f.store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts[0].outcome), (JobStatus::Canceled, Some(AttemptOutcome::Canceled)));
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! Jobs: submit, status, result.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use nova_core::{InvoiceExtractInput, Job, JobId, JobStatus, NoopInput, Workflow};
-use nova_store::NewJob;
+use nova_store::{Canceled, NewJob, StoreError};
 use serde::Deserialize;
 
 use super::{not_found, parse_id};
@@ -14,7 +17,11 @@ use crate::json::ApiJson;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/jobs", post(create)).route("/jobs/{id}", get(show)).route("/jobs/{id}/result", get(result))
+    Router::new()
+        .route("/jobs", post(create))
+        .route("/jobs/{id}", get(show))
+        .route("/jobs/{id}/result", get(result))
+        .route("/jobs/{id}/cancel", post(cancel))
 }
 
 #[derive(Deserialize)]
@@ -23,13 +30,39 @@ struct CreateJob {
     workflow: String,
     #[serde(default)]
     input: serde_json::Value,
+    /// Higher runs first, from -1000 to 1000; default 0.
+    #[serde(default)]
+    priority: i64,
+    /// Not before this time (RFC 3339); default now.
+    run_at: Option<DateTime<Utc>>,
+    /// The hard deadline of one attempt, in seconds, at most a day; default 900.
+    timeout_seconds: Option<u64>,
+    /// Attempts before the job fails, 1 to 20; default from the server's configuration.
+    max_attempts: Option<u32>,
 }
+
+const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/jobs`: validates the workflow and its input, then queues the job (`202`).
 async fn create(
     State(app): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let invalid = |message: String| ApiError::Unprocessable { code: "invalid_request", message };
+    if !(-1000..=1000).contains(&body.priority) {
+        return Err(invalid("priority must be between -1000 and 1000".into()));
+    }
+    let timeout = body.timeout_seconds.unwrap_or(900);
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
+        return Err(invalid(format!("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")));
+    }
+    let max_attempts = body.max_attempts.unwrap_or(app.config.max_attempts);
+    if !(1..=20).contains(&max_attempts) {
+        return Err(invalid("max_attempts must be between 1 and 20".into()));
+    }
+    let idempotency_key = idempotency_key(&headers)?;
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
@@ -57,9 +90,57 @@ async fn create(
             })?;
         }
     }
-    let job = app.store.enqueue(NewJob { workflow, input: body.input, max_attempts: app.config.max_attempts }).await?;
-    app.wake_workers.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    let new = NewJob {
+        max_attempts,
+        priority: body.priority,
+        run_at: body.run_at,
+        timeout: Duration::from_secs(timeout),
+        idempotency_key,
+        ..NewJob::new(workflow, body.input)
+    };
+    let enqueued = app.store.enqueue(new).await.map_err(|e| match e {
+        StoreError::IdempotencyConflict(existing) => ApiError::Conflict {
+            code: "idempotency_conflict",
+            message: format!(
+                "this Idempotency-Key was first used for job {existing} with another workflow or input; \
+                 use a new key for a new job"
+            ),
+        },
+        other => other.into(),
+    })?;
+    if enqueued.created {
+        app.wake_workers.notify_one();
+    }
+    // A replay answers as the first request did.
+    Ok((StatusCode::ACCEPTED, Json(enqueued.job)))
+}
+
+/// The `Idempotency-Key` header, if any: printable ASCII, at most 255 characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_string())),
+        _ => Err(ApiError::BadRequest {
+            code: "invalid_idempotency_key",
+            message: format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+        }),
+    }
+}
+
+/// `POST /v1/jobs/{id}/cancel`: a job that has not started never will; a running one is stopped by its
+/// worker at the next heartbeat (`cancel_requested_at` is set meanwhile). Canceling a canceled job is a
+/// no-op; canceling a succeeded or failed one is `409`.
+async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    let id: JobId = parse_id(&id, "job")?;
+    match app.store.cancel(id).await? {
+        None => Err(not_found("job", &id.to_string())),
+        Some(Canceled::Now(job) | Canceled::Requested(job)) => Ok(Json(job)),
+        Some(Canceled::AlreadyFinal(job)) if job.status == JobStatus::Canceled => Ok(Json(job)),
+        Some(Canceled::AlreadyFinal(job)) => Err(ApiError::Conflict {
+            code: "job_finished",
+            message: format!("job {id} already {}; there is nothing to cancel", job.status.as_str()),
+        }),
+    }
 }
 
 async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
@@ -76,7 +157,7 @@ async fn result(State(app): State<AppState>, Path(id): Path<String>) -> Result<J
             let result = app.store.job_result(id).await?;
             result.map(Json).ok_or_else(|| ApiError::Internal("reading the job's result".into()))
         }
-        JobStatus::Queued | JobStatus::Running => Err(ApiError::Conflict {
+        JobStatus::Queued | JobStatus::Running | JobStatus::Retrying => Err(ApiError::Conflict {
             code: "job_not_finished",
             message: format!("job {id} is {}; poll GET /v1/jobs/{id} until it succeeds", job.status.as_str()),
         }),
