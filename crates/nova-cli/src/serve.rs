@@ -71,6 +71,9 @@ pub struct PoolArgs {
     /// Seconds a claimed job is held without a heartbeat; a crashed worker's jobs run again after this.
     #[arg(long, env = "NOVA_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     lease_secs: u64,
+    /// Days that finished jobs (with their attempts and events) are kept; 0 keeps them forever.
+    #[arg(long, env = "NOVA_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
 }
 
 impl PoolArgs {
@@ -84,6 +87,7 @@ impl PoolArgs {
             heartbeat: lease / 6,
             // Polling is the fallback wake-up, and what finds lapsed leases.
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            retention: (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 24 * 3600)),
         }
     }
 }

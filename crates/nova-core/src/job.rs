@@ -175,6 +175,24 @@ impl FromStr for AttemptOutcome {
     }
 }
 
+/// One entry of a job's durable event log: a state change or a progress report, numbered from 1 per job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// `queued`, `started`, `progress`, `retrying`, `lease_expired`, `released`, `cancel_requested`, or the
+    /// final `succeeded`, `failed`, `canceled`.
+    pub kind: String,
+    pub data: Option<serde_json::Value>,
+}
+
+impl JobEvent {
+    /// Whether this event ends the job's log.
+    pub fn is_final(&self) -> bool {
+        matches!(self.kind.as_str(), "succeeded" | "failed" | "canceled")
+    }
+}
+
 /// One run of a job by one worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {

@@ -301,3 +301,31 @@ async fn jobs_are_canceled_before_and_while_they_run() {
     assert_eq!((status, error_code(&body)), (404, "job_not_found"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_s_events_tell_its_story_and_resume_after_a_sequence_number() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.upload_raw(dev_file(&format!("{CRONUS}.pdf")), "application/pdf").await;
+    let (_, job) = app.submit_extract(doc["id"].as_str().unwrap()).await;
+    let id = job["id"].as_str().unwrap();
+    app.wait_final(id).await;
+
+    let (status, log) = app.get(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(status, 200, "{log}");
+    let kinds: Vec<_> = log["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["queued", "started", "progress", "progress", "succeeded"]);
+    assert_eq!(log["events"][2]["data"]["step"], "reading_document");
+    assert_eq!((log["finished"].as_bool(), log["next_after"].as_u64()), (Some(true), Some(5)));
+
+    let (_, rest) = app.get(&format!("/v1/jobs/{id}/events?after=3&limit=1")).await;
+    assert_eq!(rest["events"].as_array().unwrap().len(), 1);
+    assert_eq!((rest["events"][0]["seq"].as_u64(), rest["finished"].as_bool()), (Some(4), Some(false)));
+    let (_, empty) = app.get(&format!("/v1/jobs/{id}/events?after=5")).await;
+    assert_eq!((empty["events"].as_array().unwrap().len(), empty["next_after"].as_u64()), (0, Some(5)));
+
+    let (status, body) = app.get(&format!("/v1/jobs/{id}/events?after=soon")).await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_query"));
+    let (status, body) = app.get("/v1/jobs/job_0190a0a0a0a07000800000000000000a/events").await;
+    assert_eq!((status, error_code(&body)), (404, "job_not_found"));
+    app.stop().await;
+}

@@ -107,6 +107,7 @@ impl Store {
     pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StoreError> {
         let id = JobId::new();
         let now = to_millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
                                run_at, created_at, updated_at)
@@ -122,10 +123,15 @@ impl Store {
         .bind(&new.idempotency_key)
         .bind(new.run_at.map_or(now, to_millis))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
+        if inserted {
+            let data = serde_json::json!({"workflow": new.workflow, "run_at": from_millis(new.run_at.map_or(now, to_millis))?});
+            append_event(&mut tx, &id.to_string(), "queued", Some(&data), now).await?;
+        }
+        tx.commit().await?;
         if !inserted {
             let key = new.idempotency_key.as_deref().unwrap_or_default();
             let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
@@ -203,19 +209,25 @@ impl Store {
         .bind(LEASE_EXPIRED_MESSAGE)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        let lapsed: Vec<(String, String)> = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'retrying' END,
                  finished_at = CASE WHEN attempts_used >= max_attempts THEN $1 END,
                  error_code = $2, error_message = $3,
                  lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1
-             WHERE status = 'running' AND lease_expires_at <= $1",
+             WHERE status = 'running' AND lease_expires_at <= $1
+             RETURNING id, status",
         )
         .bind(now_ms)
         .bind(LEASE_EXPIRED)
         .bind(LEASE_EXPIRED_MESSAGE)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        for (id, status) in &lapsed {
+            let error = serde_json::json!({"code": LEASE_EXPIRED, "message": LEASE_EXPIRED_MESSAGE});
+            append_event(&mut tx, id, "lease_expired", Some(&serde_json::json!({"error": error})), now_ms).await?;
+            append_event(&mut tx, id, status, None, now_ms).await?;
+        }
 
         let token = AttemptToken::new();
         let lease_until = now_ms + lease.as_millis() as i64;
@@ -244,6 +256,8 @@ impl Store {
         .bind(now_ms)
         .fetch_one(&mut *tx)
         .await?;
+        let started = serde_json::json!({"attempt": attempt, "worker_id": worker});
+        append_event(&mut tx, &job_id, "started", Some(&started), now_ms).await?;
         tx.commit().await?;
 
         let id: JobId = parse_stored("job id", &job_id)?;
@@ -277,6 +291,7 @@ impl Store {
     /// `None` if there is no such job.
     pub async fn cancel(&self, job: JobId) -> Result<Option<Canceled>, StoreError> {
         let now = to_millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
         let stopped = sqlx::query(
             "UPDATE jobs SET status = 'canceled', cancel_requested_at = $1, finished_at = $1, updated_at = $1,
                  error_code = 'canceled', error_message = 'the job was canceled before it ran'
@@ -284,7 +299,7 @@ impl Store {
         )
         .bind(now)
         .bind(job.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         let requested = stopped == 0
@@ -294,10 +309,16 @@ impl Store {
             )
             .bind(now)
             .bind(job.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
+        if stopped == 1 {
+            append_event(&mut tx, &job.to_string(), "canceled", None, now).await?;
+        } else if requested {
+            append_event(&mut tx, &job.to_string(), "cancel_requested", None, now).await?;
+        }
+        tx.commit().await?;
         let Some(current) = self.get_job(job).await? else { return Ok(None) };
         Ok(Some(if stopped == 1 {
             Canceled::Now(current)
@@ -324,7 +345,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         fenced(done.rows_affected())?;
-        finish_attempt(&mut tx, token, AttemptOutcome::Canceled, None, now).await?;
+        finish_attempt(&mut tx, job, token, AttemptOutcome::Canceled, None, now, "canceled").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -350,7 +371,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         fenced(done.rows_affected())?;
-        finish_attempt(&mut tx, token, AttemptOutcome::Succeeded, None, now).await?;
+        finish_attempt(&mut tx, job, token, AttemptOutcome::Succeeded, None, now, "succeeded").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -385,7 +406,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let status = status.ok_or(StoreError::LeaseLost)?;
-        finish_attempt(&mut tx, token, AttemptOutcome::Failed, Some(error), now).await?;
+        finish_attempt(&mut tx, job, token, AttemptOutcome::Failed, Some(error), now, &status).await?;
         tx.commit().await?;
         parse_stored("job status", &status)
     }
@@ -405,7 +426,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         fenced(done.rows_affected())?;
-        finish_attempt(&mut tx, token, AttemptOutcome::Released, None, now).await?;
+        finish_attempt(&mut tx, job, token, AttemptOutcome::Released, None, now, "released").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -419,12 +440,15 @@ fn fenced(rows: u64) -> Result<(), StoreError> {
     }
 }
 
+/// Closes the attempt and logs the job's new state as event `event`.
 async fn finish_attempt(
     tx: &mut sqlx::AnyConnection,
+    job: JobId,
     token: AttemptToken,
     outcome: AttemptOutcome,
     error: Option<&JobError>,
     now: i64,
+    event: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE job_attempts SET outcome = $1, finished_at = $2, error_code = $3, error_message = $4
@@ -435,8 +459,47 @@ async fn finish_attempt(
     .bind(error.map(|e| e.code.as_str()))
     .bind(error.map(|e| e.message.as_str()))
     .bind(token.to_string())
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    let data = error.map(|e| serde_json::json!({"error": e}));
+    append_event(tx, &job.to_string(), event, data.as_ref(), now).await?;
+    Ok(())
+}
+
+/// Appends an event to a job's log, numbering it by bumping the counter in the job's row (which also
+/// serializes concurrent appends to one job).
+pub(crate) async fn append_event(
+    tx: &mut sqlx::AnyConnection,
+    job: &str,
+    kind: &str,
+    data: Option<&serde_json::Value>,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let seq: i64 = sqlx::query_scalar("UPDATE jobs SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq")
+        .bind(job)
+        .fetch_one(&mut *tx)
+        .await?;
+    insert_event(tx, job, seq, kind, data, now).await?;
+    Ok(seq)
+}
+
+/// Writes event `seq` of `job`; the caller has reserved the number in the job's row.
+pub(crate) async fn insert_event(
+    tx: &mut sqlx::AnyConnection,
+    job: &str,
+    seq: i64,
+    kind: &str,
+    data: Option<&serde_json::Value>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO job_events (job_id, seq, at, kind, data) VALUES ($1, $2, $3, $4, $5)")
+        .bind(job)
+        .bind(seq)
+        .bind(now)
+        .bind(kind)
+        .bind(data.map(|d| d.to_string()))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

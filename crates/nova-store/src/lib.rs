@@ -13,6 +13,7 @@
 
 mod blob;
 mod documents;
+mod events;
 mod jobs;
 #[doc(hidden)]
 pub mod testing;
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
+pub use events::MAX_EVENTS_PER_READ;
 pub use jobs::{Canceled, ClaimedJob, Enqueued, Heartbeat, NewJob};
 
 /// What can go wrong in the store.

@@ -33,6 +33,9 @@ conformance!(
     an_idempotency_key_returns_the_first_job_or_a_conflict,
     a_queued_job_canceled_never_runs,
     a_running_job_learns_of_its_cancellation_at_its_heartbeat,
+    every_transition_and_progress_report_is_logged_in_order,
+    retention_prunes_only_old_finished_jobs_with_their_history,
+    queue_queries_stay_on_their_indexes_with_a_long_history,
 );
 
 fn job(max_attempts: u32) -> NewJob {
@@ -260,4 +263,57 @@ async fn a_running_job_learns_of_its_cancellation_at_its_heartbeat(b: Backend) {
     assert_eq!(done.attempts[0].outcome, Some(AttemptOutcome::Canceled));
     // The canceled attempt can write nothing more.
     assert!(matches!(f.store.complete(queued.id, c.token, &json!(1)).await, Err(StoreError::LeaseLost)));
+}
+
+async fn every_transition_and_progress_report_is_logged_in_order(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let queued = f.store.enqueue(job(3)).await.unwrap().job;
+    let zombie = f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
+    let c = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    assert!(matches!(f.store.report_progress(queued.id, zombie.token, &json!({})).await, Err(StoreError::LeaseLost)));
+    f.store.report_progress(queued.id, c.token, &json!({"step": "reading"})).await.unwrap();
+    f.store.complete(queued.id, c.token, &json!(1)).await.unwrap();
+
+    let events = f.store.job_events(queued.id, 0, 100).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["queued", "started", "lease_expired", "retrying", "started", "progress", "succeeded"]);
+    let seqs: Vec<_> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    assert_eq!(events[4].data.as_ref().unwrap()["attempt"], 2);
+    assert_eq!(events[5].data, Some(json!({"step": "reading"})));
+    assert!(events[6].is_final() && !events[5].is_final());
+    // Reading resumes after a sequence number.
+    let rest = f.store.job_events(queued.id, 5, 100).await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 7]);
+    assert_eq!(f.store.job_events(queued.id, 0, 2).await.unwrap().len(), 2);
+}
+
+async fn retention_prunes_only_old_finished_jobs_with_their_history(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let done = f.store.enqueue(job(1)).await.unwrap().job;
+    let c = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    f.store.complete(done.id, c.token, &json!(1)).await.unwrap();
+    let waiting = f.store.enqueue(job(1)).await.unwrap().job;
+    let canceled = f.store.enqueue(job(1)).await.unwrap().job;
+    f.store.cancel(canceled.id).await.unwrap();
+
+    assert_eq!(f.store.prune_finished(Duration::from_secs(3600), 100).await.unwrap(), 0, "nothing is old yet");
+    assert_eq!(f.store.prune_finished(Duration::ZERO, 100).await.unwrap(), 2);
+    assert!(f.store.get_job(done.id).await.unwrap().is_none());
+    assert!(f.store.job_events(done.id, 0, 10).await.unwrap().is_empty(), "events go with their job");
+    assert!(f.store.get_job(canceled.id).await.unwrap().is_none());
+    assert_eq!(f.store.get_job(waiting.id).await.unwrap().unwrap().status, JobStatus::Queued, "unfinished jobs stay");
+}
+
+async fn queue_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    f.store.insert_history(20_000).await.unwrap();
+    f.store.enqueue(job(1)).await.unwrap();
+    let plans = f.store.explain_queue_queries().await.unwrap();
+    let parts: Vec<&str> = plans.split("--\n").collect();
+    for (plan, index) in parts.iter().zip(["jobs_ready", "jobs_leased", "jobs_finished"]) {
+        assert!(plan.contains(index), "expected {index} in the plan:\n{plan}");
+        let full_scan = plan.lines().any(|l| l.trim() == "SCAN jobs" || l.contains("Seq Scan on jobs"));
+        assert!(!full_scan, "a full scan of the jobs table:\n{plan}");
+    }
 }

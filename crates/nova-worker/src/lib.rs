@@ -33,6 +33,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// On shutdown, how long running jobs may take to finish before they are handed back to the queue.
     pub shutdown_grace: Duration,
+    /// Finished jobs older than this are deleted with their attempts and events; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -43,6 +45,7 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -72,6 +75,7 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
         warn!(error = %error_chain(&e), "cannot listen for new jobs; polling only");
     }
     tokio::pin!(shutdown);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         while running.len() < config.concurrency {
             match store.claim(worker, config.lease).await {
@@ -90,6 +94,9 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
             Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = wake.notified() => {}
             _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = prune.tick(), if config.retention.is_some() => {
+                prune_history(&store, config.retention.unwrap_or_default()).await;
+            }
         }
     }
 
@@ -103,6 +110,32 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
         }
     }
     info!(%worker, "worker stopped");
+}
+
+/// How often a pool deletes finished jobs past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes finished jobs older than `retention`, in batches so no statement holds the database for long.
+async fn prune_history(store: &Store, retention: Duration) {
+    const BATCH: u32 = 1000;
+    let mut total = 0;
+    loop {
+        match store.prune_finished(retention, BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                warn!(error = %error_chain(&e), "pruning finished jobs failed; trying again later");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        info!(deleted = total, "pruned finished jobs past their retention");
+    }
 }
 
 /// Runs one claimed job to its end, renewing the lease meanwhile. When `hand_back` is cancelled the job is
@@ -120,7 +153,8 @@ pub async fn run_attempt(
     // hang cannot hold a worker (and renew its lease) forever.
     let limit = Duration::from_secs(job.timeout_seconds);
     let work = async {
-        tokio::time::timeout(limit, workflows::execute(&store, &job)).await.unwrap_or_else(|_| {
+        let progress = workflows::Progress { store: &store, job: job.id, token };
+        tokio::time::timeout(limit, workflows::execute(&store, &job, &progress)).await.unwrap_or_else(|_| {
             Err(WorkflowError::Permanent(JobError {
                 code: "timeout".into(),
                 message: format!("the job did not finish within its deadline of {} s", limit.as_secs()),

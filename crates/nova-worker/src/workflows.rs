@@ -1,9 +1,9 @@
 //! The workflows a job can run. Each turns a job's input into its result, or an error that says whether
 //! trying again could help.
 
-use nova_core::{Invoice, InvoiceExtractInput, Job, JobError, NoopInput, Workflow};
+use nova_core::{AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, Workflow};
 use nova_store::Store;
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::{error_chain, internal};
 
@@ -16,13 +16,31 @@ pub enum WorkflowError {
     Transient(JobError),
 }
 
+/// A running workflow's channel for progress reports, which land in the job's event log.
+pub struct Progress<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) job: JobId,
+    pub(crate) token: AttemptToken,
+}
+
+impl Progress<'_> {
+    /// Records `data` as a `progress` event. A report that cannot be written is logged and dropped: progress
+    /// is informative, and a lost lease is the heartbeat's to act on.
+    pub async fn report(&self, data: serde_json::Value) {
+        if let Err(e) = self.store.report_progress(self.job, self.token, &data).await {
+            debug!(job = %self.job, error = %error_chain(&e), "progress report not recorded");
+        }
+    }
+}
+
 /// Runs `job`'s workflow to its JSON result.
-pub async fn execute(store: &Store, job: &Job) -> Result<serde_json::Value, WorkflowError> {
+pub async fn execute(store: &Store, job: &Job, progress: &Progress<'_>) -> Result<serde_json::Value, WorkflowError> {
     match job.workflow {
         Workflow::InvoiceExtract => {
             let input: InvoiceExtractInput = serde_json::from_value(job.input.clone()).map_err(|e| {
                 WorkflowError::Permanent(JobError { code: "invalid_input".into(), message: e.to_string() })
             })?;
+            progress.report(serde_json::json!({"step": "reading_document"})).await;
             let bytes = match store.document_content(input.document_id).await {
                 Ok(Some((_, bytes))) => bytes,
                 Ok(None) => {
@@ -36,6 +54,7 @@ pub async fn execute(store: &Store, job: &Job) -> Result<serde_json::Value, Work
                     return Err(WorkflowError::Transient(internal("reading the document")));
                 }
             };
+            progress.report(serde_json::json!({"step": "extracting", "bytes": bytes.len()})).await;
             let invoice = tokio::task::spawn_blocking(move || extract_invoice(&bytes))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?

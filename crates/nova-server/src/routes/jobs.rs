@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use nova_core::{InvoiceExtractInput, Job, JobId, JobStatus, NoopInput, Workflow};
-use nova_store::{Canceled, NewJob, StoreError};
+use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, Workflow};
+use nova_store::{Canceled, NewJob, StoreError, MAX_EVENTS_PER_READ};
 use serde::Deserialize;
 
 use super::{not_found, parse_id};
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}", get(show))
         .route("/jobs/{id}/result", get(result))
         .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/events", get(events))
 }
 
 #[derive(Deserialize)]
@@ -125,6 +127,34 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             message: format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
         }),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Only events with a sequence number above this.
+    #[serde(default)]
+    after: u64,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/jobs/{id}/events?after=N&limit=M`: the job's durable event log, oldest first. Poll with
+/// `after` set to the last `seq` seen; `finished` says the log is complete.
+async fn events(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: JobId = parse_id(&id, "job")?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
+    if app.store.get_job(id).await?.is_none() {
+        return Err(not_found("job", &id.to_string()));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_EVENTS_PER_READ);
+    let events = app.store.job_events(id, query.after, limit).await?;
+    let finished = events.last().is_some_and(JobEvent::is_final);
+    let next_after = events.last().map_or(query.after, |e| e.seq);
+    Ok(Json(serde_json::json!({"events": events, "next_after": next_after, "finished": finished})))
 }
 
 /// `POST /v1/jobs/{id}/cancel`: a job that has not started never will; a running one is stopped by its

@@ -1,0 +1,137 @@
+//! The per-job event log (read side and progress reports) and retention.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use nova_core::{AttemptToken, JobEvent, JobId};
+use sqlx::Row;
+
+use crate::jobs::insert_event;
+use crate::{from_millis, to_millis, Dialect, Store, StoreError};
+
+/// The most events one read returns.
+pub const MAX_EVENTS_PER_READ: u32 = 1000;
+
+impl Store {
+    /// A job's events with a sequence number above `after`, oldest first, at most `limit`.
+    pub async fn job_events(&self, job: JobId, after: u64, limit: u32) -> Result<Vec<JobEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, data FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(job.to_string())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit.clamp(1, MAX_EVENTS_PER_READ)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let data: Option<String> = row.try_get("data")?;
+                Ok(JobEvent {
+                    seq: row.try_get::<i64, _>("seq")? as u64,
+                    at: from_millis(row.try_get("at")?)?,
+                    kind: row.try_get("kind")?,
+                    data: data
+                        .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("event data: {e}"))))
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a workflow's progress report as a `progress` event, if the attempt still holds the job.
+    pub async fn report_progress(
+        &self,
+        job: JobId,
+        token: AttemptToken,
+        data: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let now = to_millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        // The fenced write comes first: a SQLite transaction that reads before it writes cannot be upgraded
+        // once another connection has written, and would fail at once instead of waiting its turn.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET event_seq = event_seq + 1, updated_at = $1
+             WHERE id = $2 AND lease_token = $3 AND status = 'running'
+             RETURNING event_seq",
+        )
+        .bind(now)
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let seq = seq.ok_or(StoreError::LeaseLost)?;
+        insert_event(&mut tx, &job.to_string(), seq, "progress", Some(data), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes jobs that finished more than `older_than` ago, with their attempts and events, at most
+    /// `batch` at a time; returns how many went. Reads only the `jobs_finished` index.
+    pub async fn prune_finished(&self, older_than: Duration, batch: u32) -> Result<u64, StoreError> {
+        let cutoff = to_millis(Utc::now()) - older_than.as_millis().min(i64::MAX as u128) as i64;
+        let deleted = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at <= $1
+                 ORDER BY finished_at LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(batch.max(1)))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    /// Adds `n` finished `noop` jobs that finished long ago, in one statement, then refreshes the planner's
+    /// statistics: the history that benchmarks and query-plan tests need.
+    #[doc(hidden)]
+    pub async fn insert_history(&self, n: u64) -> Result<(), StoreError> {
+        let rows = match self.dialect {
+            Dialect::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)",
+            Dialect::Postgres => "WITH n(i) AS (SELECT generate_series(1, $1::BIGINT))",
+        };
+        let id = match self.dialect {
+            Dialect::Sqlite => "'job_h' || printf('%031d', i)",
+            Dialect::Postgres => "'job_h' || lpad(i::TEXT, 31, '0')",
+        };
+        let sql = format!(
+            "{rows} INSERT INTO jobs (id, workflow, input, status, max_attempts, attempts_used, run_at, result,
+                                      created_at, started_at, finished_at, updated_at)
+             SELECT {id}, 'noop', '{{}}', 'succeeded', 1, 1, i, '{{}}', i, i, i, i FROM n"
+        );
+        sqlx::query(&sql).bind(i64::try_from(n).unwrap_or(i64::MAX)).execute(&self.pool).await?;
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The database's plan for the claim's search and for retention, one line per plan step, so a test can
+    /// check that they stay index-driven as history grows.
+    #[doc(hidden)]
+    pub async fn explain_queue_queries(&self) -> Result<String, StoreError> {
+        let explain = match self.dialect {
+            Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
+            Dialect::Postgres => "EXPLAIN ",
+        };
+        let queries = [
+            "SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= 0
+             ORDER BY priority DESC, run_at, id LIMIT 1",
+            "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= 0",
+            "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < 0
+             ORDER BY finished_at LIMIT 100",
+        ];
+        let mut out = String::new();
+        for q in queries {
+            for row in sqlx::query(&format!("{explain}{q}")).fetch_all(&self.pool).await? {
+                // SQLite answers (id, parent, notused, detail); PostgreSQL one text column.
+                let line: String = match self.dialect {
+                    Dialect::Sqlite => row.try_get("detail")?,
+                    Dialect::Postgres => row.try_get(0)?,
+                };
+                out.push_str(&line);
+                out.push('\n');
+            }
+            out.push_str("--\n");
+        }
+        Ok(out)
+    }
+}
