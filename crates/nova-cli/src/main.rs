@@ -1,5 +1,7 @@
 //! `nova`: the one binary.
 
+mod bench;
+mod exec;
 mod extract;
 mod serve;
 mod worker;
@@ -23,14 +25,25 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Extract invoices from local files, with no server.
     Extract(extract::ExtractArgs),
+    /// Run a Python program in the sandbox and print its output.
+    Exec(exec::ExecArgs),
+    /// Measure NOVA's pieces against what a user would run instead.
+    Bench(bench::Bench),
 }
 
 fn main() -> ExitCode {
+    // The sandbox's jail helper: dispatched before argument parsing and before any runtime or thread
+    // exists, because it forks into new namespaces and must be single-threaded.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == exec::JAIL_HELPER_ARG) {
+        nova_sandbox::jail::helper_main();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => report(serve::run(args)),
         Command::Worker(args) => report(worker::run(args)),
         Command::Extract(args) => extract::run(args),
+        Command::Exec(args) => exec::run(args),
+        Command::Bench(args) => report(bench::run(args)),
     }
 }
 

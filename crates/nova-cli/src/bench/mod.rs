@@ -1,0 +1,23 @@
+//! `nova bench ...`: measurements printed next to what a user would run instead, in one run.
+
+mod sandbox;
+
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct Bench {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// The jail sandbox, warm and cold, against a bare python3 and bubblewrap.
+    Sandbox(sandbox::SandboxBenchArgs),
+}
+
+pub fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench.command {
+        BenchCommand::Sandbox(args) => sandbox::run(args),
+    }
+}

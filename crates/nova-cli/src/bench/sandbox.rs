@@ -1,0 +1,180 @@
+//! `nova bench sandbox`: `print(1)` through the warm pool and cold jails, next to a bare `python3 -c` and
+//! bubblewrap running the same, in one run (the machines are shared and noisy: compare ratios).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use nova_sandbox::jail::JailSandbox;
+use nova_sandbox::{ExecRequest, Sandbox, Status};
+
+#[derive(Args)]
+pub struct SandboxBenchArgs {
+    /// Executions measured per variant.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    /// Warm jails kept ready.
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+    /// Callers running executions at once for the throughput figure.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+}
+
+const CODE: &str = "print(1)";
+
+pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.runs > 0 && args.pool > 0 && args.concurrency > 0,
+        "--runs, --pool and --concurrency must be positive"
+    );
+    let config = crate::exec::jail_config(args.pool)?;
+    let python = config.python.executable.clone();
+    let prefix_bind = config.python.binds.last().cloned().unwrap_or_else(|| PathBuf::from("/usr"));
+    println!("nova bench sandbox: {} runs of {CODE:?} per variant; interpreter {}", args.runs, python.display());
+    println!("{:<44} {:>9} {:>9} {:>10}", "variant", "p50 ms", "p99 ms", "runs/s");
+
+    let bare = time_runs(args.runs, || command_ok(Command::new(&python).args(["-c", CODE])))?;
+    print_row("bare python3 -c (with site)", &bare);
+    let bare_s = time_runs(args.runs, || command_ok(Command::new(&python).args(["-I", "-S", "-c", CODE])))?;
+    print_row("bare python3 -I -S -c (as in the jail)", &bare_s);
+
+    match which("bwrap") {
+        Some(bwrap) => {
+            let bw = time_runs(args.runs, || command_ok(&mut bwrap_command(&bwrap, &python, &prefix_bind)))?;
+            print_row("bwrap --unshare-all python3 -c", &bw);
+        }
+        None => println!("{:<44} bwrap not installed (apt-get install bubblewrap); skipped", "bwrap"),
+    }
+
+    let cold_sandbox = JailSandbox::new(crate::exec::jail_config(0)?);
+    cold_sandbox.check().map_err(anyhow::Error::msg).context("the jail does not work here")?;
+    let request = ExecRequest { code: CODE.into(), ..Default::default() };
+    let cold = time_runs(args.runs, || outcome_ok(cold_sandbox.exec(&request)))?;
+    print_row("nova jail, cold", &cold);
+
+    let sandbox = JailSandbox::new(config);
+    anyhow::ensure!(sandbox.wait_warm(Duration::from_secs(30)), "the warm pool did not fill in 30 s");
+    let idle_memory = sandbox.idle_jail_memory();
+    // Latency: one execution at a time, each taking a ready jail (the wait for a refill is not counted).
+    let mut warm = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        sandbox.wait_warm(Duration::from_secs(10));
+        let start = Instant::now();
+        outcome_ok(sandbox.exec(&request))?;
+        warm.push(start.elapsed());
+    }
+    print_row("nova jail, warm pool (latency)", &Timings::new(warm, None));
+
+    // Throughput: callers back to back while the pool refills behind them; a miss runs cold.
+    sandbox.wait_warm(Duration::from_secs(30));
+    let done = AtomicUsize::new(0);
+    let start = Instant::now();
+    let total = args.runs * 2;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    while done.fetch_add(1, Ordering::SeqCst) < total {
+                        outcome_ok(sandbox.exec(&request))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("bench worker panicked")?;
+        }
+        Ok(())
+    })?;
+    let per_second = total as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "{:<44} {:>9} {:>9} {:>10.0}",
+        format!("nova jail, warm pool, {} callers (throughput)", args.concurrency),
+        "",
+        "",
+        per_second
+    );
+
+    let p50 = |t: &Timings| t.percentile(50).as_secs_f64();
+    println!();
+    println!("cold jail / bare python3 -c (p50): {:.2}x", p50(&cold) / p50(&bare));
+    match idle_memory {
+        Some(bytes) => println!(
+            "memory held by each idle warm jail (PSS of helper, init, interpreter): {:.1} MiB",
+            bytes as f64 / 1048576.0
+        ),
+        None => println!("memory held by each idle warm jail: not measured (no ready jail)"),
+    }
+    Ok(())
+}
+
+struct Timings {
+    sorted: Vec<Duration>,
+    per_second: f64,
+}
+
+impl Timings {
+    fn new(mut samples: Vec<Duration>, elapsed: Option<Duration>) -> Timings {
+        samples.sort();
+        let elapsed = elapsed.unwrap_or_else(|| samples.iter().sum());
+        let per_second = samples.len() as f64 / elapsed.as_secs_f64().max(1e-9);
+        Timings { sorted: samples, per_second }
+    }
+
+    fn percentile(&self, p: usize) -> Duration {
+        let index = (self.sorted.len() * p).div_ceil(100).saturating_sub(1).min(self.sorted.len() - 1);
+        self.sorted[index]
+    }
+}
+
+fn time_runs(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Timings> {
+    let mut samples = Vec::with_capacity(runs);
+    let start = Instant::now();
+    for _ in 0..runs {
+        let t = Instant::now();
+        once()?;
+        samples.push(t.elapsed());
+    }
+    Ok(Timings::new(samples, Some(start.elapsed())))
+}
+
+fn print_row(name: &str, t: &Timings) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("{name:<44} {:>9.2} {:>9.2} {:>10.0}", ms(t.percentile(50)), ms(t.percentile(99)), t.per_second);
+}
+
+fn command_ok(command: &mut Command) -> anyhow::Result<()> {
+    let output = command.stdin(Stdio::null()).stderr(Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success() && output.stdout == b"1\n", "{command:?} failed: {}", output.status);
+    Ok(())
+}
+
+fn outcome_ok(outcome: nova_sandbox::Outcome) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        outcome.status == Status::Ok && outcome.stdout == b"1\n",
+        "jail run failed: {} {:?} {}",
+        outcome.status.as_str(),
+        outcome.error,
+        String::from_utf8_lossy(&outcome.stderr)
+    );
+    Ok(())
+}
+
+/// bubblewrap as the research measured it: the host root read-only, every namespace unshared.
+fn bwrap_command(bwrap: &Path, python: &Path, _prefix: &Path) -> Command {
+    let mut command = Command::new(bwrap);
+    command
+        .args(["--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--new-session"])
+        .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
+        .arg(python)
+        .args(["-c", CODE]);
+    command
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(name)).find(|p| p.is_file())
+}

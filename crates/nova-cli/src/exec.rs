@@ -1,0 +1,81 @@
+//! `nova exec`: runs a Python program in the jail sandbox, prints its output and exits with its status.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use nova_sandbox::jail::{JailConfig, JailSandbox};
+use nova_sandbox::{ExecRequest, Limits, Sandbox, Status};
+
+/// The hidden first argument that turns `nova` into the sandbox's jail helper (see `main`).
+pub const JAIL_HELPER_ARG: &str = "__jail";
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Seconds of wall-clock time (and of CPU time) before the program is killed.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Memory limit of the whole program, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory: u64,
+    /// Program text to run instead of a file.
+    #[arg(short = 'c', value_name = "CODE", conflicts_with = "file", required_unless_present = "file")]
+    code: Option<String>,
+    /// Python file to run.
+    file: Option<PathBuf>,
+}
+
+/// A jail configuration whose helper is this very binary.
+pub fn jail_config(pool_size: usize) -> anyhow::Result<JailConfig> {
+    let exe = std::env::current_exe().context("finding the nova binary for the jail helper")?;
+    let mut config = JailConfig::detect(exe, &[JAIL_HELPER_ARG]).context("finding the host's python3")?;
+    config.pool_size = pool_size;
+    Ok(config)
+}
+
+pub fn run(args: ExecArgs) -> ExitCode {
+    match execute(args) {
+        Ok(code) => code,
+        Err(e) => crate::report(Err(e)),
+    }
+}
+
+fn execute(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let code = match (&args.code, &args.file) {
+        (Some(code), _) => code.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        (None, None) => anyhow::bail!("give a FILE or -c CODE"),
+    };
+    let mut stdin = Vec::new();
+    if !std::io::stdin().is_terminal() {
+        std::io::stdin().read_to_end(&mut stdin).context("reading standard input")?;
+    }
+    anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number of seconds");
+    let millis = (args.timeout * 1000.0).ceil() as u64;
+    let limits = Limits { wall_ms: millis, cpu_ms: millis, memory_bytes: args.memory << 20, ..Limits::default() };
+    let sandbox = JailSandbox::new(jail_config(0)?);
+    let outcome = sandbox.exec(&ExecRequest { code, stdin, limits, ..Default::default() });
+    std::io::stdout().write_all(&outcome.stdout)?;
+    std::io::stderr().write_all(&outcome.stderr)?;
+    if outcome.output_truncated {
+        eprintln!("nova exec: output truncated");
+    }
+    let status = match outcome.status {
+        Status::Ok => 0,
+        Status::NonzeroExit => outcome.exit_code.unwrap_or(1),
+        Status::Signaled => 128 + outcome.signal.unwrap_or(0),
+        other => {
+            let detail = outcome.error.map(|e| format!(": {e}")).unwrap_or_default();
+            eprintln!("nova exec: {}{detail}", other.as_str());
+            match other {
+                Status::Timeout => 124,
+                Status::MemoryLimit => 137,
+                Status::OutputLimit => 141,
+                _ => 125,
+            }
+        }
+    };
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}

@@ -1,0 +1,133 @@
+//! The jail's seccomp filter: a deny list of what untrusted interpreter code never needs. Denied calls fail
+//! with `EPERM` (so probes see a clean error instead of a crash); `clone3` fails with `ENOSYS`, so libc falls
+//! back to `clone`, whose flags the filter can inspect.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+};
+
+/// Syscalls refused outright.
+const DENIED: &[libc::c_long] = &[
+    // Mounts and the root.
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    // Namespaces.
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    // Other processes' memory.
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_kcmp,
+    libc::SYS_pidfd_getfd,
+    // Kernel attack surface no interpreter needs.
+    libc::SYS_bpf,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_fanotify_init,
+    libc::SYS_quotactl,
+    libc::SYS_acct,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_reboot,
+    libc::SYS_syslog,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
+    libc::SYS_vhangup,
+    libc::SYS_personality,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+];
+
+const CLONE_NAMESPACES: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP) as u64;
+
+/// Compiles the filter for this machine's architecture. Done before the jail forks, so a compile error
+/// surfaces as a setup step.
+pub fn compile() -> Result<Filters, String> {
+    let arch = std::env::consts::ARCH.try_into().map_err(|e| format!("seccomp: unsupported architecture: {e:?}"))?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|&nr| (nr, vec![])).collect();
+    let cond = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value);
+    let rule = |conds: Vec<SeccompCondition>| SeccompRule::new(conds);
+    let mut build = || -> Result<(), seccompiler::BackendError> {
+        // clone with any namespace flag (threads and plain forks pass).
+        for bit in (0..64).map(|b| 1u64 << b).filter(|b| CLONE_NAMESPACES & b != 0) {
+            rules.entry(libc::SYS_clone).or_default().push(rule(vec![cond(0, SeccompCmpOp::MaskedEq(bit), bit)?])?);
+        }
+        let socket = rules.entry(libc::SYS_socket).or_default();
+        // Raw and packet sockets; the type argument carries SOCK_NONBLOCK/CLOEXEC bits above the low nibble.
+        socket.push(rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), libc::SOCK_RAW as u64)?])?);
+        socket.push(rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?])?);
+        // Terminal injection.
+        rules.entry(libc::SYS_ioctl).or_default().push(rule(vec![SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::TIOCSTI,
+        )?])?);
+        Ok(())
+    };
+    build().map_err(|e| format!("seccomp: building rules: {e}"))?;
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
+        .map_err(|e| format!("seccomp: building the filter: {e}"))?;
+    let program: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: compiling: {e:?}"))?;
+    // clone3 passes its flags in memory the filter cannot read: refuse it with ENOSYS so libc uses clone.
+    let clone3 = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, vec![])]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .and_then(|f| f.try_into())
+    .map_err(|e| format!("seccomp: compiling the clone3 rule: {e:?}"))?;
+    Ok(Filters { clone3, main: program })
+}
+
+/// The compiled filters, installed one after the other; the strictest verdict of the two wins.
+pub struct Filters {
+    clone3: BpfProgram,
+    main: BpfProgram,
+}
+
+/// Installs the filters on the calling thread (seccompiler sets no_new_privs first).
+pub fn install(filters: &Filters) -> Result<(), String> {
+    seccompiler::apply_filter(&filters.clone3).map_err(|e| format!("seccomp: installing the clone3 rule: {e}"))?;
+    seccompiler::apply_filter(&filters.main).map_err(|e| format!("seccomp: installing the filter: {e}"))
+}

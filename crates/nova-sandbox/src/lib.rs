@@ -1,0 +1,24 @@
+//! NOVA's sandbox for untrusted, AI-written code.
+//!
+//! [`Sandbox`] is the seam: an [`ExecRequest`] goes in, an [`Outcome`] comes out. The first backend is
+//! [`jail::JailSandbox`]: a fresh set of Linux namespaces per execution, a new root of read-only binds,
+//! seccomp, Landlock, rlimits and cgroup limits, set up by a single-threaded helper process (the `nova`
+//! binary re-executing itself as `nova __jail`, see [`jail::helper_main`]) and optionally prepared ahead of
+//! time in a warm pool.
+//!
+//! The calls block: from async code, run them on a blocking thread (`tokio::task::spawn_blocking`).
+
+pub mod jail;
+mod os;
+mod types;
+
+pub use types::{ExecRequest, InputFile, Limits, Outcome, OutputFile, Runtime, Status};
+
+/// Runs one program to completion under limits and reports what happened.
+///
+/// Implementations never run code unconfined: when they cannot set up their isolation, they return
+/// [`Status::SandboxError`] with a message that names what is missing.
+pub trait Sandbox: Send + Sync {
+    /// Runs `request` and waits for it to finish (or to be killed at its deadline).
+    fn exec(&self, request: &ExecRequest) -> Outcome;
+}

@@ -1,0 +1,358 @@
+//! The narrow seam between the sandbox and the kernel: every `unsafe` block and every raw syscall of the crate
+//! lives here, each wrapped in a small safe function that returns `io::Result`. Policy (which namespaces,
+//! which mounts, which limits) lives in `jail`, never here.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub use libc::pid_t;
+
+/// Turns a `-1` return into the thread's `errno`.
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+/// A pipe whose two ends close on exec: `(read, write)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints, as pipe2 requires.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _)?;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Makes reads and writes on `fd` return `EAGAIN` instead of blocking.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on any descriptor number is memory-safe; an invalid one fails with EBADF.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) } as _)?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags as libc::c_int | libc::O_NONBLOCK) } as _)?;
+    Ok(())
+}
+
+/// Opens `path` as an `O_PATH` handle: a reference to the inode that a later bind mount can use through
+/// `/proc/self/fd/N` without the mounting process needing search permission on the path's directories.
+pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstring(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) } as _)?;
+    // SAFETY: open succeeded, so the descriptor is open and ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// What `clone_namespaces` returns in each of the two processes.
+pub enum Forked {
+    Parent { child: pid_t },
+    Child,
+}
+
+/// Forks into fresh namespaces (`flags` are `CLONE_NEW*`), like `fork` but through `clone3`, so the child
+/// starts as pid 1 of a new pid namespace, inside a new user namespace, and so on.
+///
+/// Only call this from a single-threaded process: the child is a copy of the calling thread alone.
+pub fn clone_namespaces(flags: u64) -> io::Result<Forked> {
+    /// `struct clone_args` of `<linux/sched.h>` (the version-0 prefix plus the later fields, all zero).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // SAFETY: with no stack given, clone3 behaves like fork: the child continues on a copy-on-write copy of
+    // this stack. The caller guarantees the process is single-threaded, so no lock held by another thread
+    // can be copied in a locked state. `args` is valid for reads of its size for the whole call.
+    let rc =
+        check(unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) })?;
+    Ok(if rc == 0 { Forked::Child } else { Forked::Parent { child: rc as pid_t } })
+}
+
+/// Plain `fork`, for the interpreter under the jail's init. Single-threaded callers only.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller is single-threaded (the jail's init), so the child's copy of memory is consistent.
+    let rc = check(unsafe { libc::fork() } as _)?;
+    Ok(if rc == 0 { Forked::Child } else { Forked::Parent { child: rc as pid_t } })
+}
+
+/// Leaves the current namespaces of the kinds in `flags` for new ones.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes plain flags and touches no memory of ours.
+    check(unsafe { libc::unshare(flags) } as _).map(drop)
+}
+
+/// `mount(2)`.
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstring).transpose()?;
+    let target = cstring(target)?;
+    let fstype = fstype.map(|s| CString::new(s).expect("no NUL in a file-system type"));
+    let data = data.map(|s| CString::new(s).expect("no NUL in mount options"));
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either null (allowed by mount for these arguments) or a NUL-terminated string
+    // that lives until the call returns.
+    check(unsafe { libc::mount(ptr(&source), target.as_ptr(), ptr(&fstype), flags, ptr(&data) as *const libc::c_void) }
+        as _)
+    .map(drop)
+}
+
+/// Lazily detaches the mount at `target`.
+pub fn umount_detach(target: &Path) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: `target` is a valid NUL-terminated string for the call's duration.
+    check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } as _).map(drop)
+}
+
+/// `pivot_root(2)`; `pivot_root(".", ".")` stacks the old root on the new one, to be detached next.
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let new_root = cstring(new_root)?;
+    let put_old = cstring(put_old)?;
+    // SAFETY: both are valid NUL-terminated strings for the call's duration.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) }).map(drop)
+}
+
+/// The mount flags (`MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`, atime flags) of the mount holding `path`, which a
+/// read-only remount inside a user namespace must keep (the kernel locks them).
+pub fn locked_mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let c = cstring(path)?;
+    // SAFETY: an all-zero statvfs is a valid value of the plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid string and `st` a valid, writable statvfs.
+    check(unsafe { libc::statvfs(c.as_ptr(), &mut st) } as _)?;
+    let map = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    Ok(map.iter().filter(|(st_flag, _)| st.f_flag & st_flag != 0).fold(0, |acc, (_, ms)| acc | ms))
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which live for the call.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } as _).map(drop)
+}
+
+/// Starts a new session (and process group), detaching from any controlling terminal (no TIOCSTI).
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments.
+    check(unsafe { libc::setsid() } as _).map(drop)
+}
+
+/// Sets real, effective and saved user and group ids to `id` (inside the current user namespace).
+pub fn set_ids(id: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresgid(id, id, id) } as _)?;
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresuid(id, id, id) } as _).map(drop)
+}
+
+/// Drops all supplementary groups (needs CAP_SETGID; done by the helper before it creates the jail).
+pub fn clear_groups() -> io::Result<()> {
+    // SAFETY: a zero-length list with a null pointer is the documented way to clear the groups.
+    check(unsafe { libc::setgroups(0, std::ptr::null()) } as _).map(drop)
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail and touches no memory.
+    unsafe { libc::getegid() }
+}
+
+/// Asks the kernel to send `signal` to this process when its parent dies.
+pub fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } as _).map(drop)
+}
+
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as _).map(drop)
+}
+
+/// Drops every capability for good: the bounding set (so no exec can regain one), the ambient set, the
+/// securebits that would hand root its capabilities on exec, and finally the current sets.
+pub fn drop_all_capabilities() -> io::Result<()> {
+    let last: libc::c_ulong =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    for cap in 0..=last {
+        // SAFETY: prctl with integer arguments only. EINVAL for a capability this kernel lacks is harmless.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } as _)?;
+    let bits = libc::SECBIT_NOROOT
+        | libc::SECBIT_NOROOT_LOCKED
+        | libc::SECBIT_NO_SETUID_FIXUP
+        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+        | libc::SECBIT_KEEP_CAPS_LOCKED;
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } as _)?;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [Data::default(); 2];
+    // SAFETY: version 3 capset reads one header and two data structs, which `header` and `data` provide.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) }).map(drop)
+}
+
+/// Sets the soft and hard values of one rlimit of process `pid` (0: this process).
+pub fn set_rlimit(pid: pid_t, resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: `limit` is a valid rlimit64 for reading; the old-limit pointer may be null.
+    check(unsafe { libc::prlimit64(pid, resource, &limit, std::ptr::null_mut()) } as _).map(drop)
+}
+
+/// Puts every signal back to its default disposition and unblocks them all, so the interpreter does not
+/// inherit the helper's ignored SIGPIPE.
+pub fn reset_signals() {
+    for signal in 1..libc::SIGRTMIN() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting SIG_DFL installs no handler of ours; invalid numbers fail harmlessly.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty, initialised sigset passed by pointer; the old set is not asked for.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+pub fn kill(pid: pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes plain integers. Callers pass a pid they own (their child) or -1 from a jail's init.
+    check(unsafe { libc::kill(pid, signal) } as _).map(drop)
+}
+
+/// How a waited-for process ended, with its resource usage (and that of its waited-for descendants).
+pub struct Exit {
+    pub pid: pid_t,
+    /// Raw wait status, for `ExitStatus::from_raw`.
+    pub status: i32,
+    pub cpu_us: u64,
+    pub max_rss_bytes: u64,
+}
+
+/// `wait4(pid, ...)`, retrying on EINTR. `pid` -1 waits for any child.
+pub fn wait(pid: pid_t) -> io::Result<Exit> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `usage` are valid and writable for the call.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        return Ok(Exit {
+            pid: rc,
+            status,
+            cpu_us: tv(usage.ru_utime) + tv(usage.ru_stime),
+            max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        });
+    }
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for any of `fds` to be ready; returns each one's `revents`.
+pub fn poll(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Result<Vec<libc::c_short>> {
+    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 }).collect();
+    // SAFETY: `pfds` is a valid, writable array of `pfds.len()` pollfd structs.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(pfds.iter().map(|p| p.revents).collect())
+}
+
+/// Makes `to` a copy of `from` (clearing close-on-exec on `to`).
+pub fn dup2(from: &impl AsRawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on descriptor numbers is memory-safe; `to` is one of the standard slots the caller owns.
+    check(unsafe { libc::dup2(from.as_raw_fd(), to) } as _).map(drop)
+}
+
+/// Marks every descriptor from `first` up close-on-exec (they stay usable until the exec).
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC takes plain integers and closes nothing now, so no
+    // `OwnedFd` of the caller is invalidated.
+    check(unsafe {
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC)
+    })
+    .map(drop)
+}
+
+/// Replaces this process with `program`. Returns only on failure.
+pub fn execve(program: &CStr, args: &[CString], env: &[CString]) -> io::Error {
+    let argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    // SAFETY: `program` is NUL-terminated; `argv` and `envp` are null-terminated arrays of pointers to
+    // NUL-terminated strings that all live until execve replaces the process or fails.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Ends this process at once, without running destructors or flushing stdio (a forked child's way out).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Resident set of a process in bytes, from `/proc/PID/smaps_rollup` (`Pss` when available).
+pub fn proportional_set_size(pid: pid_t) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}

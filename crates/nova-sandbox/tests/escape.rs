@@ -1,0 +1,654 @@
+//! The escape suite: hostile programs run in the real jail, each contained, the host unharmed, and the right
+//! status reported.
+//!
+//! Safety, since this runs as root on the developer's machine and in CI:
+//! - before any hostile program, `jail()` runs the sandbox's precheck, which proves the jail is in force
+//!   (own pid namespace, no host process visible, no network) and panics otherwise;
+//! - the test process puts itself in a cgroup capping its processes and memory (`confine_suite`);
+//! - probes only touch paths inside the jail's work directory or paths that do not exist on the host, never
+//!   signal by wide patterns, and undo what they managed (unmount, delete) before printing `LEAK`, so a
+//!   probe that wrongly succeeds reports a leak and leaves no damage.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nova_sandbox::jail::{JailConfig, JailSandbox};
+use nova_sandbox::{ExecRequest, InputFile, Limits, Outcome, Sandbox, Status};
+
+/// Helpers every probe starts with: `leak(what)` reports a containment failure; `sys_denied(nr, ...)`
+/// makes a raw syscall and says whether it failed.
+const PRELUDE: &str = r#"
+import os, sys, ctypes, errno, socket, signal, time, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def leak(what):
+    print("LEAK:", what); sys.stdout.flush()
+def sys_denied(nr, *args):
+    return libc.syscall(nr, *[ctypes.c_long(a) for a in args]) == -1
+"#;
+
+static SANDBOX: OnceLock<Option<JailSandbox>> = OnceLock::new();
+
+/// The sandbox, after the precheck proved the jail is in force. `None` (the test skips) only when not
+/// root and the host offers no cgroups or user namespaces to an unprivileged user.
+fn jail() -> Option<&'static JailSandbox> {
+    SANDBOX
+        .get_or_init(|| {
+            confine_suite();
+            let config = JailConfig::detect(env!("CARGO_BIN_EXE_nova-sandbox-helper"), &[]).expect("python3 on PATH");
+            let sandbox = JailSandbox::new(config);
+            match sandbox.check() {
+                Ok(()) => Some(sandbox),
+                Err(e) if !is_root() => {
+                    eprintln!("skipping the escape suite: {e}");
+                    None
+                }
+                Err(e) => panic!("precheck failed, no hostile program was run: {e}"),
+            }
+        })
+        .as_ref()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Caps this test process (and what it starts outside a jail) at 512 processes and 4 GiB, as defence in
+/// depth should a jail fail open. Best effort: needs a writable cgroup v1 hierarchy or v2 root.
+fn confine_suite() {
+    let pid = std::process::id().to_string();
+    let v2 = std::path::Path::new("/sys/fs/cgroup");
+    if std::fs::read_to_string(v2.join("cgroup.controllers")).is_ok_and(|c| c.contains("pids")) {
+        let dir = v2.join("nova-sandbox-escape-suite");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::write(dir.join("pids.max"), "512");
+            let _ = std::fs::write(dir.join("memory.max"), "4294967296");
+            let _ = std::fs::write(dir.join("cgroup.procs"), &pid);
+        }
+        return;
+    }
+    let v1 = [("pids", "pids.max", "512"), ("memory", "memory.limit_in_bytes", "4294967296")];
+    for (controller, file, value) in v1 {
+        let dir = std::path::Path::new("/sys/fs/cgroup").join(controller).join("nova-sandbox-escape-suite");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::write(dir.join(file), value);
+            let _ = std::fs::write(dir.join("cgroup.procs"), &pid);
+        }
+    }
+}
+
+fn request(code: &str) -> ExecRequest {
+    ExecRequest {
+        code: format!("{PRELUDE}\n{code}"),
+        limits: Limits { wall_ms: 5_000, cpu_ms: 5_000, memory_bytes: 128 << 20, ..Limits::default() },
+        ..Default::default()
+    }
+}
+
+/// Runs `request` and checks its status and that no probe reported a leak.
+fn expect(request: ExecRequest, status: Status) -> Option<Outcome> {
+    let sandbox = jail()?;
+    let outcome = sandbox.exec(&request);
+    let stdout = String::from_utf8_lossy(&outcome.stdout);
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    let shown = format!(
+        "status {:?} exit {:?} signal {:?} error {:?}\nstdout: {}\nstderr: {}",
+        outcome.status,
+        outcome.exit_code,
+        outcome.signal,
+        outcome.error,
+        stdout.chars().take(2000).collect::<String>(),
+        stderr.chars().take(2000).collect::<String>()
+    );
+    assert!(!stdout.contains("LEAK"), "containment failed:\n{shown}");
+    assert_eq!(outcome.status, status, "{shown}");
+    Some(outcome)
+}
+
+/// A probe that must end normally (its checks print `LEAK` on failure).
+fn contained(code: &str) -> Option<Outcome> {
+    let outcome = expect(request(code), Status::Ok)?;
+    assert!(String::from_utf8_lossy(&outcome.stdout).contains("contained"), "probe did not finish");
+    Some(outcome)
+}
+
+fn with_limits(code: &str, f: impl FnOnce(&mut Limits)) -> ExecRequest {
+    let mut r = request(code);
+    f(&mut r.limits);
+    r
+}
+
+// ----- resource exhaustion -------------------------------------------------------------------------------
+
+#[test]
+fn fork_bomb_is_capped_and_killed_at_the_deadline() {
+    let code = "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass";
+    let Some(o) = expect(with_limits(code, |l| l.wall_ms = 1_500), Status::Timeout) else { return };
+    assert!(o.wall_time < Duration::from_secs(5));
+    // The host can still start processes.
+    assert!(std::process::Command::new("true").status().unwrap().success());
+}
+
+#[test]
+fn thread_bomb_stops_at_the_process_limit() {
+    let code = r#"
+import threading
+ev = threading.Event(); n = 0
+try:
+    while True:
+        threading.Thread(target=ev.wait, daemon=True).start(); n += 1
+except (RuntimeError, MemoryError):
+    pass
+if n >= 32: leak(f"{n} threads")
+ev.set(); print("contained", n)
+"#;
+    contained(code);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let code = "x = []\nwhile True:\n    x.append(bytearray(8 << 20))";
+    let Some(o) = expect(with_limits(code, |l| l.memory_bytes = 64 << 20), Status::MemoryLimit) else { return };
+    assert!(o.peak_memory_bytes <= 80 << 20, "peak {}", o.peak_memory_bytes);
+}
+
+#[test]
+fn unbounded_stdout_is_cut_at_the_output_limit() {
+    let code = "while True:\n    sys.stdout.write('x' * 65536)";
+    let Some(o) = expect(with_limits(code, |l| l.output_bytes = 100_000), Status::OutputLimit) else { return };
+    assert!(o.output_truncated);
+    assert_eq!(o.stdout.len(), 100_000);
+}
+
+#[test]
+fn unbounded_stderr_is_cut_at_the_output_limit() {
+    let code = "while True:\n    sys.stderr.write('e' * 65536)";
+    let Some(o) = expect(with_limits(code, |l| l.output_bytes = 10_000), Status::OutputLimit) else { return };
+    assert_eq!(o.stderr.len(), 10_000);
+}
+
+fn fill(dir: &str) -> String {
+    format!(
+        r#"
+written = 0
+try:
+    with open("{dir}/fill", "wb") as f:
+        while True:
+            f.write(b"\0" * 1048576); f.flush(); written += 1048576
+except OSError as e:
+    pass
+if written > 9 * 1048576: leak(f"wrote {{written}} bytes to {dir}")
+print("contained", written)
+"#
+    )
+}
+
+#[test]
+fn filling_tmp_stops_at_its_size_cap() {
+    contained_with(&fill("/tmp"), |l| l.work_bytes = 8 << 20);
+}
+
+#[test]
+fn filling_the_work_directory_stops_at_its_size_cap() {
+    contained_with(&fill("/work"), |l| l.work_bytes = 8 << 20);
+}
+
+fn contained_with(code: &str, f: impl FnOnce(&mut Limits)) -> Option<Outcome> {
+    let outcome = expect(with_limits(code, f), Status::Ok)?;
+    assert!(String::from_utf8_lossy(&outcome.stdout).contains("contained"));
+    Some(outcome)
+}
+
+#[test]
+fn endless_loop_times_out() {
+    let Some(o) = expect(with_limits("while True: pass", |l| l.wall_ms = 1_000), Status::Timeout) else { return };
+    assert!(o.wall_time < Duration::from_secs(3));
+}
+
+#[test]
+fn cpu_time_limit_stops_a_busy_program() {
+    let code = "while True: pass";
+    let Some(o) = expect(with_limits(code, |l| (l.cpu_ms, l.wall_ms) = (1_000, 20_000)), Status::Timeout) else {
+        return;
+    };
+    assert!(o.wall_time < Duration::from_secs(5), "{:?}", o.wall_time);
+}
+
+#[test]
+fn sleeping_past_the_deadline_times_out() {
+    let Some(o) = expect(with_limits("time.sleep(60)", |l| l.wall_ms = 500), Status::Timeout) else { return };
+    assert!(o.wall_time < Duration::from_secs(2));
+}
+
+#[test]
+fn ignoring_sigterm_does_not_survive_the_deadline() {
+    let code =
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)";
+    expect(with_limits(code, |l| l.wall_ms = 500), Status::Timeout);
+}
+
+#[test]
+fn double_fork_and_setsid_do_not_escape_the_deadline() {
+    let marker = format!("31.{}", std::process::id());
+    let code = format!(
+        r#"
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/usr/bin/sleep", ["sleep", "{marker}"])
+    os._exit(0)
+time.sleep(0.2)
+print("contained")
+"#
+    );
+    if contained(&code).is_none() {
+        return;
+    }
+    // Nothing of the jail lives on: no host process runs the grandchild's command line.
+    std::thread::sleep(Duration::from_millis(100));
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let mut cmdline = String::new();
+        if let Ok(mut f) = std::fs::File::open(entry.path().join("cmdline")) {
+            let _ = f.read_to_string(&mut cmdline);
+        }
+        assert!(!cmdline.contains(&marker), "escaped process {:?}: {cmdline:?}", entry.path());
+    }
+}
+
+// ----- host files and processes ---------------------------------------------------------------------------
+
+#[test]
+fn host_secrets_are_not_readable() {
+    let me = env!("CARGO_MANIFEST_DIR");
+    let code = format!(
+        r#"
+for path in ["/etc/shadow", "/etc/passwd", "/etc/hostname", "/root/.bash_history", "/root/.ssh",
+             "/home", "/var/log", "/run", "{me}/Cargo.toml", "/proc/kcore", "/boot"]:
+    try:
+        open(path, "rb").read(1); leak(path)
+    except OSError:
+        pass
+print("contained")
+"#
+    );
+    contained(&code);
+}
+
+#[test]
+fn host_processes_are_not_visible() {
+    let host_pid = std::process::id();
+    let code = format!(
+        r#"
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+if pids != [1, 2]: leak(f"processes {{pids}}")
+if os.path.exists("/proc/{host_pid}"): leak("host pid visible")
+print("contained")
+"#
+    );
+    contained(&code);
+}
+
+#[test]
+fn other_processes_environments_are_not_readable() {
+    // The caller's environment never reaches the helper (env_clear), and no process is readable.
+    std::env::set_var("NOVA_ESCAPE_SECRET", "s3cr3t-value");
+    let code = r#"
+for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+    try:
+        if b"s3cr3t-value" in open(f"/proc/{pid}/environ", "rb").read(): leak(pid)
+    except OSError:
+        pass
+if "NOVA_ESCAPE_SECRET" in os.environ: leak("inherited env")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn sys_and_proc_sys_are_closed() {
+    let code = r#"
+if os.path.exists("/sys/class") or os.path.exists("/sys/kernel"): leak("/sys visible")
+for path, data in [("/proc/sys/kernel/hostname", "x"), ("/proc/sysrq-trigger", "h"), ("/proc/sys/vm/drop_caches", "1")]:
+    try:
+        with open(path, "w") as f: f.write(data)
+        leak(path)
+    except OSError:
+        pass
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn read_only_binds_cannot_be_written() {
+    let code = r#"
+for path in ["/usr/lib/nova-probe", "/usr/bin/nova-probe", "/nova-probe", "/etc/nova-probe",
+             os.path.dirname(sys.executable) + "/nova-probe", "/dev/nova-probe", "/proc/nova-probe"]:
+    try:
+        open(path, "w").close()
+        os.remove(path); leak(path)
+    except OSError:
+        pass
+try:
+    os.chmod(sys.executable, 0o777); leak("chmod")
+except OSError:
+    pass
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn devices_are_not_reachable() {
+    let code = r#"
+for path in ["/dev/sda", "/dev/vda", "/dev/mem", "/dev/kmem", "/dev/kmsg", "/dev/port", "/dev/kvm", "/dev/tty"]:
+    try:
+        open(path, "rb").close(); leak(path)
+    except OSError:
+        pass
+try:
+    os.mknod("/work/null", 0o666 | 0o020000, os.makedev(1, 3)); leak("mknod")
+except OSError:
+    pass
+open("/dev/null", "w").write("ok")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn setuid_binaries_give_no_privilege() {
+    let code = r#"
+os.makedirs("/work/m", exist_ok=True)
+r = subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "none", "/work/m"], capture_output=True)
+if r.returncode == 0:
+    subprocess.run(["/usr/bin/umount", "/work/m"]); leak("setuid mount worked")
+status = open("/proc/self/status").read()
+if "NoNewPrivs:\t1" not in status: leak("no_new_privs not set")
+if "CapEff:\t0000000000000000" not in status or "CapBnd:\t0000000000000000" not in status: leak("capabilities left")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn other_pids_cannot_be_signalled() {
+    let host_pid = std::process::id();
+    let code = format!(
+        r#"
+try:
+    os.kill({host_pid}, 0); leak("host pid signalled")
+except ProcessLookupError:
+    pass
+os.kill(1, signal.SIGTERM)   # the jail's init ignores signals from inside
+time.sleep(0.05)
+os.kill(1, 0)
+print("contained")
+"#
+    );
+    contained(&code);
+}
+
+#[test]
+fn one_execution_cannot_see_another() {
+    let Some(sandbox) = jail() else { return };
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let code = "open('/work/secret-a', 'w').write('a'); open('/tmp/secret-a', 'w').write('a')\n\
+                        time.sleep(1.5); print('contained')";
+            sandbox.exec(&request(code))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        contained(
+            r#"
+for d in ["/work", "/tmp"]:
+    if "secret-a" in os.listdir(d): leak(d)
+if len([p for p in os.listdir("/proc") if p.isdigit()]) != 2: leak("other jail's processes")
+print("contained")
+"#,
+        );
+        let a = writer.join().unwrap();
+        assert_eq!(a.status, Status::Ok);
+    });
+}
+
+// ----- network -------------------------------------------------------------------------------------------
+
+#[test]
+fn host_loopback_is_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let code = format!(
+        r#"
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=1).close(); leak("connected to host loopback")
+except OSError:
+    pass
+print("contained")
+"#
+    );
+    contained(&code);
+    assert!(listener.accept().is_err(), "the host listener was reached");
+}
+
+#[test]
+fn cloud_metadata_is_unreachable() {
+    let code = r#"
+for host in ["169.254.169.254", "10.0.0.1", "8.8.8.8"]:
+    try:
+        socket.create_connection((host, 80), timeout=1).close(); leak(host)
+    except OSError:
+        pass
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn dns_does_not_resolve() {
+    let code = r#"
+try:
+    socket.getaddrinfo("example.com", 80); leak("dns resolved")
+except OSError:
+    pass
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.sendto(b"\0" * 12, ("8.8.8.8", 53)); leak("udp sent")
+except OSError:
+    pass
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn raw_and_packet_sockets_are_refused() {
+    let code = r#"
+for family, kind, proto in [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+                            (socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+                            (socket.AF_PACKET, socket.SOCK_RAW, 0), (socket.AF_PACKET, socket.SOCK_DGRAM, 0)]:
+    try:
+        socket.socket(family, kind, proto).close(); leak(f"socket {family} {kind}")
+    except OSError:
+        pass
+print("contained")
+"#;
+    contained(code);
+}
+
+// ----- kernel interfaces ---------------------------------------------------------------------------------
+
+#[test]
+fn ptrace_is_refused() {
+    let code = r#"
+PTRACE_TRACEME, PTRACE_ATTACH = 0, 16
+if libc.ptrace(PTRACE_ATTACH, 1, 0, 0) == 0: leak("attached to init")
+if libc.ptrace(PTRACE_TRACEME, 0, 0, 0) == 0: leak("traceme")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn mount_is_refused() {
+    let code = r#"
+os.makedirs("/work/m", exist_ok=True)
+if libc.mount(b"none", b"/work/m", b"tmpfs", 0, None) == 0:
+    libc.umount2(b"/work/m", 2); leak("mounted tmpfs")
+if libc.mount(b"/work", b"/work/m", None, 4096, None) == 0:   # MS_BIND
+    libc.umount2(b"/work/m", 2); leak("bind mounted")
+if libc.umount2(b"/proc", 2) == 0: leak("unmounted /proc")
+if libc.chroot(b"/work") == 0: leak("chroot")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn unshare_and_setns_are_refused() {
+    let code = r#"
+CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET = 0x10000000, 0x00020000, 0x40000000
+for flags in [CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET]:
+    if libc.unshare(flags) == 0: leak(f"unshare {flags:#x}")
+fd = os.open("/proc/1/ns/mnt", os.O_RDONLY) if os.path.exists("/proc/1/ns/mnt") else -1
+if fd >= 0 and libc.setns(fd, 0) == 0: leak("setns")
+print("contained")
+"#;
+    contained(code);
+}
+
+/// Raw syscalls the filter must refuse, by x86_64 number, tried with harmless arguments.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn denied_syscalls_fail() {
+    let code = r#"
+calls = {"keyctl": (250, 0, 0, 0, 0), "add_key": (248, 0, 0, 0, 0), "bpf": (321, 0, 0, 0),
+         "perf_event_open": (298, 0, 0, -1, -1, 0), "userfaultfd": (323, 0), "io_uring_setup": (425, 1, 0),
+         "kexec_load": (246, 0, 0, 0, 0), "init_module": (175, 0, 0, 0), "finit_module": (313, -1, 0, 0),
+         "delete_module": (176, 0, 0), "process_vm_readv": (310, 1, 0, 0, 0, 0, 0), "setns": (308, -1, 0),
+         "unshare": (272, 0x10000000), "clone3": (435, 0, 0), "open_by_handle_at": (304, -1, 0, 0),
+         "reboot": (169, 0, 0, 0, 0), "swapon": (167, 0, 0), "syslog": (103, 3, 0, 0),
+         "sethostname": (170, 0, 0), "personality": (135, 0xffffffff), "iopl": (172, 3), "acct": (163, 0),
+         "pivot_root": (155, 0, 0), "fsopen": (430, 0, 0), "open_tree": (428, -1, 0, 0)}
+for name, (nr, *args) in calls.items():
+    if not sys_denied(nr, *args): leak(name)
+    elif ctypes.get_errno() not in (errno.EPERM, errno.ENOSYS): leak(f"{name} reached the kernel: errno {ctypes.get_errno()}")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn keyctl_is_refused() {
+    let code = r#"
+KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
+if not sys_denied(250, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0): leak("keyctl")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn bpf_is_refused() {
+    let code = r#"
+attr = ctypes.create_string_buffer(128)
+if libc.syscall(321, 0, attr, 128) != -1: leak("bpf map created")
+print("contained")
+"#;
+    contained(code);
+}
+
+#[test]
+fn rlimits_cannot_be_raised() {
+    let code = r#"
+import resource
+for res in [resource.RLIMIT_NOFILE, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE]:
+    soft, hard = resource.getrlimit(res)
+    try:
+        resource.setrlimit(res, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)); leak(f"raised {res}")
+    except (ValueError, OSError):
+        pass
+print("contained")
+"#;
+    contained(code);
+}
+
+// ----- files in and out ----------------------------------------------------------------------------------
+
+#[test]
+fn output_symlinks_are_never_followed() {
+    let code = r#"
+os.symlink("/etc/passwd", "/work/passwd")
+os.symlink("/proc/1/environ", "/work/environ")
+os.symlink(sys.executable, "/work/python")
+os.makedirs("/work/d"); os.symlink("/usr", "/work/d/usr")
+open("/work/real.txt", "w").write("real")
+print("contained")
+"#;
+    let Some(o) = contained(code) else { return };
+    let names: Vec<&str> = o.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(names, ["real.txt"], "only the regular file comes back");
+    assert!(o.files_truncated, "skipped symlinks are flagged");
+}
+
+#[test]
+fn input_file_names_with_dotdot_are_refused() {
+    for path in ["../escape.txt", "/etc/escape.txt", "a/../../escape.txt", ""] {
+        let mut r = request("print('contained')");
+        r.files = vec![InputFile { path: path.into(), contents: b"x".to_vec() }];
+        let Some(o) = expect(r, Status::SandboxError) else { return };
+        assert!(o.error.unwrap_or_default().contains("not a plain relative path"));
+    }
+    assert!(!std::path::Path::new("/tmp/escape.txt").exists());
+    assert!(!std::path::Path::new("/etc/escape.txt").exists());
+}
+
+#[test]
+fn input_files_cannot_be_planted_through_symlinks_at_dispatch() {
+    // Two files with the same name: the second must not overwrite (create_new) and the run is refused.
+    let mut r = request("print('contained')");
+    r.files = vec![
+        InputFile { path: "a.txt".into(), contents: b"1".to_vec() },
+        InputFile { path: "a.txt".into(), contents: b"2".to_vec() },
+    ];
+    expect(r, Status::SandboxError);
+}
+
+// ----- ordinary behaviour --------------------------------------------------------------------------------
+
+#[test]
+fn statuses_stdin_files_and_env_are_reported() {
+    let mut r = request("print(input()); print(os.environ['GREETING']); print(open('in.txt').read())\nopen('out.txt','w').write('done')");
+    r.stdin = b"from stdin\n".to_vec();
+    r.env = vec![("GREETING".into(), "hello".into())];
+    r.files = vec![InputFile { path: "in.txt".into(), contents: b"from a file".to_vec() }];
+    let Some(o) = expect(r, Status::Ok) else { return };
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from stdin\nhello\nfrom a file\n");
+    assert!(o.files.iter().any(|f| f.path == "out.txt" && f.contents == b"done"));
+    assert!(o.cpu_time > Duration::ZERO && o.peak_memory_bytes > 0);
+
+    let code = "import atexit\natexit.register(lambda: print('bye'))\nraise ValueError('boom')";
+    let Some(o) = expect(request(code), Status::NonzeroExit) else { return };
+    assert_eq!(o.exit_code, Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "bye\n", "atexit handlers run");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ValueError: boom"));
+
+    // A file left open at exit is still flushed.
+    let Some(o) = expect(request("f = open('left-open.txt', 'w')\nf.write('kept')"), Status::Ok) else { return };
+    assert!(o.files.iter().any(|f| f.path == "left-open.txt" && f.contents == b"kept"), "{:?}", o.files);
+
+    let Some(o) = expect(request("sys.exit(3)"), Status::NonzeroExit) else { return };
+    assert_eq!(o.exit_code, Some(3));
+    let Some(o) = expect(request("os.kill(os.getpid(), signal.SIGABRT)"), Status::Signaled) else { return };
+    assert_eq!(o.signal, Some(libc_sigabrt()));
+    expect(ExecRequest { network: true, ..request("print(1)") }, Status::SandboxError);
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}

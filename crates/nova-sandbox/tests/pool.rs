@@ -1,0 +1,43 @@
+//! The warm pool: jails prepared ahead, each used once, refilled in the background.
+
+use std::time::Duration;
+
+use nova_sandbox::jail::{JailConfig, JailSandbox};
+use nova_sandbox::{ExecRequest, Sandbox, Status};
+
+fn pool(size: usize) -> Option<JailSandbox> {
+    let mut config = JailConfig::detect(env!("CARGO_BIN_EXE_nova-sandbox-helper"), &[]).expect("python3 on PATH");
+    config.pool_size = size;
+    let sandbox = JailSandbox::new(config);
+    if let Err(e) = sandbox.check() {
+        eprintln!("skipping: {e}");
+        return None;
+    }
+    Some(sandbox)
+}
+
+#[test]
+fn warm_jails_run_once_each_and_are_refilled() {
+    let Some(sandbox) = pool(2) else { return };
+    assert!(sandbox.wait_warm(Duration::from_secs(20)), "pool filled");
+    assert!(sandbox.idle_jail_memory().is_some_and(|m| m > 0));
+    let code = "import os\nopen('/tmp/mark', 'a').write('x')\nprint(len(open('/tmp/mark').read()), os.getpid())";
+    for _ in 0..5 {
+        let outcome = sandbox.exec(&ExecRequest { code: code.into(), ..Default::default() });
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        // A fresh jail every time: the mark file holds one write, and the program is pid 2.
+        assert_eq!(String::from_utf8_lossy(&outcome.stdout), "1 2\n");
+    }
+    assert!(sandbox.wait_warm(Duration::from_secs(20)), "pool refilled");
+}
+
+#[test]
+fn warm_jails_take_the_requests_own_limits() {
+    let Some(sandbox) = pool(1) else { return };
+    assert!(sandbox.wait_warm(Duration::from_secs(20)));
+    let mut request = ExecRequest { code: "while True: pass".into(), ..Default::default() };
+    request.limits.wall_ms = 300;
+    let outcome = sandbox.exec(&request);
+    assert_eq!(outcome.status, Status::Timeout);
+    assert!(outcome.wall_time < Duration::from_secs(2));
+}
