@@ -191,6 +191,17 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// Jobs not finished yet (queued, retrying or running), counted through the partial indexes only, so the
+    /// count stays cheap however long the history is.
+    pub async fn count_unfinished(&self) -> Result<u64, StoreError> {
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'retrying')")
+            .fetch_one(&self.pool)
+            .await?;
+        let running: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(&self.pool).await?;
+        Ok((waiting + running) as u64)
+    }
+
     /// Claims the oldest ready job for `worker`, holding it for `lease`. Jobs whose lease lapsed are first
     /// handed back to the queue (or failed, when their attempts are used up).
     pub async fn claim(&self, worker: WorkerId, lease: Duration) -> Result<Option<ClaimedJob>, StoreError> {

@@ -1,4 +1,4 @@
-//! Test support: a fresh store on each backend, so one suite runs against both.
+//! Test and benchmark support: a fresh store on each backend, so one suite runs against both.
 //!
 //! PostgreSQL comes from `NOVA_TEST_DATABASE_URL` (an administrative URL such as
 //! `postgres://postgres@127.0.0.1:5432/test`); each test gets a database of its own, dropped afterwards.
@@ -41,23 +41,23 @@ impl TestStore {
                     .to_string();
                 Some(Self { store, dir, url, dropper: None })
             }
-            Backend::Postgres => {
-                let admin = admin_url()?;
-                let name = format!("nova_test_{}", nova_core::AttemptToken::new().as_uuid().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at NOVA_TEST_DATABASE_URL is not reachable: {e}"));
-                conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("creating a test database");
-                let _ = conn.close().await;
-                let url = PgConnectOptions::from_str(&admin)
-                    .expect("NOVA_TEST_DATABASE_URL is a PostgreSQL URL")
-                    .database(&name)
-                    .to_url_lossy()
-                    .to_string();
-                let store = Store::connect(&url, &dir.path().join("blobs")).await.expect("opening PostgreSQL");
-                Some(Self { store, dir, url, dropper: Some(DropDatabase { admin, name }) })
-            }
+            Backend::Postgres => Some(Self::postgres(&admin_url()?).await),
         }
+    }
+
+    /// A store in a fresh database created on the PostgreSQL server at `admin` (and dropped afterwards).
+    pub async fn postgres(admin: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let name = format!("nova_test_{}", nova_core::AttemptToken::new().as_uuid().simple());
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at the given URL is not reachable: {e}"));
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("creating a scratch database");
+        let _ = conn.close().await;
+        let url =
+            PgConnectOptions::from_str(admin).expect("a PostgreSQL URL").database(&name).to_url_lossy().to_string();
+        let store = Store::connect(&url, &dir.path().join("blobs")).await.expect("opening PostgreSQL");
+        Self { store, dir, url, dropper: Some(DropDatabase { admin: admin.to_string(), name }) }
     }
 }
 

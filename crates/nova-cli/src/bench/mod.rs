@@ -1,5 +1,6 @@
 //! `nova bench ...`: measurements printed next to what a user would run instead, in one run.
 
+mod queue;
 mod sandbox;
 
 use clap::{Args, Subcommand};
@@ -14,10 +15,13 @@ pub struct Bench {
 pub enum BenchCommand {
     /// The jail sandbox, warm and cold, against a bare python3 and bubblewrap.
     Sandbox(sandbox::SandboxBenchArgs),
+    /// The job queue with no-op jobs on SQLite (and PostgreSQL with --postgres).
+    Queue(queue::QueueBenchArgs),
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench.command {
         BenchCommand::Sandbox(args) => sandbox::run(args),
+        BenchCommand::Queue(args) => queue::run(args),
     }
 }
