@@ -4,6 +4,7 @@
 //! hung), then moves the oldest ready job to `running` under a fresh [`AttemptToken`]. Every later write of
 //! that attempt names the token, and matches no row once the lease has passed to someone else.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -86,20 +87,23 @@ const LEASE_EXPIRED_MESSAGE: &str = "the worker stopped renewing its lease (it c
 /// The PostgreSQL channel on which an enqueue wakes idle workers.
 pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
 
-/// Takes the oldest ready job. SQLite has one writer at a time, so the statement alone is atomic.
-const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = $1,
-         lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-     WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $3
-                 ORDER BY priority DESC, run_at, id LIMIT 1)
-     RETURNING id";
+/// Takes up to `$3` ready jobs, highest priority and oldest first, each under a fresh attempt token made in
+/// SQL. SQLite has one writer at a time, so the statement alone is atomic.
+const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
+         lease_token = 'att_' || lower(hex(randomblob(16))),
+         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2
+     WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $2
+                  ORDER BY priority DESC, run_at, id LIMIT $3)
+     RETURNING id, lease_token";
 
 /// The same on PostgreSQL, where concurrent claimers skip the rows others are locking instead of waiting
 /// on them (or, without the lock, claiming the same row twice).
-const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1, lease_token = $1,
-         lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-     WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $3
-                 ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING id";
+const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
+         lease_token = 'att_' || replace(gen_random_uuid()::TEXT, '-', ''),
+         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2
+     WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $2
+                  ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+     RETURNING id, lease_token";
 
 impl Store {
     /// Queues a job. With an idempotency key already in use, returns that job when its workflow and input
@@ -202,11 +206,24 @@ impl Store {
         Ok((waiting + running) as u64)
     }
 
-    /// Claims the oldest ready job for `worker`, holding it for `lease`. Jobs whose lease lapsed are first
-    /// handed back to the queue (or failed, when their attempts are used up).
+    /// Claims the oldest ready job for `worker`, holding it for `lease`: a batch of one.
     pub async fn claim(&self, worker: WorkerId, lease: Duration) -> Result<Option<ClaimedJob>, StoreError> {
-        let now = Utc::now();
-        let now_ms = to_millis(now);
+        Ok(self.claim_batch(worker, lease, 1).await?.pop())
+    }
+
+    /// Claims up to `max` ready jobs for `worker` in one transaction (one commit, however many jobs),
+    /// holding each for `lease`. Jobs whose lease lapsed are first handed back to the queue (or failed, when
+    /// their attempts are used up).
+    pub async fn claim_batch(
+        &self,
+        worker: WorkerId,
+        lease: Duration,
+        max: u32,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now_ms = to_millis(Utc::now());
         let mut tx = self.pool.begin().await?;
 
         // Hand back lapsed leases. The attempt that lost its lease counts as a failed attempt.
@@ -240,40 +257,66 @@ impl Store {
             append_event(&mut tx, id, status, None, now_ms).await?;
         }
 
-        let token = AttemptToken::new();
-        let lease_until = now_ms + lease.as_millis() as i64;
         let claim_sql = match self.dialect {
             Dialect::Sqlite => CLAIM_SQLITE,
             Dialect::Postgres => CLAIM_POSTGRES,
         };
-        let claimed: Option<String> = sqlx::query_scalar(claim_sql)
-            .bind(token.to_string())
-            .bind(lease_until)
+        let claimed: Vec<(String, String)> = sqlx::query_as(claim_sql)
+            .bind(now_ms + lease.as_millis() as i64)
             .bind(now_ms)
-            .fetch_optional(&mut *tx)
+            .bind(i64::from(max))
+            .fetch_all(&mut *tx)
             .await?;
-        let Some(job_id) = claimed else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        let attempt: i64 = sqlx::query_scalar(
-            "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
-             VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM job_attempts WHERE job_id = $1), $2, $3, $4)
-             RETURNING number",
-        )
-        .bind(&job_id)
-        .bind(token.to_string())
-        .bind(worker.to_string())
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let started = serde_json::json!({"attempt": attempt, "worker_id": worker});
-        append_event(&mut tx, &job_id, "started", Some(&started), now_ms).await?;
+        let mut attempts = Vec::with_capacity(claimed.len());
+        for (job_id, token) in &claimed {
+            let attempt: i64 = sqlx::query_scalar(
+                "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
+                 VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM job_attempts WHERE job_id = $1), $2, $3, $4)
+                 RETURNING number",
+            )
+            .bind(job_id)
+            .bind(token)
+            .bind(worker.to_string())
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let started = serde_json::json!({"attempt": attempt, "worker_id": worker});
+            append_event(&mut tx, job_id, "started", Some(&started), now_ms).await?;
+            attempts.push(attempt);
+        }
         tx.commit().await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
 
-        let id: JobId = parse_stored("job id", &job_id)?;
-        let job = self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("claimed job {id} vanished")))?;
-        Ok(Some(ClaimedJob { job, token, attempt: attempt as u32 }))
+        let ids: Vec<JobId> = claimed.iter().map(|(id, _)| parse_stored("job id", id)).collect::<Result<_, _>>()?;
+        let mut jobs = self.get_jobs(&ids).await?;
+        claimed
+            .iter()
+            .zip(attempts)
+            .map(|((id, token), attempt)| {
+                let job = jobs.remove(id).ok_or_else(|| StoreError::Corrupt(format!("claimed job {id} vanished")))?;
+                Ok(ClaimedJob { job, token: parse_stored("attempt token", token)?, attempt: attempt as u32 })
+            })
+            .collect()
+    }
+
+    /// Several jobs with their attempts, in two queries, keyed by id.
+    async fn get_jobs(&self, ids: &[JobId]) -> Result<HashMap<String, Job>, StoreError> {
+        let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+        let sql = format!("SELECT * FROM job_attempts WHERE job_id IN ({placeholders}) ORDER BY job_id, number");
+        for row in with_ids(&sql, ids).fetch_all(&self.pool).await? {
+            attempts.entry(row.try_get("job_id")?).or_default().push(attempt_from_row(&row)?);
+        }
+        let mut jobs = HashMap::with_capacity(ids.len());
+        let sql = format!("SELECT * FROM jobs WHERE id IN ({placeholders})");
+        for row in with_ids(&sql, ids).fetch_all(&self.pool).await? {
+            let id: String = row.try_get("id")?;
+            let job = job_from_row(&row, attempts.remove(&id).unwrap_or_default())?;
+            jobs.insert(id, job);
+        }
+        Ok(jobs)
     }
 
     /// Renews the lease of a running attempt, and says whether the job's cancellation was asked.
@@ -441,6 +484,11 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// `sql` with every id of `ids` bound, in order, to its `$N`.
+fn with_ids<'q>(sql: &'q str, ids: &[JobId]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    ids.iter().fold(sqlx::query(sql), |q, id| q.bind(id.to_string()))
 }
 
 fn fenced(rows: u64) -> Result<(), StoreError> {

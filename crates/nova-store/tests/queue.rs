@@ -36,6 +36,7 @@ conformance!(
     every_transition_and_progress_report_is_logged_in_order,
     retention_prunes_only_old_finished_jobs_with_their_history,
     queue_queries_stay_on_their_indexes_with_a_long_history,
+    a_batch_claim_takes_the_best_jobs_each_under_its_own_token,
 );
 
 fn job(max_attempts: u32) -> NewJob {
@@ -316,4 +317,35 @@ async fn queue_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
         let full_scan = plan.lines().any(|l| l.trim() == "SCAN jobs" || l.contains("Seq Scan on jobs"));
         assert!(!full_scan, "a full scan of the jobs table:\n{plan}");
     }
+}
+
+async fn a_batch_claim_takes_the_best_jobs_each_under_its_own_token(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let mut ids = Vec::new();
+    for priority in [0, 5, 0, 9, 0] {
+        ids.push(f.store.enqueue(NewJob { priority, ..job(1) }).await.unwrap().job.id);
+    }
+    let w = WorkerId::new();
+    let first = f.store.claim_batch(w, LEASE, 3).await.unwrap();
+    let mut taken: Vec<_> = first.iter().map(|c| c.job.id).collect();
+    taken.sort();
+    let mut best = vec![ids[3], ids[1], ids[0]];
+    best.sort();
+    assert_eq!(taken, best, "the two urgent jobs and the oldest normal one");
+    let tokens: std::collections::HashSet<_> = first.iter().map(|c| c.token).collect();
+    assert_eq!(tokens.len(), 3, "each attempt has a token of its own");
+    for c in &first {
+        assert_eq!((c.job.status, c.attempt, c.job.attempts.len()), (JobStatus::Running, 1, 1));
+        assert_eq!(c.job.attempts[0].worker_id, w);
+        f.store.complete(c.job.id, c.token, &json!(null)).await.unwrap();
+        let kinds: Vec<_> = f.store.job_events(c.job.id, 0, 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["queued", "started", "succeeded"]);
+    }
+    // A token fences only its own job.
+    let rest = f.store.claim_batch(w, LEASE, 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let wrong = rest[0].token;
+    assert!(matches!(f.store.complete(rest[1].job.id, wrong, &json!(null)).await, Err(StoreError::LeaseLost)));
+    assert!(f.store.claim_batch(w, LEASE, 10).await.unwrap().is_empty());
+    assert!(f.store.claim_batch(w, LEASE, 0).await.unwrap().is_empty());
 }

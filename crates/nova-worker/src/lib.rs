@@ -77,21 +77,24 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     tokio::pin!(shutdown);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
-        while running.len() < config.concurrency {
-            match store.claim(worker, config.lease).await {
-                Ok(Some(claimed)) => {
-                    running.spawn(run_attempt(store.clone(), claimed, config.clone(), hand_back.clone()));
+        // Fill every free slot with one claim: one transaction (and one commit) for the whole batch.
+        let free = config.concurrency.saturating_sub(running.len());
+        if free > 0 {
+            match store.claim_batch(worker, config.lease, free.try_into().unwrap_or(u32::MAX)).await {
+                Ok(batch) => {
+                    for claimed in batch {
+                        running.spawn(run_attempt(store.clone(), claimed, config.clone(), hand_back.clone()));
+                    }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    error!(error = %error_chain(&e), "claiming a job failed");
-                    break;
-                }
+                Err(e) => error!(error = %error_chain(&e), "claiming jobs failed"),
             }
         }
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {
+                // Reap every attempt that ended meanwhile, so the next claim fills all the freed slots.
+                while running.try_join_next().is_some() {}
+            }
             _ = wake.notified() => {}
             _ = tokio::time::sleep(config.poll_interval) => {}
             _ = prune.tick(), if config.retention.is_some() => {
