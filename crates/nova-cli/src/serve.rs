@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// Largest accepted upload, in MiB.
     #[arg(long, env = "NOVA_MAX_UPLOAD_MB", default_value_t = 50)]
     max_upload_mb: u64,
+    /// Jails kept ready, interpreter started, for `POST /v1/executions`.
+    #[arg(long, env = "NOVA_SANDBOX_POOL", default_value_t = 2)]
+    sandbox_pool: usize,
 }
 
 /// Where the data lives.
@@ -125,6 +128,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         config: ServerConfig { max_upload_bytes: args.max_upload_mb * 1024 * 1024, ..ServerConfig::default() },
         wake_workers: wake,
+        sandbox: start_sandbox(args.sandbox_pool).await,
     };
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.concurrency, "NOVA serving");
     // The one line a script can wait for, on stdout.
@@ -136,6 +140,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     info!("NOVA stopped");
     Ok(())
+}
+
+/// The jail sandbox with its warm pool, or why this host cannot run one (the server still serves everything
+/// else, and says so at start).
+async fn start_sandbox(pool: usize) -> Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>> {
+    let started = tokio::task::spawn_blocking(move || {
+        let config = crate::exec::jail_config(pool).map_err(|e| format!("{e:#}"))?;
+        let jail = nova_sandbox::jail::JailSandbox::new(config);
+        jail.check()?;
+        Ok::<_, String>(jail)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the sandbox check panicked: {e}")));
+    match started {
+        Ok(jail) => Ok(Arc::new(jail)),
+        Err(reason) => {
+            tracing::warn!(%reason, "no sandbox on this host: POST /v1/executions answers 503");
+            Err(reason.into())
+        }
+    }
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM.

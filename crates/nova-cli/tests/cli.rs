@@ -116,20 +116,7 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn serve_runs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = KillOnDrop(
-        nova()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("NOVA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut banner = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let base =
-        banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
+    let (mut child, base) = start_serve(dir.path(), &[]);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -160,6 +147,69 @@ fn serve_runs_and_stops_on_sigterm() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "nova serve exits cleanly on SIGTERM: {status:?}");
     assert!(Path::new(&dir.path().join("nova.db")).exists());
+}
+
+/// Starts `nova serve` on a free port over `data_dir`; returns the process and its base URL.
+fn start_serve(data_dir: &Path, extra: &[&str]) -> (KillOnDrop, String) {
+    let mut child = KillOnDrop(
+        nova()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("NOVA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let base =
+        banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
+    (child, base)
+}
+
+/// `POST /v1/executions` runs code in the jail and reports each status; bad requests get clear errors.
+#[test]
+fn serve_runs_programs_in_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, base) = start_serve(dir.path(), &["--workers", "0", "--sandbox-pool", "1"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let run = |body: Value| {
+            let req = client.post(format!("{base}/v1/executions")).json(&body);
+            async move {
+                let r = req.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let code = "import sys\nprint(6 * 7)\nprint(sys.stdin.read().upper())\nopen('out.txt', 'w').write(open('in.txt').read() * 2)";
+        let (status, ok) =
+            run(serde_json::json!({"language": "python", "code": code, "stdin": "abc", "files": [{"path": "in.txt", "content": "xy"}]})).await;
+        assert_eq!(status, 200, "{ok}");
+        assert_eq!((ok["status"].as_str(), ok["exit_code"].as_i64(), ok["stdout"].as_str()), (Some("ok"), Some(0), Some("42\nABC\n")), "{ok}");
+        let out = ok["files"].as_array().unwrap().iter().find(|f| f["path"] == "out.txt").unwrap();
+        assert_eq!(out["content"], "xyxy");
+
+        let (_, failed) = run(serde_json::json!({"language": "python", "code": "raise SystemExit(3)"})).await;
+        assert_eq!((failed["status"].as_str(), failed["exit_code"].as_i64()), (Some("nonzero_exit"), Some(3)));
+        let (_, slow) = run(serde_json::json!({"language": "python", "code": "while True: pass", "limits": {"timeout_ms": 300}})).await;
+        assert_eq!(slow["status"], "timeout", "{slow}");
+        let (_, net) = run(serde_json::json!({"language": "python",
+            "code": "import socket\nsocket.create_connection(('127.0.0.1', 5432), timeout=1)"})).await;
+        assert_eq!(net["status"], "nonzero_exit", "no network in the jail: {net}");
+
+        for (body, code) in [
+            (serde_json::json!({"language": "ruby", "code": "puts 1"}), "unsupported_language"),
+            (serde_json::json!({"language": "python", "code": "1", "limits": {"timeout_ms": 600_000}}), "invalid_request"),
+            (serde_json::json!({"language": "python", "code": "1", "limits": {"memory_mb": 4}}), "invalid_request"),
+            (serde_json::json!({"language": "python"}), "invalid_request"),
+        ] {
+            let (status, err) = run(body.clone()).await;
+            assert_eq!((status, err["error"]["code"].as_str()), (422, Some(code)), "{body}: {err}");
+        }
+    });
 }
 
 /// Kills the child if the test ends early, so a failing test leaves no server behind.

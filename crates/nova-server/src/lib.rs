@@ -37,6 +37,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Notified after each enqueue so that idle in-process workers start at once.
     pub wake_workers: Arc<Notify>,
+    /// The sandbox for `POST /v1/executions`, or why there is none (the API then answers `503`).
+    pub sandbox: Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>,
 }
 
 /// The whole API as an axum router.

@@ -329,3 +329,12 @@ async fn a_job_s_events_tell_its_story_and_resume_after_a_sequence_number() {
     assert_eq!((status, error_code(&body)), (404, "job_not_found"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn executions_answer_503_on_a_server_without_a_sandbox() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let (status, body) = app.post_json("/v1/executions", &json!({"language": "python", "code": "print(1)"})).await;
+    assert_eq!((status, error_code(&body)), (503, "sandbox_unavailable"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("not in these tests"), "{body}");
+    app.stop().await;
+}

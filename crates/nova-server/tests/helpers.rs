@@ -54,7 +54,8 @@ impl TestApp {
             };
             tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
         });
-        let state = AppState { store, config: options.config, wake_workers: wake };
+        let state =
+            AppState { store, config: options.config, wake_workers: wake, sandbox: Err("not in these tests".into()) };
         let server = tokio::spawn({
             let shutdown = shutdown.clone();
             async move { nova_server::serve(listener, state, shutdown.cancelled_owned()).await.unwrap() }

@@ -1,6 +1,7 @@
 //! The routes, one module per resource.
 
 mod documents;
+mod executions;
 mod health;
 mod jobs;
 
@@ -14,7 +15,7 @@ use crate::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
-        .nest("/v1", documents::router(&state.config).merge(jobs::router()))
+        .nest("/v1", documents::router(&state.config).merge(jobs::router()).merge(executions::router()))
         .fallback(|| async {
             ApiError::NotFound { code: "route_not_found", message: "no such route; the API lives under /v1".into() }
         })
