@@ -29,9 +29,6 @@ pub struct ServeArgs {
     /// Largest accepted upload, in MiB.
     #[arg(long, env = "NOVA_MAX_UPLOAD_MB", default_value_t = 50)]
     max_upload_mb: u64,
-    /// Jails kept ready, interpreter started, for `POST /v1/executions`.
-    #[arg(long, env = "NOVA_SANDBOX_POOL", default_value_t = 2)]
-    sandbox_pool: usize,
 }
 
 /// Where the data lives.
@@ -77,10 +74,13 @@ pub struct PoolArgs {
     /// Days that finished jobs (with their attempts and events) are kept; 0 keeps them forever.
     #[arg(long, env = "NOVA_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
+    /// Jails kept ready, interpreter started, for `POST /v1/executions` and `code.run` jobs.
+    #[arg(long, env = "NOVA_SANDBOX_POOL", default_value_t = 2)]
+    pub sandbox_pool: usize,
 }
 
 impl PoolArgs {
-    pub fn config(&self, concurrency: Option<usize>) -> WorkerConfig {
+    pub fn config(&self, concurrency: Option<usize>, sandbox: &SandboxResult) -> WorkerConfig {
         let lease = Duration::from_secs(self.lease_secs);
         WorkerConfig {
             concurrency: concurrency.unwrap_or_else(|| WorkerConfig::default().concurrency),
@@ -91,6 +91,7 @@ impl PoolArgs {
             // Polling is the fallback wake-up, and what finds lapsed leases.
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
             retention: (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 24 * 3600)),
+            sandbox: sandbox.as_ref().ok().map(|s| nova_worker::SandboxHandle(s.clone())),
         }
     }
 }
@@ -114,7 +115,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(on_signal(shutdown.clone()));
 
     let wake = Arc::new(Notify::new());
-    let worker_config = args.pool.config(args.workers);
+    let sandbox = start_sandbox(args.pool.sandbox_pool).await;
+    let worker_config = args.pool.config(args.workers, &sandbox);
     let workers = (worker_config.concurrency > 0).then(|| {
         tokio::spawn(nova_worker::run(
             store.clone(),
@@ -128,7 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         config: ServerConfig { max_upload_bytes: args.max_upload_mb * 1024 * 1024, ..ServerConfig::default() },
         wake_workers: wake,
-        sandbox: start_sandbox(args.sandbox_pool).await,
+        sandbox,
     };
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.concurrency, "NOVA serving");
     // The one line a script can wait for, on stdout.
@@ -142,9 +144,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A started sandbox, or why there is none.
+pub type SandboxResult = Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>;
+
 /// The jail sandbox with its warm pool, or why this host cannot run one (the server still serves everything
 /// else, and says so at start).
-async fn start_sandbox(pool: usize) -> Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>> {
+pub async fn start_sandbox(pool: usize) -> SandboxResult {
     let started = tokio::task::spawn_blocking(move || {
         let config = crate::exec::jail_config(pool).map_err(|e| format!("{e:#}"))?;
         let jail = nova_sandbox::jail::JailSandbox::new(config);

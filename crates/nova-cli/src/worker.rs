@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::serve::{init_logging, on_signal, runtime, PoolArgs, StoreArgs};
+use crate::serve::{init_logging, on_signal, runtime, start_sandbox, PoolArgs, StoreArgs};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -26,7 +26,8 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         let store = args.store.open().await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
-        let config = args.pool.config(args.concurrency.map(|n| n as usize));
+        let sandbox = start_sandbox(args.pool.sandbox_pool).await;
+        let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox);
         // The one line a script can wait for, on stdout.
         println!("nova: worker running {} jobs at once", config.concurrency);
         nova_worker::run(store.clone(), config, Arc::new(Notify::new()), shutdown.cancelled_owned()).await;

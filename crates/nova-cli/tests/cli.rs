@@ -173,7 +173,7 @@ fn start_serve(data_dir: &Path, extra: &[&str]) -> (KillOnDrop, String) {
 #[test]
 fn serve_runs_programs_in_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
-    let (_child, base) = start_serve(dir.path(), &["--workers", "0", "--sandbox-pool", "1"]);
+    let (_child, base) = start_serve(dir.path(), &["--workers", "1", "--sandbox-pool", "1"]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
@@ -209,6 +209,31 @@ fn serve_runs_programs_in_the_sandbox() {
             let (status, err) = run(body.clone()).await;
             assert_eq!((status, err["error"]["code"].as_str()), (422, Some(code)), "{body}: {err}");
         }
+
+        // The same program as a code.run job: its outcome is the job's result.
+        let submit = |input: Value| {
+            let req = client.post(format!("{base}/v1/jobs")).json(&serde_json::json!({"workflow": "code.run", "input": input}));
+            async move {
+                let r = req.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, job) = submit(serde_json::json!({"language": "python", "code": "print(sum(range(10)))"})).await;
+        assert_eq!(status, 202, "{job}");
+        let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let current: Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
+            if current["status"] == "succeeded" {
+                break;
+            }
+            assert!(current["status"] != "failed" && tokio::time::Instant::now() < deadline, "{current}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let result: Value = client.get(format!("{job_url}/result")).send().await.unwrap().json().await.unwrap();
+        assert_eq!((result["status"].as_str(), result["stdout"].as_str()), (Some("ok"), Some("45\n")), "{result}");
+        let (status, err) = submit(serde_json::json!({"language": "cobol", "code": "x"})).await;
+        assert_eq!((status, err["error"]["code"].as_str()), (422, Some("unsupported_language")), "{err}");
     });
 }
 

@@ -23,7 +23,7 @@ impl WorkerProcess {
             .args(["worker", "--database-url", &t.url, "--data-dir"])
             .arg(t.dir.path())
             .args(["--concurrency", &concurrency.to_string(), "--lease-secs", &LEASE_SECS.to_string()])
-            .args(["--shutdown-grace", "5"])
+            .args(["--shutdown-grace", "5", "--sandbox-pool", "0"])
             .env("NOVA_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

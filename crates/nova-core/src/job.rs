@@ -17,15 +17,19 @@ pub enum Workflow {
     /// Does nothing, optionally for a while; input `{"sleep_ms": N}`. For benchmarks and tests of the queue.
     #[serde(rename = "noop")]
     Noop,
+    /// Runs a program in the sandbox; input: a program spec (`language`, `code`, `stdin`, `files`, `limits`).
+    #[serde(rename = "code.run")]
+    CodeRun,
 }
 
 impl Workflow {
-    pub const ALL: &'static [Workflow] = &[Workflow::InvoiceExtract, Workflow::Noop];
+    pub const ALL: &'static [Workflow] = &[Workflow::InvoiceExtract, Workflow::Noop, Workflow::CodeRun];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Workflow::InvoiceExtract => "invoice.extract",
             Workflow::Noop => "noop",
+            Workflow::CodeRun => "code.run",
         }
     }
 }
@@ -38,7 +42,7 @@ impl fmt::Display for Workflow {
 
 /// A workflow name that NOVA does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workflow `{0}` (known: invoice.extract, noop)")]
+#[error("unknown workflow `{0}` (known: invoice.extract, code.run, noop)")]
 pub struct UnknownWorkflow(pub String);
 
 impl FromStr for Workflow {

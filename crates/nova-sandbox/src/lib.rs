@@ -10,6 +10,7 @@
 
 pub mod jail;
 mod os;
+pub mod spec;
 mod types;
 
 pub use types::{ExecRequest, InputFile, Limits, Outcome, OutputFile, Runtime, Status};

@@ -35,6 +35,18 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Finished jobs older than this are deleted with their attempts and events; `None` keeps them.
     pub retention: Option<Duration>,
+    /// The sandbox that `code.run` jobs run in; without one they are retried (another worker may have one).
+    pub sandbox: Option<SandboxHandle>,
+}
+
+/// A shared sandbox, for the worker's configuration.
+#[derive(Clone)]
+pub struct SandboxHandle(pub Arc<dyn nova_sandbox::Sandbox>);
+
+impl std::fmt::Debug for SandboxHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SandboxHandle")
+    }
 }
 
 impl Default for WorkerConfig {
@@ -46,6 +58,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            sandbox: None,
         }
     }
 }
@@ -157,12 +170,14 @@ pub async fn run_attempt(
     let limit = Duration::from_secs(job.timeout_seconds);
     let work = async {
         let progress = workflows::Progress { store: &store, job: job.id, token };
-        tokio::time::timeout(limit, workflows::execute(&store, &job, &progress)).await.unwrap_or_else(|_| {
-            Err(WorkflowError::Permanent(JobError {
-                code: "timeout".into(),
-                message: format!("the job did not finish within its deadline of {} s", limit.as_secs()),
-            }))
-        })
+        tokio::time::timeout(limit, workflows::execute(&store, &job, &progress, config.sandbox.as_ref()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(WorkflowError::Permanent(JobError {
+                    code: "timeout".into(),
+                    message: format!("the job did not finish within its deadline of {} s", limit.as_secs()),
+                }))
+            })
     };
     tokio::pin!(work);
     let mut beat = tokio::time::interval_at(started + config.heartbeat, config.heartbeat);

@@ -2,10 +2,11 @@
 //! trying again could help.
 
 use nova_core::{AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, Workflow};
+use nova_sandbox::spec::{outcome_json, ProgramSpec, MAX_JOB_PROGRAM_MS};
 use nova_store::Store;
 use tracing::{debug, error};
 
-use crate::{error_chain, internal};
+use crate::{error_chain, internal, SandboxHandle};
 
 /// Why a workflow did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,12 @@ impl Progress<'_> {
 }
 
 /// Runs `job`'s workflow to its JSON result.
-pub async fn execute(store: &Store, job: &Job, progress: &Progress<'_>) -> Result<serde_json::Value, WorkflowError> {
+pub async fn execute(
+    store: &Store,
+    job: &Job,
+    progress: &Progress<'_>,
+    sandbox: Option<&SandboxHandle>,
+) -> Result<serde_json::Value, WorkflowError> {
     match job.workflow {
         Workflow::InvoiceExtract => {
             let input: InvoiceExtractInput = serde_json::from_value(job.input.clone()).map_err(|e| {
@@ -60,6 +66,29 @@ pub async fn execute(store: &Store, job: &Job, progress: &Progress<'_>) -> Resul
                 .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
                 .map_err(WorkflowError::Permanent)?;
             serde_json::to_value(invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))
+        }
+        Workflow::CodeRun => {
+            let spec: ProgramSpec = serde_json::from_value(job.input.clone()).map_err(|e| {
+                WorkflowError::Permanent(JobError { code: "invalid_input".into(), message: e.to_string() })
+            })?;
+            let request = spec
+                .into_request(MAX_JOB_PROGRAM_MS)
+                .map_err(|e| WorkflowError::Permanent(JobError { code: e.code.into(), message: e.message }))?;
+            let Some(SandboxHandle(sandbox)) = sandbox.cloned() else {
+                return Err(WorkflowError::Transient(JobError {
+                    code: "sandbox_unavailable".into(),
+                    message: "this worker has no sandbox; another attempt may run where one is".into(),
+                }));
+            };
+            progress.report(serde_json::json!({"step": "running"})).await;
+            let outcome = tokio::task::spawn_blocking(move || sandbox.exec(&request))
+                .await
+                .map_err(|_| WorkflowError::Permanent(internal("running the sandbox")))?;
+            if outcome.status == nova_sandbox::Status::SandboxError {
+                let message = outcome.error.unwrap_or_else(|| "the sandbox failed".into());
+                return Err(WorkflowError::Transient(JobError { code: "sandbox_error".into(), message }));
+            }
+            Ok(outcome_json(&outcome))
         }
         Workflow::Noop => {
             let input = NoopInput::parse(&job.input)

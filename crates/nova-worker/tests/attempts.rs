@@ -139,3 +139,16 @@ async fn the_pool_runs_queued_jobs_and_stops_on_shutdown() {
         assert_eq!((job.status, job.attempts.len()), (JobStatus::Succeeded, 1));
     }
 }
+
+#[tokio::test]
+async fn code_run_on_a_worker_without_a_sandbox_is_retried_elsewhere() {
+    let f = fixture().await;
+    let input = json!({"language": "python", "code": "print(1)"});
+    let id = f.store.enqueue(NewJob::new(Workflow::CodeRun, input)).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let config = WorkerConfig { sandbox: None, ..WorkerConfig::default() };
+    let end = run_attempt(f.store.clone(), claimed, config, CancellationToken::new()).await;
+    assert_eq!(end, AttemptEnd::Recorded(JobStatus::Retrying));
+    let job = f.store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.error.unwrap().code, "sandbox_unavailable");
+}

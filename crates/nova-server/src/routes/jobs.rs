@@ -85,6 +85,15 @@ async fn create(
                 });
             }
         }
+        Workflow::CodeRun => {
+            let spec: nova_sandbox::spec::ProgramSpec =
+                serde_json::from_value(body.input.clone()).map_err(|e| ApiError::Unprocessable {
+                    code: "invalid_input",
+                    message: format!("code.run takes {{\"language\": \"python\", \"code\": \"...\", ...}}: {e}"),
+                })?;
+            spec.into_request(nova_sandbox::spec::MAX_JOB_PROGRAM_MS)
+                .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
+        }
         Workflow::Noop => {
             NoopInput::parse(&body.input).map_err(|e| ApiError::Unprocessable {
                 code: "invalid_input",
