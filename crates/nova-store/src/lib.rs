@@ -155,13 +155,14 @@ impl Store {
     /// Wakes `wake` whenever another process enqueues a job (PostgreSQL `LISTEN/NOTIFY`), so idle workers
     /// start at once rather than at their next poll. A no-op on SQLite, where polling is the only signal
     /// across processes and the in-process API notifies its workers directly.
-    pub async fn listen_for_jobs(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
+    /// The returned task runs until it is aborted; abort it when its pool stops.
+    pub async fn listen_for_jobs(&self, wake: Arc<Notify>) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
         if self.dialect != Dialect::Postgres {
-            return Ok(());
+            return Ok(None);
         }
         let mut listener = sqlx::postgres::PgListener::connect(&self.database_url).await.map_err(StoreError::Open)?;
         listener.listen(jobs::NOTIFY_CHANNEL).await?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 match listener.recv().await {
                     Ok(_) => wake.notify_one(),
@@ -173,7 +174,7 @@ impl Store {
                 }
             }
         });
-        Ok(())
+        Ok(Some(task))
     }
 
     /// Closes the pool, waiting for connections to be returned (checkpointing SQLite's WAL).

@@ -84,9 +84,13 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     let hand_back = CancellationToken::new();
     let mut running = JoinSet::new();
     info!(%worker, concurrency = config.concurrency, "worker started");
-    if let Err(e) = store.listen_for_jobs(wake.clone()).await {
-        warn!(error = %error_chain(&e), "cannot listen for new jobs; polling only");
-    }
+    let listener = match store.listen_for_jobs(wake.clone()).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            warn!(error = %error_chain(&e), "cannot listen for new jobs; polling only");
+            None
+        }
+    };
     tokio::pin!(shutdown);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
@@ -124,6 +128,10 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
             hand_back.cancel();
             while running.join_next().await.is_some() {}
         }
+    }
+    // The LISTEN connection goes with the pool.
+    if let Some(listener) = listener {
+        listener.abort();
     }
     info!(%worker, "worker stopped");
 }
