@@ -21,6 +21,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nova_core::error_chain;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{Cgroup, Hierarchy};
@@ -94,18 +95,6 @@ pub fn helper_main() -> ! {
     };
     let _ = out.flush();
     std::process::exit(code)
-}
-
-/// `error: cause: cause`, for one-line reports.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), SetupError> {
