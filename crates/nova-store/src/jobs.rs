@@ -160,19 +160,7 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let Some(row) =
-            sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await?
-        else {
-            return Ok(None);
-        };
-        let attempts = sqlx::query("SELECT * FROM job_attempts WHERE job_id = $1 ORDER BY number")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(attempt_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        job_from_row(&row, attempts).map(Some)
+        Ok(self.get_jobs(&[id]).await?.remove(&id.to_string()))
     }
 
     /// The result of a succeeded job (`None` if the job is unknown or has no result).

@@ -89,8 +89,16 @@ impl Store {
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::CreateDataDir { path: data_dir.to_path_buf(), source })?;
-        let url = SqliteConnectOptions::new().filename(data_dir.join("nova.db")).create_if_missing(true).to_url_lossy();
-        Self::connect(url.as_str(), &data_dir.join("blobs")).await
+        Self::connect(&Self::embedded_url(data_dir), &data_dir.join("blobs")).await
+    }
+
+    /// The URL of the embedded SQLite database of `data_dir`, for other processes on the same queue.
+    pub fn embedded_url(data_dir: &Path) -> String {
+        SqliteConnectOptions::new()
+            .filename(data_dir.join("nova.db"))
+            .create_if_missing(true)
+            .to_url_lossy()
+            .to_string()
     }
 
     /// Opens the database at `database_url` (`sqlite:PATH` or `postgres://...`) with blobs under `blob_dir`,

@@ -35,10 +35,7 @@ impl TestStore {
         match backend {
             Backend::Sqlite => {
                 let store = Store::open(dir.path()).await.expect("opening SQLite");
-                let url = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(dir.path().join("nova.db"))
-                    .to_url_lossy()
-                    .to_string();
+                let url = Store::embedded_url(dir.path());
                 Some(Self { store, dir, url, dropper: None })
             }
             Backend::Postgres => Some(Self::postgres(&admin_url()?).await),
