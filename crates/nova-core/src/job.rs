@@ -235,13 +235,6 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Job {
-    /// The document an `invoice.extract` job reads, if the input names one.
-    pub fn document_id(&self) -> Option<DocumentId> {
-        serde_json::from_value::<InvoiceExtractInput>(self.input.clone()).ok().map(|i| i.document_id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,10 +145,6 @@ impl Store {
         Ok(Self { pool, dialect, blobs, database_url: database_url.into() })
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }
