@@ -114,10 +114,6 @@ impl JobStatus {
             JobStatus::Canceled => "canceled",
         }
     }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled)
-    }
 }
 
 impl FromStr for JobStatus {
@@ -252,6 +248,5 @@ mod tests {
         for s in ["queued", "running", "retrying", "succeeded", "failed", "canceled"] {
             assert_eq!(s.parse::<JobStatus>().unwrap().as_str(), s);
         }
-        assert!(JobStatus::Succeeded.is_final() && !JobStatus::Running.is_final());
     }
 }
