@@ -8,11 +8,13 @@
 //!
 //! The calls block: from async code, run them on a blocking thread (`tokio::task::spawn_blocking`).
 
+mod cancel;
 pub mod jail;
 mod os;
 pub mod spec;
 mod types;
 
+pub use cancel::{Cancel, CancelOnDrop};
 pub use types::{ExecRequest, InputFile, Limits, Outcome, OutputFile, Runtime, Status};
 
 /// Runs one program to completion under limits and reports what happened.
@@ -21,5 +23,12 @@ pub use types::{ExecRequest, InputFile, Limits, Outcome, OutputFile, Runtime, St
 /// [`Status::SandboxError`] with a message that names what is missing.
 pub trait Sandbox: Send + Sync {
     /// Runs `request` and waits for it to finish (or to be killed at its deadline).
-    fn exec(&self, request: &ExecRequest) -> Outcome;
+    fn exec(&self, request: &ExecRequest) -> Outcome {
+        self.exec_cancelable(request, &Cancel::new())
+    }
+
+    /// Like [`Sandbox::exec`], and stoppable: once `cancel` is canceled (from any thread), every process of
+    /// the execution is killed at once and the outcome's status is [`Status::Canceled`]. A request whose
+    /// handle is already canceled does not run.
+    fn exec_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome;
 }

@@ -94,6 +94,8 @@ pub enum Status {
     MemoryLimit,
     /// Wrote more than its output limit.
     OutputLimit,
+    /// Stopped by its caller (see [`crate::Cancel`]): every process of it was killed.
+    Canceled,
     /// The sandbox itself failed; `Outcome::error` says where. The program may not have run.
     SandboxError,
 }
@@ -108,6 +110,7 @@ impl Status {
             Status::Timeout => "timeout",
             Status::MemoryLimit => "memory_limit",
             Status::OutputLimit => "output_limit",
+            Status::Canceled => "canceled",
             Status::SandboxError => "sandbox_error",
         }
     }
@@ -146,8 +149,17 @@ pub struct Outcome {
 impl Outcome {
     /// An outcome for a sandbox that failed before or around the program.
     pub fn sandbox_error(message: impl Into<String>) -> Outcome {
+        Outcome { error: Some(message.into()), ..Outcome::empty(Status::SandboxError) }
+    }
+
+    /// An outcome for an execution canceled before its program started.
+    pub fn canceled() -> Outcome {
+        Outcome::empty(Status::Canceled)
+    }
+
+    fn empty(status: Status) -> Outcome {
         Outcome {
-            status: Status::SandboxError,
+            status,
             exit_code: None,
             signal: None,
             stdout: Vec::new(),
@@ -158,7 +170,7 @@ impl Outcome {
             wall_time: Duration::ZERO,
             cpu_time: Duration::ZERO,
             peak_memory_bytes: 0,
-            error: Some(message.into()),
+            error: None,
         }
     }
 }

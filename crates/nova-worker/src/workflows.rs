@@ -81,7 +81,11 @@ pub async fn execute(
                 }));
             };
             progress.report(serde_json::json!({"step": "running"})).await;
-            let outcome = tokio::task::spawn_blocking(move || sandbox.exec(&request))
+            // The worker drops this future when the job is canceled; the guard then kills the program, which
+            // would otherwise run on its blocking thread to its own deadline.
+            let cancel = nova_sandbox::Cancel::new();
+            let _kill_on_drop = cancel.on_drop();
+            let outcome = tokio::task::spawn_blocking(move || sandbox.exec_cancelable(&request, &cancel))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("running the sandbox")))?;
             if outcome.status == nova_sandbox::Status::SandboxError {
@@ -93,7 +97,9 @@ pub async fn execute(
         Workflow::Noop => {
             let input = NoopInput::parse(&job.input)
                 .map_err(|message| WorkflowError::Permanent(JobError { code: "invalid_input".into(), message }))?;
-            tokio::time::sleep(std::time::Duration::from_millis(input.sleep_ms)).await;
+            if input.sleep_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(input.sleep_ms)).await;
+            }
             Ok(serde_json::json!({"slept_ms": input.sleep_ms}))
         }
     }

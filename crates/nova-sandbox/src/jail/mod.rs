@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use helper::{helper_main, Setup, SetupError};
 
-use crate::{ExecRequest, Limits, Outcome, Sandbox};
+use crate::{Cancel, ExecRequest, Limits, Outcome, Sandbox};
 
 /// How to start jails: which helper to run and what to bind.
 #[derive(Debug, Clone)]
@@ -176,23 +176,30 @@ impl JailSandbox {
 
     /// Runs one request in a freshly built jail, ignoring the pool.
     pub fn exec_cold(&self, request: &ExecRequest) -> Outcome {
+        self.exec_cold_cancelable(request, &Cancel::new())
+    }
+
+    fn exec_cold_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
         match WarmJail::start(&self.config) {
-            Ok(jail) => jail.run(request),
+            Ok(jail) => jail.run(request, cancel),
             Err(e) => Outcome::sandbox_error(e),
         }
     }
 }
 
 impl Sandbox for JailSandbox {
-    fn exec(&self, request: &ExecRequest) -> Outcome {
+    fn exec_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
+        if cancel.is_canceled() {
+            return Outcome::canceled();
+        }
         let warm = self.pool.as_ref().and_then(|pool| {
             let jail = pool.ready.lock().expect("pool lock").pop_front();
             pool.changed.notify_all();
             jail
         });
         match warm {
-            Some(jail) => jail.run(request),
-            None => self.exec_cold(request),
+            Some(jail) => jail.run(request, cancel),
+            None => self.exec_cold_cancelable(request, cancel),
         }
     }
 }
@@ -206,10 +213,10 @@ impl Drop for JailSandbox {
         for handle in self.refillers.drain(..) {
             let _ = handle.join();
         }
-        // Dropping the ready jails closes their stdin: each helper tears its jail down and exits.
+        // Closing the ready jails' input makes each helper tear its jail down and exit.
         if let Some(pool) = &self.pool {
             for mut jail in pool.ready.lock().expect("pool lock").drain(..) {
-                drop(jail.stdin);
+                drop(jail.stdin.lock().expect("stdin lock").take());
                 let _ = jail.child.wait();
             }
         }
@@ -268,12 +275,13 @@ fn refill(pool: &Pool, config: &JailConfig) {
 /// A helper process whose jail is built and whose interpreter waits for its code.
 struct WarmJail {
     child: Child,
-    stdin: ChildStdin,
+    /// The helper's input. Closing it before the outcome arrives cancels the execution (see [`Cancel`]).
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     stdout: BufReader<ChildStdout>,
 }
 
 impl WarmJail {
-    /// Starts a helper, sends it the setup and waits for `ready`.
+    /// Starts a helper, sends it the setup and waits for `ready`: the jail built and its interpreter started.
     fn start(config: &JailConfig) -> Result<WarmJail, String> {
         let mut child = Command::new(&config.helper)
             .args(&config.helper_args)
@@ -290,7 +298,7 @@ impl WarmJail {
         let sent = writeln!(stdin, "{setup}").and_then(|()| stdout.read_line(&mut line));
         let reply: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if sent.is_ok() && reply["ready"] == true {
-            return Ok(WarmJail { child, stdin, stdout });
+            return Ok(WarmJail { child, stdin: Arc::new(Mutex::new(Some(stdin))), stdout });
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -301,11 +309,21 @@ impl WarmJail {
     }
 
     /// Sends the request and waits for the outcome; the helper then tears the jail down and exits.
-    fn run(mut self, request: &ExecRequest) -> Outcome {
+    ///
+    /// The helper watches its input while the program runs: `cancel` closes it, and the helper kills the
+    /// jail and answers with a `canceled` outcome.
+    fn run(mut self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
         let line = serde_json::to_string(request).expect("requests serialise");
         let mut reply = String::new();
-        let result = writeln!(self.stdin, "{line}").and_then(|()| self.stdout.read_line(&mut reply));
-        drop(self.stdin);
+        let sent = match self.stdin.lock().expect("stdin lock").as_mut() {
+            Some(stdin) => writeln!(stdin, "{line}"),
+            None => Err(io::Error::other("the jail was closed")),
+        };
+        let stdin = self.stdin.clone();
+        let registration = cancel.register(move || drop(stdin.lock().expect("stdin lock").take()));
+        let result = sent.and_then(|()| self.stdout.read_line(&mut reply));
+        drop(registration);
+        drop(self.stdin.lock().expect("stdin lock").take());
         // The helper removes the jail's cgroup after answering; reap it off the caller's path.
         let mut child = self.child;
         std::thread::spawn(move || child.wait());

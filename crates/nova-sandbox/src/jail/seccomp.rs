@@ -131,3 +131,11 @@ pub fn install(filters: &Filters) -> Result<(), String> {
     seccompiler::apply_filter(&filters.clone3).map_err(|e| format!("seccomp: installing the clone3 rule: {e}"))?;
     seccompiler::apply_filter(&filters.main).map_err(|e| format!("seccomp: installing the filter: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seccomp_filter_compiles() {
+        super::compile().expect("filter compiles for this architecture");
+    }
+}

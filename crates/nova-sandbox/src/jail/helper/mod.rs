@@ -1,0 +1,316 @@
+//! The jail helper: a single-threaded process (`nova __jail`) that builds one jail, runs one program in it,
+//! and tears it down. It speaks JSON lines on its stdin and stdout:
+//!
+//! 1. reads a [`Setup`] line, builds the jail and starts the interpreter, which waits for its code;
+//! 2. writes `{"ready":true}` (or `{"error":"..."}` naming the step that failed);
+//! 3. reads an [`ExecRequest`] line (a warm-pool jail waits here; end of input means "never mind");
+//! 4. runs it and writes one [`Outcome`] line. Its input closing (or anything more arriving on it) while the
+//!    program runs cancels the execution: the jail is killed and the outcome says `canceled`.
+//!
+//! Inside the jail, pid 1 is a copy of this helper (the jail's init): it finishes the jail from the inside,
+//! writes the input files, reaps every process, and collects the output files once all are dead. Killing
+//! it kills the whole pid namespace, which is how deadlines and limits stop a process tree, double forks
+//! and `setsid` included.
+//!
+//! The code follows the jail's life: [`root`] builds its file system from the inside, [`init`] is its
+//! pid 1 and starts the interpreter, [`files`] moves files in and out of its work directory, and [`watch`]
+//! is the helper's side of the one execution.
+
+mod files;
+mod init;
+mod root;
+mod watch;
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+
+use nova_core::error_chain;
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::{Cgroup, Hierarchy};
+use super::seccomp;
+use crate::os::{self, pid_t, Forked};
+use crate::{ExecRequest, Limits, Outcome};
+use init::init_main;
+
+/// What the helper needs to build a jail before it knows the program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Setup {
+    /// The interpreter, as a path that exists both on the host and inside the jail.
+    pub python: PathBuf,
+    /// Extra `sys.path` entries (the interpreter's site-packages; the interpreter runs with `-I -S`).
+    pub python_path: Vec<PathBuf>,
+    /// Host paths bound read-only at the same place inside the jail (symlinks are recreated as symlinks).
+    pub binds: Vec<PathBuf>,
+    /// Limits the jail is built with; the request's own limits replace them before its code runs.
+    pub limits: Limits,
+}
+
+/// A setup step that failed. The steps read top to bottom in [`prepare`] and [`init_main`].
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("reading the jail setup")]
+    ReadSetup(#[source] io::Error),
+    #[error("the helper must be single-threaded (run it before any async runtime starts)")]
+    NotSingleThreaded,
+    #[error("{0}")]
+    CgroupHierarchy(String),
+    #[error("creating the jail's cgroup")]
+    CreateCgroup(#[source] io::Error),
+    #[error("setting the cgroup limits")]
+    CgroupLimits(#[source] io::Error),
+    #[error("{0}")]
+    Seccomp(String),
+    #[error("creating the jail's mount point")]
+    MountPoint(#[source] io::Error),
+    #[error("creating pipes")]
+    Pipes(#[source] io::Error),
+    #[error("dropping supplementary groups")]
+    ClearGroups(#[source] io::Error),
+    #[error(
+        "creating user, pid, net, mount, ipc and uts namespaces (are user namespaces enabled? see \
+         /proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)"
+    )]
+    Namespaces(#[source] io::Error),
+    #[error("writing the jail's user and group id maps")]
+    IdMaps(#[source] io::Error),
+    #[error("moving the jail into its cgroup")]
+    JoinCgroup(#[source] io::Error),
+    #[error("inside the jail: {0}")]
+    Init(String),
+    #[error("network access is not supported by the jail backend yet")]
+    NetworkUnsupported,
+    #[error("handing the program to the jail")]
+    Dispatch(#[source] io::Error),
+}
+
+/// Runs the helper on this process's stdin and stdout and exits. Call it first thing in `main`, before any
+/// thread or async runtime exists.
+pub fn helper_main() -> ! {
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut out = io::stdout().lock();
+    let code = match run_helper(&mut input, &mut out) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(out, "{}", serde_json::json!({ "error": error_chain(&e) }));
+            1
+        }
+    };
+    let _ = out.flush();
+    std::process::exit(code)
+}
+
+fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), SetupError> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(SetupError::ReadSetup)?;
+    let setup: Setup = serde_json::from_str(&line).map_err(|e| SetupError::ReadSetup(e.into()))?;
+    let mut jail = prepare(&setup)?;
+    let ready = writeln!(out, "{}", serde_json::json!({ "ready": true })).and_then(|()| out.flush());
+    // A warm jail waits here for its one request; no request (the caller dropped us) means tear down.
+    line.clear();
+    let request = match ready.and_then(|()| input.read_line(&mut line)) {
+        Ok(n) if n > 0 => serde_json::from_str::<ExecRequest>(&line).map_err(|e| SetupError::ReadSetup(e.into())),
+        Ok(_) | Err(_) => {
+            jail.destroy();
+            return Ok(());
+        }
+    };
+    let outcome = match request {
+        Ok(request) => jail.run(&request, io::stdin().as_raw_fd()),
+        Err(e) => Outcome::sandbox_error(error_chain(&e)),
+    };
+    // The caller gets its answer first; removing the cgroup waits for the kernel to finish the teardown.
+    let _ = writeln!(out, "{}", serde_json::to_string(&outcome).expect("outcomes serialise"));
+    let _ = out.flush();
+    jail.destroy();
+    Ok(())
+}
+
+/// The helper's side of a built jail.
+struct Jail {
+    init: pid_t,
+    /// The limits the jail was built with; a request with the same ones skips re-applying them.
+    built_with: Limits,
+    cgroup: Cgroup,
+    mount_point: PathBuf,
+    control: Option<File>,
+    report: File,
+    stdin: Option<File>,
+    stdout: File,
+    stderr: File,
+    code: Option<File>,
+    dead: bool,
+}
+
+/// The ends the jail's init and interpreter keep.
+struct InsideEnds {
+    sync: File,
+    control: File,
+    report: File,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    code: OwnedFd,
+}
+
+const NAMESPACES: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS) as u64;
+
+/// Builds the jail and starts the interpreter; returns once the interpreter waits for its code.
+fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
+    // The helper must be single-threaded: clone3 copies only the calling thread.
+    if fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1) != 1 {
+        return Err(SetupError::NotSingleThreaded);
+    }
+    // A cgroup of its own, with the limits the jail is built with.
+    let hierarchy = Hierarchy::detect().map_err(SetupError::CgroupHierarchy)?;
+    let name = unique_name();
+    let cgroup = Cgroup::create(&hierarchy, &name).map_err(SetupError::CreateCgroup)?;
+    let mut guard = CgroupGuard(Some(cgroup));
+    guard.get().set_limits(&setup.limits).map_err(SetupError::CgroupLimits)?;
+    // The seccomp filter, compiled before forking.
+    let filters = seccomp::compile().map_err(SetupError::Seccomp)?;
+    // An empty directory for the new root to be mounted on (inside the jail's mount namespace only).
+    let mount_point = std::env::temp_dir().join(format!("{name}.root"));
+    fs::DirBuilder::new().mode(0o755).create(&mount_point).map_err(SetupError::MountPoint)?;
+    let _ = fs::set_permissions(&mount_point, fs::Permissions::from_mode(0o755));
+    let mut dir_guard = DirGuard(Some(mount_point.clone()));
+    // Pipes between the helper, the init and the interpreter.
+    let (sync_r, sync_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (control_r, control_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (report_r, report_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (stdin_r, stdin_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (stdout_r, stdout_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (stderr_r, stderr_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (code_r, code_w) = os::pipe().map_err(SetupError::Pipes)?;
+    // No supplementary groups (root's group 0 among them) may follow the jail.
+    if os::euid() == 0 {
+        os::clear_groups().map_err(SetupError::ClearGroups)?;
+    }
+    // Fresh user, pid, net, mount, ipc and uts namespaces; the child is the jail's pid 1.
+    let init = match os::clone_namespaces(NAMESPACES).map_err(SetupError::Namespaces)? {
+        Forked::Child => {
+            drop((sync_w, control_w, report_r, stdin_w, stdout_r, stderr_r, code_w));
+            let ends = InsideEnds {
+                sync: sync_r.into(),
+                control: control_r.into(),
+                report: report_w.into(),
+                stdin: stdin_r,
+                stdout: stdout_w,
+                stderr: stderr_w,
+                code: code_r,
+            };
+            init_main(setup, &filters, &mount_point, ends)
+        }
+        Forked::Parent { child } => child,
+    };
+    drop((sync_r, control_r, report_w, stdin_r, stdout_w, stderr_w, code_r));
+    let mut jail = Jail {
+        init,
+        built_with: setup.limits,
+        cgroup: guard.0.take().expect("cgroup held"),
+        mount_point: dir_guard.0.take().expect("dir held"),
+        control: Some(control_w.into()),
+        report: report_r.into(),
+        stdin: Some(stdin_w.into()),
+        stdout: stdout_r.into(),
+        stderr: stderr_r.into(),
+        code: Some(code_w.into()),
+        dead: false,
+    };
+    let finish = |jail: &mut Jail| -> Result<(), SetupError> {
+        // Root inside maps to nobody outside (or to the calling user when not root).
+        write_id_maps(init).map_err(SetupError::IdMaps)?;
+        // Into the cgroup before anything runs, so every descendant inherits it.
+        jail.cgroup.add(init).map_err(SetupError::JoinCgroup)?;
+        File::from(sync_w).write_all(b"go").map_err(SetupError::Pipes)?;
+        // The init reports `ready` once the interpreter has been started, or the step that failed.
+        match read_line(&mut jail.report) {
+            Ok(line) if line == "ready" => Ok(()),
+            Ok(line) => Err(SetupError::Init(line.trim_start_matches("error: ").to_owned())),
+            Err(e) => Err(SetupError::Init(format!("the jail's init died during setup ({e})"))),
+        }
+    };
+    if let Err(e) = finish(&mut jail) {
+        // An init that failed first explains better than the helper's step that tripped over its exit.
+        jail.kill();
+        let from_init = read_line(&mut jail.report).ok().filter(|l| l.starts_with("error: "));
+        jail.destroy();
+        return Err(from_init.map_or(e, |l| SetupError::Init(l.trim_start_matches("error: ").to_owned())));
+    }
+    Ok(jail)
+}
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("nova-jail-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn write_id_maps(pid: pid_t) -> io::Result<()> {
+    let (uid, gid) = if os::euid() == 0 { (65534, 65534) } else { (os::euid(), os::egid()) };
+    fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
+    fs::write(format!("/proc/{pid}/uid_map"), format!("0 {uid} 1"))?;
+    fs::write(format!("/proc/{pid}/gid_map"), format!("0 {gid} 1"))
+}
+
+/// Reads one `\n`-terminated line byte by byte (so nothing after it is consumed).
+fn read_line(file: &mut File) -> io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match file.read(&mut byte)? {
+            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe closed")),
+            _ if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
+            _ => line.push(byte[0]),
+        }
+    }
+}
+
+struct CgroupGuard(Option<Cgroup>);
+impl CgroupGuard {
+    fn get(&self) -> &Cgroup {
+        self.0.as_ref().expect("cgroup held")
+    }
+}
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.destroy();
+        }
+    }
+}
+
+struct DirGuard(Option<PathBuf>);
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// A step inside the jail (in [`root`] or [`init`]) that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}")]
+struct InitError {
+    step: &'static str,
+    #[source]
+    source: io::Error,
+}
+
+trait Step<T> {
+    fn step(self, step: &'static str) -> Result<T, InitError>;
+}
+impl<T> Step<T> for io::Result<T> {
+    fn step(self, step: &'static str) -> Result<T, InitError> {
+        self.map_err(|source| InitError { step, source })
+    }
+}
