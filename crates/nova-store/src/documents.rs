@@ -23,6 +23,7 @@ impl Store {
         // Bytes first, row second: a crash in between leaves only an unreferenced blob.
         let sha = self.blobs().put(doc.bytes).await?;
         let id = DocumentId::new();
+        let turn = self.write_turn().await;
         let inserted = sqlx::query(
             "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
@@ -39,6 +40,7 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
+        drop(turn);
         let row =
             sqlx::query("SELECT * FROM documents WHERE sha256 = $1").bind(sha.as_str()).fetch_one(&self.pool).await?;
         Ok((document_from_row(&row)?, inserted))

@@ -46,7 +46,7 @@ impl Store {
         data: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let now = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The fenced write comes first: a SQLite transaction that reads before it writes cannot be upgraded
         // once another connection has written, and would fail at once instead of waiting its turn.
         let seq: Option<i64> = sqlx::query_scalar(
@@ -69,6 +69,7 @@ impl Store {
     /// `batch` at a time; returns how many went. Reads only the `jobs_finished` index.
     pub async fn prune_finished(&self, older_than: Duration, batch: u32) -> Result<u64, StoreError> {
         let cutoff = to_millis(Utc::now()) - older_than.as_millis().min(i64::MAX as u128) as i64;
+        let _turn = self.write_turn().await;
         let deleted = sqlx::query(
             "DELETE FROM jobs WHERE id IN (
                  SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at <= $1
@@ -82,7 +83,7 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Adds `n` finished `noop` jobs that finished long ago, in one statement, then refreshes the planner's
+    /// Adds `n` finished `noop` jobs that finished long ago, with their attempts and events, then refreshes the planner's
     /// statistics: the history that benchmarks and query-plan tests need.
     #[doc(hidden)]
     pub async fn insert_history(&self, n: u64) -> Result<(), StoreError> {
@@ -96,15 +97,42 @@ impl Store {
         };
         let sql = format!(
             "{rows} INSERT INTO jobs (id, workflow, input, status, max_attempts, attempts_used, run_at, result,
-                                      created_at, started_at, finished_at, updated_at)
-             SELECT {id}, 'noop', '{{}}', 'succeeded', 1, 1, i, '{{}}', i, i, i, i FROM n"
+                                      created_at, started_at, finished_at, updated_at, event_seq)
+             SELECT {id}, 'noop', '{{}}', 'succeeded', 1, 1, i, '{{}}', i, i, i, i, 3 FROM n"
         );
-        sqlx::query(&sql).bind(i64::try_from(n).unwrap_or(i64::MAX)).execute(&self.pool).await?;
-        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&sql).bind(i64::try_from(n).unwrap_or(i64::MAX)).execute(&mut *tx).await?;
+        // Each with the attempt and the three events a real run leaves.
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at, finished_at, outcome)
+             SELECT id, 1, 'att_h' || substr(id, 6), 'wrk_00000000000000000000000000000000', started_at,
+                    finished_at, 'succeeded'
+             FROM jobs WHERE id LIKE 'job_h%'",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO job_events (job_id, seq, at, kind)
+             SELECT id, e.seq, finished_at, e.kind FROM jobs,
+                 (SELECT 1 AS seq, 'queued' AS kind UNION ALL SELECT 2, 'started' UNION ALL SELECT 3, 'succeeded') AS e
+             WHERE id LIKE 'job_h%'",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if self.dialect == Dialect::Sqlite {
+            // Fold the bulk insert into the database file, as SQLite's automatic checkpoints would have done
+            // had the history grown job by job.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        }
+        if std::env::var_os("NOVA_NO_ANALYZE").is_none() {
+            sqlx::query("ANALYZE").execute(&self.pool).await?;
+        }
         Ok(())
     }
 
-    /// The database's plan for the claim's search and for retention, one line per plan step, so a test can
+    /// The database's plan for the claim's search, the lapsed-lease search, retention and the batch
+    /// completion, one line per plan step, so a test can
     /// check that they stay index-driven as history grows.
     #[doc(hidden)]
     pub async fn explain_queue_queries(&self) -> Result<String, StoreError> {
@@ -112,16 +140,25 @@ impl Store {
             Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
             Dialect::Postgres => "EXPLAIN ",
         };
+        let complete = crate::jobs::complete_sql(self.dialect);
+        let complete_attempts = crate::jobs::complete_attempts_sql(self.dialect);
         let queries = [
             "SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= 0
              ORDER BY priority DESC, run_at, id LIMIT 1",
             "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= 0",
             "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < 0
              ORDER BY finished_at LIMIT 100",
+            &complete,
+            &complete_attempts,
         ];
         let mut out = String::new();
         for q in queries {
-            for row in sqlx::query(&format!("{explain}{q}")).fetch_all(&self.pool).await? {
+            // Only the batch completion takes parameters: a batch of one, and a time.
+            let batch = r#"[{"id": "job_x", "token": "att_x", "result": "1"}]"#;
+            let sql = format!("{explain}{q}");
+            let query = sqlx::query(&sql);
+            let query = if q == complete || q == complete_attempts { query.bind(batch).bind(0_i64) } else { query };
+            for row in query.fetch_all(&self.pool).await? {
                 // SQLite answers (id, parent, notused, detail); PostgreSQL one text column.
                 let line: String = match self.dialect {
                     Dialect::Sqlite => row.try_get("detail")?,

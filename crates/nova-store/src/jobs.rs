@@ -53,6 +53,14 @@ pub struct Enqueued {
     pub created: bool,
 }
 
+/// A succeeded attempt to record: see [`Store::complete_batch`].
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub job: JobId,
+    pub token: AttemptToken,
+    pub result: serde_json::Value,
+}
+
 /// What a cancellation did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Canceled {
@@ -91,72 +99,73 @@ pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
 /// SQL. SQLite has one writer at a time, so the statement alone is atomic.
 const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
          lease_token = 'att_' || lower(hex(randomblob(16))),
-         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2
+         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
+         event_seq = event_seq + 1
      WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $2
                   ORDER BY priority DESC, run_at, id LIMIT $3)
-     RETURNING id, lease_token";
+     RETURNING id, lease_token, event_seq";
 
 /// The same on PostgreSQL, where concurrent claimers skip the rows others are locking instead of waiting
 /// on them (or, without the lock, claiming the same row twice).
 const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
          lease_token = 'att_' || replace(gen_random_uuid()::TEXT, '-', ''),
-         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2
+         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
+         event_seq = event_seq + 1
      WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $2
                   ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-     RETURNING id, lease_token";
+     RETURNING id, lease_token, event_seq";
 
 impl Store {
     /// Queues a job. With an idempotency key already in use, returns that job when its workflow and input
     /// are the same, and [`StoreError::IdempotencyConflict`] when they differ.
     pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StoreError> {
-        let id = JobId::new();
+        let id = JobId::new().to_string();
         let now = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let run_at = new.run_at.map_or(now, to_millis);
+        let mut tx = self.begin_write().await?;
+        // The job's first event (`queued`, number 1) is counted in the insert itself.
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
-                               run_at, created_at, updated_at)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+                               run_at, created_at, updated_at, event_seq)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING *",
         )
-        .bind(id.to_string())
+        .bind(&id)
         .bind(new.workflow.as_str())
         .bind(new.input.to_string())
         .bind(new.priority)
         .bind(i64::from(new.max_attempts.max(1)))
         .bind(new.timeout.as_millis().min(i64::MAX as u128) as i64)
         .bind(&new.idempotency_key)
-        .bind(new.run_at.map_or(now, to_millis))
+        .bind(run_at)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            let data = serde_json::json!({"workflow": new.workflow, "run_at": from_millis(new.run_at.map_or(now, to_millis))?});
-            append_event(&mut tx, &id.to_string(), "queued", Some(&data), now).await?;
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = inserted {
+            let data = serde_json::json!({"workflow": new.workflow, "run_at": from_millis(run_at)?});
+            insert_event(&mut tx, &id, 1, "queued", Some(&data), now).await?;
+            if self.dialect == Dialect::Postgres {
+                // Delivered when the transaction commits, never for a job that was not stored.
+                sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            return Ok(Enqueued { job: job_from_row(&row, Vec::new())?, created: true });
         }
         tx.commit().await?;
-        if !inserted {
-            let key = new.idempotency_key.as_deref().unwrap_or_default();
-            let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?;
-            let existing = self
-                .get_job(parse_stored("job id", &existing)?)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("a job vanished while its idempotency key was looked up".into()))?;
-            if existing.workflow != new.workflow || existing.input != new.input {
-                return Err(StoreError::IdempotencyConflict(existing.id));
-            }
-            return Ok(Enqueued { job: existing, created: false });
+        let key = new.idempotency_key.as_deref().unwrap_or_default();
+        let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        let existing = self
+            .get_job(parse_stored("job id", &existing)?)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a job vanished while its idempotency key was looked up".into()))?;
+        if existing.workflow != new.workflow || existing.input != new.input {
+            return Err(StoreError::IdempotencyConflict(existing.id));
         }
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&self.pool).await?;
-        }
-        let job =
-            self.get_job(id).await?.ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished after insert")))?;
-        Ok(Enqueued { job, created: true })
+        Ok(Enqueued { job: existing, created: false })
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -183,15 +192,16 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Jobs not finished yet (queued, retrying or running), counted through the partial indexes only, so the
-    /// count stays cheap however long the history is.
-    pub async fn count_unfinished(&self) -> Result<u64, StoreError> {
-        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'retrying')")
-            .fetch_one(&self.pool)
-            .await?;
-        let running: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(&self.pool).await?;
-        Ok((waiting + running) as u64)
+    /// Whether any job is not finished yet (queued, retrying or running): one probe of each partial index,
+    /// as cheap with a million jobs waiting as with none.
+    pub async fn has_unfinished(&self) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'retrying'))
+                         OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running')",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Claims the oldest ready job for `worker`, holding it for `lease`: a batch of one.
@@ -212,94 +222,111 @@ impl Store {
             return Ok(Vec::new());
         }
         let now_ms = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
 
-        // Hand back lapsed leases. The attempt that lost its lease counts as a failed attempt.
-        sqlx::query(
-            "UPDATE job_attempts SET outcome = 'failed', finished_at = $1, error_code = $2, error_message = $3
-             WHERE outcome IS NULL AND job_id IN
-                 (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= $1)",
-        )
-        .bind(now_ms)
-        .bind(LEASE_EXPIRED)
-        .bind(LEASE_EXPIRED_MESSAGE)
-        .execute(&mut *tx)
-        .await?;
-        let lapsed: Vec<(String, String)> = sqlx::query_as(
+        // Hand back lapsed leases (found through the `jobs_leased` index; usually none). The attempt that lost
+        // its lease counts as a failed attempt.
+        let lapsed: Vec<(String, String, i64)> = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'retrying' END,
                  finished_at = CASE WHEN attempts_used >= max_attempts THEN $1 END,
                  error_code = $2, error_message = $3,
-                 lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1
+                 lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1,
+                 event_seq = event_seq + 2
              WHERE status = 'running' AND lease_expires_at <= $1
-             RETURNING id, status",
+             RETURNING id, status, event_seq",
         )
         .bind(now_ms)
         .bind(LEASE_EXPIRED)
         .bind(LEASE_EXPIRED_MESSAGE)
         .fetch_all(&mut *tx)
         .await?;
-        for (id, status) in &lapsed {
-            let error = serde_json::json!({"code": LEASE_EXPIRED, "message": LEASE_EXPIRED_MESSAGE});
-            append_event(&mut tx, id, "lease_expired", Some(&serde_json::json!({"error": error})), now_ms).await?;
-            append_event(&mut tx, id, status, None, now_ms).await?;
+        if !lapsed.is_empty() {
+            let ids = json_array(lapsed.iter().map(|(id, _, _)| serde_json::json!({"job_id": id})));
+            let sql = format!(
+                "UPDATE job_attempts SET outcome = 'failed', finished_at = $2, error_code = $3, error_message = $4
+                 WHERE outcome IS NULL AND {}",
+                json_in(self.dialect, "job_id", 1)
+            );
+            sqlx::query(&sql)
+                .bind(ids)
+                .bind(now_ms)
+                .bind(LEASE_EXPIRED)
+                .bind(LEASE_EXPIRED_MESSAGE)
+                .execute(&mut *tx)
+                .await?;
+            let error = serde_json::json!({"error": {"code": LEASE_EXPIRED, "message": LEASE_EXPIRED_MESSAGE}});
+            let expired = lapsed.iter().map(|(id, _, seq)| (id.as_str(), seq - 1, Some(error.clone())));
+            insert_events(&mut tx, self.dialect, "lease_expired", now_ms, expired).await?;
+            for status in ["retrying", "failed"] {
+                let now_in =
+                    lapsed.iter().filter(|(_, s, _)| s == status).map(|(id, _, seq)| (id.as_str(), *seq, None));
+                insert_events(&mut tx, self.dialect, status, now_ms, now_in).await?;
+            }
         }
 
         let claim_sql = match self.dialect {
             Dialect::Sqlite => CLAIM_SQLITE,
             Dialect::Postgres => CLAIM_POSTGRES,
         };
-        let claimed: Vec<(String, String)> = sqlx::query_as(claim_sql)
+        let claimed: Vec<(String, String, i64)> = sqlx::query_as(claim_sql)
             .bind(now_ms + lease.as_millis() as i64)
             .bind(now_ms)
             .bind(i64::from(max))
             .fetch_all(&mut *tx)
             .await?;
-        let mut attempts = Vec::with_capacity(claimed.len());
-        for (job_id, token) in &claimed {
-            let attempt: i64 = sqlx::query_scalar(
+        let mut attempts = HashMap::with_capacity(claimed.len());
+        if !claimed.is_empty() {
+            // One attempt row per claimed job, numbered after the job's earlier attempts, in one statement.
+            let rows = json_array(claimed.iter().map(|(id, token, _)| serde_json::json!({"id": id, "token": token})));
+            let sql = format!(
                 "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
-                 VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM job_attempts WHERE job_id = $1), $2, $3, $4)
-                 RETURNING number",
-            )
-            .bind(job_id)
-            .bind(token)
-            .bind(worker.to_string())
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-            let started = serde_json::json!({"attempt": attempt, "worker_id": worker});
-            append_event(&mut tx, job_id, "started", Some(&started), now_ms).await?;
-            attempts.push(attempt);
+                 SELECT c.id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a WHERE a.job_id = c.id),
+                        c.token, $2, $3
+                 FROM ({}) AS c
+                 RETURNING job_id, number",
+                json_rows(self.dialect, 1, &[("id", Col::Text), ("token", Col::Text)])
+            );
+            let numbered: Vec<(String, i64)> =
+                sqlx::query_as(&sql).bind(rows).bind(worker.to_string()).bind(now_ms).fetch_all(&mut *tx).await?;
+            attempts.extend(numbered);
+            let started = claimed.iter().map(|(id, _, seq)| {
+                let number = attempts.get(id).copied().unwrap_or_default();
+                (id.as_str(), *seq, Some(serde_json::json!({"attempt": number, "worker_id": worker})))
+            });
+            insert_events(&mut tx, self.dialect, "started", now_ms, started).await?;
         }
         tx.commit().await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
 
-        let ids: Vec<JobId> = claimed.iter().map(|(id, _)| parse_stored("job id", id)).collect::<Result<_, _>>()?;
+        let ids: Vec<JobId> = claimed.iter().map(|(id, _, _)| parse_stored("job id", id)).collect::<Result<_, _>>()?;
         let mut jobs = self.get_jobs(&ids).await?;
         claimed
             .iter()
-            .zip(attempts)
-            .map(|((id, token), attempt)| {
+            .map(|(id, token, _)| {
                 let job = jobs.remove(id).ok_or_else(|| StoreError::Corrupt(format!("claimed job {id} vanished")))?;
-                Ok(ClaimedJob { job, token: parse_stored("attempt token", token)?, attempt: attempt as u32 })
+                let attempt = attempts.get(id).copied().unwrap_or_default() as u32;
+                Ok(ClaimedJob { job, token: parse_stored("attempt token", token)?, attempt })
             })
             .collect()
     }
 
     /// Several jobs with their attempts, in two queries, keyed by id.
     async fn get_jobs(&self, ids: &[JobId]) -> Result<HashMap<String, Job>, StoreError> {
-        let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        // One statement text for any number of ids (one JSON parameter), so it is prepared once.
+        let batch =
+            json_array(ids.iter().map(|id| serde_json::json!({"id": id.to_string(), "job_id": id.to_string()})));
         let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
-        let sql = format!("SELECT * FROM job_attempts WHERE job_id IN ({placeholders}) ORDER BY job_id, number");
-        for row in with_ids(&sql, ids).fetch_all(&self.pool).await? {
+        let sql =
+            format!("SELECT * FROM job_attempts WHERE {} ORDER BY job_id, number", json_in(self.dialect, "job_id", 1));
+        for row in sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await? {
             attempts.entry(row.try_get("job_id")?).or_default().push(attempt_from_row(&row)?);
         }
         let mut jobs = HashMap::with_capacity(ids.len());
-        let sql = format!("SELECT * FROM jobs WHERE id IN ({placeholders})");
-        for row in with_ids(&sql, ids).fetch_all(&self.pool).await? {
+        let sql = format!("SELECT * FROM jobs WHERE {}", json_in(self.dialect, "id", 1));
+        for row in sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await? {
             let id: String = row.try_get("id")?;
             let job = job_from_row(&row, attempts.remove(&id).unwrap_or_default())?;
             jobs.insert(id, job);
@@ -311,6 +338,7 @@ impl Store {
     /// `Err(LeaseLost)` tells the worker to stop: the job is no longer its own.
     pub async fn heartbeat(&self, job: JobId, token: AttemptToken, lease: Duration) -> Result<Heartbeat, StoreError> {
         let now = to_millis(Utc::now());
+        let turn = self.write_turn().await;
         let cancel: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE jobs SET lease_expires_at = $1, updated_at = $2
              WHERE id = $3 AND lease_token = $4 AND status = 'running'
@@ -322,6 +350,7 @@ impl Store {
         .bind(token.to_string())
         .fetch_optional(&self.pool)
         .await?;
+        drop(turn);
         match cancel {
             None => Err(StoreError::LeaseLost),
             Some(None) => Ok(Heartbeat::Renewed),
@@ -333,7 +362,7 @@ impl Store {
     /// `None` if there is no such job.
     pub async fn cancel(&self, job: JobId) -> Result<Option<Canceled>, StoreError> {
         let now = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let stopped = sqlx::query(
             "UPDATE jobs SET status = 'canceled', cancel_requested_at = $1, finished_at = $1, updated_at = $1,
                  error_code = 'canceled', error_message = 'the job was canceled before it ran'
@@ -374,7 +403,7 @@ impl Store {
     /// Records that a running attempt stopped because its job was canceled.
     pub async fn finish_canceled(&self, job: JobId, token: AttemptToken) -> Result<(), StoreError> {
         let now = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'canceled', error_code = 'canceled',
                  error_message = 'the job was canceled while it ran', lease_token = NULL, lease_expires_at = NULL,
@@ -399,23 +428,45 @@ impl Store {
         token: AttemptToken,
         result: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let done = self.complete_batch(&[Completion { job, token, result: result.clone() }]).await?;
+        fenced(u64::from(done.first().copied().unwrap_or(false)))
+    }
+
+    /// Records several attempts' successes in one transaction, with a fixed number of statements however
+    /// many there are: what a busy worker pool does instead of one transaction per job. Says, in order,
+    /// whether each was recorded (`false`: the attempt had lost its lease, and nothing was written for it).
+    /// A job appears at most once in a batch.
+    pub async fn complete_batch(&self, batch: &[Completion]) -> Result<Vec<bool>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', result = $1, error_code = NULL, error_message = NULL,
-                 lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2
-             WHERE id = $3 AND lease_token = $4 AND status = 'running'",
-        )
-        .bind(result.to_string())
-        .bind(now)
-        .bind(job.to_string())
-        .bind(token.to_string())
-        .execute(&mut *tx)
-        .await?;
-        fenced(done.rows_affected())?;
-        finish_attempt(&mut tx, job, token, AttemptOutcome::Succeeded, None, now, "succeeded").await?;
+        let rows = json_array(batch.iter().map(|c| {
+            serde_json::json!({"id": c.job.to_string(), "token": c.token.to_string(), "result": c.result.to_string()})
+        }));
+        let mut tx = self.begin_write().await?;
+        let sql = complete_sql(self.dialect);
+        let done: HashMap<String, i64> =
+            sqlx::query_as(&sql).bind(&rows).bind(now).fetch_all(&mut *tx).await?.into_iter().collect();
+        if !done.is_empty() {
+            let tokens = json_array(
+                batch
+                    .iter()
+                    .filter(|c| done.contains_key(&c.job.to_string()))
+                    .map(|c| serde_json::json!({"token": c.token.to_string()})),
+            );
+            sqlx::query(&complete_attempts_sql(self.dialect)).bind(tokens).bind(now).execute(&mut *tx).await?;
+            insert_events(
+                &mut tx,
+                self.dialect,
+                "succeeded",
+                now,
+                done.iter().map(|(id, seq)| (id.as_str(), *seq, None)),
+            )
+            .await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(batch.iter().map(|c| done.contains_key(&c.job.to_string())).collect())
     }
 
     /// Records a failed attempt. With `retry_after`, the job is queued again after that delay while it has
@@ -429,7 +480,7 @@ impl Store {
     ) -> Result<JobStatus, StoreError> {
         let now = to_millis(Utc::now());
         let retry_at = retry_after.map(|d| now + d.as_millis() as i64);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE jobs SET
                  status = CASE WHEN $1 IS NOT NULL AND attempts_used < max_attempts THEN 'retrying' ELSE 'failed' END,
@@ -456,7 +507,7 @@ impl Store {
     /// Hands a running job back to the queue without counting the attempt (a worker shutting down).
     pub async fn release(&self, job: JobId, token: AttemptToken) -> Result<(), StoreError> {
         let now = to_millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'queued', attempts_used = attempts_used - 1, run_at = $1,
                  lease_token = NULL, lease_expires_at = NULL, updated_at = $1
@@ -474,9 +525,86 @@ impl Store {
     }
 }
 
-/// `sql` with every id of `ids` bound, in order, to its `$N`.
-fn with_ids<'q>(sql: &'q str, ids: &[JobId]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    ids.iter().fold(sqlx::query(sql), |q, id| q.bind(id.to_string()))
+/// Records each succeeded attempt of the JSON batch `$1` (`id`, `token`, `result` as JSON text) whose
+/// token still holds its job, at time `$2`, counting its `succeeded` event; returns their ids and event
+/// numbers.
+pub(crate) fn complete_sql(dialect: Dialect) -> String {
+    format!(
+        "UPDATE jobs SET status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
+             lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2,
+             event_seq = event_seq + 1
+         FROM ({}) AS c
+         WHERE jobs.id = c.id AND jobs.lease_token = c.token AND jobs.status = 'running'
+         RETURNING jobs.id, jobs.event_seq",
+        json_rows(dialect, 1, &[("id", Col::Text), ("token", Col::Text), ("result", Col::Text)])
+    )
+}
+
+/// Closes the attempts whose tokens the JSON batch `$1` names as succeeded at time `$2`.
+pub(crate) fn complete_attempts_sql(dialect: Dialect) -> String {
+    format!(
+        "UPDATE job_attempts SET outcome = 'succeeded', finished_at = $2 WHERE outcome IS NULL AND {}",
+        json_in(dialect, "token", 1)
+    )
+}
+
+/// How [`json_rows`] reads a field.
+#[derive(Clone, Copy)]
+enum Col {
+    Text,
+    BigInt,
+}
+
+/// A JSON array of `items`, as text to bind to a [`json_rows`] parameter.
+fn json_array(items: impl Iterator<Item = serde_json::Value>) -> String {
+    serde_json::Value::Array(items.collect()).to_string()
+}
+
+/// A `SELECT` with one row per element of the JSON array of objects bound to `$param`, one column per
+/// field: how a statement takes a whole batch in one parameter on both backends.
+fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
+    let columns: Vec<String> = fields
+        .iter()
+        .map(|(name, col)| match (dialect, col) {
+            (Dialect::Sqlite, _) => format!("json_extract(value, '$.{name}') AS {name}"),
+            (Dialect::Postgres, Col::Text) => format!("(e ->> '{name}') AS {name}"),
+            (Dialect::Postgres, Col::BigInt) => format!("(e ->> '{name}')::BIGINT AS {name}"),
+        })
+        .collect();
+    match dialect {
+        Dialect::Sqlite => format!("SELECT {} FROM json_each(${param})", columns.join(", ")),
+        Dialect::Postgres => format!("SELECT {} FROM json_array_elements(${param}::JSON) AS e", columns.join(", ")),
+    }
+}
+
+/// `column` is one of the values of field `column` in the JSON batch bound to `$param`. On PostgreSQL an
+/// array comparison, which the planner answers with index lookups whatever it guesses of the batch's size.
+fn json_in(dialect: Dialect, column: &str, param: usize) -> String {
+    let values = json_rows(dialect, param, &[(column, Col::Text)]);
+    match dialect {
+        Dialect::Sqlite => format!("{column} IN ({values})"),
+        Dialect::Postgres => format!("{column} = ANY (ARRAY({values}))"),
+    }
+}
+
+/// Writes one event of kind `kind` for each `(job, seq, data)`, in one statement; the caller has reserved
+/// each number in its job's row.
+async fn insert_events<'a>(
+    tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    kind: &str,
+    now: i64,
+    events: impl Iterator<Item = (&'a str, i64, Option<serde_json::Value>)>,
+) -> Result<(), StoreError> {
+    let rows = json_array(
+        events.map(|(job, seq, data)| serde_json::json!({"id": job, "seq": seq, "data": data.map(|d| d.to_string())})),
+    );
+    let sql = format!(
+        "INSERT INTO job_events (job_id, seq, at, kind, data) SELECT c.id, c.seq, $2, $3, c.data FROM ({}) AS c",
+        json_rows(dialect, 1, &[("id", Col::Text), ("seq", Col::BigInt), ("data", Col::Text)])
+    );
+    sqlx::query(&sql).bind(rows).bind(now).bind(kind).execute(&mut *tx).await?;
+    Ok(())
 }
 
 fn fenced(rows: u64) -> Result<(), StoreError> {

@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
 pub use events::MAX_EVENTS_PER_READ;
-pub use jobs::{Canceled, ClaimedJob, Enqueued, Heartbeat, NewJob};
+pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,37 @@ pub struct Store {
     blobs: BlobStore,
     /// For PostgreSQL's `LISTEN`, which needs a connection of its own. Never logged: it may hold a password.
     database_url: Arc<str>,
+    /// SQLite only: this process's writers take turns here. SQLite admits one writer at a time, and a
+    /// writer that finds the file locked sleeps in its busy handler (1, 2, 5, 10... ms); queuing in-process
+    /// hands the turn over at once instead. Other processes still meet the busy handler.
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction, holding this process's write turn on SQLite until it ends. Derefs to the
+/// connection, like a [`sqlx::Transaction`].
+pub(crate) struct WriteTx {
+    // Dropped first: an uncommitted transaction rolls back before the turn passes on.
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -142,7 +173,23 @@ impl Store {
         };
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into() })
+        let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
+        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn })
+    }
+
+    /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one
+    /// write statement, or use [`Store::begin_write`] for a transaction.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
+    /// Begins a write transaction in this process's write turn.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let turn = self.write_turn().await;
+        Ok(WriteTx { tx: self.pool.begin().await?, _turn: turn })
     }
 
     pub fn blobs(&self) -> &BlobStore {

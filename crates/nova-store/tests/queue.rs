@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use nova_core::{AttemptOutcome, JobError, JobStatus, WorkerId, Workflow};
+use nova_core::{AttemptOutcome, AttemptToken, JobError, JobStatus, WorkerId, Workflow};
 use nova_store::testing::{Backend, TestStore};
-use nova_store::{Canceled, Heartbeat, NewJob, Store, StoreError};
+use nova_store::{Canceled, Completion, Heartbeat, NewJob, Store, StoreError};
 use serde_json::json;
 
 /// Runs each named test on both backends, as `sqlite::NAME` and `postgres::NAME`.
@@ -37,6 +37,7 @@ conformance!(
     retention_prunes_only_old_finished_jobs_with_their_history,
     queue_queries_stay_on_their_indexes_with_a_long_history,
     a_batch_claim_takes_the_best_jobs_each_under_its_own_token,
+    a_batch_completion_records_each_held_job_and_refuses_the_rest,
 );
 
 fn job(max_attempts: u32) -> NewJob {
@@ -317,6 +318,21 @@ async fn queue_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
         let full_scan = plan.lines().any(|l| l.trim() == "SCAN jobs" || l.contains("Seq Scan on jobs"));
         assert!(!full_scan, "a full scan of the jobs table:\n{plan}");
     }
+    // Completing a batch finds each job by its key (or among the running ones) and each attempt by its
+    // token, never by a scan.
+    for (plan, table, indexes) in [
+        (parts[3], "jobs", ["sqlite_autoindex_jobs_1", "jobs_pkey", "jobs_leased"]),
+        (
+            parts[4],
+            "job_attempts",
+            ["sqlite_autoindex_job_attempts", "job_attempts_token_key", "job_attempts_token_key"],
+        ),
+    ] {
+        assert!(indexes.iter().any(|i| plan.contains(i)), "the batch completion uses no index of {table}:\n{plan}");
+        let full_scan =
+            plan.lines().any(|l| l.trim() == format!("SCAN {table}") || l.contains(&format!("Seq Scan on {table}")));
+        assert!(!full_scan, "a full scan of {table}:\n{plan}");
+    }
 }
 
 async fn a_batch_claim_takes_the_best_jobs_each_under_its_own_token(b: Backend) {
@@ -348,4 +364,49 @@ async fn a_batch_claim_takes_the_best_jobs_each_under_its_own_token(b: Backend) 
     assert!(matches!(f.store.complete(rest[1].job.id, wrong, &json!(null)).await, Err(StoreError::LeaseLost)));
     assert!(f.store.claim_batch(w, LEASE, 10).await.unwrap().is_empty());
     assert!(f.store.claim_batch(w, LEASE, 0).await.unwrap().is_empty());
+}
+
+async fn a_batch_completion_records_each_held_job_and_refuses_the_rest(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    for _ in 0..4 {
+        f.store.enqueue(job(3)).await.unwrap();
+    }
+    let claimed = f.store.claim_batch(WorkerId::new(), LEASE, 4).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    // One already finished on its own, one named with a token that never held it.
+    f.store.complete(claimed[2].job.id, claimed[2].token, &json!("alone")).await.unwrap();
+    let results = [json!("a string"), json!({"b": [1, 2.5], "a": null}), json!("late"), json!("forged")];
+    let batch: Vec<Completion> = claimed
+        .iter()
+        .zip(&results)
+        .enumerate()
+        .map(|(i, (c, result))| Completion {
+            job: c.job.id,
+            token: if i == 3 { AttemptToken::new() } else { c.token },
+            result: result.clone(),
+        })
+        .collect();
+    assert_eq!(f.store.complete_batch(&batch).await.unwrap(), [true, true, false, false]);
+
+    for (i, c) in claimed.iter().enumerate() {
+        let job = f.store.get_job(c.job.id).await.unwrap().unwrap();
+        let kinds: Vec<_> =
+            f.store.job_events(c.job.id, 0, 10).await.unwrap().into_iter().map(|e| (e.seq, e.kind)).collect();
+        let expected_result = match i {
+            0 | 1 => Some(results[i].clone()),
+            2 => Some(json!("alone")),
+            _ => None,
+        };
+        assert_eq!(f.store.job_result(c.job.id).await.unwrap(), expected_result, "job {i}");
+        if i < 3 {
+            assert_eq!(job.status, JobStatus::Succeeded, "job {i}");
+            assert_eq!(job.attempts[0].outcome, Some(AttemptOutcome::Succeeded), "job {i}");
+            assert_eq!(kinds, [(1, "queued".into()), (2, "started".into()), (3, "succeeded".into())], "job {i}");
+        } else {
+            assert_eq!(job.status, JobStatus::Running, "a forged token changes nothing");
+            assert_eq!(job.attempts[0].outcome, None);
+            assert_eq!(kinds, [(1, "queued".into()), (2, "started".into())]);
+        }
+    }
+    assert!(f.store.complete_batch(&[]).await.unwrap().is_empty());
 }

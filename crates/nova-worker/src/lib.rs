@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nova_core::error_chain;
-use nova_core::{JobError, JobStatus, WorkerId};
-use nova_store::{ClaimedJob, Heartbeat, Store, StoreError};
-use tokio::sync::Notify;
+use nova_core::{AttemptToken, JobError, JobId, JobStatus, WorkerId};
+use nova_store::{ClaimedJob, Completion, Heartbeat, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -82,6 +82,7 @@ pub enum AttemptEnd {
 pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
     let worker = WorkerId::new();
     let hand_back = CancellationToken::new();
+    let completer = Completer::start(store.clone());
     let mut running = JoinSet::new();
     info!(%worker, concurrency = config.concurrency, "worker started");
     let listener = match store.listen_for_jobs(wake.clone()).await {
@@ -100,7 +101,9 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
             match store.claim_batch(worker, config.lease, free.try_into().unwrap_or(u32::MAX)).await {
                 Ok(batch) => {
                     for claimed in batch {
-                        running.spawn(run_attempt(store.clone(), claimed, config.clone(), hand_back.clone()));
+                        let attempt =
+                            run_attempt(store.clone(), completer.clone(), claimed, config.clone(), hand_back.clone());
+                        running.spawn(attempt);
                     }
                 }
                 Err(e) => error!(error = %error_chain(&e), "claiming jobs failed"),
@@ -162,10 +165,18 @@ async fn prune_history(store: &Store, retention: Duration) {
     }
 }
 
+/// Why an attempt stopped before its workflow did.
+enum Interrupt {
+    Canceled,
+    LeaseLost,
+    HandBack,
+}
+
 /// Runs one claimed job to its end, renewing the lease meanwhile. When `hand_back` is cancelled the job is
 /// released to the queue instead.
 pub async fn run_attempt(
     store: Store,
+    completer: Completer,
     claimed: ClaimedJob,
     config: WorkerConfig,
     hand_back: CancellationToken,
@@ -187,53 +198,66 @@ pub async fn run_attempt(
                 }))
             })
     };
-    tokio::pin!(work);
-    let mut beat = tokio::time::interval_at(started + config.heartbeat, config.heartbeat);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut work => break outcome,
-            _ = beat.tick() => match store.heartbeat(job.id, token, config.lease).await {
+    // The lease is renewed beside the workflow, never in a `select!` arm that would leave the workflow's
+    // future unpolled: a workflow suspended mid-write (holding a transaction, and on SQLite the process's
+    // write turn) would then block the heartbeat's own write forever.
+    let renew = async {
+        let mut beat = tokio::time::interval_at(started + config.heartbeat, config.heartbeat);
+        loop {
+            beat.tick().await;
+            match store.heartbeat(job.id, token, config.lease).await {
                 Ok(Heartbeat::Renewed) => {}
-                Ok(Heartbeat::CancelRequested) => {
-                    // Dropping the workflow's future stops it; work on a blocking thread finishes unobserved.
-                    return match store.finish_canceled(job.id, token).await {
-                        Ok(()) => {
-                            info!(job = %job.id, attempt, "job canceled while running");
-                            AttemptEnd::Recorded(JobStatus::Canceled)
-                        }
-                        Err(StoreError::LeaseLost) => AttemptEnd::LeaseLost,
-                        Err(e) => {
-                            error!(job = %job.id, error = %error_chain(&e), "recording the cancellation failed");
-                            AttemptEnd::StoreFailed
-                        }
-                    };
-                }
-                Err(StoreError::LeaseLost) => {
-                    warn!(job = %job.id, attempt, "lease lost: another attempt owns the job; abandoning this one");
-                    return AttemptEnd::LeaseLost;
-                }
+                Ok(Heartbeat::CancelRequested) => return Interrupt::Canceled,
+                Err(StoreError::LeaseLost) => return Interrupt::LeaseLost,
                 // The lease may still hold; the next beat tries again.
                 Err(e) => warn!(job = %job.id, error = %error_chain(&e), "heartbeat failed"),
-            },
-            _ = hand_back.cancelled() => {
-                return match store.release(job.id, token).await {
-                    Ok(()) => {
-                        info!(job = %job.id, attempt, "job handed back to the queue");
-                        AttemptEnd::Released
-                    }
-                    Err(StoreError::LeaseLost) => AttemptEnd::LeaseLost,
-                    Err(e) => {
-                        error!(job = %job.id, error = %error_chain(&e), "handing the job back failed; its lease will lapse");
-                        AttemptEnd::StoreFailed
-                    }
-                };
             }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = work => Ok(outcome),
+        interrupt = renew => Err(interrupt),
+        _ = hand_back.cancelled() => Err(Interrupt::HandBack),
+    };
+    // Past this point the workflow's future is dropped: whatever it held is released.
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(Interrupt::Canceled) => {
+            // Work on a blocking thread finishes unobserved; sandboxed code is killed with its guard.
+            return match store.finish_canceled(job.id, token).await {
+                Ok(()) => {
+                    info!(job = %job.id, attempt, "job canceled while running");
+                    AttemptEnd::Recorded(JobStatus::Canceled)
+                }
+                Err(StoreError::LeaseLost) => AttemptEnd::LeaseLost,
+                Err(e) => {
+                    error!(job = %job.id, error = %error_chain(&e), "recording the cancellation failed");
+                    AttemptEnd::StoreFailed
+                }
+            };
+        }
+        Err(Interrupt::LeaseLost) => {
+            warn!(job = %job.id, attempt, "lease lost: another attempt owns the job; abandoning this one");
+            return AttemptEnd::LeaseLost;
+        }
+        Err(Interrupt::HandBack) => {
+            return match store.release(job.id, token).await {
+                Ok(()) => {
+                    info!(job = %job.id, attempt, "job handed back to the queue");
+                    AttemptEnd::Released
+                }
+                Err(StoreError::LeaseLost) => AttemptEnd::LeaseLost,
+                Err(e) => {
+                    error!(job = %job.id, error = %error_chain(&e), "handing the job back failed; its lease will lapse");
+                    AttemptEnd::StoreFailed
+                }
+            };
         }
     };
 
     let elapsed = started.elapsed();
     let recorded = match outcome {
-        Ok(result) => store.complete(job.id, token, &result).await.map(|()| JobStatus::Succeeded),
+        Ok(result) => completer.complete(job.id, token, result).await.map(|()| JobStatus::Succeeded),
         Err(WorkflowError::Permanent(e)) => store.fail(job.id, token, &e, None).await,
         Err(WorkflowError::Transient(e)) => {
             let delay = backoff(attempt, token.as_uuid().as_u128() as u64);
@@ -252,6 +276,70 @@ pub async fn run_attempt(
         Err(e) => {
             error!(job = %job.id, error = %error_chain(&e), "recording the outcome failed; the job will run again");
             AttemptEnd::StoreFailed
+        }
+    }
+}
+
+/// Records succeeded attempts for a pool, many per transaction: each attempt hands its result over and
+/// waits for the answer, while one task writes whatever has gathered since its last write in one
+/// [`Store::complete_batch`]. An idle pool writes each completion at once (a batch of one); a busy one pays
+/// one commit for many jobs. Cheap to clone; the writing task ends with the last clone.
+#[derive(Clone)]
+pub struct Completer {
+    store: Store,
+    pending: mpsc::UnboundedSender<Pending>,
+}
+
+struct Pending {
+    completion: Completion,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The most completions written in one transaction.
+const MAX_COMPLETION_BATCH: usize = 512;
+
+impl Completer {
+    /// Starts the writing task on the current runtime.
+    pub fn start(store: Store) -> Completer {
+        let (pending, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_completions(store.clone(), queue));
+        Completer { store, pending }
+    }
+
+    /// Records the attempt's success and the job's result; `Err(LeaseLost)` if the attempt lost the job.
+    pub async fn complete(&self, job: JobId, token: AttemptToken, result: serde_json::Value) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let completion = Completion { job, token, result };
+        if let Err(mpsc::error::SendError(unsent)) = self.pending.send(Pending { completion, reply }) {
+            // The writing task is gone (its runtime is shutting down): write this one directly.
+            let Completion { job, token, result } = unsent.completion;
+            return self.store.complete(job, token, &result).await;
+        }
+        match answer.await {
+            Ok(recorded) => recorded,
+            // The writer dropped the request unanswered: the lease will lapse and the job run again.
+            Err(_) => Err(StoreError::Corrupt("the completion writer stopped before answering".into())),
+        }
+    }
+}
+
+async fn write_completions(store: Store, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let mut pending = Vec::with_capacity(MAX_COMPLETION_BATCH);
+    while queue.recv_many(&mut pending, MAX_COMPLETION_BATCH).await > 0 {
+        let (batch, replies): (Vec<Completion>, Vec<_>) = pending.drain(..).map(|p| (p.completion, p.reply)).unzip();
+        match store.complete_batch(&batch).await {
+            Ok(recorded) => {
+                for (reply, recorded) in replies.into_iter().zip(recorded) {
+                    let _ = reply.send(if recorded { Ok(()) } else { Err(StoreError::LeaseLost) });
+                }
+            }
+            Err(e) => {
+                // One write per job instead, so each gets its own answer (and one bad row fails alone).
+                warn!(jobs = batch.len(), error = %error_chain(&e), "recording a batch of completions failed; recording them one by one");
+                for (c, reply) in batch.into_iter().zip(replies) {
+                    let _ = reply.send(store.complete(c.job, c.token, &c.result).await);
+                }
+            }
         }
     }
 }

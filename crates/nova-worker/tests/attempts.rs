@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use nova_core::{AttemptOutcome, DocumentKind, JobStatus, WorkerId, Workflow};
-use nova_store::{NewDocument, NewJob, Store};
-use nova_worker::{run_attempt, AttemptEnd, WorkerConfig};
+use nova_store::{ClaimedJob, NewDocument, NewJob, Store};
+use nova_worker::{run_attempt, AttemptEnd, Completer, WorkerConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,11 @@ async fn extract_job(store: &Store, text: &str) -> nova_core::JobId {
     store.enqueue(NewJob::new(Workflow::InvoiceExtract, input)).await.unwrap().job.id
 }
 
+/// Runs one attempt with a completer of its own.
+async fn attempt(store: &Store, claimed: ClaimedJob, config: WorkerConfig, hand_back: CancellationToken) -> AttemptEnd {
+    run_attempt(store.clone(), Completer::start(store.clone()), claimed, config, hand_back).await
+}
+
 const INVOICE_TEXT: &str = "ACME Widgets GmbH\nInvoice number: INV-2041\nDate: 2026-03-01\nTotal: 119.00 EUR\n";
 
 #[tokio::test]
@@ -43,7 +48,7 @@ async fn an_attempt_records_its_result() {
     let f = fixture().await;
     let id = extract_job(&f.store, INVOICE_TEXT).await;
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
-    let end = run_attempt(f.store.clone(), claimed, WorkerConfig::default(), CancellationToken::new()).await;
+    let end = attempt(&f.store, claimed, WorkerConfig::default(), CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Succeeded));
     let result = f.store.job_result(id).await.unwrap().unwrap();
     assert_eq!(result["source"], "text", "{result}");
@@ -55,7 +60,7 @@ async fn a_job_whose_document_vanished_fails_without_retrying() {
     let input = json!({"document_id": nova_core::DocumentId::new()});
     let id = f.store.enqueue(NewJob::new(Workflow::InvoiceExtract, input)).await.unwrap().job.id;
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
-    let end = run_attempt(f.store.clone(), claimed, WorkerConfig::default(), CancellationToken::new()).await;
+    let end = attempt(&f.store, claimed, WorkerConfig::default(), CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Failed));
     let job = f.store.get_job(id).await.unwrap().unwrap();
     assert_eq!(job.error.unwrap().code, "document_not_found");
@@ -69,7 +74,7 @@ async fn an_attempt_past_its_deadline_fails_with_timeout() {
         NewJob { timeout: Duration::from_millis(300), ..NewJob::new(Workflow::Noop, json!({"sleep_ms": 60_000})) };
     let id = f.store.enqueue(slow).await.unwrap().job.id;
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
-    let end = run_attempt(f.store.clone(), claimed, WorkerConfig::default(), CancellationToken::new()).await;
+    let end = attempt(&f.store, claimed, WorkerConfig::default(), CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Failed));
     assert_eq!(f.store.get_job(id).await.unwrap().unwrap().error.unwrap().code, "timeout");
 }
@@ -81,7 +86,7 @@ async fn a_running_job_canceled_stops_at_its_next_heartbeat() {
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     assert!(matches!(f.store.cancel(id).await.unwrap(), Some(nova_store::Canceled::Requested(_))));
     let config = WorkerConfig { heartbeat: Duration::from_millis(20), ..WorkerConfig::default() };
-    let end = run_attempt(f.store.clone(), claimed, config, CancellationToken::new()).await;
+    let end = attempt(&f.store, claimed, config, CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Canceled));
     let job = f.store.get_job(id).await.unwrap().unwrap();
     assert_eq!((job.status, job.attempts[0].outcome), (JobStatus::Canceled, Some(AttemptOutcome::Canceled)));
@@ -94,7 +99,7 @@ async fn a_hand_back_at_shutdown_requeues_the_job() {
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     let hand_back = CancellationToken::new();
     hand_back.cancel();
-    let end = run_attempt(f.store.clone(), claimed, WorkerConfig::default(), hand_back).await;
+    let end = attempt(&f.store, claimed, WorkerConfig::default(), hand_back).await;
     assert_eq!(end, AttemptEnd::Released);
     let job = f.store.get_job(id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Queued);
@@ -108,7 +113,7 @@ async fn a_zombie_attempt_cannot_record_its_late_result() {
     // The zombie's lease lapses at once; a second worker takes the job over.
     let zombie = f.store.claim(WorkerId::new(), Duration::ZERO).await.unwrap().unwrap();
     let owner = f.store.claim(WorkerId::new(), LEASE).await.unwrap().expect("lapsed lease reclaimed");
-    let end = run_attempt(f.store.clone(), zombie, WorkerConfig::default(), CancellationToken::new()).await;
+    let end = attempt(&f.store, zombie, WorkerConfig::default(), CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::LeaseLost);
     let job = f.store.get_job(id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Running, "the owner's attempt is untouched");
@@ -147,7 +152,7 @@ async fn code_run_on_a_worker_without_a_sandbox_is_retried_elsewhere() {
     let id = f.store.enqueue(NewJob::new(Workflow::CodeRun, input)).await.unwrap().job.id;
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     let config = WorkerConfig { sandbox: None, ..WorkerConfig::default() };
-    let end = run_attempt(f.store.clone(), claimed, config, CancellationToken::new()).await;
+    let end = attempt(&f.store, claimed, config, CancellationToken::new()).await;
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Retrying));
     let job = f.store.get_job(id).await.unwrap().unwrap();
     assert_eq!(job.error.unwrap().code, "sandbox_unavailable");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chrono::DurationRound;
 use clap::Args;
 use nova_core::{JobStatus, Workflow};
 use nova_store::testing::{Backend, TestStore};
@@ -108,12 +109,12 @@ async fn enqueue_all(store: &Store, n: u64, clients: usize) -> anyhow::Result<f6
 
 /// Starts a worker pool on the queued jobs and times it until none is left; returns jobs per second.
 async fn drain(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyhow::Result<f64> {
-    let queued = store.count_unfinished().await?;
+    let queued = args.jobs;
     let shutdown = CancellationToken::new();
     let config = WorkerConfig { concurrency: args.concurrency, retention: None, ..WorkerConfig::default() };
     let start = Instant::now();
     let pool = tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
-    while store.count_unfinished().await? > 0 {
+    while store.has_unfinished().await? {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed();
@@ -132,7 +133,8 @@ async fn pickup(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> any
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut latencies = Vec::with_capacity(args.samples);
     for _ in 0..args.samples {
-        let before = chrono::Utc::now();
+        // Attempts record their start to the millisecond: compare at that resolution.
+        let before = chrono::Utc::now().duration_trunc(chrono::TimeDelta::milliseconds(1))?;
         let job = store.enqueue(NewJob::new(Workflow::Noop, serde_json::Value::Null)).await?.job;
         wake.notify_one();
         let started = loop {
