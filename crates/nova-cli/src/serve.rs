@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use nova_core::Workflow;
 use nova_server::{AppState, ServerConfig};
 use nova_store::Store;
 use nova_worker::WorkerConfig;
@@ -21,7 +22,8 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
-    /// Jobs run at once by the in-process workers; 0 serves the API only. Default: the number of cores.
+    /// Jobs of each workflow run at once by the in-process workers; 0 serves the API only (unless
+    /// --workflow-concurrency gives a workflow slots). Default: the number of cores.
     #[arg(long, env = "NOVA_WORKERS")]
     workers: Option<usize>,
     #[command(flatten)]
@@ -77,6 +79,20 @@ pub struct PoolArgs {
     /// Jails kept ready, interpreter started, for `POST /v1/executions` and `code.run` jobs.
     #[arg(long, env = "NOVA_SANDBOX_POOL", default_value_t = 2)]
     pub sandbox_pool: usize,
+    /// Slots of one workflow, as WORKFLOW=N (repeatable), when they should differ from the others':
+    /// `code.run=1` runs one program at a time; `noop=0` leaves a workflow to other processes.
+    #[arg(long = "workflow-concurrency", value_name = "WORKFLOW=N", value_parser = parse_workflow_slots)]
+    workflow_concurrency: Vec<(Workflow, usize)>,
+}
+
+fn parse_workflow_slots(arg: &str) -> Result<(Workflow, usize), String> {
+    let (name, n) = arg.split_once('=').ok_or("expected WORKFLOW=N, for example code.run=2")?;
+    let workflow = name.trim().parse::<Workflow>().map_err(|e| {
+        let known: Vec<&str> = Workflow::ALL.iter().map(|w| w.as_str()).collect();
+        format!("{e} (known: {})", known.join(", "))
+    })?;
+    let n = n.trim().parse::<usize>().map_err(|_| format!("`{n}` is not a number of jobs"))?;
+    Ok((workflow, n))
 }
 
 impl PoolArgs {
@@ -84,6 +100,7 @@ impl PoolArgs {
         let lease = Duration::from_secs(self.lease_secs);
         WorkerConfig {
             concurrency: concurrency.unwrap_or_else(|| WorkerConfig::default().concurrency),
+            workflow_concurrency: self.workflow_concurrency.iter().copied().collect(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             lease,
             // Six beats per lease: a few lost heartbeats do not lose the job.
@@ -117,7 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let sandbox = start_sandbox(args.pool.sandbox_pool).await;
     let worker_config = args.pool.config(args.workers, &sandbox);
-    let workers = (worker_config.concurrency > 0).then(|| {
+    let workers = (worker_config.total_slots() > 0).then(|| {
         tokio::spawn(nova_worker::run(
             store.clone(),
             worker_config.clone(),
@@ -132,7 +149,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wake_workers: wake,
         sandbox,
     };
-    info!(data_dir = %args.store.data_dir.display(), workers = worker_config.concurrency, "NOVA serving");
+    info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.
     println!("nova: listening on http://{addr}");
     nova_server::serve(listener, state, shutdown.clone().cancelled_owned()).await.context("serving HTTP")?;

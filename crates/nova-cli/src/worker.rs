@@ -13,7 +13,7 @@ use crate::serve::{init_logging, on_signal, runtime, start_sandbox, PoolArgs, St
 pub struct WorkerArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Jobs run at once by this process. Default: the number of cores.
+    /// Jobs of each workflow run at once by this process. Default: the number of cores.
     #[arg(long, env = "NOVA_WORKERS", value_parser = clap::value_parser!(u64).range(1..))]
     concurrency: Option<u64>,
     #[command(flatten)]
@@ -29,7 +29,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         let sandbox = start_sandbox(args.pool.sandbox_pool).await;
         let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox);
         // The one line a script can wait for, on stdout.
-        println!("nova: worker running {} jobs at once", config.concurrency);
+        println!("nova: worker running up to {} jobs at once", config.total_slots());
         nova_worker::run(store.clone(), config, Arc::new(Notify::new()), shutdown.cancelled_owned()).await;
         store.close().await;
         info!("worker stopped");

@@ -218,6 +218,9 @@ pub struct Job {
     pub run_at: DateTime<Utc>,
     /// The hard deadline of one attempt.
     pub timeout_seconds: u64,
+    /// Set while the job waits for its first start with a queue-wait timeout: not started by then, it fails
+    /// with `queue_timeout` without running.
+    pub start_by: Option<DateTime<Utc>>,
     pub attempts: Vec<Attempt>,
     pub max_attempts: u32,
     /// The client's `Idempotency-Key`, if the job was submitted with one.

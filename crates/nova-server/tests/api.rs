@@ -240,7 +240,7 @@ async fn jobs_take_priority_run_at_and_limits_within_bounds() {
         .post_json(
             "/v1/jobs",
             &json!({"workflow": "noop", "priority": 7, "run_at": "2099-01-01T00:00:00Z", "timeout_seconds": 60,
-                    "max_attempts": 5}),
+                    "max_attempts": 5, "queue_timeout_seconds": 3600}),
         )
         .await;
     assert_eq!(status, 202, "{job}");
@@ -249,10 +249,12 @@ async fn jobs_take_priority_run_at_and_limits_within_bounds() {
         (Some(7), Some(60), Some(5))
     );
     assert!(job["run_at"].as_str().unwrap().starts_with("2099-01-01T00:00:00"));
+    assert!(job["start_by"].as_str().unwrap().starts_with("2099-01-01T01:00:00"), "{job}");
     for bad in [
         json!({"workflow": "noop", "priority": 5000}),
         json!({"workflow": "noop", "timeout_seconds": 0}),
         json!({"workflow": "noop", "max_attempts": 0}),
+        json!({"workflow": "noop", "queue_timeout_seconds": 0}),
         json!({"workflow": "noop", "run_at": "tomorrow"}),
         json!({"workflow": "noop", "input": {"sleep_ms": 10_000_000}}),
     ] {

@@ -70,16 +70,12 @@ impl Store {
     pub async fn prune_finished(&self, older_than: Duration, batch: u32) -> Result<u64, StoreError> {
         let cutoff = to_millis(Utc::now()) - older_than.as_millis().min(i64::MAX as u128) as i64;
         let _turn = self.write_turn().await;
-        let deleted = sqlx::query(
-            "DELETE FROM jobs WHERE id IN (
-                 SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at <= $1
-                 ORDER BY finished_at LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(i64::from(batch.max(1)))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let deleted = sqlx::query(PRUNE_SQL)
+            .bind(cutoff)
+            .bind(i64::from(batch.max(1)))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(deleted)
     }
 
@@ -131,33 +127,36 @@ impl Store {
         Ok(())
     }
 
-    /// The database's plan for the claim's search, the lapsed-lease search, retention and the batch
-    /// completion, one line per plan step, so a test can
-    /// check that they stay index-driven as history grows.
+    /// The database's plan for each statement that must stay index-driven however long the history grows
+    /// (the claim, the lapsed-lease and queue-timeout sweeps, retention, the batch completion), one line per
+    /// plan step and `--` after each statement, so a test can check them. The statements are the ones the
+    /// store runs, bound with sample values.
     #[doc(hidden)]
     pub async fn explain_queue_queries(&self) -> Result<String, StoreError> {
+        use crate::jobs;
         let explain = match self.dialect {
             Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
             Dialect::Postgres => "EXPLAIN ",
         };
-        let complete = crate::jobs::complete_sql(self.dialect);
-        let complete_attempts = crate::jobs::complete_attempts_sql(self.dialect);
-        let queries = [
-            "SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= 0
-             ORDER BY priority DESC, run_at, id LIMIT 1",
-            "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at <= 0",
-            "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < 0
-             ORDER BY finished_at LIMIT 100",
-            &complete,
-            &complete_attempts,
+        let batch = r#"[{"id": "job_x", "token": "att_x", "result": "1"}]"#;
+        let statements = [
+            jobs::claim_sql(self.dialect),
+            jobs::LAPSED_SQL.to_string(),
+            PRUNE_SQL.to_string(),
+            jobs::complete_sql(self.dialect),
+            jobs::complete_attempts_sql(self.dialect),
+            jobs::expire_sql(self.dialect),
         ];
         let mut out = String::new();
-        for q in queries {
-            // Only the batch completion takes parameters: a batch of one, and a time.
-            let batch = r#"[{"id": "job_x", "token": "att_x", "result": "1"}]"#;
-            let sql = format!("{explain}{q}");
+        for (i, statement) in statements.iter().enumerate() {
+            let sql = format!("{explain}{statement}");
             let query = sqlx::query(&sql);
-            let query = if q == complete || q == complete_attempts { query.bind(batch).bind(0_i64) } else { query };
+            let query = match i {
+                0 => query.bind(0_i64).bind(0_i64).bind(1_i64).bind("noop"),
+                1 | 5 => query.bind(0_i64).bind("code").bind("message"),
+                2 => query.bind(0_i64).bind(100_i64),
+                _ => query.bind(batch).bind(0_i64),
+            };
             for row in query.fetch_all(&self.pool).await? {
                 // SQLite answers (id, parent, notused, detail); PostgreSQL one text column.
                 let line: String = match self.dialect {
@@ -172,3 +171,8 @@ impl Store {
         Ok(out)
     }
 }
+
+/// Deletes up to `$2` jobs that finished by `$1`, oldest first (their attempts and events go with them).
+const PRUNE_SQL: &str = "DELETE FROM jobs WHERE id IN (
+     SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at <= $1
+     ORDER BY finished_at LIMIT $2)";

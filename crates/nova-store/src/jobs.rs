@@ -28,10 +28,14 @@ pub struct NewJob {
     pub timeout: Duration,
     /// A key that makes the submission idempotent: the same key again returns the first job.
     pub idempotency_key: Option<String>,
+    /// The queue-wait timeout: a job that no worker has started this long after `run_at` fails with
+    /// `queue_timeout` without running. `None` waits for ever.
+    pub queue_timeout: Option<Duration>,
 }
 
 impl NewJob {
-    /// A job with the defaults: 3 attempts, priority 0, now, a 15-minute deadline, no idempotency key.
+    /// A job with the defaults: 3 attempts, priority 0, now, a 15-minute deadline, no idempotency key, no
+    /// queue-wait timeout.
     pub fn new(workflow: Workflow, input: serde_json::Value) -> Self {
         Self {
             workflow,
@@ -41,6 +45,7 @@ impl NewJob {
             run_at: None,
             timeout: Duration::from_secs(15 * 60),
             idempotency_key: None,
+            queue_timeout: None,
         }
     }
 }
@@ -90,30 +95,62 @@ pub struct ClaimedJob {
 }
 
 const LEASE_EXPIRED: &str = "lease_expired";
+const QUEUE_TIMEOUT: &str = "queue_timeout";
+const QUEUE_TIMEOUT_MESSAGE: &str = "no worker started the job within its queue-wait timeout";
 const LEASE_EXPIRED_MESSAGE: &str = "the worker stopped renewing its lease (it crashed, hung or was cut off)";
 
 /// The PostgreSQL channel on which an enqueue wakes idle workers.
 pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
 
-/// Takes up to `$3` ready jobs, highest priority and oldest first, each under a fresh attempt token made in
-/// SQL. SQLite has one writer at a time, so the statement alone is atomic.
-const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
-         lease_token = 'att_' || lower(hex(randomblob(16))),
-         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
-         event_seq = event_seq + 1
-     WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $2
-                  ORDER BY priority DESC, run_at, id LIMIT $3)
-     RETURNING id, lease_token, event_seq";
+/// The ready jobs of workflow `$4` at time `$2`, best first (highest priority, then oldest), up to `$3`:
+/// one range of the `jobs_ready` index. Jobs past their queue-wait timeout are left for
+/// [`EXPIRE_SQL`].
+pub(crate) const READY_SQL: &str = "SELECT id FROM jobs
+     WHERE workflow = $4 AND status IN ('queued', 'retrying') AND run_at <= $2
+       AND (start_by IS NULL OR start_by > $2)
+     ORDER BY priority DESC, run_at, id LIMIT $3";
 
-/// The same on PostgreSQL, where concurrent claimers skip the rows others are locking instead of waiting
-/// on them (or, without the lock, claiming the same row twice).
-const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
-         lease_token = 'att_' || replace(gen_random_uuid()::TEXT, '-', ''),
-         lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
-         event_seq = event_seq + 1
-     WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= $2
-                  ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-     RETURNING id, lease_token, event_seq";
+/// Takes [`READY_SQL`]'s jobs, each under a fresh attempt token made in SQL, until `$1`. On PostgreSQL
+/// concurrent claimers skip the rows others are locking instead of waiting on them (or, without the lock,
+/// claiming the same row twice); SQLite has one writer at a time, so the statement alone is atomic.
+pub(crate) fn claim_sql(dialect: Dialect) -> String {
+    let (token, lock) = match dialect {
+        Dialect::Sqlite => ("lower(hex(randomblob(16)))", ""),
+        Dialect::Postgres => ("replace(gen_random_uuid()::TEXT, '-', '')", " FOR UPDATE SKIP LOCKED"),
+    };
+    format!(
+        "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
+             lease_token = 'att_' || {token},
+             lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
+             start_by = NULL, event_seq = event_seq + 1
+         WHERE id IN ({READY_SQL}{lock})
+         RETURNING id, lease_token, event_seq"
+    )
+}
+
+/// Ends the leases that lapsed by `$1`: the job is queued again (`retrying`) or, with its attempts used
+/// up, fails (`$2`, `$3`: the error); counts the `lease_expired` event and the next. Reads `jobs_leased`.
+pub(crate) const LAPSED_SQL: &str = "UPDATE jobs SET
+         status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'retrying' END,
+         finished_at = CASE WHEN attempts_used >= max_attempts THEN $1 END,
+         error_code = $2, error_message = $3,
+         lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1,
+         event_seq = event_seq + 2
+     WHERE status = 'running' AND lease_expires_at <= $1
+     RETURNING id, status, event_seq";
+
+/// Fails up to 1,000 queued jobs whose queue-wait timeout passed by `$1` (`$2`, `$3`: the error), counting
+/// their `failed` event: one range of the `jobs_start_by` index.
+pub(crate) fn expire_sql(dialect: Dialect) -> String {
+    let lock = if dialect == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    format!(
+        "UPDATE jobs SET status = 'failed', finished_at = $1, updated_at = $1, error_code = $2,
+             error_message = $3, start_by = NULL, event_seq = event_seq + 1
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND start_by <= $1
+                      ORDER BY start_by LIMIT 1000{lock})
+         RETURNING id, event_seq"
+    )
+}
 
 impl Store {
     /// Queues a job. With an idempotency key already in use, returns that job when its workflow and input
@@ -126,8 +163,8 @@ impl Store {
         // The job's first event (`queued`, number 1) is counted in the insert itself.
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
-                               run_at, created_at, updated_at, event_seq)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1)
+                               run_at, created_at, updated_at, event_seq, start_by)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1, $10)
              ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *",
         )
@@ -140,6 +177,7 @@ impl Store {
         .bind(&new.idempotency_key)
         .bind(run_at)
         .bind(now)
+        .bind(new.queue_timeout.map(|t| run_at.saturating_add(t.as_millis().min(i64::MAX as u128) as i64)))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = inserted {
@@ -204,21 +242,29 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Claims the oldest ready job for `worker`, holding it for `lease`: a batch of one.
+    /// Claims one ready job for `worker`, holding it for `lease`: the best of the first workflow in
+    /// [`Workflow::ALL`] order that has one. For tools and tests; worker pools claim per workflow with
+    /// [`Store::claim_batch`].
     pub async fn claim(&self, worker: WorkerId, lease: Duration) -> Result<Option<ClaimedJob>, StoreError> {
-        Ok(self.claim_batch(worker, lease, 1).await?.pop())
+        for &workflow in Workflow::ALL {
+            if let Some(claimed) = self.claim_batch(worker, lease, &[(workflow, 1)]).await?.pop() {
+                return Ok(Some(claimed));
+            }
+        }
+        Ok(None)
     }
 
-    /// Claims up to `max` ready jobs for `worker` in one transaction (one commit, however many jobs),
-    /// holding each for `lease`. Jobs whose lease lapsed are first handed back to the queue (or failed, when
-    /// their attempts are used up).
+    /// Claims, for each `(workflow, n)` of `wants`, up to `n` ready jobs of that workflow for `worker`, in
+    /// one transaction (one commit, however many jobs), holding each for `lease`. First, jobs whose lease
+    /// lapsed are handed back to the queue (or failed, when their attempts are used up), and queued jobs
+    /// past their queue-wait timeout fail.
     pub async fn claim_batch(
         &self,
         worker: WorkerId,
         lease: Duration,
-        max: u32,
+        wants: &[(Workflow, u32)],
     ) -> Result<Vec<ClaimedJob>, StoreError> {
-        if max == 0 {
+        if wants.iter().all(|&(_, n)| n == 0) {
             return Ok(Vec::new());
         }
         let now_ms = to_millis(Utc::now());
@@ -226,21 +272,12 @@ impl Store {
 
         // Hand back lapsed leases (found through the `jobs_leased` index; usually none). The attempt that lost
         // its lease counts as a failed attempt.
-        let lapsed: Vec<(String, String, i64)> = sqlx::query_as(
-            "UPDATE jobs SET
-                 status = CASE WHEN attempts_used >= max_attempts THEN 'failed' ELSE 'retrying' END,
-                 finished_at = CASE WHEN attempts_used >= max_attempts THEN $1 END,
-                 error_code = $2, error_message = $3,
-                 lease_token = NULL, lease_expires_at = NULL, run_at = $1, updated_at = $1,
-                 event_seq = event_seq + 2
-             WHERE status = 'running' AND lease_expires_at <= $1
-             RETURNING id, status, event_seq",
-        )
-        .bind(now_ms)
-        .bind(LEASE_EXPIRED)
-        .bind(LEASE_EXPIRED_MESSAGE)
-        .fetch_all(&mut *tx)
-        .await?;
+        let lapsed: Vec<(String, String, i64)> = sqlx::query_as(LAPSED_SQL)
+            .bind(now_ms)
+            .bind(LEASE_EXPIRED)
+            .bind(LEASE_EXPIRED_MESSAGE)
+            .fetch_all(&mut *tx)
+            .await?;
         if !lapsed.is_empty() {
             let ids = json_array(lapsed.iter().map(|(id, _, _)| serde_json::json!({"job_id": id})));
             let sql = format!(
@@ -265,16 +302,31 @@ impl Store {
             }
         }
 
-        let claim_sql = match self.dialect {
-            Dialect::Sqlite => CLAIM_SQLITE,
-            Dialect::Postgres => CLAIM_POSTGRES,
-        };
-        let claimed: Vec<(String, String, i64)> = sqlx::query_as(claim_sql)
-            .bind(now_ms + lease.as_millis() as i64)
+        // Fail the jobs that waited past their queue-wait timeout (through `jobs_start_by`; usually none).
+        let expired: Vec<(String, i64)> = sqlx::query_as(&expire_sql(self.dialect))
             .bind(now_ms)
-            .bind(i64::from(max))
+            .bind(QUEUE_TIMEOUT)
+            .bind(QUEUE_TIMEOUT_MESSAGE)
             .fetch_all(&mut *tx)
             .await?;
+        if !expired.is_empty() {
+            let error = serde_json::json!({"error": {"code": QUEUE_TIMEOUT, "message": QUEUE_TIMEOUT_MESSAGE}});
+            let failed = expired.iter().map(|(id, seq)| (id.as_str(), *seq, Some(error.clone())));
+            insert_events(&mut tx, self.dialect, "failed", now_ms, failed).await?;
+        }
+
+        let claim_sql = claim_sql(self.dialect);
+        let mut claimed: Vec<(String, String, i64)> = Vec::new();
+        for &(workflow, n) in wants.iter().filter(|&&(_, n)| n > 0) {
+            let taken: Vec<(String, String, i64)> = sqlx::query_as(&claim_sql)
+                .bind(now_ms + lease.as_millis() as i64)
+                .bind(now_ms)
+                .bind(i64::from(n))
+                .bind(workflow.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            claimed.extend(taken);
+        }
         let mut attempts = HashMap::with_capacity(claimed.len());
         if !claimed.is_empty() {
             // One attempt row per claimed job, numbered after the job's earlier attempts, in one statement.
@@ -696,6 +748,7 @@ fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, StoreError>
         priority: row.try_get("priority")?,
         run_at: from_millis(row.try_get("run_at")?)?,
         timeout_seconds: (row.try_get::<i64, _>("timeout_ms")? / 1000) as u64,
+        start_by: opt_time(row.try_get("start_by")?)?,
         attempts,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
         idempotency_key: row.try_get("idempotency_key")?,

@@ -6,12 +6,13 @@
 
 pub mod workflows;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nova_core::error_chain;
-use nova_core::{AttemptToken, JobError, JobId, JobStatus, WorkerId};
+use nova_core::{AttemptToken, JobError, JobId, JobStatus, WorkerId, Workflow};
 use nova_store::{ClaimedJob, Completion, Heartbeat, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
@@ -23,8 +24,11 @@ pub use workflows::WorkflowError;
 /// How a worker pool runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Jobs run at once by this process.
+    /// Jobs of each workflow run at once by this process (each workflow has slots of its own, so a slow
+    /// workflow never holds up the others).
     pub concurrency: usize,
+    /// Workflows whose slots differ from `concurrency`; `0` leaves the workflow to other processes.
+    pub workflow_concurrency: HashMap<Workflow, usize>,
     /// How long a claim holds a job without a heartbeat.
     pub lease: Duration,
     /// How often a running attempt renews its lease.
@@ -37,6 +41,18 @@ pub struct WorkerConfig {
     pub retention: Option<Duration>,
     /// The sandbox that `code.run` jobs run in; without one they are retried (another worker may have one).
     pub sandbox: Option<SandboxHandle>,
+}
+
+impl WorkerConfig {
+    /// Jobs of `workflow` this process runs at once.
+    pub fn slots(&self, workflow: Workflow) -> usize {
+        self.workflow_concurrency.get(&workflow).copied().unwrap_or(self.concurrency)
+    }
+
+    /// Jobs this process runs at once, all workflows together.
+    pub fn total_slots(&self) -> usize {
+        Workflow::ALL.iter().map(|&w| self.slots(w)).sum()
+    }
 }
 
 /// A shared sandbox, for the worker's configuration.
@@ -53,6 +69,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workflow_concurrency: HashMap::new(),
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
@@ -84,7 +101,11 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     let hand_back = CancellationToken::new();
     let completer = Completer::start(store.clone());
     let mut running = JoinSet::new();
-    info!(%worker, concurrency = config.concurrency, "worker started");
+    // The workflow of each running attempt, by task, and how many of each run.
+    let mut running_workflow: HashMap<tokio::task::Id, Workflow> = HashMap::new();
+    let mut busy: HashMap<Workflow, usize> = HashMap::new();
+    let slots: Vec<String> = Workflow::ALL.iter().map(|&w| format!("{w}={}", config.slots(w))).collect();
+    info!(%worker, slots = %slots.join(" "), "worker started");
     let listener = match store.listen_for_jobs(wake.clone()).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -94,16 +115,39 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     };
     tokio::pin!(shutdown);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut poll = tokio::time::interval(config.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Workflows whose last claim filled every slot asked for, so more may be waiting. When an attempt ends,
+    // only these are claimed again; a wake-up or a poll looks at every workflow.
+    let mut may_have_more: HashSet<Workflow> = HashSet::new();
+    let mut look_everywhere = true;
     loop {
-        // Fill every free slot with one claim: one transaction (and one commit) for the whole batch.
-        let free = config.concurrency.saturating_sub(running.len());
-        if free > 0 {
-            match store.claim_batch(worker, config.lease, free.try_into().unwrap_or(u32::MAX)).await {
+        // Fill the free slots of each workflow with one claim: one transaction (one commit) for the batch.
+        let wants: Vec<(Workflow, u32)> = Workflow::ALL
+            .iter()
+            .filter(|w| look_everywhere || may_have_more.contains(w))
+            .map(|&w| (w, config.slots(w).saturating_sub(busy.get(&w).copied().unwrap_or(0))))
+            .filter(|&(_, free)| free > 0)
+            .map(|(w, free)| (w, u32::try_from(free).unwrap_or(u32::MAX)))
+            .collect();
+        look_everywhere = false;
+        if !wants.is_empty() {
+            match store.claim_batch(worker, config.lease, &wants).await {
                 Ok(batch) => {
+                    for &(w, asked) in &wants {
+                        let taken = batch.iter().filter(|c| c.job.workflow == w).count();
+                        if taken == asked as usize {
+                            may_have_more.insert(w);
+                        } else {
+                            may_have_more.remove(&w);
+                        }
+                    }
                     for claimed in batch {
+                        let workflow = claimed.job.workflow;
                         let attempt =
                             run_attempt(store.clone(), completer.clone(), claimed, config.clone(), hand_back.clone());
-                        running.spawn(attempt);
+                        running_workflow.insert(running.spawn(attempt).id(), workflow);
+                        *busy.entry(workflow).or_default() += 1;
                     }
                 }
                 Err(e) => error!(error = %error_chain(&e), "claiming jobs failed"),
@@ -111,12 +155,25 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
         }
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(_) = running.join_next(), if !running.is_empty() => {
-                // Reap every attempt that ended meanwhile, so the next claim fills all the freed slots.
-                while running.try_join_next().is_some() {}
+            Some(ended) = running.join_next_with_id(), if !running.is_empty() => {
+                // Free the slot of every attempt that ended meanwhile, so the next claim fills them all.
+                let mut ended = Some(ended);
+                while let Some(end) = ended {
+                    let task = match end {
+                        Ok((task, _)) => task,
+                        Err(e) => {
+                            error!(error = %e, "a job's attempt panicked; its lease will lapse and it will run again");
+                            e.id()
+                        }
+                    };
+                    if let Some(w) = running_workflow.remove(&task) {
+                        busy.entry(w).and_modify(|n| *n = n.saturating_sub(1));
+                    }
+                    ended = running.try_join_next_with_id();
+                }
             }
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = wake.notified() => look_everywhere = true,
+            _ = poll.tick() => look_everywhere = true,
             _ = prune.tick(), if config.retention.is_some() => {
                 prune_history(&store, config.retention.unwrap_or_default()).await;
             }

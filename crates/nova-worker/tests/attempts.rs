@@ -132,17 +132,63 @@ async fn the_pool_runs_queued_jobs_and_stops_on_shutdown() {
     let wake = Arc::new(tokio::sync::Notify::new());
     let config = WorkerConfig { concurrency: 2, poll_interval: Duration::from_millis(20), ..WorkerConfig::default() };
     let pool = tokio::spawn(nova_worker::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while f.store.count_jobs(JobStatus::Succeeded).await.unwrap() < ids.len() as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "jobs did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_succeeded(&f.store, ids.len()).await;
     shutdown.cancel();
     pool.await.unwrap();
     for id in ids {
         let job = f.store.get_job(id).await.unwrap().unwrap();
         assert_eq!((job.status, job.attempts.len()), (JobStatus::Succeeded, 1));
     }
+}
+
+/// Waits (polling the store, for at most a minute) until `n` jobs have succeeded.
+async fn wait_for_succeeded(store: &Store, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while store.count_jobs(JobStatus::Succeeded).await.unwrap() < n as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "jobs did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_workflow_runs_within_its_own_slots() {
+    let f = fixture().await;
+    let mut sleepers = Vec::new();
+    for _ in 0..3 {
+        sleepers.push(f.store.enqueue(NewJob::new(Workflow::Noop, json!({"sleep_ms": 100}))).await.unwrap().job.id);
+    }
+    let mut extractions = Vec::new();
+    for n in 0..3 {
+        extractions.push(extract_job(&f.store, &format!("{INVOICE_TEXT}Reference {n}\n")).await);
+    }
+    let input = json!({"language": "python", "code": "print(1)"});
+    let left = f.store.enqueue(NewJob::new(Workflow::CodeRun, input)).await.unwrap().job.id;
+    let config = WorkerConfig {
+        concurrency: 3,
+        workflow_concurrency: [(Workflow::Noop, 1), (Workflow::CodeRun, 0)].into(),
+        poll_interval: Duration::from_millis(20),
+        ..WorkerConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let pool = tokio::spawn(nova_worker::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
+    wait_for_succeeded(&f.store, 6).await;
+    shutdown.cancel();
+    pool.await.unwrap();
+
+    // One noop slot: the sleepers ran one after another.
+    let mut runs = Vec::new();
+    for id in sleepers {
+        let attempt = f.store.get_job(id).await.unwrap().unwrap().attempts.remove(0);
+        runs.push((attempt.started_at, attempt.finished_at.unwrap()));
+    }
+    runs.sort();
+    for pair in runs.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two noop jobs overlapped: {runs:?}");
+    }
+    // No code.run slot: that job was left to other workers.
+    let job = f.store.get_job(left).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts.len()), (JobStatus::Queued, 0));
 }
 
 #[tokio::test]

@@ -41,9 +41,13 @@ struct CreateJob {
     timeout_seconds: Option<u64>,
     /// Attempts before the job fails, 1 to 20; default from the server's configuration.
     max_attempts: Option<u32>,
+    /// The longest the job may wait for a worker after `run_at`, in seconds (at most 30 days); not started
+    /// by then, it fails with `queue_timeout`. Default: no limit.
+    queue_timeout_seconds: Option<u64>,
 }
 
 const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+const MAX_QUEUE_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/jobs`: validates the workflow and its input, then queues the job (`202`).
@@ -63,6 +67,11 @@ async fn create(
     let max_attempts = body.max_attempts.unwrap_or(app.config.max_attempts);
     if !(1..=20).contains(&max_attempts) {
         return Err(invalid("max_attempts must be between 1 and 20".into()));
+    }
+    if let Some(wait) = body.queue_timeout_seconds {
+        if !(1..=MAX_QUEUE_TIMEOUT_SECONDS).contains(&wait) {
+            return Err(invalid(format!("queue_timeout_seconds must be between 1 and {MAX_QUEUE_TIMEOUT_SECONDS}")));
+        }
     }
     let idempotency_key = idempotency_key(&headers)?;
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
@@ -106,6 +115,7 @@ async fn create(
         priority: body.priority,
         run_at: body.run_at,
         timeout: Duration::from_secs(timeout),
+        queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
         idempotency_key,
         ..NewJob::new(workflow, body.input)
     };
