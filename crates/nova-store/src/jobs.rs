@@ -77,6 +77,15 @@ pub enum Canceled {
     AlreadyFinal(Job),
 }
 
+/// What a [`Store::sweep`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Swept {
+    /// Jobs whose lease had lapsed, now queued again or failed.
+    pub lapsed: usize,
+    /// Queued jobs failed for waiting past their queue-wait timeout.
+    pub expired: usize,
+}
+
 /// What a heartbeat learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heartbeat {
@@ -114,9 +123,14 @@ pub(crate) const READY_SQL: &str = "SELECT id FROM jobs
 /// concurrent claimers skip the rows others are locking instead of waiting on them (or, without the lock,
 /// claiming the same row twice); SQLite has one writer at a time, so the statement alone is atomic.
 pub(crate) fn claim_sql(dialect: Dialect) -> String {
+    // A token is the claim's time in milliseconds (12 hex digits) and 80 random bits: new tokens land at the
+    // end of the token index, not at random places in it, which keeps claims as fast with a long history.
     let (token, lock) = match dialect {
-        Dialect::Sqlite => ("lower(hex(randomblob(16)))", ""),
-        Dialect::Postgres => ("replace(gen_random_uuid()::TEXT, '-', '')", " FOR UPDATE SKIP LOCKED"),
+        Dialect::Sqlite => ("printf('%012x', $2) || lower(hex(randomblob(10)))", ""),
+        Dialect::Postgres => (
+            "lpad(to_hex($2::BIGINT), 12, '0') || substr(md5(gen_random_uuid()::TEXT), 1, 20)",
+            " FOR UPDATE SKIP LOCKED",
+        ),
     };
     format!(
         "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
@@ -124,7 +138,7 @@ pub(crate) fn claim_sql(dialect: Dialect) -> String {
              lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
              start_by = NULL, event_seq = event_seq + 1
          WHERE id IN ({READY_SQL}{lock})
-         RETURNING id, lease_token, event_seq"
+         RETURNING *"
     )
 }
 
@@ -242,10 +256,11 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Claims one ready job for `worker`, holding it for `lease`: the best of the first workflow in
-    /// [`Workflow::ALL`] order that has one. For tools and tests; worker pools claim per workflow with
-    /// [`Store::claim_batch`].
+    /// Claims one ready job for `worker`, holding it for `lease`, after a [`Store::sweep`]: the best of the
+    /// first workflow in [`Workflow::ALL`] order that has one. For tools and tests; worker pools sweep on
+    /// their poll interval and claim per workflow with [`Store::claim_batch`].
     pub async fn claim(&self, worker: WorkerId, lease: Duration) -> Result<Option<ClaimedJob>, StoreError> {
+        self.sweep().await?;
         for &workflow in Workflow::ALL {
             if let Some(claimed) = self.claim_batch(worker, lease, &[(workflow, 1)]).await?.pop() {
                 return Ok(Some(claimed));
@@ -254,24 +269,15 @@ impl Store {
         Ok(None)
     }
 
-    /// Claims, for each `(workflow, n)` of `wants`, up to `n` ready jobs of that workflow for `worker`, in
-    /// one transaction (one commit, however many jobs), holding each for `lease`. First, jobs whose lease
-    /// lapsed are handed back to the queue (or failed, when their attempts are used up), and queued jobs
-    /// past their queue-wait timeout fail.
-    pub async fn claim_batch(
-        &self,
-        worker: WorkerId,
-        lease: Duration,
-        wants: &[(Workflow, u32)],
-    ) -> Result<Vec<ClaimedJob>, StoreError> {
-        if wants.iter().all(|&(_, n)| n == 0) {
-            return Ok(Vec::new());
-        }
+    /// The queue's housekeeping, in one transaction: hands back jobs whose lease lapsed (their worker
+    /// crashed, hung or was cut off) to the queue, or fails them when their attempts are used up, and fails
+    /// queued jobs past their queue-wait timeout. Each reads a partial index of unfinished jobs only, so it
+    /// costs next to nothing when there is nothing to do; worker pools run it on their poll interval.
+    pub async fn sweep(&self) -> Result<Swept, StoreError> {
         let now_ms = to_millis(Utc::now());
         let mut tx = self.begin_write().await?;
 
-        // Hand back lapsed leases (found through the `jobs_leased` index; usually none). The attempt that lost
-        // its lease counts as a failed attempt.
+        // The attempt that lost its lease counts as a failed attempt.
         let lapsed: Vec<(String, String, i64)> = sqlx::query_as(LAPSED_SQL)
             .bind(now_ms)
             .bind(LEASE_EXPIRED)
@@ -302,7 +308,6 @@ impl Store {
             }
         }
 
-        // Fail the jobs that waited past their queue-wait timeout (through `jobs_start_by`; usually none).
         let expired: Vec<(String, i64)> = sqlx::query_as(&expire_sql(self.dialect))
             .bind(now_ms)
             .bind(QUEUE_TIMEOUT)
@@ -314,71 +319,117 @@ impl Store {
             let failed = expired.iter().map(|(id, seq)| (id.as_str(), *seq, Some(error.clone())));
             insert_events(&mut tx, self.dialect, "failed", now_ms, failed).await?;
         }
+        tx.commit().await?;
+        Ok(Swept { lapsed: lapsed.len(), expired: expired.len() })
+    }
 
+    /// Claims, for each `(workflow, n)` of `wants`, up to `n` ready jobs of that workflow for `worker`, in
+    /// one transaction (one commit, however many jobs), holding each for `lease`. Jobs past their
+    /// queue-wait timeout are never taken; lapsed leases wait for the next [`Store::sweep`].
+    pub async fn claim_batch(
+        &self,
+        worker: WorkerId,
+        lease: Duration,
+        wants: &[(Workflow, u32)],
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        if wants.iter().all(|&(_, n)| n == 0) {
+            return Ok(Vec::new());
+        }
+        let now_ms = to_millis(Utc::now());
+        let mut tx = self.begin_write().await?;
         let claim_sql = claim_sql(self.dialect);
-        let mut claimed: Vec<(String, String, i64)> = Vec::new();
+        let mut rows: Vec<AnyRow> = Vec::new();
         for &(workflow, n) in wants.iter().filter(|&&(_, n)| n > 0) {
-            let taken: Vec<(String, String, i64)> = sqlx::query_as(&claim_sql)
+            let taken = sqlx::query(&claim_sql)
                 .bind(now_ms + lease.as_millis() as i64)
                 .bind(now_ms)
                 .bind(i64::from(n))
                 .bind(workflow.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
-            claimed.extend(taken);
+            rows.extend(taken);
         }
-        let mut attempts = HashMap::with_capacity(claimed.len());
-        if !claimed.is_empty() {
-            // One attempt row per claimed job, numbered after the job's earlier attempts, in one statement.
-            let rows = json_array(claimed.iter().map(|(id, token, _)| serde_json::json!({"id": id, "token": token})));
-            let sql = format!(
-                "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
-                 SELECT c.id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a WHERE a.job_id = c.id),
-                        c.token, $2, $3
-                 FROM ({}) AS c
-                 RETURNING job_id, number",
-                json_rows(self.dialect, 1, &[("id", Col::Text), ("token", Col::Text)])
-            );
-            let numbered: Vec<(String, i64)> =
-                sqlx::query_as(&sql).bind(rows).bind(worker.to_string()).bind(now_ms).fetch_all(&mut *tx).await?;
-            attempts.extend(numbered);
-            let started = claimed.iter().map(|(id, _, seq)| {
-                let number = attempts.get(id).copied().unwrap_or_default();
-                (id.as_str(), *seq, Some(serde_json::json!({"attempt": number, "worker_id": worker})))
-            });
-            insert_events(&mut tx, self.dialect, "started", now_ms, started).await?;
-        }
-        tx.commit().await?;
-        if claimed.is_empty() {
+        if rows.is_empty() {
+            tx.commit().await?;
             return Ok(Vec::new());
         }
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (id, token, seq): (String, String, i64) =
+                (row.try_get("id")?, row.try_get("lease_token")?, row.try_get("event_seq")?);
+            claimed.push((id, token, seq));
+        }
+        // One attempt row per claimed job, numbered after the job's earlier attempts, in one statement.
+        let batch = json_array(claimed.iter().map(|(id, token, _)| serde_json::json!({"id": id, "token": token})));
+        let sql = format!(
+            "INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
+             SELECT c.id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a WHERE a.job_id = c.id),
+                    c.token, $2, $3
+             FROM ({}) AS c
+             RETURNING *",
+            json_rows(self.dialect, 1, &[("id", Col::Text), ("token", Col::Text)])
+        );
+        let mut attempts: HashMap<String, Attempt> = HashMap::with_capacity(claimed.len());
+        for row in sqlx::query(&sql).bind(batch).bind(worker.to_string()).bind(now_ms).fetch_all(&mut *tx).await? {
+            attempts.insert(row.try_get("job_id")?, attempt_from_row(&row)?);
+        }
+        let started = claimed.iter().map(|(id, _, seq)| {
+            let number = attempts.get(id).map_or(0, |a| a.number);
+            (id.as_str(), *seq, Some(serde_json::json!({"attempt": number, "worker_id": worker})))
+        });
+        insert_events(&mut tx, self.dialect, "started", now_ms, started).await?;
+        tx.commit().await?;
 
-        let ids: Vec<JobId> = claimed.iter().map(|(id, _, _)| parse_stored("job id", id)).collect::<Result<_, _>>()?;
-        let mut jobs = self.get_jobs(&ids).await?;
-        claimed
+        // A job run before has earlier attempts to list; a first run has only the one just made.
+        let retried: Vec<JobId> = attempts
             .iter()
-            .map(|(id, token, _)| {
-                let job = jobs.remove(id).ok_or_else(|| StoreError::Corrupt(format!("claimed job {id} vanished")))?;
-                let attempt = attempts.get(id).copied().unwrap_or_default() as u32;
-                Ok(ClaimedJob { job, token: parse_stored("attempt token", token)?, attempt })
+            .filter(|(_, a)| a.number > 1)
+            .map(|(id, _)| parse_stored("job id", id))
+            .collect::<Result<_, _>>()?;
+        let mut histories = if retried.is_empty() { HashMap::new() } else { self.attempts_of(&retried).await? };
+        rows.iter()
+            .zip(claimed)
+            .map(|(row, (id, token, _))| {
+                let this = attempts
+                    .remove(&id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("claimed job {id} has no attempt")))?;
+                let number = this.number;
+                let all = histories.remove(&id).unwrap_or_else(|| vec![this]);
+                Ok(ClaimedJob {
+                    job: job_from_row(row, all)?,
+                    token: parse_stored("attempt token", &token)?,
+                    attempt: number,
+                })
             })
             .collect()
     }
 
-    /// Several jobs with their attempts, in two queries, keyed by id.
-    async fn get_jobs(&self, ids: &[JobId]) -> Result<HashMap<String, Job>, StoreError> {
-        // One statement text for any number of ids (one JSON parameter), so it is prepared once.
-        let batch =
-            json_array(ids.iter().map(|id| serde_json::json!({"id": id.to_string(), "job_id": id.to_string()})));
+    /// The attempts of several jobs, oldest first, keyed by job id.
+    async fn attempts_of(&self, ids: &[JobId]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
+        let batch = json_array(ids.iter().map(|id| serde_json::json!({"job_id": id.to_string()})));
         let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
         let sql =
             format!("SELECT * FROM job_attempts WHERE {} ORDER BY job_id, number", json_in(self.dialect, "job_id", 1));
         for row in sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await? {
             attempts.entry(row.try_get("job_id")?).or_default().push(attempt_from_row(&row)?);
         }
-        let mut jobs = HashMap::with_capacity(ids.len());
+        Ok(attempts)
+    }
+
+    /// Several jobs with their attempts, in two queries, keyed by id. The jobs are read first: an attempt is
+    /// written before the job's state moves past it, so a finished job is never shown without the attempt
+    /// that finished it (a job read as queued may show an attempt that started since).
+    async fn get_jobs(&self, ids: &[JobId]) -> Result<HashMap<String, Job>, StoreError> {
+        // One statement text for any number of ids (one JSON parameter), so it is prepared once.
+        let batch = json_array(ids.iter().map(|id| serde_json::json!({"id": id.to_string()})));
         let sql = format!("SELECT * FROM jobs WHERE {}", json_in(self.dialect, "id", 1));
-        for row in sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await? {
+        let rows = sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await?;
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut attempts = self.attempts_of(ids).await?;
+        let mut jobs = HashMap::with_capacity(rows.len());
+        for row in rows {
             let id: String = row.try_get("id")?;
             let job = job_from_row(&row, attempts.remove(&id).unwrap_or_default())?;
             jobs.insert(id, job);
@@ -580,9 +631,14 @@ impl Store {
 /// Records each succeeded attempt of the JSON batch `$1` (`id`, `token`, `result` as JSON text) whose
 /// token still holds its job, at time `$2`, counting its `succeeded` event; returns their ids and event
 /// numbers.
+///
+/// On SQLite the job is found by its key, named outright: planner statistics taken while no job ran (the
+/// partial index `jobs_leased` then looks empty) would otherwise have SQLite walk the running jobs and
+/// re-read the whole JSON batch for each one.
 pub(crate) fn complete_sql(dialect: Dialect) -> String {
+    let by_key = if dialect == Dialect::Sqlite { " INDEXED BY sqlite_autoindex_jobs_1" } else { "" };
     format!(
-        "UPDATE jobs SET status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
+        "UPDATE jobs{by_key} SET status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
              lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2,
              event_seq = event_seq + 1
          FROM ({}) AS c

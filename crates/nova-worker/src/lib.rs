@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nova_core::error_chain;
 use nova_core::{AttemptToken, JobError, JobId, JobStatus, WorkerId, Workflow};
-use nova_store::{ClaimedJob, Completion, Heartbeat, Store, StoreError};
+use nova_store::{ClaimedJob, Completion, Heartbeat, Store, StoreError, Swept};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,20 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     // only these are claimed again; a wake-up or a poll looks at every workflow.
     let mut may_have_more: HashSet<Workflow> = HashSet::new();
     let mut look_everywhere = true;
+    let mut next_sweep = tokio::time::Instant::now();
     loop {
+        // Housekeeping (lapsed leases, queue-wait timeouts) once per poll interval, not with every claim.
+        if tokio::time::Instant::now() >= next_sweep {
+            match store.sweep().await {
+                Ok(Swept { lapsed: 0, expired: 0 }) => {}
+                Ok(swept) => {
+                    info!(lapsed = swept.lapsed, expired = swept.expired, "requeued or failed abandoned jobs");
+                    look_everywhere = true;
+                }
+                Err(e) => warn!(error = %error_chain(&e), "sweeping lapsed leases failed; trying again later"),
+            }
+            next_sweep = tokio::time::Instant::now() + config.poll_interval;
+        }
         // Fill the free slots of each workflow with one claim: one transaction (one commit) for the batch.
         let wants: Vec<(Workflow, u32)> = Workflow::ALL
             .iter()
