@@ -144,7 +144,11 @@ impl Store {
             jobs::LAPSED_SQL.to_string(),
             PRUNE_SQL.to_string(),
             jobs::complete_sql(self.dialect),
-            jobs::complete_attempts_sql(self.dialect),
+            // On PostgreSQL the completion closes the attempts itself: its plan answers for both.
+            match self.dialect {
+                Dialect::Sqlite => jobs::complete_attempts_sql(self.dialect),
+                Dialect::Postgres => jobs::complete_sql(self.dialect),
+            },
             jobs::expire_sql(self.dialect),
         ];
         let mut out = String::new();
@@ -152,7 +156,8 @@ impl Store {
             let sql = format!("{explain}{statement}");
             let query = sqlx::query(&sql);
             let query = match i {
-                0 => query.bind(0_i64).bind(0_i64).bind(1_i64).bind("noop"),
+                0 if self.dialect == Dialect::Sqlite => query.bind(0_i64).bind(0_i64).bind(1_i64).bind("noop"),
+                0 => query.bind(0_i64).bind(0_i64).bind(r#"[{"workflow": "noop", "n": 1}]"#).bind("wrk_x"),
                 1 | 5 => query.bind(0_i64).bind("code").bind("message"),
                 2 => query.bind(0_i64).bind(100_i64),
                 _ => query.bind(batch).bind(0_i64),

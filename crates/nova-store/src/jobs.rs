@@ -111,35 +111,65 @@ const LEASE_EXPIRED_MESSAGE: &str = "the worker stopped renewing its lease (it c
 /// The PostgreSQL channel on which an enqueue wakes idle workers.
 pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
 
-/// The ready jobs of workflow `$4` at time `$2`, best first (highest priority, then oldest), up to `$3`:
-/// one range of the `jobs_ready` index. Jobs past their queue-wait timeout are left for
-/// [`EXPIRE_SQL`].
-pub(crate) const READY_SQL: &str = "SELECT id FROM jobs
-     WHERE workflow = $4 AND status IN ('queued', 'retrying') AND run_at <= $2
-       AND (start_by IS NULL OR start_by > $2)
-     ORDER BY priority DESC, run_at, id LIMIT $3";
-
-/// Takes [`READY_SQL`]'s jobs, each under a fresh attempt token made in SQL, until `$1`. On PostgreSQL
-/// concurrent claimers skip the rows others are locking instead of waiting on them (or, without the lock,
-/// claiming the same row twice); SQLite has one writer at a time, so the statement alone is atomic.
-pub(crate) fn claim_sql(dialect: Dialect) -> String {
-    // A token is the claim's time in milliseconds (12 hex digits) and 80 random bits: new tokens land at the
-    // end of the token index, not at random places in it, which keeps claims as fast with a long history.
-    let (token, lock) = match dialect {
-        Dialect::Sqlite => ("printf('%012x', $2) || lower(hex(randomblob(10)))", ""),
-        Dialect::Postgres => (
-            "lpad(to_hex($2::BIGINT), 12, '0') || substr(md5(gen_random_uuid()::TEXT), 1, 20)",
-            " FOR UPDATE SKIP LOCKED",
-        ),
-    };
+/// The ready jobs of workflow `workflow` at time `$2`, best first (highest priority, then oldest), up to
+/// `limit`: one range of the `jobs_ready` index. Jobs past their queue-wait timeout are left for
+/// [`expire_sql`].
+fn ready_sql(workflow: &str, limit: &str) -> String {
     format!(
-        "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
-             lease_token = 'att_' || {token},
-             lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
-             start_by = NULL, event_seq = event_seq + 1
-         WHERE id IN ({READY_SQL}{lock})
-         RETURNING *"
+        "SELECT id FROM jobs
+         WHERE workflow = {workflow} AND status IN ('queued', 'retrying') AND run_at <= $2
+           AND (start_by IS NULL OR start_by > $2)
+         ORDER BY priority DESC, run_at, id LIMIT {limit}"
     )
+}
+
+/// The claim: takes ready jobs, each under a fresh attempt token made in SQL, holding them until `$1`
+/// (`$2`: now). A token is the claim's time in milliseconds (12 hex digits) and 80 random bits, so new
+/// tokens land at the end of the token index, not at random places in it.
+///
+/// - SQLite: up to `$3` jobs of workflow `$4`, one statement per workflow; the attempts and `started`
+///   events follow in the same transaction. SQLite has one writer at a time, so each is atomic.
+/// - PostgreSQL: one statement for every workflow of the JSON `$3` (`[{"workflow", "n"}]`) that also
+///   inserts the attempts (worker `$4`) and the events, and returns the jobs' rows with `attempt_number`.
+///   Concurrent claimers skip the rows others are locking instead of waiting on them (or, without the
+///   lock, claiming the same row twice).
+pub(crate) fn claim_sql(dialect: Dialect) -> String {
+    let token = match dialect {
+        Dialect::Sqlite => "printf('%012x', $2) || lower(hex(randomblob(10)))",
+        Dialect::Postgres => "lpad(to_hex($2::BIGINT), 12, '0') || substr(md5(gen_random_uuid()::TEXT), 1, 20)",
+    };
+    let take = |ready: &str| {
+        format!(
+            "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
+                 lease_token = 'att_' || {token},
+                 lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
+                 start_by = NULL, event_seq = event_seq + 1
+             WHERE id IN ({ready})
+             RETURNING *"
+        )
+    };
+    match dialect {
+        Dialect::Sqlite => take(&ready_sql("$4", "$3")),
+        Dialect::Postgres => format!(
+            "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'n')::BIGINT AS n
+                            FROM json_array_elements($3::JSON) AS e),
+             picked AS (SELECT r.id FROM wants CROSS JOIN LATERAL ({} FOR UPDATE SKIP LOCKED) AS r),
+             claimed AS ({}),
+             attempts AS (INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
+                          SELECT id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a
+                                      WHERE a.job_id = claimed.id),
+                                 lease_token, $4, $2
+                          FROM claimed
+                          RETURNING job_id, number),
+             logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
+                        SELECT c.id, c.event_seq, $2, 'started',
+                               json_build_object('attempt', a.number, 'worker_id', $4::TEXT)::TEXT
+                        FROM claimed c JOIN attempts a ON a.job_id = c.id)
+             SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
+            ready_sql("wants.workflow", "wants.n"),
+            take("SELECT id FROM picked"),
+        ),
+    }
 }
 
 /// Ends the leases that lapsed by `$1`: the job is queued again (`retrying`) or, with its attempts used
@@ -336,12 +366,16 @@ impl Store {
             return Ok(Vec::new());
         }
         let now_ms = to_millis(Utc::now());
+        let lease_until = now_ms + lease.as_millis() as i64;
+        if self.dialect == Dialect::Postgres {
+            return self.claim_batch_postgres(worker, lease_until, now_ms, wants).await;
+        }
         let mut tx = self.begin_write().await?;
         let claim_sql = claim_sql(self.dialect);
         let mut rows: Vec<AnyRow> = Vec::new();
         for &(workflow, n) in wants.iter().filter(|&&(_, n)| n > 0) {
             let taken = sqlx::query(&claim_sql)
-                .bind(now_ms + lease.as_millis() as i64)
+                .bind(lease_until)
                 .bind(now_ms)
                 .bind(i64::from(n))
                 .bind(workflow.as_str())
@@ -402,6 +436,49 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// [`Store::claim_batch`] on PostgreSQL: one statement, which is its own transaction.
+    async fn claim_batch_postgres(
+        &self,
+        worker: WorkerId,
+        lease_until: i64,
+        now_ms: i64,
+        wants: &[(Workflow, u32)],
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let wants = json_array(
+            wants.iter().filter(|&&(_, n)| n > 0).map(|(w, n)| serde_json::json!({"workflow": w.as_str(), "n": n})),
+        );
+        let rows = sqlx::query(&claim_sql(Dialect::Postgres))
+            .bind(lease_until)
+            .bind(now_ms)
+            .bind(wants)
+            .bind(worker.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let started_at = from_millis(now_ms)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut retried = Vec::new();
+        for row in &rows {
+            let number = row.try_get::<i64, _>("attempt_number")? as u32;
+            let this = Attempt { number, worker_id: worker, started_at, finished_at: None, outcome: None, error: None };
+            let job = job_from_row(row, vec![this])?;
+            if number > 1 {
+                retried.push(job.id);
+            }
+            let token = parse_stored("attempt token", &row.try_get::<String, _>("lease_token")?)?;
+            claimed.push(ClaimedJob { job, token, attempt: number });
+        }
+        // A job run before has earlier attempts to list.
+        if !retried.is_empty() {
+            let mut histories = self.attempts_of(&retried).await?;
+            for c in &mut claimed {
+                if let Some(all) = histories.remove(&c.job.id.to_string()) {
+                    c.job.attempts = all;
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     /// The attempts of several jobs, oldest first, keyed by job id.
@@ -547,6 +624,12 @@ impl Store {
         let rows = json_array(batch.iter().map(|c| {
             serde_json::json!({"id": c.job.to_string(), "token": c.token.to_string(), "result": c.result.to_string()})
         }));
+        if self.dialect == Dialect::Postgres {
+            // One statement does it all (and is its own transaction): one round trip for the batch.
+            let done: Vec<String> =
+                sqlx::query_scalar(&complete_sql(self.dialect)).bind(&rows).bind(now).fetch_all(&self.pool).await?;
+            return Ok(batch.iter().map(|c| done.contains(&c.job.to_string())).collect());
+        }
         let mut tx = self.begin_write().await?;
         let sql = complete_sql(self.dialect);
         let done: HashMap<String, i64> =
@@ -629,26 +712,38 @@ impl Store {
 }
 
 /// Records each succeeded attempt of the JSON batch `$1` (`id`, `token`, `result` as JSON text) whose
-/// token still holds its job, at time `$2`, counting its `succeeded` event; returns their ids and event
-/// numbers.
+/// token still holds its job, at time `$2`, counting its `succeeded` event; returns their ids (and, on
+/// SQLite, their event numbers). On PostgreSQL the one statement also closes the attempts and logs the
+/// events (data-modifying `WITH` clauses); on SQLite [`complete_attempts_sql`] and an event insert follow.
 ///
 /// On SQLite the job is found by its key, named outright: planner statistics taken while no job ran (the
 /// partial index `jobs_leased` then looks empty) would otherwise have SQLite walk the running jobs and
 /// re-read the whole JSON batch for each one.
 pub(crate) fn complete_sql(dialect: Dialect) -> String {
     let by_key = if dialect == Dialect::Sqlite { " INDEXED BY sqlite_autoindex_jobs_1" } else { "" };
-    format!(
+    let update = format!(
         "UPDATE jobs{by_key} SET status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
              lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2,
              event_seq = event_seq + 1
          FROM ({}) AS c
-         WHERE jobs.id = c.id AND jobs.lease_token = c.token AND jobs.status = 'running'
-         RETURNING jobs.id, jobs.event_seq",
+         WHERE jobs.id = c.id AND jobs.lease_token = c.token AND jobs.status = 'running'",
         json_rows(dialect, 1, &[("id", Col::Text), ("token", Col::Text), ("result", Col::Text)])
-    )
+    );
+    match dialect {
+        Dialect::Sqlite => format!("{update} RETURNING jobs.id, jobs.event_seq"),
+        Dialect::Postgres => format!(
+            "WITH done AS ({update} RETURNING jobs.id, jobs.event_seq, c.token),
+             closed AS (UPDATE job_attempts SET outcome = 'succeeded', finished_at = $2
+                        FROM done WHERE job_attempts.token = done.token AND job_attempts.outcome IS NULL),
+             logged AS (INSERT INTO job_events (job_id, seq, at, kind)
+                        SELECT id, event_seq, $2, 'succeeded' FROM done)
+             SELECT id FROM done"
+        ),
+    }
 }
 
-/// Closes the attempts whose tokens the JSON batch `$1` names as succeeded at time `$2`.
+/// Closes the attempts whose tokens the JSON batch `$1` names as succeeded at time `$2` (SQLite; on
+/// PostgreSQL [`complete_sql`] does it).
 pub(crate) fn complete_attempts_sql(dialect: Dialect) -> String {
     format!(
         "UPDATE job_attempts SET outcome = 'succeeded', finished_at = $2 WHERE outcome IS NULL AND {}",
