@@ -200,53 +200,6 @@ pub fn set_no_new_privs() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as _).map(drop)
 }
 
-/// Drops every capability for good: the bounding set (so no exec can regain one), the ambient set, the
-/// securebits that would hand root its capabilities on exec, and finally the current sets.
-pub fn drop_all_capabilities() -> io::Result<()> {
-    let last: libc::c_ulong =
-        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
-    for cap in 0..=last {
-        // SAFETY: prctl with integer arguments only. EINVAL for a capability this kernel lacks is harmless.
-        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
-        if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    // SAFETY: prctl with integer arguments only.
-    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } as _)?;
-    let bits = libc::SECBIT_NOROOT
-        | libc::SECBIT_NOROOT_LOCKED
-        | libc::SECBIT_NO_SETUID_FIXUP
-        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
-        | libc::SECBIT_KEEP_CAPS_LOCKED;
-    // SAFETY: prctl with integer arguments only.
-    check(unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) } as _)?;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    let header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let data = [Data::default(); 2];
-    // SAFETY: version 3 capset reads one header and two data structs, which `header` and `data` provide.
-    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) }).map(drop)
-}
-
-/// Sets the soft and hard values of one rlimit of process `pid` (0: this process).
-pub fn set_rlimit(pid: pid_t, resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
-    let limit = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
-    // SAFETY: `limit` is a valid rlimit64 for reading; the old-limit pointer may be null.
-    check(unsafe { libc::prlimit64(pid, resource, &limit, std::ptr::null_mut()) } as _).map(drop)
-}
-
 /// Puts every signal back to its default disposition and unblocks them all, so the interpreter does not
 /// inherit the helper's ignored SIGPIPE.
 pub fn reset_signals() {
@@ -265,28 +218,28 @@ pub fn reset_signals() {
     }
 }
 
+/// Has the kernel reap this process's children as they exit (`SIGCHLD` ignored); a later `wait` blocks until
+/// every child has ended, then fails with `ECHILD`.
+pub fn reap_children_automatically() -> io::Result<()> {
+    // SAFETY: SIG_IGN installs no handler of ours, so no code runs in signal context.
+    if unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn kill(pid: pid_t, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill takes plain integers. Callers pass a pid they own (their child) or -1 from a jail's init.
     check(unsafe { libc::kill(pid, signal) } as _).map(drop)
 }
 
-/// How a waited-for process ended, with its resource usage (and that of its waited-for descendants).
-pub struct Exit {
-    pub pid: pid_t,
-    /// Raw wait status, for `ExitStatus::from_raw`.
-    pub status: i32,
-    pub cpu_us: u64,
-    pub max_rss_bytes: u64,
-}
-
-/// `wait4(pid, ...)`, retrying on EINTR. `pid` -1 waits for any child.
-pub fn wait(pid: pid_t) -> io::Result<Exit> {
+/// `waitpid(pid, ...)`, retrying on EINTR; returns the pid reaped and its raw wait status. `pid` -1 waits
+/// for any child.
+pub fn wait(pid: pid_t) -> io::Result<(pid_t, i32)> {
     let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: `status` and `usage` are valid and writable for the call.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        // SAFETY: `status` is valid and writable for the call.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
         if rc == -1 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -294,14 +247,15 @@ pub fn wait(pid: pid_t) -> io::Result<Exit> {
             }
             return Err(e);
         }
-        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-        return Ok(Exit {
-            pid: rc,
-            status,
-            cpu_us: tv(usage.ru_utime) + tv(usage.ru_stime),
-            max_rss_bytes: usage.ru_maxrss as u64 * 1024,
-        });
+        return Ok((rc, status));
     }
+}
+
+/// Sets the soft and hard values of one rlimit of process `pid` (0: this process).
+pub fn set_rlimit(pid: pid_t, resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: `limit` is a valid rlimit64 for reading; the old-limit pointer may be null.
+    check(unsafe { libc::prlimit64(pid, resource, &limit, std::ptr::null_mut()) } as _).map(drop)
 }
 
 /// Waits up to `timeout_ms` (-1: forever) for any of `fds` to be ready; returns each one's `revents`.
@@ -355,4 +309,98 @@ pub fn proportional_set_size(pid: pid_t) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let line = text.lines().find(|l| l.starts_with("Pss:"))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// A connected pair of Unix sequenced-packet sockets (message boundaries kept) whose ends close on exec.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: `fds` is a valid, writable array of two ints, as socketpair requires.
+    check(unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } as _)?;
+    // SAFETY: socketpair succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The most descriptors one message carries.
+const MAX_PASSED_FDS: usize = 16;
+
+/// Room for the control message of `MAX_PASSED_FDS` descriptors, aligned as `cmsghdr` requires.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 128]);
+
+/// Sends `data` (at least one byte) with copies of the descriptors `fds` (`SCM_RIGHTS`) in one message.
+pub fn send_fds(socket: &impl AsRawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    assert!(!data.is_empty() && fds.len() <= MAX_PASSED_FDS, "one message of 1+ bytes and few descriptors");
+    let mut control = ControlBuffer([0; 128]);
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // SAFETY: an all-zero msghdr is a valid value of the plain C struct.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as u32;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size; 16 descriptors need 80 bytes, within the 128 of `control`.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(bytes) } as _;
+        // SAFETY: `msg` points at `control`, which is aligned and large enough for one header and `bytes` of
+        // data, so CMSG_FIRSTHDR is non-null and CMSG_DATA has room for `fds.len()` descriptors.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(&msg);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = libc::CMSG_LEN(bytes) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(header) as *mut RawFd, fds.len());
+        }
+    }
+    loop {
+        // SAFETY: `msg` and everything it points to (`iov`, `data`, `control`) live across the call.
+        let rc = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        match check(rc as _) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Receives one message into `buf` and the descriptors sent with it (close-on-exec). Returns the message's
+/// length (0: the peer closed) and the descriptors.
+pub fn recv_fds(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut control = ControlBuffer([0; 128]);
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is a valid value of the plain C struct.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    let n = loop {
+        // SAFETY: `msg` points at `buf` and `control`, both writable for their stated lengths.
+        let rc = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        match check(rc as _) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other? as usize,
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `control` with `msg_controllen` bytes of well-formed control messages; the
+    // CMSG macros walk them within that length, and each SCM_RIGHTS payload holds whole descriptors that the
+    // kernel installed in this process for us alone.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(header) as *const RawFd;
+                let count = ((*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other("too many descriptors in one message"));
+    }
+    Ok((n, fds))
 }

@@ -416,6 +416,86 @@ print("contained")
     });
 }
 
+#[test]
+fn a_run_cannot_tamper_with_the_zygote_or_leave_anything_for_the_next() {
+    if jail().is_none() {
+        return;
+    }
+    // One warm jail serves every run below: each is a fresh fork of the same zygote.
+    let mut config = JailConfig::detect(env!("CARGO_BIN_EXE_nova-sandbox-helper"), &[]).expect("python3 on PATH");
+    config.pool_size = 1;
+    let sandbox = JailSandbox::new(config);
+    assert!(sandbox.wait_warm(Duration::from_secs(30)), "the pool filled");
+    let built = sandbox.jails_started();
+    let marker = format!("32.{}", std::process::id());
+    let leave_behind = format!(
+        r#"
+import builtins
+os.getcwd = lambda: "tampered"
+builtins.sorted = lambda *a, **k: ["tampered"]
+sys.path.append("/tmp/evil")
+os.environ["NOVA_LEFTOVER"] = "1"
+open("/tmp/leftover", "w").write("x"); open("/work/leftover", "w").write("x")
+os.mkfifo("/tmp/leftover-fifo")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/usr/bin/sleep", ["sleep", "{marker}"])
+    os._exit(0)
+time.sleep(0.2)
+for pid in [p for p in os.listdir("/proc") if p.isdigit() and p not in ("1", str(os.getpid()))]:
+    if open(f"/proc/{{pid}}/cmdline", "rb").read().startswith(b"sleep"):
+        break
+else:
+    leak("the background process did not start")
+for path in ["/proc/1/mem", "/proc/1/environ", "/proc/1/fd/0"]:
+    try:
+        open(path, "rb").read(1); leak(path)
+    except OSError:
+        pass
+print("contained")
+"#
+    );
+    // Kills every process it may signal (the run's init ignores it), then itself.
+    let kill_everything = r#"
+subprocess.Popen(["/usr/bin/sleep", "30"])
+os.kill(-1, signal.SIGKILL)
+os.kill(1, signal.SIGKILL)
+os.kill(os.getpid(), signal.SIGKILL)
+"#;
+    let check_clean = r#"
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+if sorted(pids, key=int) != ["1", "2"]: leak(f"processes left over: {pids}")
+if os.getcwd() != "/work": leak("a module of the zygote was modified")
+if sorted([2, 1]) != [1, 2]: leak("a builtin of the zygote was modified")
+if "/tmp/evil" in sys.path: leak("sys.path was modified")
+if "NOVA_LEFTOVER" in os.environ: leak("the environment was modified")
+if os.listdir("/tmp") or os.listdir("/work"): leak(f"files left over: {os.listdir('/tmp')} {os.listdir('/work')}")
+print("contained")
+"#;
+    for _ in 0..2 {
+        let outcome = sandbox.exec(&request(&leave_behind));
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        let stdout = String::from_utf8_lossy(&outcome.stdout);
+        assert!(!stdout.contains("LEAK") && stdout.contains("contained"), "{stdout}");
+        let outcome = sandbox.exec(&request(check_clean));
+        let stdout = String::from_utf8_lossy(&outcome.stdout);
+        assert!(!stdout.contains("LEAK") && stdout.contains("contained"), "{outcome:?}");
+        let outcome = sandbox.exec(&request(kill_everything));
+        assert_eq!(outcome.status, Status::Signaled, "{outcome:?}");
+        assert!(!String::from_utf8_lossy(&outcome.stdout).contains("LEAK"));
+        let outcome = sandbox.exec(&request(check_clean));
+        let stdout = String::from_utf8_lossy(&outcome.stdout);
+        assert!(!stdout.contains("LEAK") && stdout.contains("contained"), "{outcome:?}");
+    }
+    assert_eq!(sandbox.jails_started(), built, "every run reused the one warm jail");
+    // Nothing of the runs lives on the host either.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&marker), "escaped process {:?}", entry.path());
+    }
+}
+
 // ----- network -------------------------------------------------------------------------------------------
 
 #[test]

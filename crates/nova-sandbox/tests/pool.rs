@@ -1,4 +1,5 @@
-//! The warm pool: jails prepared ahead, each used once, refilled in the background.
+//! The warm pool: jails prepared ahead, each serving one run at a time, replaced in the background when a
+//! run was killed.
 
 use std::time::Duration;
 
@@ -17,18 +18,25 @@ fn pool(size: usize) -> Option<JailSandbox> {
 }
 
 #[test]
-fn warm_jails_run_once_each_and_are_refilled() {
+fn warm_jails_serve_fresh_runs_and_killed_ones_are_replaced() {
     let Some(sandbox) = pool(2) else { return };
     assert!(sandbox.wait_warm(Duration::from_secs(20)), "pool filled");
     assert!(sandbox.idle_jail_memory().is_some_and(|m| m > 0));
+    let built = sandbox.jails_started();
     let code = "import os\nopen('/tmp/mark', 'a').write('x')\nprint(len(open('/tmp/mark').read()), os.getpid())";
     for _ in 0..5 {
         let outcome = sandbox.exec(&ExecRequest { code: code.into(), ..Default::default() });
         assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
-        // A fresh jail every time: the mark file holds one write, and the program is pid 2.
+        // A fresh run every time: the mark file holds one write, and the program is pid 2.
         assert_eq!(String::from_utf8_lossy(&outcome.stdout), "1 2\n");
     }
+    assert_eq!(sandbox.jails_started(), built, "the warm jails served every run");
+    // A run killed at its deadline takes its jail with it; the pool builds a replacement.
+    let mut request = ExecRequest { code: "while True: pass".into(), ..Default::default() };
+    request.limits.wall_ms = 200;
+    assert_eq!(sandbox.exec(&request).status, Status::Timeout);
     assert!(sandbox.wait_warm(Duration::from_secs(20)), "pool refilled");
+    assert_eq!(sandbox.jails_started(), built + 1);
 }
 
 #[test]

@@ -59,7 +59,8 @@ pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
     let sandbox = JailSandbox::new(config);
     anyhow::ensure!(sandbox.wait_warm(Duration::from_secs(30)), "the warm pool did not fill in 30 s");
     let idle_memory = sandbox.idle_jail_memory();
-    // Latency: one execution at a time, each taking a ready jail (the wait for a refill is not counted).
+    // Latency: one execution at a time, each taking a ready jail (the wait for a refill, when a jail was
+    // replaced, is not counted).
     let mut warm = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         sandbox.wait_warm(Duration::from_secs(10));
@@ -69,7 +70,8 @@ pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
     }
     print_row("nova jail, warm pool (latency)", &Timings::new(warm, None));
 
-    // Throughput: callers back to back while the pool refills behind them; a miss runs cold.
+    // Throughput: callers back to back, each run in an idle warm jail (the jails are reused); a miss runs
+    // cold.
     sandbox.wait_warm(Duration::from_secs(30));
     let done = AtomicUsize::new(0);
     let start = Instant::now();
@@ -104,7 +106,7 @@ pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
     println!("cold jail / bare python3 -c (p50): {:.2}x", p50(&cold) / p50(&bare));
     match idle_memory {
         Some(bytes) => println!(
-            "memory held by each idle warm jail (PSS of helper, init, interpreter): {:.1} MiB",
+            "memory held by each idle warm jail (PSS of helper, init, zygote, prepared run): {:.1} MiB",
             bytes as f64 / 1048576.0
         ),
         None => println!("memory held by each idle warm jail: not measured (no ready jail)"),

@@ -195,6 +195,19 @@ impl Cgroup {
         }
     }
 
+    /// Starts the peak memory over, so that a jail's next run reports its own peak. Best effort: cgroup v2
+    /// has no such reset before Linux 6.12 (a run there may report an earlier run's higher peak).
+    pub fn reset_peak_memory(&self) {
+        match &self.hierarchy {
+            Hierarchy::V2 { parent } => {
+                let _ = fs::write(parent.join(&self.name).join("memory.peak"), "0");
+            }
+            Hierarchy::V1 { memory, .. } => {
+                let _ = fs::write(memory.join(&self.name).join("memory.max_usage_in_bytes"), "0");
+            }
+        }
+    }
+
     /// Kills whatever is left inside and removes the directories, retrying while the kernel finishes
     /// tearing the last processes down.
     pub fn destroy(&self) {

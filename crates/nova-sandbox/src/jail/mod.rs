@@ -1,5 +1,9 @@
 //! The `jail` backend: one fresh set of namespaces per execution, built by a helper process (see
-//! [`helper_main`]), optionally prepared ahead of time in a warm pool.
+//! [`helper_main`]). A warm pool keeps jails whose zygote (an interpreter that imported nothing of any
+//! program) is started; each execution in one gets fresh pid, mount, net, ipc and uts namespaces, a fresh
+//! `/proc`, `/tmp` and work directory, and a fresh fork of the zygote, so nothing of one execution reaches the
+//! next. A jail whose execution was killed (deadline, output limit, memory limit, cancellation) or failed is
+//! destroyed and replaced in the background.
 
 mod cgroup;
 mod helper;
@@ -9,11 +13,12 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use helper::Reply;
 pub use helper::{helper_main, Setup, SetupError};
 
 use crate::{Cancel, ExecRequest, Limits, Outcome, Sandbox};
@@ -27,7 +32,8 @@ pub struct JailConfig {
     pub helper_args: Vec<String>,
     /// The interpreter and what it needs bound.
     pub python: PythonRuntime,
-    /// Jails kept ready with the interpreter started; 0 turns the pool off (every execution is cold).
+    /// Jails kept with their zygote started, each serving one execution at a time; 0 turns the pool off
+    /// (every execution is cold).
     pub pool_size: usize,
     /// Limits warm jails are built with (a request's own limits replace them before its code runs).
     pub warm_limits: Limits,
@@ -106,6 +112,7 @@ pub struct JailSandbox {
     config: Arc<JailConfig>,
     pool: Option<Arc<Pool>>,
     refillers: Vec<JoinHandle<()>>,
+    started: Arc<AtomicUsize>,
 }
 
 impl JailSandbox {
@@ -113,17 +120,18 @@ impl JailSandbox {
     /// call [`JailSandbox::check`] for that.
     pub fn new(config: JailConfig) -> JailSandbox {
         let config = Arc::new(config);
+        let started = Arc::new(AtomicUsize::new(0));
         let mut refillers = Vec::new();
         let pool = (config.pool_size > 0).then(|| {
             let pool = Arc::new(Pool::default());
             // Two preparers: preparing a jail is mostly the interpreter's start-up, one core each.
             for _ in 0..config.pool_size.min(2) {
-                let (pool, config) = (pool.clone(), config.clone());
-                refillers.push(std::thread::spawn(move || refill(&pool, &config)));
+                let (pool, config, started) = (pool.clone(), config.clone(), started.clone());
+                refillers.push(std::thread::spawn(move || refill(&pool, &config, &started)));
             }
             pool
         });
-        JailSandbox { config, pool, refillers }
+        JailSandbox { config, pool, refillers, started }
     }
 
     /// Proves that jails work here and are in force: one execution that must see its own pid namespace, no
@@ -145,15 +153,21 @@ impl JailSandbox {
         })
     }
 
-    /// Memory held by each idle warm jail (helper, init and waiting interpreter), in bytes: the sum of their
-    /// proportional set sizes. `None` when no warm jail is ready.
+    /// How many jails this sandbox has built so far (warm and cold): executions minus this is how many
+    /// reused a warm jail.
+    pub fn jails_started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Memory held by each idle warm jail (helper, init, zygote, and the prepared run's init and waiting
+    /// program), in bytes: the sum of their proportional set sizes. `None` when no warm jail is ready.
     pub fn idle_jail_memory(&self) -> Option<u64> {
         let pool = self.pool.as_ref()?;
-        let ready = pool.ready.lock().expect("pool lock");
-        let jail = ready.front()?;
+        let state = pool.state.lock().expect("pool lock");
+        let jail = state.ready.front()?;
         let helper = jail.child.id() as i32;
         let mut total = crate::os::proportional_set_size(helper)?;
-        // The helper's descendants: the init and the interpreter.
+        // The helper's descendants: the init, the zygote and the prepared run.
         let mut pids = vec![helper];
         while let Some(pid) = pids.pop() {
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
@@ -168,10 +182,12 @@ impl JailSandbox {
     /// Waits until the pool holds `pool_size` ready jails (or `timeout` passes).
     pub fn wait_warm(&self, timeout: Duration) -> bool {
         let Some(pool) = &self.pool else { return true };
-        let ready = pool.ready.lock().expect("pool lock");
-        let (ready, _) =
-            pool.changed.wait_timeout_while(ready, timeout, |r| r.len() < self.config.pool_size).expect("pool lock");
-        ready.len() >= self.config.pool_size
+        let state = pool.state.lock().expect("pool lock");
+        let (state, _) = pool
+            .changed
+            .wait_timeout_while(state, timeout, |s| s.ready.len() < self.config.pool_size)
+            .expect("pool lock");
+        state.ready.len() >= self.config.pool_size
     }
 
     /// Runs one request in a freshly built jail, ignoring the pool.
@@ -180,8 +196,12 @@ impl JailSandbox {
     }
 
     fn exec_cold_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
-        match WarmJail::start(&self.config) {
-            Ok(jail) => jail.run(request, cancel),
+        match WarmJail::start(&self.config, &self.started) {
+            Ok(mut jail) => {
+                let (outcome, _) = jail.run(request, cancel);
+                jail.close();
+                outcome
+            }
             Err(e) => Outcome::sandbox_error(e),
         }
     }
@@ -192,15 +212,12 @@ impl Sandbox for JailSandbox {
         if cancel.is_canceled() {
             return Outcome::canceled();
         }
-        let warm = self.pool.as_ref().and_then(|pool| {
-            let jail = pool.ready.lock().expect("pool lock").pop_front();
-            pool.changed.notify_all();
-            jail
-        });
-        match warm {
-            Some(jail) => jail.run(request, cancel),
-            None => self.exec_cold_cancelable(request, cancel),
-        }
+        let Some(pool) = &self.pool else { return self.exec_cold_cancelable(request, cancel) };
+        let warm = pool.state.lock().expect("pool lock").ready.pop_front();
+        let Some(mut jail) = warm else { return self.exec_cold_cancelable(request, cancel) };
+        let (outcome, reusable) = jail.run(request, cancel);
+        pool.give_back(jail, reusable);
+        outcome
     }
 }
 
@@ -215,7 +232,7 @@ impl Drop for JailSandbox {
         }
         // Closing the ready jails' input makes each helper tear its jail down and exit.
         if let Some(pool) = &self.pool {
-            for mut jail in pool.ready.lock().expect("pool lock").drain(..) {
+            for mut jail in pool.state.lock().expect("pool lock").ready.drain(..) {
                 drop(jail.stdin.lock().expect("stdin lock").take());
                 let _ = jail.child.wait();
             }
@@ -240,39 +257,68 @@ print("jailed")
 
 #[derive(Default)]
 struct Pool {
-    ready: Mutex<VecDeque<WarmJail>>,
+    state: Mutex<PoolState>,
     changed: Condvar,
     shutdown: AtomicBool,
 }
 
-/// Keeps the pool full: waits for a gap, prepares a jail, adds it. Backs off after a failure.
-fn refill(pool: &Pool, config: &JailConfig) {
-    loop {
-        {
-            let ready = pool.ready.lock().expect("pool lock");
-            let ready = pool
-                .changed
-                .wait_while(ready, |r| r.len() >= config.pool_size && !pool.shutdown.load(Ordering::SeqCst))
-                .expect("pool lock");
-            drop(ready);
+#[derive(Default)]
+struct PoolState {
+    /// Idle jails, the longest idle first: each prepares its next run after an execution, so the one idle
+    /// longest is the most likely to have it ready.
+    ready: VecDeque<WarmJail>,
+    /// Jails of the pool alive: idle, running an execution, or being built.
+    live: usize,
+}
+
+impl Pool {
+    /// Takes a jail back after an execution: idle again if it can serve another, else closed (and replaced).
+    fn give_back(&self, jail: WarmJail, reusable: bool) {
+        let mut state = self.state.lock().expect("pool lock");
+        if reusable && !self.shutdown.load(Ordering::SeqCst) {
+            state.ready.push_back(jail);
+        } else {
+            state.live -= 1;
+            jail.close();
         }
-        if pool.shutdown.load(Ordering::SeqCst) {
-            return;
-        }
-        match WarmJail::start(config) {
-            Ok(jail) => {
-                let mut ready = pool.ready.lock().expect("pool lock");
-                if ready.len() < config.pool_size && !pool.shutdown.load(Ordering::SeqCst) {
-                    ready.push_back(jail);
-                }
-                pool.changed.notify_all();
-            }
-            Err(_) => std::thread::sleep(Duration::from_secs(1)),
-        }
+        self.changed.notify_all();
     }
 }
 
-/// A helper process whose jail is built and whose interpreter waits for its code.
+/// Keeps the pool full: waits for a gap, prepares a jail, adds it. Backs off after a failure.
+fn refill(pool: &Pool, config: &JailConfig, started: &AtomicUsize) {
+    loop {
+        {
+            let state = pool.state.lock().expect("pool lock");
+            let mut state = pool
+                .changed
+                .wait_while(state, |s| s.live >= config.pool_size && !pool.shutdown.load(Ordering::SeqCst))
+                .expect("pool lock");
+            if pool.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            state.live += 1;
+        }
+        let jail = WarmJail::start(config, started);
+        let mut state = pool.state.lock().expect("pool lock");
+        match jail {
+            Ok(jail) if !pool.shutdown.load(Ordering::SeqCst) => state.ready.push_back(jail),
+            Ok(jail) => {
+                state.live -= 1;
+                jail.close();
+            }
+            Err(_) => {
+                state.live -= 1;
+                drop(state);
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        pool.changed.notify_all();
+    }
+}
+
+/// A helper process whose jail is built and whose zygote waits for the next execution.
 struct WarmJail {
     child: Child,
     /// The helper's input. Closing it before the outcome arrives cancels the execution (see [`Cancel`]).
@@ -282,7 +328,8 @@ struct WarmJail {
 
 impl WarmJail {
     /// Starts a helper, sends it the setup and waits for `ready`: the jail built and its interpreter started.
-    fn start(config: &JailConfig) -> Result<WarmJail, String> {
+    fn start(config: &JailConfig, started: &AtomicUsize) -> Result<WarmJail, String> {
+        started.fetch_add(1, Ordering::SeqCst);
         let mut child = Command::new(&config.helper)
             .args(&config.helper_args)
             .env_clear()
@@ -308,11 +355,12 @@ impl WarmJail {
         })
     }
 
-    /// Sends the request and waits for the outcome; the helper then tears the jail down and exits.
+    /// Sends the request and waits for the outcome and whether the jail can serve another execution (when
+    /// not, the helper tears it down and exits).
     ///
     /// The helper watches its input while the program runs: `cancel` closes it, and the helper kills the
     /// jail and answers with a `canceled` outcome.
-    fn run(mut self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
+    fn run(&mut self, request: &ExecRequest, cancel: &Cancel) -> (Outcome, bool) {
         let line = serde_json::to_string(request).expect("requests serialise");
         let mut reply = String::new();
         let sent = match self.stdin.lock().expect("stdin lock").as_mut() {
@@ -323,14 +371,19 @@ impl WarmJail {
         let registration = cancel.register(move || drop(stdin.lock().expect("stdin lock").take()));
         let result = sent.and_then(|()| self.stdout.read_line(&mut reply));
         drop(registration);
+        let open = self.stdin.lock().expect("stdin lock").is_some();
+        match result.map(|_| serde_json::from_str::<Reply>(&reply)) {
+            Ok(Ok(Reply { outcome, reusable })) => (outcome, reusable && open),
+            Ok(Err(e)) => (Outcome::sandbox_error(format!("unreadable outcome from the jail helper: {e}")), false),
+            Err(e) => (Outcome::sandbox_error(format!("talking to the jail helper: {e}")), false),
+        }
+    }
+
+    /// Ends the jail: the helper tears it down once its input closes. The helper removes the jail's cgroup
+    /// on its way out; it is reaped off the caller's path.
+    fn close(self) {
         drop(self.stdin.lock().expect("stdin lock").take());
-        // The helper removes the jail's cgroup after answering; reap it off the caller's path.
         let mut child = self.child;
         std::thread::spawn(move || child.wait());
-        match result {
-            Ok(_) => serde_json::from_str(&reply)
-                .unwrap_or_else(|e| Outcome::sandbox_error(format!("unreadable outcome from the jail helper: {e}"))),
-            Err(e) => Outcome::sandbox_error(format!("talking to the jail helper: {e}")),
-        }
     }
 }

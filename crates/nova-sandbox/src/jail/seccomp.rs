@@ -126,16 +126,35 @@ pub struct Filters {
     main: BpfProgram,
 }
 
-/// Installs the filters on the calling thread (seccompiler sets no_new_privs first).
-pub fn install(filters: &Filters) -> Result<(), String> {
-    seccompiler::apply_filter(&filters.clone3).map_err(|e| format!("seccomp: installing the clone3 rule: {e}"))?;
-    seccompiler::apply_filter(&filters.main).map_err(|e| format!("seccomp: installing the filter: {e}"))
+impl Filters {
+    /// Both programs as hex text of raw `struct sock_filter` arrays, the clone3 rule first, separated by a
+    /// comma: the form in which the program installs them on itself (`PR_SET_SECCOMP`), after
+    /// `no_new_privs`, as the last step before the program.
+    pub fn to_hex(&self) -> String {
+        let hex = |program: &BpfProgram| {
+            let mut text = String::with_capacity(program.len() * 16);
+            for insn in program {
+                let mut bytes = Vec::with_capacity(8);
+                bytes.extend_from_slice(&insn.code.to_ne_bytes());
+                bytes.extend_from_slice(&[insn.jt, insn.jf]);
+                bytes.extend_from_slice(&insn.k.to_ne_bytes());
+                for b in bytes {
+                    text.push_str(&format!("{b:02x}"));
+                }
+            }
+            text
+        };
+        format!("{},{}", hex(&self.clone3), hex(&self.main))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_seccomp_filter_compiles() {
-        super::compile().expect("filter compiles for this architecture");
+        let filters = super::compile().expect("filter compiles for this architecture");
+        let hex = filters.to_hex();
+        let (clone3, main) = hex.split_once(',').expect("two programs");
+        assert!(!clone3.is_empty() && main.len() > clone3.len() && main.len() % 16 == 0);
     }
 }

@@ -1,24 +1,33 @@
-//! The jail helper: a single-threaded process (`nova __jail`) that builds one jail, runs one program in it,
-//! and tears it down. It speaks JSON lines on its stdin and stdout:
+//! The jail helper: a single-threaded process (`nova __jail`) that builds one jail, runs programs in it one
+//! after another, and tears it down. It speaks JSON lines on its stdin and stdout:
 //!
-//! 1. reads a [`Setup`] line, builds the jail and starts the interpreter, which waits for its code;
+//! 1. reads a [`Setup`] line, builds the jail and starts its zygote, an interpreter that waits for runs;
 //! 2. writes `{"ready":true}` (or `{"error":"..."}` naming the step that failed);
-//! 3. reads an [`ExecRequest`] line (a warm-pool jail waits here; end of input means "never mind");
-//! 4. runs it and writes one [`Outcome`] line. Its input closing (or anything more arriving on it) while the
-//!    program runs cancels the execution: the jail is killed and the outcome says `canceled`.
+//! 3. reads an [`ExecRequest`] line (a warm-pool jail waits here; end of input means "tear down");
+//! 4. runs it and writes one [`Reply`] line: the outcome, and whether the jail can take another request (then
+//!    back to 3; otherwise it tears the jail down and exits). Its input closing (or anything more arriving on
+//!    it) while the program runs cancels the execution: the jail is killed and the outcome says `canceled`.
 //!
-//! Inside the jail, pid 1 is a copy of this helper (the jail's init): it finishes the jail from the inside,
-//! writes the input files, reaps every process, and collects the output files once all are dead. Killing
-//! it kills the whole pid namespace, which is how deadlines and limits stop a process tree, double forks
-//! and `setsid` included.
+//! Inside the jail, pid 1 is a copy of this helper (the jail's init): it builds the jail's root from the
+//! inside and starts the zygote. Each run then gets fresh pid, mount, net, ipc and uts namespaces whose
+//! pid 1 is another copy (the run's init, [`run`]): it mounts the run's own `/proc`, `/tmp` and work
+//! directory, and the zygote forks the program into those namespaces, where it confines itself (Landlock,
+//! capabilities, seccomp; the run's init sets its rlimits) before reading its code. The run's init kills
+//! and reaps every process once the program has ended, collects the output files, and exits, which ends the
+//! run's pid namespace. Each run is prepared this far as soon as the previous one has ended: the helper sends
+//! the next run's pipes right after its reply, so a request finds its run waiting for the input files, the
+//! limits and the code. A deadline, an output
+//! overflow or a cancellation kills the jail's init instead, which ends the whole jail, double forks and
+//! `setsid` included, and the jail is not reused.
 //!
 //! The code follows the jail's life: [`root`] builds its file system from the inside, [`init`] is its
-//! pid 1 and starts the interpreter, [`files`] moves files in and out of its work directory, and [`watch`]
-//! is the helper's side of the one execution.
+//! pid 1 and starts the zygote (`zygote.py`), [`run`] is each run's pid 1, [`files`] moves files in and out
+//! of a run's work directory, and [`watch`] is the helper's side of one execution.
 
 mod files;
 mod init;
 mod root;
+mod run;
 mod watch;
 
 use std::fs::{self, File};
@@ -47,6 +56,14 @@ pub struct Setup {
     pub binds: Vec<PathBuf>,
     /// Limits the jail is built with; the request's own limits replace them before its code runs.
     pub limits: Limits,
+}
+
+/// What the helper answers to each request.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Reply {
+    pub(crate) outcome: Outcome,
+    /// Whether the jail takes another request; when not, the helper has torn it down and exits.
+    pub(crate) reusable: bool,
 }
 
 /// A setup step that failed. The steps read top to bottom in [`prepare`] and [`init_main`].
@@ -109,52 +126,61 @@ fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), Setu
     input.read_line(&mut line).map_err(SetupError::ReadSetup)?;
     let setup: Setup = serde_json::from_str(&line).map_err(|e| SetupError::ReadSetup(e.into()))?;
     let mut jail = prepare(&setup)?;
-    let ready = writeln!(out, "{}", serde_json::json!({ "ready": true })).and_then(|()| out.flush());
-    // A warm jail waits here for its one request; no request (the caller dropped us) means tear down.
-    line.clear();
-    let request = match ready.and_then(|()| input.read_line(&mut line)) {
-        Ok(n) if n > 0 => serde_json::from_str::<ExecRequest>(&line).map_err(|e| SetupError::ReadSetup(e.into())),
-        Ok(_) | Err(_) => {
+    jail.prepare_next()?;
+    let mut answered = writeln!(out, "{}", serde_json::json!({ "ready": true })).and_then(|()| out.flush());
+    loop {
+        // A warm jail waits here for its next request; no request (the caller dropped us) means tear down.
+        line.clear();
+        let request = match answered.and_then(|()| input.read_line(&mut line)) {
+            Ok(n) if n > 0 => serde_json::from_str::<ExecRequest>(&line).map_err(|e| SetupError::ReadSetup(e.into())),
+            Ok(_) | Err(_) => {
+                jail.destroy();
+                return Ok(());
+            }
+        };
+        let (outcome, reusable) = match request {
+            Ok(request) => jail.run(&request, io::stdin().as_raw_fd()),
+            Err(e) => (Outcome::sandbox_error(error_chain(&e)), false),
+        };
+        // The caller gets its answer first; removing the cgroup waits for the kernel to finish the teardown.
+        let reply = serde_json::to_string(&Reply { outcome, reusable }).expect("replies serialise");
+        answered = writeln!(out, "{reply}").and_then(|()| out.flush());
+        // Prepare the next run while the caller reads this outcome (a failure shows at its dispatch).
+        if !reusable || jail.prepare_next().is_err() {
             jail.destroy();
             return Ok(());
         }
-    };
-    let outcome = match request {
-        Ok(request) => jail.run(&request, io::stdin().as_raw_fd()),
-        Err(e) => Outcome::sandbox_error(error_chain(&e)),
-    };
-    // The caller gets its answer first; removing the cgroup waits for the kernel to finish the teardown.
-    let _ = writeln!(out, "{}", serde_json::to_string(&outcome).expect("outcomes serialise"));
-    let _ = out.flush();
-    jail.destroy();
-    Ok(())
+    }
 }
 
 /// The helper's side of a built jail.
 struct Jail {
     init: pid_t,
-    /// The limits the jail was built with; a request with the same ones skips re-applying them.
-    built_with: Limits,
+    /// The limits the cgroup holds now; a request with the same ones skips re-applying them.
+    limits: Limits,
     cgroup: Cgroup,
     mount_point: PathBuf,
+    /// Dispatch lines to the init; closing it makes the init exit.
     control: Option<File>,
-    report: File,
-    stdin: Option<File>,
-    stdout: File,
-    stderr: File,
-    code: Option<File>,
+    /// Each run's descriptors to the init.
+    runs: OwnedFd,
+    /// The helper's ends of the run prepared for the next request.
+    next: Option<watch::RunPipes>,
     dead: bool,
 }
 
-/// The ends the jail's init and interpreter keep.
+/// The ends the jail's init keeps.
 struct InsideEnds {
     sync: File,
     control: File,
     report: File,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    code: OwnedFd,
+    runs: OwnedFd,
+}
+
+/// The cgroup's limits for a run with `limits`: the cgroup also holds the jail's init, the zygote and the
+/// run's init.
+fn cgroup_limits(limits: &Limits) -> Limits {
+    Limits { processes: limits.processes + 3, ..*limits }
 }
 
 const NAMESPACES: u64 = (libc::CLONE_NEWUSER
@@ -175,7 +201,7 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
     let name = unique_name();
     let cgroup = Cgroup::create(&hierarchy, &name).map_err(SetupError::CreateCgroup)?;
     let mut guard = CgroupGuard(Some(cgroup));
-    guard.get().set_limits(&setup.limits).map_err(SetupError::CgroupLimits)?;
+    guard.get().set_limits(&cgroup_limits(&setup.limits)).map_err(SetupError::CgroupLimits)?;
     // The seccomp filter, compiled before forking.
     let filters = seccomp::compile().map_err(SetupError::Seccomp)?;
     // An empty directory for the new root to be mounted on (inside the jail's mount namespace only).
@@ -183,14 +209,11 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
     fs::DirBuilder::new().mode(0o755).create(&mount_point).map_err(SetupError::MountPoint)?;
     let _ = fs::set_permissions(&mount_point, fs::Permissions::from_mode(0o755));
     let mut dir_guard = DirGuard(Some(mount_point.clone()));
-    // Pipes between the helper, the init and the interpreter.
+    // Pipes and a socket between the helper and the init.
     let (sync_r, sync_w) = os::pipe().map_err(SetupError::Pipes)?;
     let (control_r, control_w) = os::pipe().map_err(SetupError::Pipes)?;
     let (report_r, report_w) = os::pipe().map_err(SetupError::Pipes)?;
-    let (stdin_r, stdin_w) = os::pipe().map_err(SetupError::Pipes)?;
-    let (stdout_r, stdout_w) = os::pipe().map_err(SetupError::Pipes)?;
-    let (stderr_r, stderr_w) = os::pipe().map_err(SetupError::Pipes)?;
-    let (code_r, code_w) = os::pipe().map_err(SetupError::Pipes)?;
+    let (runs_ours, runs_theirs) = os::socketpair().map_err(SetupError::Pipes)?;
     // No supplementary groups (root's group 0 among them) may follow the jail.
     if os::euid() == 0 {
         os::clear_groups().map_err(SetupError::ClearGroups)?;
@@ -198,32 +221,27 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
     // Fresh user, pid, net, mount, ipc and uts namespaces; the child is the jail's pid 1.
     let init = match os::clone_namespaces(NAMESPACES).map_err(SetupError::Namespaces)? {
         Forked::Child => {
-            drop((sync_w, control_w, report_r, stdin_w, stdout_r, stderr_r, code_w));
+            drop((sync_w, control_w, report_r, runs_ours));
             let ends = InsideEnds {
                 sync: sync_r.into(),
                 control: control_r.into(),
                 report: report_w.into(),
-                stdin: stdin_r,
-                stdout: stdout_w,
-                stderr: stderr_w,
-                code: code_r,
+                runs: runs_theirs,
             };
             init_main(setup, &filters, &mount_point, ends)
         }
         Forked::Parent { child } => child,
     };
-    drop((sync_r, control_r, report_w, stdin_r, stdout_w, stderr_w, code_r));
+    drop((sync_r, control_r, report_w, runs_theirs));
+    let mut report = File::from(report_r);
     let mut jail = Jail {
         init,
-        built_with: setup.limits,
+        limits: setup.limits,
         cgroup: guard.0.take().expect("cgroup held"),
         mount_point: dir_guard.0.take().expect("dir held"),
         control: Some(control_w.into()),
-        report: report_r.into(),
-        stdin: Some(stdin_w.into()),
-        stdout: stdout_r.into(),
-        stderr: stderr_r.into(),
-        code: Some(code_w.into()),
+        runs: runs_ours,
+        next: None,
         dead: false,
     };
     let finish = |jail: &mut Jail| -> Result<(), SetupError> {
@@ -232,8 +250,8 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
         // Into the cgroup before anything runs, so every descendant inherits it.
         jail.cgroup.add(init).map_err(SetupError::JoinCgroup)?;
         File::from(sync_w).write_all(b"go").map_err(SetupError::Pipes)?;
-        // The init reports `ready` once the interpreter has been started, or the step that failed.
-        match read_line(&mut jail.report) {
+        // The init reports `ready` once the zygote has started, or the step that failed.
+        match read_line(&mut report) {
             Ok(line) if line == "ready" => Ok(()),
             Ok(line) => Err(SetupError::Init(line.trim_start_matches("error: ").to_owned())),
             Err(e) => Err(SetupError::Init(format!("the jail's init died during setup ({e})"))),
@@ -242,7 +260,7 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
     if let Err(e) = finish(&mut jail) {
         // An init that failed first explains better than the helper's step that tripped over its exit.
         jail.kill();
-        let from_init = read_line(&mut jail.report).ok().filter(|l| l.starts_with("error: "));
+        let from_init = read_line(&mut report).ok().filter(|l| l.starts_with("error: "));
         jail.destroy();
         return Err(from_init.map_or(e, |l| SetupError::Init(l.trim_start_matches("error: ").to_owned())));
     }

@@ -1,12 +1,13 @@
 //! The jail's file system, built by its init from the inside: a tmpfs root holding read-only binds of the
-//! runtime, a minimal `/dev`, the jail's own `/proc`, and size-capped `/tmp` and `/work`.
+//! runtime, a minimal `/dev`, the jail's own `/proc`, and mount points for `/tmp` and `/work`, on which
+//! each run mounts its own `/proc` and size-capped tmpfs (see `run`).
 
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use super::{InitError, Setup, Step};
+use super::{InitError, Step};
 use crate::os;
 
 /// A bind from the host, opened by the helper and mounted by the jail's init.
@@ -33,7 +34,7 @@ pub(super) fn open_binds(paths: &[PathBuf]) -> Result<Vec<Bind>, InitError> {
 }
 
 /// Builds the jail's file system and identity, top to bottom.
-pub(super) fn build_root(setup: &Setup, binds: &[Bind], root: &Path, sync: &mut File) -> Result<(), InitError> {
+pub(super) fn build_root(binds: &[Bind], root: &Path, sync: &mut File) -> Result<(), InitError> {
     // Wait until the helper has written our id maps and put us in the cgroup.
     let mut go = [0u8; 2];
     sync.read_exact(&mut go).step("waiting for the id maps")?;
@@ -53,25 +54,11 @@ pub(super) fn build_root(setup: &Setup, binds: &[Bind], root: &Path, sync: &mut 
     // A minimal /dev.
     build_dev(root)?;
     // /proc of the jail's own pid namespace.
-    let proc_dir = root.join("proc");
-    fs::create_dir_all(&proc_dir).step("creating /proc")?;
-    let noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    os::mount(None, &proc_dir, Some("proc"), noexec, None).step("mounting /proc")?;
-    for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
-        let path = proc_dir.join(sub);
-        if path.exists() {
-            os::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None).step("binding /proc/sys")?;
-            os::mount(None, &path, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | noexec, None)
-                .step("making /proc/sys read-only")?;
-        }
-    }
-    // Writable, size-capped /tmp and work directory.
-    for (dir, mode) in [("tmp", "1777"), ("work", "0755")] {
-        let path = root.join(dir);
-        fs::create_dir_all(&path).step("creating /tmp and /work")?;
-        let data = format!("size={},mode={mode}", setup.limits.work_bytes.max(4096));
-        os::mount(None, &path, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
-            .step("mounting /tmp and /work")?;
+    mount_proc(&root.join("proc"))?;
+    // Mount points for each run's /tmp and work directory (empty and read-only here: the zygote writes
+    // nothing; every run mounts fresh ones, see `run`).
+    for dir in ["tmp", "work"] {
+        fs::create_dir_all(root.join(dir)).step("creating /tmp and /work")?;
     }
     // Switch to the new root and drop the old one.
     std::env::set_current_dir(root).step("entering the new root")?;
@@ -88,6 +75,32 @@ pub(super) fn build_root(setup: &Setup, binds: &[Bind], root: &Path, sync: &mut 
     )
     .step("making the root read-only")?;
     os::sethostname("nova").step("setting the host name")?;
+    Ok(())
+}
+
+/// Mounts a `/proc` of the caller's pid namespace at `proc_dir`, with its kernel knobs read-only.
+pub(super) fn mount_proc(proc_dir: &Path) -> Result<(), InitError> {
+    fs::create_dir_all(proc_dir).step("creating /proc")?;
+    let noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    os::mount(None, proc_dir, Some("proc"), noexec, None).step("mounting /proc")?;
+    for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+        let path = proc_dir.join(sub);
+        if path.exists() {
+            os::mount(Some(&path), &path, None, libc::MS_BIND | libc::MS_REC, None).step("binding /proc/sys")?;
+            os::mount(None, &path, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | noexec, None)
+                .step("making /proc/sys read-only")?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts fresh, size-capped tmpfs file systems on `/tmp` and `/work`.
+pub(super) fn mount_scratch(size_bytes: u64) -> Result<(), InitError> {
+    for (dir, mode) in [("/tmp", "1777"), ("/work", "0755")] {
+        let data = format!("size={},mode={mode}", size_bytes.max(4096));
+        os::mount(None, Path::new(dir), Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
+            .step("mounting /tmp and /work")?;
+    }
     Ok(())
 }
 

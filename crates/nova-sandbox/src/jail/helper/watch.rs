@@ -1,5 +1,5 @@
 //! The helper's side of one execution: hand the program to the waiting jail, watch it (output caps,
-//! deadline, cancellation), and turn what the init reports into an [`Outcome`].
+//! deadline, cancellation), and turn what the run's init reports into an [`Outcome`].
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -14,32 +14,44 @@ use super::{read_line, Jail, SetupError};
 use crate::os;
 use crate::{ExecRequest, Outcome, Status};
 
+/// The helper's ends of one run's pipes, sent ahead so that the run is prepared before its request.
+pub(super) struct RunPipes {
+    stdin: Option<File>,
+    stdout: File,
+    stderr: File,
+    code: Option<File>,
+    report: File,
+}
+
 impl Jail {
-    /// Hands the request to the waiting jail and watches it to the end, or until `cancel` (the helper's
-    /// input) becomes readable: end of input from a caller that gave up.
-    pub(super) fn run(&mut self, request: &ExecRequest, cancel: RawFd) -> Outcome {
+    /// Hands the request to the jail and watches it to the end, or until `cancel` (the helper's input) becomes
+    /// readable: end of input from a caller that gave up. Returns the outcome and whether the jail can take
+    /// another request (it cannot once it was killed, or when anything of it failed).
+    pub(super) fn run(&mut self, request: &ExecRequest, cancel: RawFd) -> (Outcome, bool) {
         if request.network {
-            return Outcome::sandbox_error(error_chain(&SetupError::NetworkUnsupported));
+            return (Outcome::sandbox_error(error_chain(&SetupError::NetworkUnsupported)), true);
         }
-        if let Err(e) = self.dispatch(request) {
-            return Outcome::sandbox_error(error_chain(&e));
-        }
+        let before = self.cgroup.stats();
+        let mut pipes = match self.dispatch(request) {
+            Ok(pipes) => pipes,
+            Err(e) => return (Outcome::sandbox_error(error_chain(&e)), false),
+        };
         let limits = request.limits;
         let start = Instant::now();
-        let watched = self.watch(request, start + Duration::from_millis(limits.wall_ms), cancel);
+        let watched = self.watch(&mut pipes, request, start + Duration::from_millis(limits.wall_ms), cancel);
         let wall_time = start.elapsed();
-        if !self.dead {
-            let _ = os::wait(self.init);
-            self.dead = true;
-        }
-        let stats = self.cgroup.stats();
-        let report: Option<Report> =
-            String::from_utf8_lossy(&watched.report).lines().find_map(|l| serde_json::from_str(l).ok());
+        let after = self.cgroup.stats();
+        let oom_kills = after.oom_kills.saturating_sub(before.oom_kills);
+        let cpu_time = after.cpu_time.saturating_sub(before.cpu_time);
+        let text = String::from_utf8_lossy(&watched.report);
+        let report: Option<Report> = text.lines().find_map(|l| serde_json::from_str(l).ok());
+        let failed = text.lines().find_map(|l| l.strip_prefix("error: "));
+        let reusable = !self.dead && oom_kills == 0 && report.is_some() && failed.is_none();
         let mut outcome = Outcome::sandbox_error("");
         outcome.error = None; // Filled in below; `sandbox_error` is only the all-empty starting point.
         outcome.wall_time = wall_time;
-        outcome.cpu_time = stats.cpu_time.max(Duration::from_micros(report.as_ref().map_or(0, |r| r.cpu_us)));
-        outcome.peak_memory_bytes = stats.peak_memory_bytes.max(report.as_ref().map_or(0, |r| r.max_rss_bytes));
+        outcome.cpu_time = cpu_time.max(Duration::from_micros(report.as_ref().map_or(0, |r| r.cpu_us)));
+        outcome.peak_memory_bytes = after.peak_memory_bytes.max(report.as_ref().map_or(0, |r| r.max_rss_bytes));
         outcome.output_truncated = watched.truncated;
         outcome.stdout = watched.stdout;
         outcome.stderr = watched.stderr;
@@ -52,8 +64,11 @@ impl Jail {
             Status::Timeout
         } else if watched.truncated {
             Status::OutputLimit
-        } else if stats.oom_kills > 0 {
+        } else if oom_kills > 0 {
             Status::MemoryLimit
+        } else if let Some(step) = failed {
+            outcome.error = Some(step.to_owned());
+            Status::SandboxError
         } else {
             match (outcome.exit_code, outcome.signal) {
                 (Some(0), _) => Status::Ok,
@@ -64,7 +79,7 @@ impl Jail {
                 }
                 (None, Some(_)) => Status::Signaled,
                 (None, None) => {
-                    outcome.error = Some("the jail's init ended without a report".into());
+                    outcome.error = Some("the run's init ended without a report".into());
                     Status::SandboxError
                 }
             }
@@ -73,56 +88,71 @@ impl Jail {
             outcome.files = report.files;
             outcome.files_truncated = report.files_truncated;
         }
-        outcome
+        (outcome, reusable)
     }
 
-    /// Limits into the cgroup, files and limits to the init, then the code to the interpreter.
-    fn dispatch(&mut self, request: &ExecRequest) -> Result<(), SetupError> {
-        let same_limits = request.limits == self.built_with;
-        if !same_limits {
-            self.cgroup.set_limits(&request.limits).map_err(SetupError::CgroupLimits)?;
-        }
-        let dispatch = Dispatch { limits: request.limits, same_limits, files: request.files.clone() };
-        let mut control = self.control.take().expect("dispatched once");
-        let line = serde_json::to_string(&dispatch).expect("dispatches serialise");
-        writeln!(control, "{line}").map_err(SetupError::Dispatch)?;
-        match read_line(&mut self.report) {
-            Ok(line) if line == "ok" => {}
-            Ok(line) => return Err(SetupError::Init(line.trim_start_matches("error: ").to_owned())),
-            Err(e) => return Err(SetupError::Init(format!("the jail's init died before the program ({e})"))),
-        }
-        let mut env = Vec::new();
-        for (key, value) in &request.env {
-            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return Err(SetupError::Dispatch(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("environment variable {key:?} is not valid"),
-                )));
-            }
-            env.extend_from_slice(key.as_bytes());
-            env.push(b'=');
-            env.extend_from_slice(value.as_bytes());
-            env.push(0);
-        }
-        let mut framed = format!("{:010}", env.len()).into_bytes();
-        framed.extend_from_slice(&env);
-        framed.extend_from_slice(request.code.as_bytes());
-        // A program larger than the pipe's buffer is read by the interpreter as it goes; a broken pipe means
-        // the interpreter died, which the watch reports.
-        let mut code = self.code.take().expect("dispatched once");
-        let _ = code.write_all(&framed);
+    /// Sends the next run's descriptors to the init, which prepares the run (namespaces, file system, the
+    /// program forked and confined) before its request arrives.
+    pub(super) fn prepare_next(&mut self) -> Result<(), SetupError> {
+        let (stdin_r, stdin_w) = os::pipe().map_err(SetupError::Pipes)?;
+        let (stdout_r, stdout_w) = os::pipe().map_err(SetupError::Pipes)?;
+        let (stderr_r, stderr_w) = os::pipe().map_err(SetupError::Pipes)?;
+        let (code_r, code_w) = os::pipe().map_err(SetupError::Pipes)?;
+        let (report_r, report_w) = os::pipe().map_err(SetupError::Pipes)?;
+        let inside = [&stdin_r, &stdout_w, &stderr_w, &code_r, &report_w].map(|fd| fd.as_raw_fd());
+        os::send_fds(&self.runs, b"d", &inside).map_err(SetupError::Dispatch)?;
+        self.next = Some(RunPipes {
+            stdin: Some(stdin_w.into()),
+            stdout: stdout_r.into(),
+            stderr: stderr_r.into(),
+            code: Some(code_w.into()),
+            report: report_r.into(),
+        });
         Ok(())
     }
 
-    /// Feeds stdin, collects capped stdout and stderr and the init's report, and kills the jail at the
+    /// Limits into the cgroup, the request to the prepared run, then the code to the program.
+    fn dispatch(&mut self, request: &ExecRequest) -> Result<RunPipes, SetupError> {
+        if request.limits != self.limits {
+            self.cgroup.set_limits(&super::cgroup_limits(&request.limits)).map_err(SetupError::CgroupLimits)?;
+            self.limits = request.limits;
+        }
+        self.cgroup.reset_peak_memory();
+        let env = framed_env(request)?;
+        if self.next.is_none() {
+            self.prepare_next()?;
+        }
+        let mut pipes = self.next.take().expect("a prepared run");
+        // The run's init says `ready` once the run is prepared (or names the step that failed), then `ok`
+        // once it has taken the request.
+        let expect = |pipes: &mut RunPipes, word: &str| match read_line(&mut pipes.report) {
+            Ok(line) if line == word => Ok(()),
+            Ok(line) => Err(SetupError::Init(line.trim_start_matches("error: ").to_owned())),
+            Err(e) => Err(SetupError::Init(format!("the run's init died before the program ({e})"))),
+        };
+        expect(&mut pipes, "ready")?;
+        let dispatch = Dispatch { limits: request.limits, files: request.files.clone() };
+        let line = serde_json::to_string(&dispatch).expect("dispatches serialise");
+        let control = self.control.as_mut().expect("the init's control pipe is open while the jail lives");
+        writeln!(control, "{line}").map_err(SetupError::Dispatch)?;
+        expect(&mut pipes, "ok")?;
+        let mut framed = env;
+        framed.extend_from_slice(request.code.as_bytes());
+        // A program larger than the pipe's buffer is read by the interpreter as it goes; a broken pipe means
+        // the program died, which the watch reports.
+        let _ = pipes.code.take().expect("code sent once").write_all(&framed);
+        Ok(pipes)
+    }
+
+    /// Feeds stdin, collects capped stdout and stderr and the run's report, and kills the jail at the
     /// deadline, when output overflows, or when `cancel` becomes readable.
-    fn watch(&mut self, request: &ExecRequest, deadline: Instant, cancel: RawFd) -> Watched {
+    fn watch(&mut self, pipes: &mut RunPipes, request: &ExecRequest, deadline: Instant, cancel: RawFd) -> Watched {
         let cap = request.limits.output_bytes as usize;
         let mut w = Watched::default();
         let mut stdin_left: &[u8] = &request.stdin;
         if stdin_left.is_empty() {
-            self.stdin = None;
-        } else if let Some(s) = &self.stdin {
+            pipes.stdin = None;
+        } else if let Some(s) = &pipes.stdin {
             let _ = os::set_nonblocking(s.as_raw_fd());
         }
         let (mut out_open, mut err_open, mut report_open) = (true, true, true);
@@ -136,24 +166,28 @@ impl Jail {
             }
             let timeout = (deadline - now).as_millis().min(i32::MAX as u128) as i32 + 1;
             let mut fds = vec![
-                (if out_open { self.stdout.as_raw_fd() } else { -1 }, libc::POLLIN),
-                (if err_open { self.stderr.as_raw_fd() } else { -1 }, libc::POLLIN),
-                (if report_open { self.report.as_raw_fd() } else { -1 }, libc::POLLIN),
+                (if out_open { pipes.stdout.as_raw_fd() } else { -1 }, libc::POLLIN),
+                (if err_open { pipes.stderr.as_raw_fd() } else { -1 }, libc::POLLIN),
+                (if report_open { pipes.report.as_raw_fd() } else { -1 }, libc::POLLIN),
                 (cancel, libc::POLLIN),
             ];
-            if let Some(s) = &self.stdin {
+            if let Some(s) = &pipes.stdin {
                 fds.push((s.as_raw_fd(), libc::POLLOUT));
             }
             let Ok(ready) = os::poll(&fds, timeout) else { break };
             let readable = |i: usize| ready[i] & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
             if out_open && readable(0) {
-                out_open = drain(&mut self.stdout, &mut buf, &mut w.stdout, cap, &mut w.truncated);
+                out_open = drain(&mut pipes.stdout, &mut buf, &mut w.stdout, cap, &mut w.truncated);
             }
             if err_open && readable(1) {
-                err_open = drain(&mut self.stderr, &mut buf, &mut w.stderr, cap, &mut w.truncated);
+                err_open = drain(&mut pipes.stderr, &mut buf, &mut w.stderr, cap, &mut w.truncated);
             }
             if report_open && readable(2) {
-                report_open = drain(&mut self.report, &mut buf, &mut w.report, usize::MAX, &mut false);
+                report_open = drain(&mut pipes.report, &mut buf, &mut w.report, usize::MAX, &mut false);
+                // The run's init reports once every process of the run is dead, so stdout and stderr are
+                // complete too; its own exit (and the teardown of the run's namespaces) is not waited for.
+                report_open &= !w.report.ends_with(b"\n")
+                    || !String::from_utf8_lossy(&w.report).lines().any(|l| serde_json::from_str::<Report>(l).is_ok());
             }
             if readable(3) {
                 w.canceled = true;
@@ -161,7 +195,7 @@ impl Jail {
                 break;
             }
             if ready.len() > 4 && ready[4] != 0 {
-                let done = match self.stdin.as_mut().map(|s| s.write(stdin_left)) {
+                let done = match pipes.stdin.as_mut().map(|s| s.write(stdin_left)) {
                     Some(Ok(n)) => {
                         stdin_left = &stdin_left[n..];
                         stdin_left.is_empty()
@@ -170,7 +204,7 @@ impl Jail {
                     None => true,
                 };
                 if done {
-                    self.stdin = None;
+                    pipes.stdin = None;
                 }
             }
             if w.truncated {
@@ -183,7 +217,7 @@ impl Jail {
 
     pub(super) fn kill(&mut self) {
         if !self.dead {
-            // SIGKILL to the namespace's pid 1 ends every process in it.
+            // SIGKILL to the jail's pid 1 ends every process in it, every run's included.
             let _ = os::kill(self.init, libc::SIGKILL);
             let _ = os::wait(self.init);
             self.dead = true;
@@ -196,6 +230,26 @@ impl Jail {
         self.cgroup.destroy();
         let _ = fs::remove_dir(&self.mount_point);
     }
+}
+
+/// The program's environment as the zygote reads it: `<10-digit length><K=V\0...>`.
+fn framed_env(request: &ExecRequest) -> Result<Vec<u8>, SetupError> {
+    let mut env = Vec::new();
+    for (key, value) in &request.env {
+        if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+            return Err(SetupError::Dispatch(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("environment variable {key:?} is not valid"),
+            )));
+        }
+        env.extend_from_slice(key.as_bytes());
+        env.push(b'=');
+        env.extend_from_slice(value.as_bytes());
+        env.push(0);
+    }
+    let mut framed = format!("{:010}", env.len()).into_bytes();
+    framed.extend_from_slice(&env);
+    Ok(framed)
 }
 
 /// Reads what is available into `into`, keeping at most `cap` bytes. Returns whether the pipe is still open.
