@@ -138,18 +138,18 @@ pub(crate) fn claim_sql(dialect: Dialect) -> String {
         Dialect::Sqlite => "printf('%012x', $2) || lower(hex(randomblob(10)))",
         Dialect::Postgres => "lpad(to_hex($2::BIGINT), 12, '0') || substr(md5(gen_random_uuid()::TEXT), 1, 20)",
     };
-    let take = |ready: &str| {
+    let take = |which: &str| {
         format!(
             "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
                  lease_token = 'att_' || {token},
                  lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
                  start_by = NULL, event_seq = event_seq + 1
-             WHERE id IN ({ready})
+             WHERE {which}
              RETURNING *"
         )
     };
     match dialect {
-        Dialect::Sqlite => take(&ready_sql("$4", "$3")),
+        Dialect::Sqlite => take(&format!("id IN ({})", ready_sql("$4", "$3"))),
         Dialect::Postgres => format!(
             "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'n')::BIGINT AS n
                             FROM json_array_elements($3::JSON) AS e),
@@ -167,7 +167,9 @@ pub(crate) fn claim_sql(dialect: Dialect) -> String {
                         FROM claimed c JOIN attempts a ON a.job_id = c.id)
              SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
             ready_sql("wants.workflow", "wants.n"),
-            take("SELECT id FROM picked"),
+            // An array, not `IN (SELECT ...)`: PostgreSQL then finds each row by its key, where a join could
+            // hash the whole table when its statistics are off.
+            take("id = ANY (ARRAY(SELECT id FROM picked))"),
         ),
     }
 }
@@ -720,21 +722,25 @@ impl Store {
 /// partial index `jobs_leased` then looks empty) would otherwise have SQLite walk the running jobs and
 /// re-read the whole JSON batch for each one.
 pub(crate) fn complete_sql(dialect: Dialect) -> String {
-    let by_key = if dialect == Dialect::Sqlite { " INDEXED BY sqlite_autoindex_jobs_1" } else { "" };
-    let update = format!(
-        "UPDATE jobs{by_key} SET status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
+    let rows = json_rows(dialect, 1, &[("id", Col::Text), ("token", Col::Text), ("result", Col::Text)]);
+    let set = "status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
              lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2,
-             event_seq = event_seq + 1
-         FROM ({}) AS c
-         WHERE jobs.id = c.id AND jobs.lease_token = c.token AND jobs.status = 'running'",
-        json_rows(dialect, 1, &[("id", Col::Text), ("token", Col::Text), ("result", Col::Text)])
-    );
+             event_seq = event_seq + 1";
+    let held = "jobs.id = c.id AND jobs.lease_token = c.token AND jobs.status = 'running'";
     match dialect {
-        Dialect::Sqlite => format!("{update} RETURNING jobs.id, jobs.event_seq"),
+        Dialect::Sqlite => format!(
+            "UPDATE jobs INDEXED BY sqlite_autoindex_jobs_1 SET {set} FROM ({rows}) AS c WHERE {held}
+             RETURNING jobs.id, jobs.event_seq"
+        ),
+        // The rows are found through arrays of keys, which PostgreSQL answers with index lookups whatever
+        // its statistics say (a join could hash every running job, or every attempt).
         Dialect::Postgres => format!(
-            "WITH done AS ({update} RETURNING jobs.id, jobs.event_seq, c.token),
+            "WITH c AS ({rows}),
+             done AS (UPDATE jobs SET {set} FROM c
+                      WHERE jobs.id = ANY (ARRAY(SELECT id FROM c)) AND {held}
+                      RETURNING jobs.id, jobs.event_seq, c.token),
              closed AS (UPDATE job_attempts SET outcome = 'succeeded', finished_at = $2
-                        FROM done WHERE job_attempts.token = done.token AND job_attempts.outcome IS NULL),
+                        WHERE token = ANY (ARRAY(SELECT token FROM done)) AND outcome IS NULL),
              logged AS (INSERT INTO job_events (job_id, seq, at, kind)
                         SELECT id, event_seq, $2, 'succeeded' FROM done)
              SELECT id FROM done"

@@ -329,7 +329,7 @@ async fn queue_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
     }
     // Completing a batch finds each job by its key and each attempt by its token, never by a scan. SQLite
     // must not walk the running jobs instead (it would re-read the whole batch for each); PostgreSQL may
-    // hash the running jobs when it counts few of them.
+    // read the running jobs' index when it counts few of them.
     let jobs_by = match b {
         Backend::Sqlite => ["sqlite_autoindex_jobs_1"; 3],
         Backend::Postgres => ["jobs_pkey", "jobs_leased", "jobs_pkey"],

@@ -26,8 +26,10 @@ pub struct QueueBenchArgs {
     /// Jobs timed one at a time, on idle workers, for the pickup latency.
     #[arg(long, default_value_t = 200)]
     samples: usize,
-    /// Jobs the worker pool runs at once.
-    #[arg(long, default_value_t = 16)]
+    /// No-op jobs the worker pool runs at once. A job's life is a claim and a completion, each a round
+    /// trip to the database, so a pool's throughput grows with the jobs it has in flight; 64 async slots
+    /// cost next to nothing (a pool of I/O-bound jobs, such as model calls, runs as many).
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Clients enqueuing at once.
     #[arg(long, default_value_t = 8)]
