@@ -1,6 +1,7 @@
 //! `nova`: the one binary.
 
 mod bench;
+mod eval;
 mod exec;
 mod extract;
 mod serve;
@@ -25,6 +26,8 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Extract invoices from local files, with no server.
     Extract(extract::ExtractArgs),
+    /// Extract a folder of invoices with known answers and score the results (shared/invoices/SCHEMA.md).
+    Eval(eval::EvalArgs),
     /// Run a Python program in the sandbox and print its output.
     Exec(exec::ExecArgs),
     /// Measure NOVA's pieces against what a user would run instead.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => report(serve::run(args)),
         Command::Worker(args) => report(worker::run(args)),
         Command::Extract(args) => extract::run(args),
+        Command::Eval(args) => report(eval::run(args)),
         Command::Exec(args) => exec::run(args),
         Command::Bench(args) => report(bench::run(args)),
     }
