@@ -16,6 +16,9 @@ use rust_decimal::Decimal;
 
 use crate::parse::{find_dates, parse_amount, DayMonthOrder};
 
+mod ids;
+mod totals;
+
 /// Extracts the core fields from the text of one invoice.
 pub(crate) fn extract(text: &str) -> Invoice {
     let doc = Text::new(text);
@@ -34,6 +37,21 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.totals.grand_total = Some(total.value);
         invoice.confidence.insert("totals.grand_total".into(), total.confidence);
     }
+    let block = totals::totals_block(&doc, total.as_ref().map(|t| t.value));
+    set_totals(&mut invoice, &block);
+    if is_credit_note(&doc) {
+        invoice.type_code = Some("381".to_string());
+        invoice.confidence.insert("type_code".into(), 0.8);
+        positive_credit_note_amounts(&mut invoice);
+    }
+    if let Some((date, confidence)) = due_date(&doc) {
+        invoice.due_date = Some(date);
+        invoice.confidence.insert("due_date".into(), confidence);
+    }
+    if let Some(iban) = payment_iban(&doc) {
+        invoice.payment_iban = Some(iban);
+        invoice.confidence.insert("payment_iban".into(), 0.85);
+    }
     if let Some((currency, confidence)) = currency(&doc, total.as_ref().map(|t| t.line)) {
         invoice.currency = Some(currency.to_string());
         invoice.confidence.insert("currency".into(), confidence);
@@ -42,7 +60,65 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.seller = Some(Party { name: Some(name), ..Party::default() });
         invoice.confidence.insert("seller.name".into(), confidence);
     }
+    let (seller_vat, buyer_vat) = vat_ids(&doc);
+    if let Some(vat) = seller_vat {
+        invoice.seller.get_or_insert_with(Party::default).vat_id = Some(vat);
+        invoice.confidence.insert("seller.vat_id".into(), 0.8);
+    }
+    if let Some(vat) = buyer_vat {
+        invoice.buyer.get_or_insert_with(Party::default).vat_id = Some(vat);
+        invoice.confidence.insert("buyer.vat_id".into(), 0.75);
+    }
     invoice
+}
+
+/// A document titled as a credit note (`Credit note`, `Avoir`, `Nota de crédito`, `Creditnota`, `Nota di
+/// credito`, `Faktura korygująca` is a correction, not listed): the title alone on its line, or followed by
+/// its number, near the top.
+static CREDIT_NOTE_TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:credit\s*note|avoir|nota\s*de\s*cr[ée]dito|creditnota|credit\s*nota|nota\s*di\s*credito)(?:\s+(?:n[°o]\.?\s*|#\s*)?[A-Za-z0-9][A-Za-z0-9/_.\-]*)?\s*$",
+    )
+});
+
+fn is_credit_note(doc: &Text<'_>) -> bool {
+    doc.lines.iter().take(60).any(|line| CREDIT_NOTE_TITLE.is_match(line))
+}
+
+/// EN 16931 credit notes (type 381) carry positive amounts, the sign being in the type; a printed credit
+/// note often shows them negative.
+fn positive_credit_note_amounts(invoice: &mut Invoice) {
+    let t = &mut invoice.totals;
+    for slot in [
+        &mut t.line_total,
+        &mut t.tax_basis_total,
+        &mut t.tax_total,
+        &mut t.grand_total,
+        &mut t.prepaid,
+        &mut t.due_payable,
+    ] {
+        if let Some(v) = slot.as_mut() {
+            *v = v.abs();
+        }
+    }
+}
+
+/// Copies the amounts the arithmetic confirmed; a confirmed grand total replaces a merely labelled one.
+fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock) {
+    let fields = [
+        ("totals.grand_total", block.grand_total, &mut invoice.totals.grand_total),
+        ("totals.tax_basis_total", block.tax_basis_total, &mut invoice.totals.tax_basis_total),
+        ("totals.tax_total", block.tax_total, &mut invoice.totals.tax_total),
+        ("totals.line_total", block.line_total, &mut invoice.totals.line_total),
+        ("totals.prepaid", block.prepaid, &mut invoice.totals.prepaid),
+        ("totals.due_payable", block.due_payable, &mut invoice.totals.due_payable),
+    ];
+    for (name, value, slot) in fields {
+        if let Some(value) = value {
+            *slot = Some(value);
+            invoice.confidence.insert(name.into(), 0.9);
+        }
+    }
 }
 
 /// The text split into lines, and each line into cells (runs separated by wide gaps), prepared once.
@@ -228,6 +304,75 @@ fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(Naiv
     None
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Due date
+
+/// Labels of the payment due date: `Due date`, `Payment due`, `Pay by`, `Fälligkeitsdatum`, `Zahlbar bis`,
+/// `Date d'échéance`, `Fecha de vencimiento`, `Vervaldatum`, `Data di scadenza`, `Termin płatności`.
+static DUE_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:due\s*(?:date|on|by)|payment\s*due|\bdate\s?due\b|pay(?:able)?\s*(?:by|before|until)|fällig(?:keitsdatum|\s*am|\s*bis|\s*zum)?|faellig|zahlbar\s*(?:bis|am)|zahlungsziel|(?:überweisen|zahlen)\s*sie\s*(?:bitte\s*)?bis(?:\s*zum)?|date\s*(?:d'|de\s*l')\s*échéance|échéance|echeance|payer\s*avant\s*le|vencimiento|vervaldatum|vervaldag|te\s*betalen\s*(?:voor|vóór)|scadenza|termin\s*płatności|termin\s*zapłaty)",
+    )
+});
+
+/// The date right after a due-date label, or in the same column below it.
+fn due_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
+    for (i, line) in doc.lines.iter().enumerate() {
+        for m in DUE_DATE_LABEL.find_iter(line) {
+            let rest = &line[m.end()..];
+            if let Some(found) = find_dates(rest, doc.order).into_iter().next().filter(|f| f.start <= 24) {
+                return Some((found.date, 0.85));
+            }
+            let below = doc.value_below(i, m.start()).and_then(|v| find_dates(v, doc.order).into_iter().next());
+            if let Some(found) = below {
+                return Some((found.date, 0.75));
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Payment IBAN and VAT ids
+
+/// The IBAN to pay to: the one valid IBAN of the document (several distinct ones are ambiguous).
+fn payment_iban(doc: &Text<'_>) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
+    for line in &doc.lines {
+        for iban in ids::ibans_in(line) {
+            if !found.contains(&iban) {
+                found.push(iban);
+            }
+        }
+    }
+    (found.len() == 1).then(|| found.remove(0))
+}
+
+/// The seller's and the buyer's VAT ids. A valid id on a buyer-labelled line, or in the few lines below a
+/// buyer label, is the buyer's; any other is the seller's. Two distinct candidates for one party leave it
+/// empty.
+fn vat_ids(doc: &Text<'_>) -> (Option<String>, Option<String>) {
+    let mut seller: Vec<String> = Vec::new();
+    let mut buyer: Vec<String> = Vec::new();
+    let mut buyer_block_until = 0;
+    for (i, line) in doc.lines.iter().enumerate() {
+        let buyer_line = BUYER_LABEL.is_match(line);
+        if buyer_line {
+            buyer_block_until = i + 6;
+        }
+        for id in ids::vat_ids_in(line) {
+            let list = if buyer_line || i < buyer_block_until { &mut buyer } else { &mut seller };
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+    }
+    // An id printed in both places (a footer repeating the seller's) belongs to the seller.
+    buyer.retain(|id| !seller.contains(id));
+    let one = |list: Vec<String>| if list.len() == 1 { list.into_iter().next() } else { None };
+    (one(seller), one(buyer))
+}
+
 /// Without any label: the first date in the document on a line that does not name another kind of date.
 /// Invoices print their date near the top; weaker evidence, so a lower confidence.
 fn first_unlabelled_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
@@ -310,6 +455,11 @@ fn grand_total(doc: &Text<'_>) -> Option<Total> {
         }
     }
     None
+}
+
+/// Every amount in a string, in order.
+fn last_amount_candidates(s: &str) -> Vec<Decimal> {
+    AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1])).collect()
 }
 
 fn last_amount(s: &str) -> Option<Decimal> {
@@ -638,6 +788,37 @@ mod tests {
             Some("Lieferant GmbH"),
         );
         check("Rechnung an: Kunde GmbH", "seller", None);
+    }
+
+    #[test]
+    fn credit_notes_get_their_type_and_positive_amounts() {
+        let invoice = extract("Avoir AV-2017-0005\nTotal HT -218,48 €\nTotal taxes -14,99 €\nTotal TTC -233,47 €");
+        assert_eq!(invoice.type_code.as_deref(), Some("381"));
+        assert_eq!(invoice.totals.grand_total.map(|d| d.to_string()).as_deref(), Some("233.47"));
+        assert_eq!(invoice.totals.tax_total.map(|d| d.to_string()).as_deref(), Some("14.99"));
+        // A correction invoice keeps its negative amounts and gets no credit-note type.
+        let invoice = extract("Rechnungskorrektur 471102\nNettobetrag -7,67 €\nUSt -1,12 €\nGesamtbetrag -8,79 €");
+        assert_eq!(invoice.type_code, None);
+        assert_eq!(invoice.totals.grand_total.map(|d| d.to_string()).as_deref(), Some("-8.79"));
+    }
+
+    #[test]
+    fn due_dates_after_their_labels() {
+        let due = |text: &str| due_date(&Text::new(text)).map(|(d, _)| d.to_string());
+        assert_eq!(due("Date d'échéance 13/12/2017").as_deref(), Some("2017-12-13"));
+        assert_eq!(due("Bitte überweisen Sie bis zum 09.12.2017.").as_deref(), Some("2017-12-09"));
+        assert_eq!(due("Due Date\n03/03/2026").as_deref(), None, "no column below a lone label");
+        assert_eq!(due("Invoice date  Due date\n01.02.2026    03.03.2026").as_deref(), Some("2026-03-03"));
+        assert_eq!(due("Invoice date 01.02.2026").as_deref(), None);
+    }
+
+    #[test]
+    fn vat_ids_go_to_seller_or_buyer_by_the_buyer_block() {
+        let (seller, buyer) = vat_ids(&Text::new("USt-ID: DE136695976\n\nRechnung an: Kunde GmbH\nUSt-ID DE811128135"));
+        assert_eq!(seller.as_deref(), Some("DE136695976"));
+        assert_eq!(buyer.as_deref(), Some("DE811128135"));
+        let (seller, _) = vat_ids(&Text::new("VAT DE136695976\nVAT DE811128135"));
+        assert_eq!(seller, None, "two seller candidates are ambiguous");
         check("Thank you for your order", "seller", None);
     }
 }

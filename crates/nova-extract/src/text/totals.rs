@@ -1,0 +1,240 @@
+//! The totals block beyond the grand total: net (tax basis), tax total, prepaid and amount due, each taken
+//! only when the EN 16931 arithmetic confirms it.
+//!
+//! Labels find candidates (every amount after a net, tax, total, paid or due label, or alone on the line
+//! below it); a set is accepted only when it adds up: net + tax = grand total (BR-CO-15), and grand total −
+//! prepaid = amount due (BR-CO-16). A label alone is never enough, so a sub-total of one page or a tax rate's
+//! base is not mistaken for the invoice's net.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use rust_decimal::Decimal;
+
+use super::{last_amount_candidates, regex, Text, NOT_GRAND_TOTAL, TOTAL_LABELS};
+
+/// Amounts the arithmetic confirmed. Fields stay `None` when nothing adds up.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct TotalsBlock {
+    pub grand_total: Option<Decimal>,
+    pub tax_basis_total: Option<Decimal>,
+    pub tax_total: Option<Decimal>,
+    /// Set when the document shows no allowance or charge, so the sum of lines is the tax basis (BR-CO-13).
+    pub line_total: Option<Decimal>,
+    pub prepaid: Option<Decimal>,
+    pub due_payable: Option<Decimal>,
+}
+
+/// Net amount labels: `Subtotal`, `Net total`, `Total excl. VAT`, `Nettobetrag`, `Total HT`, `Base imponible`,
+/// `Totaal excl. btw`, `Imponibile`, `Razem netto`.
+static NET_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:sub\s*-?\s*total|\bnet\s*(?:total|amount|value|sum)|total\s*(?:net|excl|ex\.|ex\s|before|without|ht\b|hors)|amount\s*(?:excl|before|without)|\bnetto|summe\s*netto|gesamt\s*netto|zwischensumme|warenwert|montant\s*(?:total\s*)?ht\b|total\s*ht\b|sous[-\s]*total|base\s*(?:imponible|imposable|ht)|importe\s*neto|subtotaal|totaal\s*excl|imponibile|razem\s*netto|wartość\s*netto|steuerbasis|basisbetrag)",
+    )
+});
+/// Tax amount labels: `VAT`, `19% VAT`, `USt. Gesamt`, `Total taxes`, `TVA`, `IVA`, `BTW`, `Podatek VAT`.
+static TAX_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:\b(?:vat|tax|taxes|mwst|ust|tva|btw|gst|iva|umsatzsteuer|mehrwertsteuer|steuer|steuerbetrag|podatek|imposta|impuesto|taxe)\b|steuerbetrag)",
+    )
+});
+/// Words that make a tax-labelled line something else: a total including tax, a net amount, an id.
+static NOT_TAX_TOTAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:incl|inkl|inc\.|ttc|gross|brutto|with|\bexcl|exkl|\bhors|\bohne|before|without|\bnet|netto|\bht\b|basis|base|grundlage|id\b|nr|no\.|number|reg|nummer|numéro)",
+    )
+});
+/// Amount due labels.
+static DUE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:amount\s*(?:due|payable|to\s*pay)|balance\s*due|due\s*payable|total\s*due|to\s*pay|zu\s*zahlen|zahlbetrag|restbetrag|offener\s*betrag|à\s*payer|a\s*payer|montant\s*dû|importe\s*a\s*pagar|total\s*a\s*pagar|te\s*betalen|da\s*pagare|do\s*zapłaty)",
+    )
+});
+/// Labels of amounts already paid.
+static PREPAID_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:prepaid|pre-paid|paid\s*amount|amount\s*paid|already\s*paid|payments?\s*received|deposit|advance|anzahlung|bereits\s*(?:bezahlt|gezahlt|erhalten)|geleistet|vorauszahlung|acompte|déjà\s*(?:payé|réglé|versé)|avance|anticipo|pagado|vooruitbetaald|reeds\s*betaald|acconto|zaliczka|zapłacono|virement|règlement)",
+    )
+});
+/// Words that, on a line with an amount, mean the document may carry allowances or charges.
+static ALLOWANCE_OR_CHARGE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:discount|allowance|rebate|surcharge|charge|shipping|freight|rabatt|nachlass|zuschlag|abschlag|skonto|fracht|versand|porto|remise|ristourne|frais|descuento|recargo|korting|toeslag|sconto|rabat)",
+    )
+});
+
+/// Finds the totals that add up. `grand_total` is the labelled grand total found before, if any.
+pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> TotalsBlock {
+    let nets = labelled_amounts(doc, |line| NET_LABEL.find(line).map(|m| m.end()));
+    let taxes = tax_amounts(doc);
+    let grands = labelled_amounts(doc, |line| {
+        if NOT_GRAND_TOTAL.is_match(line) {
+            return None;
+        }
+        TOTAL_LABELS.iter().find_map(|(label, _)| label.find(line)).map(|m| m.end())
+    });
+
+    let mut block = TotalsBlock::default();
+    // Every (net, tax, gross) that adds up; the gross must be one the labels call a total.
+    let mut triples: Vec<(Decimal, Decimal, Decimal)> = Vec::new();
+    for &net in &nets {
+        for &tax in &taxes {
+            let gross = net + tax;
+            if net != Decimal::ZERO && grands.contains(&gross) && !triples.contains(&(net, tax, gross)) {
+                triples.push((net, tax, gross));
+            }
+        }
+    }
+    let confirmed = match grand_total {
+        Some(g) if triples.iter().any(|t| t.2 == g) => Some(g),
+        _ => {
+            let mut grosses: Vec<Decimal> = triples.iter().map(|t| t.2).collect();
+            grosses.sort();
+            grosses.dedup();
+            // Without a labelled grand total to agree with, only an unambiguous sum is taken.
+            (grosses.len() == 1).then(|| grosses[0])
+        }
+    };
+    if let Some(g) = confirmed {
+        let fitting: Vec<&(Decimal, Decimal, Decimal)> = triples.iter().filter(|t| t.2 == g).collect();
+        if fitting.iter().all(|t| t.0 == fitting[0].0) {
+            block.grand_total = Some(g);
+            block.tax_basis_total = Some(fitting[0].0);
+            block.tax_total = Some(fitting[0].1);
+            let allowance_or_charge =
+                doc.lines.iter().any(|line| ALLOWANCE_OR_CHARGE.is_match(line) && super::AMOUNT.is_match(line));
+            if !allowance_or_charge {
+                block.line_total = Some(fitting[0].0);
+            }
+        }
+    }
+
+    let grand = block.grand_total.or(grand_total);
+    if let Some(g) = grand {
+        let has_prepaid_label = doc.lines.iter().any(|line| PREPAID_LABEL.is_match(line));
+        let dues = labelled_amounts(doc, |line| DUE_LABEL.find(line).map(|m| m.end()));
+        let prepaids = labelled_amounts(doc, |line| PREPAID_LABEL.find(line).map(|_| 0));
+        let paid = prepaids.iter().copied().find(|&p| p != Decimal::ZERO && dues.contains(&(g - p)));
+        if let Some(p) = paid {
+            block.prepaid = Some(p);
+            block.due_payable = Some(g - p);
+        } else if !has_prepaid_label {
+            // Nothing paid in advance: the amount due is the grand total (BR-CO-16 with BT-113 = 0).
+            block.due_payable = Some(g);
+        }
+    }
+    block
+}
+
+/// Every amount after a label (where `label_end` finds one in a line), or alone on the line below it.
+fn labelled_amounts(doc: &Text<'_>, label_end: impl Fn(&str) -> Option<usize>) -> Vec<Decimal> {
+    let mut found = Vec::new();
+    for (i, line) in doc.lines.iter().enumerate() {
+        let Some(end) = label_end(line) else { continue };
+        let after = last_amount_candidates(&line[end..]);
+        if after.is_empty() {
+            if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
+                push_unique(&mut found, v);
+            }
+        }
+        for v in after {
+            push_unique(&mut found, v);
+        }
+    }
+    found
+}
+
+/// Tax amounts: the amounts of tax-labelled lines, and the sum of the last amounts of those lines when
+/// there are several (one per rate).
+fn tax_amounts(doc: &Text<'_>) -> Vec<Decimal> {
+    let mut found = Vec::new();
+    let mut per_line = Vec::new();
+    for (i, line) in doc.lines.iter().enumerate() {
+        let Some(m) = TAX_LABEL.find(line) else { continue };
+        if NOT_TAX_TOTAL.is_match(line) {
+            continue;
+        }
+        let after = last_amount_candidates(&line[m.start()..]);
+        if let Some(&last) = after.last() {
+            per_line.push(last);
+        } else if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
+            push_unique(&mut found, v);
+        }
+        for v in after {
+            push_unique(&mut found, v);
+        }
+    }
+    if per_line.len() > 1 {
+        push_unique(&mut found, per_line.iter().sum());
+    }
+    found
+}
+
+fn push_unique(found: &mut Vec<Decimal>, v: Decimal) {
+    if !found.contains(&v) && found.len() < 64 {
+        found.push(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(text: &str) -> TotalsBlock {
+        let doc = Text::new(text);
+        let grand = super::super::grand_total(&doc).map(|t| t.value);
+        totals_block(&doc, grand)
+    }
+
+    fn d(s: &str) -> Option<Decimal> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn net_and_tax_are_taken_when_they_add_up_to_the_total() {
+        let b = block("Subtotal  573.00\n19% VAT  108.87\nTotal € Incl. VAT  681.87");
+        assert_eq!(b.tax_basis_total, d("573.00"));
+        assert_eq!(b.tax_total, d("108.87"));
+        assert_eq!(b.line_total, d("573.00"));
+        assert_eq!(b.due_payable, d("681.87"));
+    }
+
+    #[test]
+    fn tax_rows_per_rate_are_summed() {
+        let b = block("Nettobetrag: 496,00 €\n7% USt 11,20 €\n19% USt 63,84 €\nGesamtbetrag: 571,04 €");
+        assert_eq!(b.tax_basis_total, d("496.00"));
+        assert_eq!(b.tax_total, d("75.04"));
+    }
+
+    #[test]
+    fn amounts_that_do_not_add_up_stay_empty() {
+        let b = block("Subtotal  500.00\nVAT  108.87\nTotal  681.87");
+        assert_eq!(b.tax_basis_total, None);
+        assert_eq!(b.tax_total, None);
+        assert_eq!(b.grand_total, None);
+    }
+
+    #[test]
+    fn prepaid_is_confirmed_by_the_amount_due() {
+        let b = block("Total HT 624,90 €\nTotal taxes 46,25 €\nTotal TTC 671,15 €\nAcompte versé 201,00 €\nSolde à payer 470,15 €");
+        assert_eq!(b.grand_total, d("671.15"));
+        assert_eq!(b.prepaid, d("201.00"));
+        assert_eq!(b.due_payable, d("470.15"));
+        // A paid amount that does not explain the amount due leaves both empty.
+        let b = block(
+            "Total HT 624,90 €\nTotal taxes 46,25 €\nTotal TTC 671,15 €\nAcompte 100,00 €\nSolde à payer 470,15 €",
+        );
+        assert_eq!(b.prepaid, None);
+        assert_eq!(b.due_payable, None);
+    }
+
+    #[test]
+    fn discounts_keep_the_line_total_empty() {
+        let b = block("Subtotal 90.00\nDiscount 10.00\nVAT 17.10\nTotal 107.10");
+        assert_eq!(b.tax_basis_total, d("90.00"));
+        assert_eq!(b.line_total, None);
+        // The word alone, without an amount, is no allowance.
+        let b = block("Shipping method: road\nSubtotal 90.00\nVAT 17.10\nTotal 107.10");
+        assert_eq!(b.line_total, d("90.00"));
+    }
+}
