@@ -1,8 +1,10 @@
-//! The API driven over HTTP: uploads, jobs, results, bad input, restarts.
+//! The API driven over HTTP: uploads, jobs, results, lists, event streams, bad input, restarts.
 
 mod helpers;
 
-use helpers::{dev_file, error_code, Options, TestApp};
+use std::time::Duration;
+
+use helpers::{dev_file, error_code, EventStream, Options, SseItem, TestApp};
 use nova_server::ServerConfig;
 use serde_json::{json, Value};
 
@@ -338,5 +340,215 @@ async fn executions_answer_503_on_a_server_without_a_sandbox() {
     let (status, body) = app.post_json("/v1/executions", &json!({"language": "python", "code": "print(1)"})).await;
     assert_eq!((status, error_code(&body)), (503, "sandbox_unavailable"));
     assert!(body["error"]["message"].as_str().unwrap().contains("not in these tests"), "{body}");
+    app.stop().await;
+}
+
+/// The API with no workers (jobs stay queued until canceled) and a quick keep-alive.
+async fn idle_app() -> TestApp {
+    let config = ServerConfig { event_keep_alive: Duration::from_millis(100), ..ServerConfig::default() };
+    TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, config }).await
+}
+
+#[tokio::test]
+async fn an_event_stream_delivers_a_job_s_events_live_and_ends_with_the_final_one() {
+    let app = idle_app().await;
+    let (_, job) = app.post_json("/v1/jobs", &json!({"workflow": "noop"})).await;
+    let id = job["id"].as_str().unwrap();
+    let mut stream = EventStream::new(app.get_events(&format!("/v1/jobs/{id}/events"), None).await);
+
+    let (seq, kind, data) = stream.next_message().await.expect("the queued event");
+    assert_eq!((seq.as_deref(), kind.as_deref()), (Some("1"), Some("queued")));
+    assert_eq!((data["seq"].as_u64(), data["kind"].as_str()), (Some(1), Some("queued")), "{data}");
+    assert_eq!(data["data"]["workflow"], "noop");
+    // Nothing happens to a job no worker takes: the stream stays open and says so with keep-alives.
+    assert_eq!(stream.next().await, Some(SseItem::Comment));
+
+    // What happens next arrives on the open stream, and the final event ends it.
+    let (status, _) = app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(status, 200);
+    let (seq, kind, data) = stream.next_message().await.expect("the canceled event");
+    assert_eq!((seq.as_deref(), kind.as_deref(), data["seq"].as_u64()), (Some("2"), Some("canceled"), Some(2)));
+    assert_eq!(stream.next_message().await, None, "the stream ends after the final event");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_follows_a_job_through_a_worker_to_its_end() {
+    let app = TestApp::spawn().await;
+    let (_, job) = app.post_json("/v1/jobs", &json!({"workflow": "noop", "input": {"sleep_ms": 200}})).await;
+    let id = job["id"].as_str().unwrap();
+    let messages = EventStream::new(app.get_events(&format!("/v1/jobs/{id}/events"), None).await).rest().await;
+
+    // The stream carries the log exactly as the JSON route shows it, and ends with the final event.
+    let (_, log) = app.get(&format!("/v1/jobs/{id}/events")).await;
+    let logged = log["events"].as_array().unwrap();
+    assert_eq!(messages.len(), logged.len(), "{messages:?}");
+    for ((seq, kind, data), event) in messages.iter().zip(logged) {
+        assert_eq!(data, event);
+        assert_eq!(seq.as_deref(), Some(event["seq"].to_string().as_str()));
+        assert_eq!(kind.as_deref(), event["kind"].as_str());
+    }
+    let kinds: Vec<_> = messages.iter().map(|(_, kind, _)| kind.as_deref().unwrap()).collect();
+    assert_eq!((kinds.first(), kinds.last()), (Some(&"queued"), Some(&"succeeded")), "{kinds:?}");
+    assert!(kinds.contains(&"started"), "{kinds:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_resumes_after_the_last_event_id() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.upload_raw(dev_file(&format!("{CRONUS}.pdf")), "application/pdf").await;
+    let (_, job) = app.submit_extract(doc["id"].as_str().unwrap()).await;
+    let id = job["id"].as_str().unwrap();
+    app.wait_final(id).await;
+    let path = format!("/v1/jobs/{id}/events");
+    let seqs = |messages: Vec<(Option<String>, Option<String>, Value)>| -> Vec<String> {
+        messages.into_iter().map(|(seq, _, _)| seq.unwrap()).collect()
+    };
+
+    let all = seqs(EventStream::new(app.get_events(&path, None).await).rest().await);
+    assert_eq!(all, ["1", "2", "3", "4", "5"]);
+    let rest = seqs(EventStream::new(app.get_events(&path, Some("2")).await).rest().await);
+    assert_eq!(rest, ["3", "4", "5"], "only the events after Last-Event-ID");
+    let after = seqs(EventStream::new(app.get_events(&format!("{path}?after=3"), None).await).rest().await);
+    assert_eq!(after, ["4", "5"]);
+    // A reconnecting EventSource sends its first URL again, and its last event id wins.
+    let resumed = seqs(EventStream::new(app.get_events(&format!("{path}?after=1"), Some("4")).await).rest().await);
+    assert_eq!(resumed, ["5"]);
+
+    // Past the final event there is nothing more, ever: 204 tells an EventSource not to reconnect.
+    let r = app.get_events(&path, Some("5")).await;
+    assert_eq!(r.status(), 204);
+    assert!(r.text().await.unwrap().is_empty());
+    let r = app.get_events(&path, Some("soon")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "invalid_last_event_id");
+    let r = app.get_events("/v1/jobs/job_0190a0a0a0a07000800000000000000a/events", None).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "job_not_found");
+    // Other clients still get the JSON page.
+    let r = app.client.get(app.url(&path)).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.json::<Value>().await.unwrap()["next_after"], 5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_event_stream_ends_when_the_server_stops() {
+    let app = idle_app().await;
+    let (_, job) = app.post_json("/v1/jobs", &json!({"workflow": "noop"})).await;
+    let id = job["id"].as_str().unwrap();
+    let mut stream = EventStream::new(app.get_events(&format!("/v1/jobs/{id}/events"), None).await);
+    assert_eq!(stream.next_message().await.unwrap().1.as_deref(), Some("queued"));
+    tokio::time::timeout(Duration::from_secs(30), app.stop()).await.expect("the open stream held up the shutdown");
+    assert_eq!(stream.next_message().await, None);
+}
+
+#[tokio::test]
+async fn jobs_are_listed_newest_first_with_filters_and_cursors() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let (_, empty) = app.get("/v1/jobs").await;
+    assert_eq!(empty, json!({"data": [], "next_cursor": null}));
+
+    let mut created = Vec::new();
+    for i in 0..52 {
+        let body = match i % 4 {
+            0 => json!({"workflow": "code.run", "input": {"language": "python", "code": "print(1)"}}),
+            _ => json!({"workflow": "noop"}),
+        };
+        let (status, job) = app.post_json("/v1/jobs", &body).await;
+        assert_eq!(status, 202, "{job}");
+        created.push(job["id"].as_str().unwrap().to_string());
+    }
+    let canceled = [&created[3], &created[4]];
+    for id in canceled {
+        assert_eq!(app.post_json(&format!("/v1/jobs/{id}/cancel"), &json!({})).await.0, 200);
+    }
+    created.reverse();
+
+    // The default page holds 50; the cursor leads on to the rest, and the last page has none.
+    let (status, first) = app.get("/v1/jobs").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(page_ids(&first), created[..50]);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, second) = app.get(&format!("/v1/jobs?cursor={cursor}")).await;
+    assert_eq!((page_ids(&second), &second["next_cursor"]), (created[50..].to_vec(), &Value::Null));
+    assert_eq!(first["data"][0], app.get(&format!("/v1/jobs/{}", created[0])).await.1, "jobs show as on their own");
+
+    let walk = |query: &'static str| walk_jobs(&app, query);
+    assert_eq!(walk("").await, created);
+    let canceled: Vec<String> = vec![created[47].clone(), created[48].clone()];
+    assert_eq!(walk("status=canceled").await, canceled);
+    let code_runs: Vec<String> = created.iter().skip(3).step_by(4).cloned().collect();
+    assert_eq!(walk("workflow=code.run").await, code_runs);
+    assert_eq!(walk("workflow=code.run&status=canceled").await, [created[47].clone()]);
+    assert_eq!(walk("workflow=invoice.extract&status=").await, Vec::<String>::new());
+    assert_eq!(walk("status=succeeded").await, Vec::<String>::new());
+
+    for (query, status, code) in [
+        ("status=done", 422, "invalid_status"),
+        ("workflow=invoice.summarise", 422, "unknown_workflow"),
+        ("cursor=job_0190a0a0a0a07000800000000000000a", 422, "invalid_cursor"),
+        ("cursor=nope", 422, "invalid_cursor"),
+        ("limit=0", 422, "invalid_limit"),
+        ("limit=201", 422, "invalid_limit"),
+        ("limit=ten", 422, "invalid_limit"),
+        ("order=oldest", 400, "invalid_query"),
+    ] {
+        let (got, body) = app.get(&format!("/v1/jobs?{query}")).await;
+        assert_eq!((got, error_code(&body)), (status, code), "{query}: {body}");
+    }
+    let (status, all) = app.get("/v1/jobs?limit=200").await;
+    assert_eq!((status, page_ids(&all).len(), &all["next_cursor"]), (200, 52, &Value::Null));
+    app.stop().await;
+}
+
+/// The ids of a page of a list.
+fn page_ids(page: &Value) -> Vec<String> {
+    page["data"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Every job of `GET /v1/jobs?{query}`, 7 a page, following the cursors.
+async fn walk_jobs(app: &TestApp, query: &str) -> Vec<String> {
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let (status, page) = app.get(&format!("/v1/jobs?limit=7&{query}&cursor={cursor}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        seen.extend(page_ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn documents_are_listed_newest_first_with_cursors() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let text = format!("Invoice {i}\nTotal: {i}0.00 EUR\n");
+        let (status, doc) = app.upload_raw(text.into_bytes(), "text/plain").await;
+        assert_eq!(status, 201, "{doc}");
+        created.push(doc);
+    }
+    created.reverse();
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let (status, page) = app.get(&format!("/v1/documents?limit=2&cursor={cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        assert!(!data.is_empty() && data.len() <= 2, "{page}");
+        seen.extend(data.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+    let (status, body) = app.get("/v1/documents?cursor=zz").await;
+    assert_eq!((status, error_code(&body)), (422, "invalid_cursor"));
+    let (status, body) = app.get("/v1/documents?status=queued").await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_query"));
     app.stop().await;
 }

@@ -82,6 +82,15 @@ impl TestApp {
         into_json(r).await
     }
 
+    /// `GET path` as an event stream, with `Last-Event-ID` when given.
+    pub async fn get_events(&self, path: &str, last_event_id: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path)).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         into_json(self.client.post(self.url(path)).json(body).send().await.unwrap()).await
     }
@@ -123,6 +132,94 @@ impl TestApp {
             }
             assert!(tokio::time::Instant::now() < deadline, "job {job_id} did not finish: {job}");
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One block of an event stream: a message, or a comment (a keep-alive).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseItem {
+    Message { id: Option<String>, event: Option<String>, data: Value },
+    Comment,
+}
+
+/// Reads an event stream as it arrives; each read fails the test after 30 s rather than hang it.
+pub struct EventStream {
+    response: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    pub fn new(response: reqwest::Response) -> Self {
+        assert_eq!(response.headers()["content-type"], "text/event-stream", "{response:?}");
+        Self { response, buf: String::new() }
+    }
+
+    /// The next block, or `None` once the server has ended the stream.
+    pub async fn next(&mut self) -> Option<SseItem> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                return Some(parse_block(&block));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("the event stream stayed silent for 30 s")
+                .expect("reading the event stream");
+            match chunk {
+                Some(bytes) => self.buf.push_str(std::str::from_utf8(&bytes).expect("UTF-8 events")),
+                None => {
+                    assert!(self.buf.trim().is_empty(), "the stream ended inside a message: {:?}", self.buf);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next message, skipping keep-alive comments.
+    pub async fn next_message(&mut self) -> Option<(Option<String>, Option<String>, Value)> {
+        loop {
+            match self.next().await? {
+                SseItem::Message { id, event, data } => return Some((id, event, data)),
+                SseItem::Comment => continue,
+            }
+        }
+    }
+
+    /// Every message until the stream ends: `(id, event, data)`.
+    pub async fn rest(&mut self) -> Vec<(Option<String>, Option<String>, Value)> {
+        let mut messages = Vec::new();
+        while let Some(message) = self.next_message().await {
+            messages.push(message);
+        }
+        messages
+    }
+}
+
+fn parse_block(block: &str) -> SseItem {
+    let (mut id, mut event, mut data) = (None, None, None::<String>);
+    for line in block.lines() {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+        match field {
+            "id" => id = Some(value),
+            "event" => event = Some(value),
+            "data" => data = Some(data.map_or(value.clone(), |d| format!("{d}\n{value}"))),
+            other => panic!("unexpected field `{other}` in {block:?}"),
+        }
+    }
+    match data {
+        Some(data) => SseItem::Message {
+            id,
+            event,
+            data: serde_json::from_str(&data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {data}")),
+        },
+        None => {
+            assert!(id.is_none() && event.is_none(), "a message without data: {block:?}");
+            SseItem::Comment
         }
     }
 }

@@ -70,7 +70,7 @@ fn kind_str(kind: DocumentKind) -> &'static str {
     }
 }
 
-fn document_from_row(row: &sqlx::any::AnyRow) -> Result<DocumentMeta, StoreError> {
+pub(crate) fn document_from_row(row: &sqlx::any::AnyRow) -> Result<DocumentMeta, StoreError> {
     let kind = match row.try_get::<String, _>("kind")?.as_str() {
         "pdf" => DocumentKind::Pdf,
         "xml" => DocumentKind::Xml,

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use nova_core::{AttemptToken, JobEvent, JobId};
+use nova_core::{AttemptToken, JobEvent, JobId, JobStatus};
 use sqlx::Row;
 
 use crate::jobs::insert_event;
-use crate::{from_millis, to_millis, Dialect, Store, StoreError};
+use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError};
 
 /// The most events one read returns.
 pub const MAX_EVENTS_PER_READ: u32 = 1000;
@@ -23,19 +23,36 @@ impl Store {
         .bind(i64::from(limit.clamp(1, MAX_EVENTS_PER_READ)))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let data: Option<String> = row.try_get("data")?;
-                Ok(JobEvent {
-                    seq: row.try_get::<i64, _>("seq")? as u64,
-                    at: from_millis(row.try_get("at")?)?,
-                    kind: row.try_get("kind")?,
-                    data: data
-                        .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("event data: {e}"))))
-                        .transpose()?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// A job's events with a sequence number above `after`, oldest first, at most `limit`, and whether the
+    /// job has finished (then its log will not grow), read together in one statement so they agree: a
+    /// finished job's final event is always among what it returns or before `after`. `None` for an unknown
+    /// job. One lookup of the job by key and one range of `job_events`' key: cheap enough to poll.
+    pub async fn read_job_log(&self, job: JobId, after: u64, limit: u32) -> Result<Option<JobLog>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.status, e.seq, e.at, e.kind, e.data FROM jobs j
+             LEFT JOIN job_events e ON e.job_id = j.id AND e.seq > $2
+             WHERE j.id = $1 ORDER BY e.seq LIMIT $3",
+        )
+        .bind(job.to_string())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit.clamp(1, MAX_EVENTS_PER_READ)))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let status: JobStatus = parse_stored("job status", &first.try_get::<String, _>("status")?)?;
+        let finished = matches!(status, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled);
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The job's one row without an event, when nothing follows `after`.
+            if row.try_get::<Option<i64>, _>("seq")?.is_none() {
+                continue;
+            }
+            events.push(event_from_row(row)?);
+        }
+        Ok(Some(JobLog { events, finished }))
     }
 
     /// Records a workflow's progress report as a `progress` event, if the attempt still holds the job.
@@ -175,6 +192,27 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// What [`Store::read_job_log`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobLog {
+    /// The events asked for, oldest first.
+    pub events: Vec<JobEvent>,
+    /// The job is in a final state (succeeded, failed, canceled): its log ends with the matching event.
+    pub finished: bool,
+}
+
+fn event_from_row(row: &sqlx::any::AnyRow) -> Result<JobEvent, StoreError> {
+    let data: Option<String> = row.try_get("data")?;
+    Ok(JobEvent {
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        at: from_millis(row.try_get("at")?)?,
+        kind: row.try_get("kind")?,
+        data: data
+            .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("event data: {e}"))))
+            .transpose()?,
+    })
 }
 
 /// Deletes up to `$2` jobs that finished by `$1`, oldest first (their attempts and events go with them).

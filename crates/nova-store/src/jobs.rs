@@ -484,7 +484,7 @@ impl Store {
     }
 
     /// The attempts of several jobs, oldest first, keyed by job id.
-    async fn attempts_of(&self, ids: &[JobId]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
+    pub(crate) async fn attempts_of(&self, ids: &[JobId]) -> Result<HashMap<String, Vec<Attempt>>, StoreError> {
         let batch = json_array(ids.iter().map(|id| serde_json::json!({"job_id": id.to_string()})));
         let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
         let sql =
@@ -895,7 +895,7 @@ fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     ms.map(from_millis).transpose()
 }
 
-fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, StoreError> {
+pub(crate) fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, StoreError> {
     let input: String = row.try_get("input")?;
     Ok(Job {
         id: parse_stored("job id", &row.try_get::<String, _>("id")?)?,

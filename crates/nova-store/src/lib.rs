@@ -15,6 +15,7 @@ mod blob;
 mod documents;
 mod events;
 mod jobs;
+mod lists;
 #[doc(hidden)]
 pub mod testing;
 
@@ -31,8 +32,9 @@ use tokio::sync::Notify;
 
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
-pub use events::MAX_EVENTS_PER_READ;
+pub use events::{JobLog, MAX_EVENTS_PER_READ};
 pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
+pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

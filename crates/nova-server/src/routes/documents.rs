@@ -1,7 +1,8 @@
-//! Documents: upload (multipart or raw body), metadata, content.
+//! Documents: upload (multipart or raw body), list, metadata, content.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,7 +12,9 @@ use futures::StreamExt;
 use nova_core::{DocumentId, DocumentMeta};
 use nova_extract::ExtractError;
 use nova_store::NewDocument;
+use serde::Deserialize;
 
+use super::pages::{self, PageBody};
 use super::{created_or_ok, not_found, parse_id};
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
@@ -20,7 +23,7 @@ pub fn router(config: &ServerConfig) -> Router<AppState> {
     // Multipart framing adds a little to the document itself.
     let body_limit = usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     Router::new()
-        .route("/documents", post(upload).layer(DefaultBodyLimit::max(body_limit)))
+        .route("/documents", post(upload).layer(DefaultBodyLimit::max(body_limit)).get(list))
         .route("/documents/{id}", get(show))
         .route("/documents/{id}/content", get(content))
 }
@@ -55,6 +58,26 @@ async fn upload(State(app): State<AppState>, headers: HeaderMap, req: Request) -
     let (doc, created) =
         app.store.put_document(NewDocument { bytes, filename, kind: info.kind, page_count: info.page_count }).await?;
     Ok((created_or_ok(created), Json(doc)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/documents?limit=&cursor=`: documents newest first, a page at a time; `next_cursor` asks for the
+/// next page.
+async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<PageBody<DocumentMeta>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
+    let limit = pages::limit(query.limit.as_deref())?;
+    let before = pages::cursor(query.cursor.as_deref(), DocumentId::PREFIX)?;
+    let page = app.store.list_documents(before, limit).await?;
+    Ok(Json(PageBody::new(page, DocumentId::PREFIX, |doc| doc.id.to_string())))
 }
 
 async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<DocumentMeta>, ApiError> {

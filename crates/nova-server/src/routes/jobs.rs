@@ -1,25 +1,27 @@
-//! Jobs: submit, status, result.
+//! Jobs: submit, list, status, events, result, cancel.
 
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, Workflow};
-use nova_store::{Canceled, NewJob, StoreError, MAX_EVENTS_PER_READ};
+use nova_store::{Canceled, JobFilter, NewJob, StoreError, MAX_EVENTS_PER_READ};
 use serde::Deserialize;
 
-use super::{not_found, parse_id};
+use super::pages::{self, PageBody};
+use super::{job_stream, not_found, parse_id, StreamsEnd};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/jobs", post(create))
+        .route("/jobs", post(create).get(list))
         .route("/jobs/{id}", get(show))
         .route("/jobs/{id}/result", get(result))
         .route("/jobs/{id}/cancel", post(cancel))
@@ -150,6 +152,38 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/jobs?status=&workflow=&limit=&cursor=`: jobs newest first, a page at a time; `next_cursor`
+/// asks for the next page. An empty parameter is no filter.
+async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<PageBody<Job>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
+    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let status =
+        given(query.status).map(|s| s.parse::<JobStatus>()).transpose().map_err(|e| ApiError::Unprocessable {
+            code: "invalid_status",
+            message: format!("{e} (known: queued, running, retrying, succeeded, failed, canceled)"),
+        })?;
+    let workflow = given(query.workflow)
+        .map(|w| w.parse::<Workflow>())
+        .transpose()
+        .map_err(|e| ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() })?;
+    let limit = pages::limit(query.limit.as_deref())?;
+    let before = pages::cursor(query.cursor.as_deref(), JobId::PREFIX)?;
+    let page = app.store.list_jobs(JobFilter { status, workflow }, before, limit).await?;
+    Ok(Json(PageBody::new(page, JobId::PREFIX, |job| job.id.to_string())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Only events with a sequence number above this.
     #[serde(default)]
@@ -158,14 +192,21 @@ struct EventsQuery {
 }
 
 /// `GET /v1/jobs/{id}/events?after=N&limit=M`: the job's durable event log, oldest first. Poll with
-/// `after` set to the last `seq` seen; `finished` says the log is complete.
+/// `after` set to the last `seq` seen; `finished` says the log is complete. With `Accept: text/event-stream`,
+/// the log as a live stream instead (see `job_stream`).
 async fn events(
     State(app): State<AppState>,
+    Extension(StreamsEnd(streams_end)): Extension<StreamsEnd>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
+    if job_stream::wanted(&headers) {
+        let after = job_stream::resume_point(&headers, query.after)?;
+        return job_stream::respond(&app, id, after, streams_end).await;
+    }
     if app.store.get_job(id).await?.is_none() {
         return Err(not_found("job", &id.to_string()));
     }
@@ -173,7 +214,7 @@ async fn events(
     let events = app.store.job_events(id, query.after, limit).await?;
     let finished = events.last().is_some_and(JobEvent::is_final);
     let next_after = events.last().map_or(query.after, |e| e.seq);
-    Ok(Json(serde_json::json!({"events": events, "next_after": next_after, "finished": finished})))
+    Ok(Json(serde_json::json!({"events": events, "next_after": next_after, "finished": finished})).into_response())
 }
 
 /// `POST /v1/jobs/{id}/cancel`: a job that has not started never will; a running one is stopped by its

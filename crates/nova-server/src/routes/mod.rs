@@ -3,16 +3,24 @@
 mod documents;
 mod executions;
 mod health;
+mod job_stream;
 mod jobs;
+mod pages;
 
 use axum::http::StatusCode;
-use axum::Router;
+use axum::{Extension, Router};
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// Cancelled when the server shuts down: open event streams end then, rather than hold the shutdown until
+/// their jobs finish.
+#[derive(Clone)]
+struct StreamsEnd(CancellationToken);
+
+pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
     Router::new()
         .merge(health::router())
         .nest("/v1", documents::router(&state.config).merge(jobs::router()).merge(executions::router()))
@@ -20,6 +28,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::NotFound { code: "route_not_found", message: "no such route; the API lives under /v1".into() }
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(StreamsEnd(streams_end)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
