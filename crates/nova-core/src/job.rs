@@ -104,6 +104,16 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, as the `jobs` table's CHECK constraint lists them.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Retrying,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Queued => "queued",
@@ -120,17 +130,7 @@ impl FromStr for JobStatus {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            JobStatus::Queued,
-            JobStatus::Running,
-            JobStatus::Retrying,
-            JobStatus::Succeeded,
-            JobStatus::Failed,
-            JobStatus::Canceled,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-        .ok_or_else(|| format!("unknown job status `{s}`"))
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown job status `{s}`"))
     }
 }
 

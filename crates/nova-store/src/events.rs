@@ -151,10 +151,7 @@ impl Store {
     #[doc(hidden)]
     pub async fn explain_queue_queries(&self) -> Result<String, StoreError> {
         use crate::jobs;
-        let explain = match self.dialect {
-            Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
-            Dialect::Postgres => "EXPLAIN ",
-        };
+        let explain = self.explain_prefix();
         let batch = r#"[{"id": "job_x", "token": "att_x", "result": "1"}]"#;
         let statements = [
             jobs::claim_sql(self.dialect),
@@ -179,18 +176,36 @@ impl Store {
                 2 => query.bind(0_i64).bind(100_i64),
                 _ => query.bind(batch).bind(0_i64),
             };
-            for row in query.fetch_all(&self.pool).await? {
-                // SQLite answers (id, parent, notused, detail); PostgreSQL one text column.
-                let line: String = match self.dialect {
-                    Dialect::Sqlite => row.try_get("detail")?,
-                    Dialect::Postgres => row.try_get(0)?,
-                };
-                out.push_str(&line);
-                out.push('\n');
-            }
-            out.push_str("--\n");
+            self.append_plan(query, &mut out).await?;
         }
         Ok(out)
+    }
+
+    /// `EXPLAIN` in this database's words, to put before a statement for [`Store::append_plan`].
+    pub(crate) fn explain_prefix(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
+            Dialect::Postgres => "EXPLAIN ",
+        }
+    }
+
+    /// Runs an `EXPLAIN` query and appends its plan to `out`, one line per step, then `--`.
+    pub(crate) async fn append_plan<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        out: &mut String,
+    ) -> Result<(), StoreError> {
+        for row in query.fetch_all(&self.pool).await? {
+            // SQLite answers (id, parent, notused, detail); PostgreSQL one text column.
+            let line: String = match self.dialect {
+                Dialect::Sqlite => row.try_get("detail")?,
+                Dialect::Postgres => row.try_get(0)?,
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str("--\n");
+        Ok(())
     }
 }
 

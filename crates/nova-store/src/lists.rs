@@ -30,16 +30,6 @@ pub struct Page<T> {
     pub more: bool,
 }
 
-/// Every status a job can have, as the `jobs` table's CHECK constraint lists them.
-const STATUSES: [JobStatus; 6] = [
-    JobStatus::Queued,
-    JobStatus::Running,
-    JobStatus::Retrying,
-    JobStatus::Succeeded,
-    JobStatus::Failed,
-    JobStatus::Canceled,
-];
-
 impl Store {
     /// Up to `limit` jobs (at most [`MAX_PAGE_SIZE`]) that match `filter`, newest first, created before
     /// job `before` when given, each with its attempts.
@@ -120,10 +110,7 @@ impl Store {
     /// would hurt most.
     #[doc(hidden)]
     pub async fn explain_list_queries(&self) -> Result<String, StoreError> {
-        let explain = match self.dialect {
-            Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
-            Dialect::Postgres => "EXPLAIN ",
-        };
+        let explain = self.explain_prefix();
         // The histories' ids (`job_h...`, `doc_h...`) sort above every real one: these cursors lie above
         // them all.
         let cursor = "job_z";
@@ -143,16 +130,7 @@ impl Store {
             for value in binds {
                 query = query.bind(value);
             }
-            for row in query.fetch_all(&self.pool).await? {
-                // SQLite answers (id, parent, notused, detail); PostgreSQL one text column.
-                let line: String = match self.dialect {
-                    Dialect::Sqlite => row.try_get("detail")?,
-                    Dialect::Postgres => row.try_get(0)?,
-                };
-                out.push_str(&line);
-                out.push('\n');
-            }
-            out.push_str("--\n");
+            self.append_plan(query, &mut out).await?;
         }
         Ok(out)
     }
@@ -169,14 +147,15 @@ fn list_jobs_sql(filter: JobFilter, before: Option<String>) -> (String, Vec<Stri
         binds.push(value);
         format!("${}", binds.len() + 1)
     };
-    // Values of this code (`Workflow::ALL`, `STATUSES`) go into the text as literals; the client's are bound.
+    // Values of this code (`Workflow::ALL`, `JobStatus::ALL`) go into the text as literals; the client's are
+    // bound.
     let workflows: Vec<String> = match filter.workflow {
         Some(workflow) => vec![bind(workflow.as_str().to_string())],
         None => Workflow::ALL.iter().map(|w| format!("'{}'", w.as_str())).collect(),
     };
     let statuses: Vec<String> = match filter.status {
         Some(status) => vec![bind(status.as_str().to_string())],
-        None => STATUSES.iter().map(|s| format!("'{}'", s.as_str())).collect(),
+        None => JobStatus::ALL.iter().map(|s| format!("'{}'", s.as_str())).collect(),
     };
     let below = before.map(|id| format!("id < {}", bind(id)));
     let page = |conditions: Vec<String>| {
