@@ -79,9 +79,15 @@ pub struct PoolArgs {
     /// Jails kept ready, interpreter started, for `POST /v1/executions` and `code.run` jobs.
     #[arg(long, env = "NOVA_SANDBOX_POOL", default_value_t = 2)]
     pub sandbox_pool: usize,
-    /// Slots of one workflow, as WORKFLOW=N (repeatable), when they should differ from the others':
-    /// `code.run=1` runs one program at a time; `noop=0` leaves a workflow to other processes.
-    #[arg(long = "workflow-concurrency", value_name = "WORKFLOW=N", value_parser = parse_workflow_slots)]
+    /// Slots of one workflow, as WORKFLOW=N (repeatable, or comma-separated), when they should differ from
+    /// the others': `code.run=1` runs one program at a time; `noop=0` leaves a workflow to other processes.
+    #[arg(
+        long = "workflow-concurrency",
+        env = "NOVA_WORKFLOW_CONCURRENCY",
+        value_name = "WORKFLOW=N",
+        value_delimiter = ',',
+        value_parser = parse_workflow_slots
+    )]
     workflow_concurrency: Vec<(Workflow, usize)>,
 }
 

@@ -110,6 +110,14 @@ fn extract_writes_csv_and_json() {
 fn usage_errors_exit_with_2() {
     assert_eq!(nova().arg("extract").output().unwrap().status.code(), Some(2));
     assert_eq!(nova().args(["extract", "--format", "xml", "a.pdf"]).output().unwrap().status.code(), Some(2));
+    // A workflow's slots name a known workflow and a number; the error says which workflows there are.
+    for (bad, says) in [("code.runs=1", "known: invoice.extract, noop, code.run"), ("code.run", "WORKFLOW=N")] {
+        let out = nova().args(["worker", "--workflow-concurrency", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = nova().args(["worker"]).env("NOVA_WORKFLOW_CONCURRENCY", "noop=1,code.run=x").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "the environment is checked the same way");
 }
 
 /// `nova serve` as a process: it answers, takes an invoice end to end, and stops cleanly on SIGTERM.
