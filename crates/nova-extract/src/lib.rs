@@ -6,8 +6,9 @@
 //!    a bare CII or UBL XML document is the same data without the PDF around it. Either is mapped field by
 //!    field ([`einvoice`]), exactly, and marked `source = "einvoice"`.
 //! 2. **Text**: any other PDF's text layer, or a plain-text invoice, goes through generic label/value rules
-//!    ([`text`]) that find the core fields, the due date, VAT ids and IBAN (by their check digits) and the
-//!    totals the EN 16931 arithmetic confirms, and leave everything they are unsure of empty
+//!    ([`text`]) that find the core fields, the due date, VAT ids and IBAN (by their check digits), the
+//!    totals the EN 16931 arithmetic confirms and the item lines that add up to them, and leave everything
+//!    they are unsure of empty
 //!    (`source = "text"`, with a confidence per field).
 //!
 //! A PDF without a text layer (a scan) is [`ExtractError::NoText`]: OCR is a later step.

@@ -4,7 +4,8 @@
 //! The rules know no vendor. Each field is found by a label (`Invoice number`, `Rechnungsnummer`,
 //! `Facture n°`, ...) and a value of the right shape on the same line after it, or in the same column of the
 //! next line when the text is laid out as a table. A field whose value cannot be found with confidence stays
-//! `None`: a wrong value is worse than a missing one. Every field that is set gets a confidence.
+//! `None`: a wrong value is worse than a missing one. Every field that is set gets a confidence. Item lines
+//! come from the table under a column header, only when their arithmetic reconciles ([`lines`]).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -17,6 +18,7 @@ use rust_decimal::Decimal;
 use crate::parse::{find_dates, parse_amount, DayMonthOrder};
 
 mod ids;
+mod lines;
 mod totals;
 
 /// Extracts the core fields from the text of one invoice.
@@ -39,6 +41,7 @@ pub(crate) fn extract(text: &str) -> Invoice {
     }
     let block = totals::totals_block(&doc, total.as_ref().map(|t| t.value));
     set_totals(&mut invoice, &block);
+    invoice.lines = lines::line_items(&doc, &block);
     if is_credit_note(&doc) {
         invoice.type_code = Some("381".to_string());
         invoice.confidence.insert("type_code".into(), 0.8);
@@ -99,6 +102,13 @@ fn positive_credit_note_amounts(invoice: &mut Invoice) {
     ] {
         if let Some(v) = slot.as_mut() {
             *v = v.abs();
+        }
+    }
+    for line in &mut invoice.lines {
+        for slot in [&mut line.line_total, &mut line.net_price, &mut line.quantity] {
+            if let Some(v) = slot.as_mut() {
+                *v = v.abs();
+            }
         }
     }
 }

@@ -126,6 +126,21 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
     block
 }
 
+/// Every amount printed after a net label (a sub-total, a net total), confirmed or not.
+pub(crate) fn net_amounts(doc: &Text<'_>) -> Vec<Decimal> {
+    labelled_amounts(doc, |line| NET_LABEL.find(line).map(|m| m.end()))
+}
+
+/// Whether a line carries a net amount label.
+pub(crate) fn is_net_label(line: &str) -> bool {
+    NET_LABEL.is_match(line)
+}
+
+/// Whether a text names an allowance or a charge (a discount, a surcharge, shipping).
+pub(crate) fn is_allowance_or_charge(text: &str) -> bool {
+    ALLOWANCE_OR_CHARGE.is_match(text)
+}
+
 /// Every amount after a label (where `label_end` finds one in a line), or alone on the line below it.
 fn labelled_amounts(doc: &Text<'_>, label_end: impl Fn(&str) -> Option<usize>) -> Vec<Decimal> {
     let mut found = Vec::new();
