@@ -7,15 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-fn nova() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nova"))
-}
+mod common;
 
-fn dev_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev");
-    assert!(dir.is_dir(), "{} is missing: the shared invoices must sit beside the repository", dir.display());
-    dir
-}
+use common::{dev_dir, nova};
 
 fn dev_inputs() -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -1,19 +1,12 @@
 //! `nova eval` as a user runs it: over the dev set, and over a folder made to hold a known score.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::{json, Value};
 
-fn nova() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nova"))
-}
+mod common;
 
-fn dev_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev");
-    assert!(dir.is_dir(), "{} is missing: the shared invoices must sit beside the repository", dir.display());
-    dir
-}
+use common::{dev_dir, nova};
 
 fn eval_json(dir: &Path, variant: &str) -> Value {
     let out = nova().arg("eval").arg(dir).args(["--variant", variant, "--json"]).output().unwrap();

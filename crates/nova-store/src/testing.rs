@@ -91,3 +91,17 @@ impl Drop for TestStore {
         .join();
     }
 }
+
+/// Runs each named `async fn NAME(backend: Backend)` of the calling test file on both backends, as
+/// `sqlite::NAME` and `postgres::NAME`: the conformance suites' harness.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::testing::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::testing::Backend::Postgres).await })*
+        }
+    };
+}

@@ -10,19 +10,7 @@ use nova_store::testing::{Backend, TestStore};
 use nova_store::{JobFilter, NewDocument, NewJob, Store};
 use serde_json::json;
 
-/// Runs each named test on both backends, as `sqlite::NAME` and `postgres::NAME`.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-conformance!(
+nova_store::conformance!(
     jobs_are_listed_newest_first_a_page_at_a_time,
     job_lists_filter_by_status_and_workflow,
     documents_are_listed_newest_first_a_page_at_a_time,

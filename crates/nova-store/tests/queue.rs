@@ -8,19 +8,7 @@ use nova_store::testing::{Backend, TestStore};
 use nova_store::{Canceled, Completion, Heartbeat, NewJob, Store, StoreError};
 use serde_json::json;
 
-/// Runs each named test on both backends, as `sqlite::NAME` and `postgres::NAME`.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-conformance!(
+nova_store::conformance!(
     a_job_is_claimed_once_and_completes_with_its_result,
     jobs_are_claimed_oldest_first,
     a_lapsed_lease_is_reclaimed_and_the_zombie_is_fenced_out,
