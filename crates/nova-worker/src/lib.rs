@@ -101,9 +101,8 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     let hand_back = CancellationToken::new();
     let completer = Completer::start(store.clone());
     let mut running = JoinSet::new();
-    // The workflow of each running attempt, by task, and how many of each run.
+    // The workflow of each running attempt, by task (a panicked task still has its id).
     let mut running_workflow: HashMap<tokio::task::Id, Workflow> = HashMap::new();
-    let mut busy: HashMap<Workflow, usize> = HashMap::new();
     let slots: Vec<String> = Workflow::ALL.iter().map(|&w| format!("{w}={}", config.slots(w))).collect();
     info!(%worker, slots = %slots.join(" "), "worker started");
     let listener = match store.listen_for_jobs(wake.clone()).await {
@@ -139,7 +138,7 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
         let wants: Vec<(Workflow, u32)> = Workflow::ALL
             .iter()
             .filter(|w| look_everywhere || may_have_more.contains(w))
-            .map(|&w| (w, config.slots(w).saturating_sub(busy.get(&w).copied().unwrap_or(0))))
+            .map(|&w| (w, config.slots(w).saturating_sub(running_workflow.values().filter(|&&r| r == w).count())))
             .filter(|&(_, free)| free > 0)
             .map(|(w, free)| (w, u32::try_from(free).unwrap_or(u32::MAX)))
             .collect();
@@ -160,7 +159,6 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
                         let attempt =
                             run_attempt(store.clone(), completer.clone(), claimed, config.clone(), hand_back.clone());
                         running_workflow.insert(running.spawn(attempt).id(), workflow);
-                        *busy.entry(workflow).or_default() += 1;
                     }
                 }
                 Err(e) => error!(error = %error_chain(&e), "claiming jobs failed"),
@@ -179,9 +177,7 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
                             e.id()
                         }
                     };
-                    if let Some(w) = running_workflow.remove(&task) {
-                        busy.entry(w).and_modify(|n| *n = n.saturating_sub(1));
-                    }
+                    running_workflow.remove(&task);
                     ended = running.try_join_next_with_id();
                 }
             }
