@@ -468,12 +468,12 @@ fn grand_total(doc: &Text<'_>) -> Option<Total> {
 }
 
 /// Every amount in a string, in order.
-fn last_amount_candidates(s: &str) -> Vec<Decimal> {
-    AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1])).collect()
+fn amounts_in(s: &str) -> impl Iterator<Item = Decimal> + '_ {
+    AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1]))
 }
 
 fn last_amount(s: &str) -> Option<Decimal> {
-    AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1])).last()
+    amounts_in(s).last()
 }
 
 /// A line that holds one amount and at most a currency beside it (a value printed under its label).

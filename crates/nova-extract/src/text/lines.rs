@@ -20,7 +20,7 @@ use regex::Regex;
 use rust_decimal::Decimal;
 
 use super::totals::{is_allowance_or_charge, is_net_label, net_amounts, TotalsBlock};
-use super::{last_amount_candidates, regex, Text, TOTAL_LABELS};
+use super::{amounts_in, regex, Text, TOTAL_LABELS};
 use crate::parse::parse_amount;
 
 /// The numbers of one row that are tried as quantity, price and amount (the last ones of the row).
@@ -101,7 +101,7 @@ fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
     doc.lines
         .iter()
         .filter_map(|line| LINE_SUM_LABEL.find(line).map(|m| &line[m.end()..]))
-        .flat_map(last_amount_candidates)
+        .flat_map(amounts_in)
         .take(64)
         .collect()
 }

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use super::{last_amount_candidates, regex, Text, NOT_GRAND_TOTAL, TOTAL_LABELS};
+use super::{amounts_in, regex, Text, NOT_GRAND_TOTAL, TOTAL_LABELS};
 
 /// Amounts the arithmetic confirmed. Fields stay `None` when nothing adds up.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -146,7 +146,7 @@ fn labelled_amounts(doc: &Text<'_>, label_end: impl Fn(&str) -> Option<usize>) -
     let mut found = Vec::new();
     for (i, line) in doc.lines.iter().enumerate() {
         let Some(end) = label_end(line) else { continue };
-        let after = last_amount_candidates(&line[end..]);
+        let after = amounts_in(&line[end..]).collect::<Vec<_>>();
         if after.is_empty() {
             if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
                 push_unique(&mut found, v);
@@ -169,7 +169,7 @@ fn tax_amounts(doc: &Text<'_>) -> Vec<Decimal> {
         if NOT_TAX_TOTAL.is_match(line) {
             continue;
         }
-        let after = last_amount_candidates(&line[m.start()..]);
+        let after = amounts_in(&line[m.start()..]).collect::<Vec<_>>();
         if let Some(&last) = after.last() {
             per_line.push(last);
         } else if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
