@@ -41,6 +41,13 @@ pub enum ExtractError {
     /// The bytes start like a PDF but do not hold a readable one.
     #[error("not a readable PDF: {reason}")]
     InvalidPdf { reason: String },
+    /// A PDF that can only be opened with a password. (PDFs "encrypted" with an empty user password, only
+    /// to forbid editing, are read normally.)
+    #[error("the PDF is encrypted and cannot be read without its password ({reason})")]
+    EncryptedPdf { reason: String },
+    /// A well-formed PDF whose page tree holds no page.
+    #[error("the PDF has no pages")]
+    NoPages,
     /// XML that is not well-formed, or not an invoice NOVA knows (CII or UBL).
     #[error("not a readable e-invoice XML: {reason}")]
     InvalidXml { reason: String },
@@ -58,6 +65,8 @@ impl ExtractError {
         match self {
             Self::UnsupportedDocument => "unsupported_document",
             Self::InvalidPdf { .. } => "invalid_pdf",
+            Self::EncryptedPdf { .. } => "encrypted_pdf",
+            Self::NoPages => "no_pages",
             Self::InvalidXml { .. } => "invalid_xml",
             Self::NoText => "no_text",
             Self::Empty => "empty_document",

@@ -48,14 +48,21 @@ impl PdfFile {
         let mut doc = guarded("loading", || Document::load_mem(bytes).map_err(|e| e.to_string()))?;
         if doc.is_encrypted() {
             // Many invoices are "encrypted" with an empty user password only to forbid editing.
-            guarded("decrypting", || doc.decrypt("").map_err(|e| format!("encrypted with a password ({e})")))?;
+            let reason = match catch_unwind(AssertUnwindSafe(|| doc.decrypt(""))) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("its encryption dictionary is malformed".to_string()),
+            };
+            if let Some(reason) = reason {
+                return Err(ExtractError::EncryptedPdf { reason });
+            }
         }
         let file = Self { doc };
         if file.doc.catalog().is_err() {
             return Err(invalid("no document catalog"));
         }
         if file.page_count() == 0 {
-            return Err(invalid("no pages"));
+            return Err(ExtractError::NoPages);
         }
         Ok(file)
     }
