@@ -21,6 +21,7 @@ mod einvoice;
 mod parse;
 mod pdf;
 mod text;
+mod text_layer;
 
 use nova_core::{DocumentKind, Invoice};
 

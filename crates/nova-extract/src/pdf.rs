@@ -1,6 +1,7 @@
 //! PDF access: loading, page count, embedded e-invoice files and the text layer.
 //!
-//! This is the only module that touches `lopdf` and `pdf-extract`. Both are lenient parsers with `unwrap`s
+//! This is the only module that touches `lopdf` and `pdf-extract` (with `text_layer`, which lays out the
+//! glyphs `pdf-extract` reports). Both are lenient parsers with `unwrap`s
 //! and index arithmetic inside, so every call into them goes through [`guarded`], which turns a panic into
 //! [`ExtractError::InvalidPdf`]. Walks over the object graph are bounded in depth and in nodes, because a
 //! hostile PDF can make its name tree cyclic or huge.
@@ -11,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lopdf::{Dictionary, Document, Object, ObjectId};
 
+use crate::text_layer::PageText;
 use crate::ExtractError;
 
 /// Largest embedded XML we inflate. Real e-invoices are a few hundred KiB at most; the cap stops a
@@ -102,10 +104,9 @@ impl PdfFile {
         let pages: Vec<u32> = self.doc.get_pages().keys().copied().take(MAX_TEXT_PAGES as usize).collect();
         for page in &pages {
             let result = guarded("reading the text layer", || {
-                let mut page_text = String::new();
-                let mut output = pdf_extract::PlainTextOutput::new(&mut page_text);
+                let mut output = PageText::new();
                 pdf_extract::output_doc_page(&self.doc, &mut output, *page).map_err(|e| e.to_string())?;
-                Ok(page_text)
+                Ok(output.into_text())
             });
             match result {
                 Ok(page_text) => {

@@ -1,0 +1,213 @@
+//! A page's text layer as lines of text.
+//!
+//! `pdf-extract` interprets the content stream and reports every glyph with its position, its advance
+//! width and whether it starts a new text run (a `Tj` string or an element of a `TJ` array). This module
+//! collects the glyphs of a page and writes them in content-stream order, as `pdf-extract`'s own plain-text
+//! output does: at the start of each run, a line break where the baseline moves down (or back to the left
+//! and down) and a space where the gap is wider than a tenth of the font size. An explicit space glyph
+//! followed by a gap gives two spaces, which is how table columns show.
+//!
+//! Some fonts give `pdf-extract` no width for some glyphs (an advance of zero). Generators that place every
+//! glyph on its own then leave what looks like a gap after each such glyph, and a naive reading splits words
+//! ("Inv oice", "Apri l"). The advance of such a glyph is learnt from the page itself: the smallest step
+//! seen after that character when it was a run of its own, which is its width (most occurrences of a
+//! letter are inside words).
+
+use std::collections::HashMap;
+
+use pdf_extract::{MediaBox, OutputDev, OutputError, Transform};
+
+/// A gap wider than this fraction of the font size before a new run is a word break.
+const WORD_GAP_EM: f64 = 0.1;
+/// The advance assumed for a zero-width glyph whose width the page does not show.
+const DEFAULT_ADVANCE_EM: f64 = 0.5;
+/// A step after a zero-width glyph wider than this is not taken as its width when it is the only one seen:
+/// few glyphs are wider, and a step that wide is more likely a glyph followed by a space.
+const MAX_LONE_ADVANCE_EM: f64 = 0.7;
+
+struct Glyph {
+    x: f64,
+    y: f64,
+    /// Where the glyph ends by its reported width; equal to `x` when the width is unknown.
+    end: f64,
+    size: f64,
+    text: String,
+    /// The first glyph of a text run.
+    run_start: bool,
+}
+
+/// Collects the glyphs of one page; [`PageText::into_text`] lays them out.
+pub(crate) struct PageText {
+    flip: Transform,
+    glyphs: Vec<Glyph>,
+    run_start: bool,
+}
+
+impl PageText {
+    pub fn new() -> Self {
+        Self { flip: Transform::identity(), glyphs: Vec::new(), run_start: true }
+    }
+
+    /// The page's text.
+    pub fn into_text(self) -> String {
+        let advances = self.learnt_advances();
+        let mut out = String::new();
+        // Before the first glyph: the top of the page, far right, so the page starts on a fresh line as
+        // pdf-extract's output does.
+        let (mut last_y, mut last_end) = (0.0, 100_000.0);
+        for glyph in &self.glyphs {
+            if glyph.run_start {
+                let dy = (glyph.y - last_y).abs();
+                let size = glyph.size;
+                if dy > size * 1.5 {
+                    out.push('\n');
+                }
+                // Moved to the left and down: a new line.
+                if glyph.x < last_end && dy > size * 0.5 {
+                    out.push('\n');
+                }
+                if glyph.x > last_end + size * WORD_GAP_EM {
+                    out.push(' ');
+                }
+            }
+            out.push_str(&glyph.text);
+            let end = if glyph.end > glyph.x {
+                glyph.end
+            } else {
+                let advance = advances.get(glyph.text.as_str()).copied().unwrap_or(DEFAULT_ADVANCE_EM);
+                glyph.x + advance * glyph.size
+            };
+            (last_y, last_end) = (glyph.y, end);
+        }
+        out
+    }
+
+    /// The advance, in ems, of each zero-width glyph that stands as a run of its own and is followed on the
+    /// same line: the smallest step seen after it.
+    fn learnt_advances(&self) -> HashMap<&str, f64> {
+        let mut steps: HashMap<&str, (f64, u32)> = HashMap::new();
+        for pair in self.glyphs.windows(2) {
+            let (glyph, next) = (&pair[0], &pair[1]);
+            let alone = glyph.run_start && next.run_start;
+            let size = glyph.size;
+            if !alone || glyph.end > glyph.x || size <= 0.0 || (next.y - glyph.y).abs() > size * 0.5 {
+                continue;
+            }
+            let step = (next.x - glyph.x) / size;
+            if step > 0.05 {
+                let entry = steps.entry(glyph.text.as_str()).or_insert((f64::MAX, 0));
+                entry.0 = entry.0.min(step);
+                entry.1 += 1;
+            }
+        }
+        steps
+            .into_iter()
+            .filter(|(_, (step, seen))| *seen > 1 || *step <= MAX_LONE_ADVANCE_EM)
+            .map(|(text, (step, _))| (text, step))
+            .collect()
+    }
+}
+
+impl OutputDev for PageText {
+    fn begin_page(
+        &mut self,
+        _page: u32,
+        media_box: &MediaBox,
+        _art_box: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), OutputError> {
+        self.flip = Transform::row_major(1., 0., 0., -1., 0., media_box.ury - media_box.lly);
+        Ok(())
+    }
+
+    fn end_page(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    fn output_character(
+        &mut self,
+        trm: &Transform,
+        width: f64,
+        _spacing: f64,
+        font_size: f64,
+        text: &str,
+    ) -> Result<(), OutputError> {
+        let position = trm.post_transform(&self.flip);
+        // The font size on the page: the side of the square with the area of the transformed em box.
+        let (sx, sy) = (font_size * (trm.m11 + trm.m21), font_size * (trm.m12 + trm.m22));
+        let size = (sx * sy).abs().sqrt();
+        let x = position.m31;
+        if !x.is_finite() || !position.m32.is_finite() || !size.is_finite() {
+            return Ok(());
+        }
+        self.glyphs.push(Glyph {
+            x,
+            y: position.m32,
+            end: x + width.max(0.0) * size,
+            size,
+            text: text.to_string(),
+            run_start: std::mem::take(&mut self.run_start),
+        });
+        Ok(())
+    }
+
+    fn begin_word(&mut self) -> Result<(), OutputError> {
+        self.run_start = true;
+        Ok(())
+    }
+
+    fn end_word(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    fn end_line(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lays out `word`s placed glyph by glyph, as some generators do: `advances` are the true widths (in
+    /// ems, font size 10), `reported` says which glyphs come with their width; `space` ems between words.
+    fn page(words: &[&str], advances: &HashMap<char, f64>, reported: &[char], space: f64) -> String {
+        let mut page = PageText::new();
+        let mut x = 0.0;
+        for word in words {
+            for c in word.chars() {
+                let advance = advances[&c] * 10.0;
+                let end = if reported.contains(&c) { x + advance } else { x };
+                page.glyphs.push(Glyph { x, y: 100.0, end, size: 10.0, text: c.to_string(), run_start: true });
+                x += advance;
+            }
+            x += space * 10.0;
+        }
+        page.into_text()
+    }
+
+    fn advances() -> HashMap<char, f64> {
+        [('A', 0.67), ('p', 0.56), ('r', 0.33), ('i', 0.22), ('l', 0.22), ('1', 0.56), ('3', 0.56)]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn glyphs_with_their_widths_are_read_as_words() {
+        let all: Vec<char> = advances().keys().copied().collect();
+        assert_eq!(page(&["April", "13"], &advances(), &all, 0.28), "\n\nApril 13");
+    }
+
+    #[test]
+    fn a_glyph_without_a_width_does_not_split_its_word() {
+        // 'i' and 'l' have no width: without the learnt advance, "Apri l" and "A p r i l" would come out.
+        let text = page(&["April", "lip", "13", "rip"], &advances(), &['A', 'p', 'r', '1', '3'], 0.28);
+        assert_eq!(text, "\n\nApril lip 13 rip");
+    }
+
+    #[test]
+    fn a_lone_wide_step_after_an_unknown_glyph_stays_a_space() {
+        // 'l' is seen once, before a space: the step (0.22 + 0.6) is too wide to be its width.
+        let text = page(&["Al", "13"], &advances(), &['A', '1', '3'], 0.6);
+        assert_eq!(text, "\n\nAl 13");
+    }
+}
