@@ -100,6 +100,67 @@ pub(crate) fn parse_date(s: &str, order: DayMonthOrder) -> Option<NaiveDate> {
     find_dates(s, order).into_iter().find(|d| d.start == 0 && d.end == s.len()).map(|d| d.date)
 }
 
+/// Payment terms in days: `30 days`, `net 30`, `14 Tage`, `30 jours`, `30 días`, `30 dagen`, `30 giorni`,
+/// `14 dni`.
+static TERM_DAYS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(\d{1,3})\s*(?:days?|tage?n?|jours?|d[íi]as|dagen|giorni|dni)\b|\bnet\s*(\d{1,3})\b")
+        .expect("valid regex")
+});
+
+/// Payment terms in days that invoices commonly give, for the due date read against the issue date.
+const COMMON_TERMS: &[i64] = &[7, 10, 14, 15, 21, 28, 30, 45, 60, 90];
+
+/// How this document writes numeric dates, when it shows: a slash or dash date whose first number is over
+/// 12 is day-first, one whose second number is, month-first; failing that, two dates that lie a stated
+/// number of days apart (`balance at 30 days`) in one reading only decide, then two that lie a common
+/// payment term apart in one reading only. `None` when nothing tells.
+pub(crate) fn day_month_order(text: &str) -> Option<DayMonthOrder> {
+    let (mut day_first, mut month_first) = (0, 0);
+    let mut ambiguous: Vec<(u32, u32, i32)> = Vec::new();
+    for c in NUMERIC_DATE.captures_iter(text) {
+        if &c[2] == "." {
+            continue;
+        }
+        let (Ok(a), Ok(b), Some(year)) = (c[1].parse::<u32>(), c[3].parse::<u32>(), full_year(&c[4])) else {
+            continue;
+        };
+        match (a > 12, b > 12) {
+            (true, false) if b >= 1 => day_first += 1,
+            (false, true) if a >= 1 => month_first += 1,
+            (false, false) if a >= 1 && b >= 1 => ambiguous.push((a, b, year)),
+            _ => {}
+        }
+    }
+    if day_first != month_first {
+        return Some(if day_first > month_first { DayMonthOrder::DayFirst } else { DayMonthOrder::MonthFirst });
+    }
+    let stated: Vec<i64> = TERM_DAYS
+        .captures_iter(text)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2))?.as_str().parse().ok())
+        .filter(|days| *days > 0)
+        .collect();
+    for terms in [stated.as_slice(), COMMON_TERMS] {
+        let fits = |order: DayMonthOrder| {
+            let dates: Vec<NaiveDate> = ambiguous
+                .iter()
+                .filter_map(|&(a, b, y)| {
+                    let (d, m) = if order == DayMonthOrder::DayFirst { (a, b) } else { (b, a) };
+                    NaiveDate::from_ymd_opt(y, m, d)
+                })
+                .collect();
+            dates.iter().enumerate().any(|(i, first)| {
+                dates[i + 1..].iter().any(|second| terms.contains(&(*second - *first).num_days().abs()))
+            })
+        };
+        match (fits(DayMonthOrder::DayFirst), fits(DayMonthOrder::MonthFirst)) {
+            (true, false) => return Some(DayMonthOrder::DayFirst),
+            (false, true) => return Some(DayMonthOrder::MonthFirst),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Parses CII's `udt:DateTimeString` (format 102, `YYYYMMDD`; also tolerates ISO `YYYY-MM-DD`).
 pub(crate) fn parse_compact_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
@@ -322,6 +383,26 @@ mod tests {
         check_date("13/13/2020", DayFirst, None);
         check_date("2026-13-01", DayFirst, None);
         check_date("12.34.56", DayFirst, None);
+    }
+
+    #[test]
+    fn the_document_tells_its_day_month_order() {
+        use DayMonthOrder::*;
+        assert_eq!(day_month_order("Date 03/04/2025\nDelivered 25/03/2025"), Some(DayFirst));
+        assert_eq!(day_month_order("Date 03/04/2025\nDelivered 03/25/2025"), Some(MonthFirst));
+        // Dots are day-first in every country, so they say nothing about the slashes.
+        assert_eq!(day_month_order("Printed 25.03.2025\nDate 03/04/2025"), None);
+        // Issue and due date 30 days apart as stated: 3 Nov to 3 Dec, not 11 March to 12 March.
+        let terms = "Invoice Date 11/03/2017\nPayment terms: 30 days\nDue Date 12/03/2017";
+        assert_eq!(day_month_order(terms), Some(MonthFirst));
+        // 5 March to 4 April, not 3 May to 4 April.
+        assert_eq!(day_month_order("Date 05/03/2017, net 30, due 04/04/2017"), Some(DayFirst));
+        // Without stated terms, a common term in one reading only: 1 Feb + 10 days, not 2 Jan to 2 Nov;
+        // 5 Jan + 30 days, not 1 May to 2 April.
+        assert_eq!(day_month_order("Date 01/02/2024\nDue 11/02/2024"), Some(DayFirst));
+        assert_eq!(day_month_order("Date 01/05/2024\nDue 02/04/2024"), Some(MonthFirst));
+        assert_eq!(day_month_order("Date 01/02/2024\nDue 02/01/2024"), None);
+        assert_eq!(day_month_order("Date 05/06/2024"), None);
     }
 
     #[test]

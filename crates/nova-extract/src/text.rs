@@ -15,7 +15,7 @@ use nova_core::{Invoice, Party};
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use crate::parse::{find_dates, parse_amount, DayMonthOrder};
+use crate::parse::{day_month_order, find_dates, parse_amount, DayMonthOrder};
 
 mod ids;
 mod lines;
@@ -140,12 +140,14 @@ struct Text<'a> {
 impl<'a> Text<'a> {
     fn new(text: &'a str) -> Self {
         let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-        // US dollars without euros suggest US month-first dates; anything else is read day-first.
-        let order = if (text.contains("USD") || text.contains('$')) && !text.contains('€') && !text.contains("EUR") {
+        // What the document's own dates show; failing that, US dollars without euros suggest US month-first
+        // dates, and anything else is read day-first.
+        let us_dollars = (text.contains("USD") || text.contains('$')) && !text.contains('€') && !text.contains("EUR");
+        let order = day_month_order(text).unwrap_or(if us_dollars {
             DayMonthOrder::MonthFirst
         } else {
             DayMonthOrder::DayFirst
-        };
+        });
         Self { lines, order }
     }
 
@@ -215,6 +217,8 @@ static TITLE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 /// The invoice-number token itself.
 static NUMBER_TOKEN: LazyLock<Regex> = LazyLock::new(|| regex(r"^[\s:#.\-—–]*([A-Za-z0-9][A-Za-z0-9/_.\-]*)"));
 
+/// The first labelled number from the top: the header comes before footers that quote it again ("please
+/// give document number ... when you write").
 fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
     for (i, line) in doc.lines.iter().enumerate() {
         for label in NUMBER_LABEL.find_iter(line) {
@@ -226,8 +230,6 @@ fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
                 return Some((number, 0.7));
             }
         }
-    }
-    for line in &doc.lines {
         if let Some(m) = TITLE_THEN_NUMBER_LABEL.find(line) {
             if let Some(number) = NUMBER_TOKEN.captures(&line[m.end()..]).and_then(|c| number_like(&c[1], doc.order)) {
                 return Some((number, 0.8));
@@ -268,8 +270,10 @@ static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
-/// `Rechnung Nr. 5 vom 16.09.2019`, `Facture n° 12 du 3 mars 2024`, `Invoice No. 7 dated 1 May 2024`.
-static NUMBER_THEN_DATE: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\s(?:vom|du|dated|of)\s"));
+/// `Rechnung Nr. 5 vom 16.09.2019`, `Facture n° 12 du 3 mars 2024`, `Invoice No. 7 dated 1 May 2024`,
+/// `Factura 7 del 3/5/2024`, `Faktura nr 7 z dnia 3.05.2024`.
+static NUMBER_THEN_DATE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?i)\s(?:vom|von|du|dated|of|del|van|z\s+dnia|de\s+fecha)\s"));
 
 fn issue_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
     dated_number_line(doc)
