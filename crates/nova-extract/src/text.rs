@@ -617,9 +617,21 @@ const GENERIC_DOMAINS: &[&str] = &[
 
 /// Scores name-like cells: +3 when it contains the stem of a domain printed in the document (the issuer's
 /// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line,
-/// −3 just below one. The best cell scoring at least 2 wins; ties go to the earliest.
+/// −3 just below one; then +1 for a cell printed more than once. The best cell scoring at least 2 wins;
+/// ties go to the earliest.
 fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
     let stems = domain_stems(doc);
+    // How often each name-like cell is printed: the issuer's name tends to repeat (letterhead, sender line,
+    // footer), a product or a heading less so.
+    let mut printed: HashMap<String, usize> = HashMap::new();
+    for line in &doc.lines {
+        for (_, cell) in cells(line) {
+            let cell = trim_cell(cell);
+            if name_like(cell) {
+                *printed.entry(cell.to_lowercase()).or_default() += 1;
+            }
+        }
+    }
     let mut buyer_block_until = 0;
     let mut seller_block_until = 0;
     let mut best: Option<(i32, String)> = None;
@@ -644,7 +656,7 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
                 Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
                 _ => (cell, false),
             };
-            let cell = cell.trim_matches(|c: char| c == ',' || c == ';' || c.is_whitespace());
+            let cell = trim_cell(cell);
             if !name_like(cell) {
                 continue;
             }
@@ -656,6 +668,7 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
             if LEGAL_FORM_ANY_CASE.is_match(cell) || LEGAL_FORM_CAPS.is_match(cell) {
                 score += 2;
             }
+
             if labelled || (named && i < seller_block_until) {
                 score += 4;
             } else if i < seller_block_until {
@@ -666,6 +679,9 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
             } else if i < buyer_block_until {
                 score -= 3;
             }
+            // Repetition ranks candidates but does not make one.
+            let repeated = printed.get(&cell.to_lowercase()).is_some_and(|n| *n > 1);
+            let score = if score >= 2 && repeated { score + 1 } else { score };
             if score >= 2 && best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, cell.to_string()));
             }
@@ -683,6 +699,11 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
             },
         )
     })
+}
+
+/// A cell without the separators and punctuation that cling to it (`Acme GmbH,`, `Tariff X -`).
+fn trim_cell(cell: &str) -> &str {
+    cell.trim_matches(|c: char| matches!(c, ',' | ';' | '-' | '–' | '|' | '·') || c.is_whitespace())
 }
 
 /// The distinctive part of each e-mail and web domain in the document (`info@cronus.com` → `cronus`,
@@ -802,6 +823,14 @@ mod tests {
             Some("Lieferant GmbH"),
         );
         check("Rechnung an: Kunde GmbH", "seller", None);
+        // A name printed in the sender line and again in the letterhead beats a product line that only
+        // shares the web address's stem; a heading printed twice is still no name.
+        check(
+            "Acme Tools GmbH – Hauptstr. 4 – 53229 Bonn\nPlan Pro ACME1 -\nAcme Tools GmbH\nwww.acme1.de",
+            "seller",
+            Some("Acme Tools GmbH"),
+        );
+        check("Lieferschein\nLieferschein", "seller", None);
     }
 
     #[test]

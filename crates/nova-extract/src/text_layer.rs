@@ -70,7 +70,9 @@ impl PageText {
                     out.push(' ');
                 }
             }
-            out.push_str(&glyph.text);
+            // A tab glyph is a space some generators put between words; the gap that follows still tells a
+            // column apart.
+            out.extend(glyph.text.chars().map(|c| if c == '\t' { ' ' } else { c }));
             let end = if glyph.end > glyph.x {
                 glyph.end
             } else {
@@ -202,6 +204,15 @@ mod tests {
         // 'i' and 'l' have no width: without the learnt advance, "Apri l" and "A p r i l" would come out.
         let text = page(&["April", "lip", "13", "rip"], &advances(), &['A', 'p', 'r', '1', '3'], 0.28);
         assert_eq!(text, "\n\nApril lip 13 rip");
+    }
+
+    #[test]
+    fn tab_glyphs_are_spaces() {
+        let mut page = PageText::new();
+        for (x, text) in [(0.0, "Acme"), (40.0, "\t"), (45.0, "Inc.")] {
+            page.glyphs.push(Glyph { x, y: 100.0, end: x + 5.0, size: 10.0, text: text.into(), run_start: true });
+        }
+        assert_eq!(page.into_text(), "\n\nAcme  Inc.");
     }
 
     #[test]
