@@ -16,12 +16,15 @@ const CORE_FIELDS: &[&str] = &["invoice_number", "issue_date", "currency", "sell
 /// Floors for the text path, slightly below what it reaches today (correct / expected, per field, over the
 /// noxml, parsee and invoice2data files), so that a regression fails.
 const TEXT_PATH_FLOORS: &[(&str, f64)] = &[
-    ("invoice_number", 0.72),
-    ("issue_date", 0.76),
-    ("currency", 0.94),
-    ("seller.name", 0.55),
-    ("totals.grand_total", 0.78),
+    ("invoice_number", 0.76),
+    ("issue_date", 0.85),
+    ("currency", 0.96),
+    ("seller.name", 0.66),
+    ("totals.grand_total", 0.82),
 ];
+/// The most of the core fields the text path may get wrong (a value that is there and not correct): a
+/// wrong value costs a user more than an empty one.
+const TEXT_PATH_MAX_WRONG: f64 = 0.05;
 
 fn dev_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev");
@@ -216,6 +219,9 @@ fn text_path_accuracy_on_core_fields() {
         let accuracy = f64::from(correct) / f64::from(expected.max(1));
         assert!(accuracy >= *floor, "{field}: accuracy {accuracy:.2} fell below {floor:.2}");
     }
+    let (expected, wrong) = score.values().fold((0, 0), |(e, w), (expected, _, wrong)| (e + expected, w + wrong));
+    let wrong_rate = f64::from(wrong) / f64::from(expected.max(1));
+    assert!(wrong_rate <= TEXT_PATH_MAX_WRONG, "wrong rate {wrong_rate:.3} over {TEXT_PATH_MAX_WRONG}");
 }
 
 /// The scoring rules of `SCHEMA.md`, reduced to the core fields.
