@@ -1,5 +1,9 @@
 //! The content-addressed blob store: bytes named by their SHA-256, through the `object_store` crate so the
 //! local directory of the embedded default and S3-like stores of a scaled-out deployment share one seam.
+//!
+//! [`BlobStore::from_url`] picks the store: a path or `file://` URL for a local directory, `s3://bucket/prefix`
+//! for S3 or any S3-compatible server (MinIO, Ceph, R2...), configured by the usual `AWS_*` environment
+//! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,8 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use nova_core::Sha256Hex;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
@@ -16,6 +22,8 @@ use sha2::{Digest, Sha256};
 pub enum BlobError {
     #[error("creating the blob directory {0}")]
     CreateDir(String, #[source] std::io::Error),
+    #[error("blob store URL {url}: {reason}")]
+    Url { url: String, reason: String },
     #[error("object store")]
     Store(#[from] object_store::Error),
     #[error("blob {0} is missing from the blob store")]
@@ -37,6 +45,44 @@ impl BlobStore {
         std::fs::create_dir_all(dir).map_err(|e| BlobError::CreateDir(dir.display().to_string(), e))?;
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(BlobError::Store)?;
         Ok(Self { inner: Arc::new(fs) })
+    }
+
+    /// The store a URL names: a path or `file:///path` (a local directory, created if missing), or
+    /// `s3://bucket[/prefix]` with its settings from the `AWS_*` environment variables.
+    pub fn from_url(url: &str) -> Result<Self, BlobError> {
+        Self::from_url_with(url, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// [`BlobStore::from_url`] with S3 settings given as `aws_*` keys (`aws_endpoint`, `aws_allow_http`,
+    /// `aws_access_key_id`, ...) that take precedence over the environment.
+    pub fn from_url_with<'a>(
+        url: &str,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, BlobError> {
+        let bad = |reason: &str| BlobError::Url { url: url.to_string(), reason: reason.to_string() };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket named (s3://bucket/prefix)"));
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in options {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|_| bad(&format!("unknown S3 setting {key}")))?;
+                builder = builder.with_config(key, value);
+            }
+            let s3 = builder.build().map_err(|e| bad(&e.to_string()))?;
+            let prefix = prefix.trim_matches('/');
+            let inner: Arc<dyn ObjectStore> =
+                if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
+            return Ok(Self { inner });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Self::local(Path::new(path));
+        }
+        if url.contains("://") {
+            return Err(bad("only file:// (or a plain path) and s3:// are supported"));
+        }
+        Self::local(Path::new(url))
     }
 
     /// The SHA-256 of `bytes`.
