@@ -250,3 +250,25 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `nova bench api` end to end, briefly: it starts its own server, loads it and prints every figure. The
+/// figures are not judged here (they depend on the machine); that they exist and that no request failed is.
+#[test]
+fn bench_api_runs_each_scenario_without_errors() {
+    let out = nova()
+        .args(["bench", "api", "--seconds", "1", "--connections", "2", "--upload-kib", "4"])
+        .output()
+        .expect("nova runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for scenario in ["GET /v1/jobs/{id}", "POST /v1/jobs", "POST /v1/documents (4 KiB)"] {
+        let row =
+            stdout.lines().find(|l| l.starts_with(scenario)).unwrap_or_else(|| panic!("no {scenario}:\n{stdout}"));
+        let numbers: Vec<f64> =
+            row[scenario.len()..].split_whitespace().map(|n| n.parse().expect("a number")).collect();
+        let [per_second, p50, p99, errors] = numbers[..] else { panic!("{row}") };
+        assert!(per_second > 0.0 && p50 > 0.0 && p99 >= p50, "{row}");
+        assert_eq!(errors, 0.0, "{row}");
+    }
+    assert!(stdout.contains("MiB idle"), "{stdout}");
+}

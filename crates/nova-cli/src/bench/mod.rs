@@ -1,5 +1,6 @@
 //! `nova bench ...`: measurements printed next to what a user would run instead, in one run.
 
+mod api;
 mod queue;
 mod sandbox;
 
@@ -17,11 +18,14 @@ pub enum BenchCommand {
     Sandbox(sandbox::SandboxBenchArgs),
     /// The job queue with no-op jobs on SQLite (and PostgreSQL with --postgres).
     Queue(queue::QueueBenchArgs),
+    /// The HTTP API of a `nova serve` process under load from this one: job reads, job submissions, uploads.
+    Api(api::ApiBenchArgs),
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench.command {
         BenchCommand::Sandbox(args) => sandbox::run(args),
         BenchCommand::Queue(args) => queue::run(args),
+        BenchCommand::Api(args) => api::run(args),
     }
 }

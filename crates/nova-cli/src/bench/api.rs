@@ -1,0 +1,253 @@
+//! `nova bench api`: a `nova serve` process on loopback under a bounded load from this process: requests per
+//! second and latency for reading a job, submitting one and uploading a document, and the server's resident
+//! memory idle and under load.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct ApiBenchArgs {
+    /// Seconds of load per scenario.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Requests in flight at once (each on its own keep-alive connection).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Size of each uploaded document in KiB; every upload is distinct, so each one is stored.
+    #[arg(long, default_value_t = 100)]
+    upload_kib: usize,
+}
+
+/// The server under test, stopped (SIGKILL) and its data directory removed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `nova serve` on a free loopback port with a fresh SQLite data directory, API only.
+    fn start() -> anyhow::Result<Self> {
+        let data = tempfile::tempdir().context("creating a scratch data directory")?;
+        let exe = std::env::current_exe().context("finding the nova binary")?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--data-dir"])
+            .arg(data.path())
+            .env("NOVA_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nova serve")?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).context("reading the server's address")?;
+        let Some(base) = line.trim().strip_prefix("nova: listening on ") else {
+            let _ = child.kill();
+            bail!("nova serve did not start (it printed {line:?})");
+        };
+        Ok(Self { base: base.to_string(), child, _data: data })
+    }
+
+    fn rss(&self) -> Option<u64> {
+        rss_of(self.child.id())
+    }
+}
+
+/// What one scenario measured.
+struct Figures {
+    requests: usize,
+    errors: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
+    if args.connections == 0 || args.seconds == 0 {
+        bail!("--connections and --seconds must be at least 1");
+    }
+    let server = Server::start()?;
+    let rt = crate::serve::runtime()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.connections)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        let base = server.base.clone();
+        wait_ready(&client, &base).await?;
+        let idle_rss = server.rss();
+
+        // One document and one job to read back.
+        let document: Value = client
+            .post(format!("{base}/v1/documents"))
+            .header("content-type", "text/plain")
+            .body("Invoice 1\nTotal 10.00 EUR\n")
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let job: Value = client
+            .post(format!("{base}/v1/jobs"))
+            .json(&serde_json::json!({"workflow": "noop", "input": {}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let job_id = job["id"].as_str().context("a job id")?.to_string();
+        anyhow::ensure!(document["id"].is_string(), "the upload gave no document id: {document}");
+
+        println!(
+            "nova bench api: nova serve on {base} (SQLite, API only), {} requests in flight, {} s per scenario, \
+             {} cores shared by server and client",
+            args.connections,
+            args.seconds,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        println!("{:<34} {:>11} {:>9} {:>9} {:>8}", "scenario", "requests/s", "p50 ms", "p99 ms", "errors");
+
+        let peak = Arc::new(AtomicU64::new(idle_rss.unwrap_or(0)));
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let (peak, sampling, pid) = (peak.clone(), sampling.clone(), server.child.id());
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    if let Some(rss) = rss_of(pid) {
+                        peak.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    std::thread::park_timeout(Duration::from_millis(50));
+                }
+            })
+        };
+
+        let duration = Duration::from_secs(args.seconds);
+        let get_url = format!("{base}/v1/jobs/{job_id}");
+        let figures = load(args.connections, duration, |_| {
+            let request = client.get(&get_url);
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        print_row("GET /v1/jobs/{id}", &figures);
+
+        let post_url = format!("{base}/v1/jobs");
+        let figures = load(args.connections, duration, |_| {
+            let request = client.post(&post_url).json(&serde_json::json!({"workflow": "noop", "input": {}}));
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        print_row("POST /v1/jobs", &figures);
+
+        let upload_url = format!("{base}/v1/documents");
+        let line = "Item 0001  Consulting services, hours  1  100.00  100.00\n";
+        let size = (args.upload_kib * 1024).max(64);
+        let filler = line.repeat(size / line.len() + 1);
+        let filler = &filler[..size - 32];
+        let figures = load(args.connections, duration, |i| {
+            // A distinct first line per request, so every upload is a new blob and a new row.
+            let body = format!("Invoice {i:>20}\n{filler}");
+            let request = client.post(&upload_url).header("content-type", "text/plain").body(body);
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        print_row(&format!("POST /v1/documents ({} KiB)", args.upload_kib), &figures);
+
+        sampling.store(false, Ordering::Relaxed);
+        sampler.thread().unpark();
+        let _ = sampler.join();
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        match idle_rss {
+            Some(idle) => println!(
+                "server resident memory: {:.1} MiB idle, {:.1} MiB peak under load",
+                mib(idle),
+                mib(peak.load(Ordering::Relaxed))
+            ),
+            None => println!("server resident memory: not readable (no /proc)"),
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// A process's resident set size in bytes (Linux `/proc`).
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the server at {base} was not ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `request(i)` from `connections` concurrent loops until `duration` has passed; every request's
+/// latency is kept.
+async fn load<F, Fut>(connections: usize, duration: Duration, request: F) -> Figures
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let counter = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let loops = (0..connections).map(|_| async {
+        let mut latencies = Vec::new();
+        while Instant::now() < deadline {
+            let i = counter.fetch_add(1, Ordering::Relaxed);
+            let sent = Instant::now();
+            let ok = request(i).await;
+            latencies.push(sent.elapsed());
+            if !ok {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        latencies
+    });
+    let mut latencies: Vec<Duration> = futures::future::join_all(loops).await.into_iter().flatten().collect();
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
+    Figures {
+        requests: latencies.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        p50: at(0.50).copied().unwrap_or_default(),
+        p99: at(0.99).copied().unwrap_or_default(),
+    }
+}
+
+fn print_row(name: &str, f: &Figures) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name:<34} {:>11.0} {:>9.2} {:>9.2} {:>8}",
+        f.requests as f64 / f.elapsed.as_secs_f64(),
+        ms(f.p50),
+        ms(f.p99),
+        f.errors
+    );
+}
