@@ -48,6 +48,8 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--data-dir"])
             .arg(data.path())
             .env("NOVA_LOG", "warn")
+            // The server's capacity is measured, not the per-key rate limit a deployment sets in front of it.
+            .env("NOVA_RATE_LIMIT", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -115,8 +117,8 @@ pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(document["id"].is_string(), "the upload gave no document id: {document}");
 
         println!(
-            "nova bench api: nova serve on {base} (SQLite, API only), {} requests in flight, {} s per scenario, \
-             {} cores shared by server and client",
+            "nova bench api: nova serve on {base} (SQLite, API only, no rate limit), {} requests in flight, \
+             {} s per scenario, {} cores shared by server and client",
             args.connections,
             args.seconds,
             std::thread::available_parallelism().map_or(1, |n| n.get())
