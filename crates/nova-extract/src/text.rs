@@ -229,6 +229,13 @@ fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
             if let Some(number) = doc.value_below(i, label.start()).and_then(|v| number_like(v, doc.order)) {
                 return Some((number, 0.7));
             }
+            // A label that ends its line after a value: a right-aligned value drawn before its label.
+            if rest.trim_matches([':', ' ']).is_empty() {
+                let before = line[..label.start()].trim_end();
+                if let Some(number) = before.rsplit(' ').next().and_then(|v| number_like(v, doc.order)) {
+                    return Some((number, 0.6));
+                }
+            }
         }
         if let Some(m) = TITLE_THEN_NUMBER_LABEL.find(line) {
             if let Some(number) = NUMBER_TOKEN.captures(&line[m.end()..]).and_then(|c| number_like(&c[1], doc.order)) {
@@ -774,6 +781,9 @@ mod tests {
         check("Rechnung gemäß Bestellung Nr. 2018-471331", "invoice_number", None);
         check("Invoice No.   Date\nINV-77   01.02.2023", "invoice_number", Some("INV-77"));
         check("Invoice number: see below", "invoice_number", None);
+        // The value drawn before its label, the label ending the line.
+        check("993548900  Factuurnummer:", "invoice_number", Some("993548900"));
+        check("Paid in full  Invoice number:", "invoice_number", None);
         check("Invoice date 01.02.2023", "invoice_number", None);
     }
 

@@ -19,6 +19,9 @@ use pdf_extract::{MediaBox, OutputDev, OutputError, Transform};
 
 /// A gap wider than this fraction of the font size before a new run is a word break.
 const WORD_GAP_EM: f64 = 0.1;
+/// A run that starts this far (in ems) left of where the previous one ended, on the same line, is drawn out
+/// of reading order. Less than that is kerning or an overprint for a bold effect.
+const BACKWARD_EM: f64 = 1.0;
 /// The advance assumed for a zero-width glyph whose width the page does not show.
 const DEFAULT_ADVANCE_EM: f64 = 0.5;
 /// A step after a zero-width glyph wider than this is not taken as its width when it is the only one seen:
@@ -65,6 +68,11 @@ impl PageText {
                 // Moved to the left and down: a new line.
                 if glyph.x < last_end && dy > size * 0.5 {
                     out.push('\n');
+                }
+                // Back to the left on the same line: text drawn out of reading order (a right-aligned value
+                // before its label). Two spaces keep the two apart as cells instead of gluing them.
+                if glyph.x < last_end - size * BACKWARD_EM && dy <= size * 0.5 && !out.ends_with([' ', '\n']) {
+                    out.push_str("  ");
                 }
                 if glyph.x > last_end + size * WORD_GAP_EM {
                     out.push(' ');
@@ -204,6 +212,16 @@ mod tests {
         // 'i' and 'l' have no width: without the learnt advance, "Apri l" and "A p r i l" would come out.
         let text = page(&["April", "lip", "13", "rip"], &advances(), &['A', 'p', 'r', '1', '3'], 0.28);
         assert_eq!(text, "\n\nApril lip 13 rip");
+    }
+
+    #[test]
+    fn a_value_drawn_before_its_label_stays_apart_from_it() {
+        // "42" is drawn at the right first, then its label at the left of the same line.
+        let mut page = PageText::new();
+        for (x, text) in [(200.0, "42"), (20.0, "Number:")] {
+            page.glyphs.push(Glyph { x, y: 100.0, end: x + 30.0, size: 10.0, text: text.into(), run_start: true });
+        }
+        assert_eq!(page.into_text(), "\n\n42  Number:");
     }
 
     #[test]
