@@ -2,8 +2,9 @@
 //!
 //! Written by hand because the general crates do not fit: `rust_decimal` parses only the dot convention,
 //! and `chrono`'s format strings need the exact format known in advance, while an invoice's text mixes
-//! `1.234,56` and `1,234.56`, numeric and month-name dates, in English, German and French. The rules here
-//! decide the convention from the string itself and refuse what stays ambiguous.
+//! `1.234,56` and `1,234.56`, numeric and month-name dates, in English, German, French, Spanish, Dutch,
+//! Italian and Polish. The rules here decide the convention from the string itself and refuse what stays
+//! ambiguous.
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -273,6 +274,71 @@ const MONTHS: &[(&str, u32)] = &[
     ("avr", 4),
     ("juil", 7),
     ("déc", 12),
+    // Spanish
+    ("enero", 1),
+    ("febrero", 2),
+    ("marzo", 3),
+    ("abril", 4),
+    ("mayo", 5),
+    ("junio", 6),
+    ("julio", 7),
+    ("agosto", 8),
+    ("septiembre", 9),
+    ("setiembre", 9),
+    ("octubre", 10),
+    ("noviembre", 11),
+    ("diciembre", 12),
+    ("ene", 1),
+    ("abr", 4),
+    ("ago", 8),
+    ("dic", 12),
+    // Dutch
+    ("januari", 1),
+    ("februari", 2),
+    ("maart", 3),
+    ("mei", 5),
+    ("augustus", 8),
+    ("mrt", 3),
+    // Italian
+    ("gennaio", 1),
+    ("febbraio", 2),
+    ("aprile", 4),
+    ("maggio", 5),
+    ("giugno", 6),
+    ("luglio", 7),
+    ("settembre", 9),
+    ("ottobre", 10),
+    ("dicembre", 12),
+    ("gen", 1),
+    ("mag", 5),
+    ("giu", 6),
+    ("lug", 7),
+    ("ott", 10),
+    // Polish, in the nominative and in the genitive that dates use ("15 stycznia 2024")
+    ("styczeń", 1),
+    ("stycznia", 1),
+    ("luty", 2),
+    ("lutego", 2),
+    ("marzec", 3),
+    ("marca", 3),
+    ("kwiecień", 4),
+    ("kwietnia", 4),
+    ("maj", 5),
+    ("maja", 5),
+    ("czerwiec", 6),
+    ("czerwca", 6),
+    ("lipiec", 7),
+    ("lipca", 7),
+    ("sierpień", 8),
+    ("sierpnia", 8),
+    ("wrzesień", 9),
+    ("września", 9),
+    ("październik", 10),
+    ("października", 10),
+    ("listopad", 11),
+    ("listopada", 11),
+    ("grudzień", 12),
+    ("grudnia", 12),
 ];
 
 fn month_number(name: &str) -> Option<u32> {
@@ -292,11 +358,14 @@ static ISO_DATE: LazyLock<Regex> =
 static NUMERIC_DATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b(\d{1,2})([./-])(\d{1,2})[./-](\d{4}|\d{2})\b").expect("valid regex"));
 static DAY_MONTH_YEAR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"(?i)\b(\d{{1,2}})(?:st|nd|rd|th|er)?\.?[\s-]+({})\.?,?[\s-]+(\d{{4}})\b", *MONTH_ALTERNATION))
-        .expect("valid regex")
+    Regex::new(&format!(
+        r"(?i)\b(\d{{1,2}})(?:st|nd|rd|th|er|º)?\.?[\s-]+(?:de\s+)?({})\.?,?[\s-]+(?:de\s+|del\s+)?(\d{{4}})\b",
+        *MONTH_ALTERNATION
+    ))
+    .expect("valid regex")
 });
 static MONTH_DAY_YEAR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"(?i)\b({})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", *MONTH_ALTERNATION))
+    Regex::new(&format!(r"(?i)\b({})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:\s?,)?\s+(\d{{4}})\b", *MONTH_ALTERNATION))
         .expect("valid regex")
 });
 
@@ -410,6 +479,7 @@ mod tests {
         use DayMonthOrder::*;
         check_date("February 17, 2026", DayFirst, Some("2026-02-17"));
         check_date("Sep 13, 2022", DayFirst, Some("2022-09-13"));
+        check_date("August 3 , 2014", DayFirst, Some("2014-08-03"));
         check_date("13 Sep, 2022", DayFirst, Some("2022-09-13"));
         check_date("17 February 2026", MonthFirst, Some("2026-02-17"));
         check_date("3rd March 2021", DayFirst, Some("2021-03-03"));
@@ -419,6 +489,12 @@ mod tests {
         check_date("17 février 2026", DayFirst, Some("2026-02-17"));
         check_date("1er août 2023", DayFirst, Some("2023-08-01"));
         check_date("12 DÉCEMBRE 2022", DayFirst, Some("2022-12-12"));
+        check_date("3 de marzo de 2024", DayFirst, Some("2024-03-03"));
+        check_date("29 maart 2014", DayFirst, Some("2014-03-29"));
+        check_date("1 mei 2023", DayFirst, Some("2023-05-01"));
+        check_date("15 settembre 2023", DayFirst, Some("2023-09-15"));
+        check_date("15 stycznia 2024", DayFirst, Some("2024-01-15"));
+        check_date("2 października 2024", DayFirst, Some("2024-10-02"));
         check_date("17-Feb-2026", DayFirst, Some("2026-02-17"));
         check_date("Februar 2026", DayFirst, None);
         check_date("30 February 2026", DayFirst, None);

@@ -320,6 +320,13 @@ fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(Naiv
             if let Some(found) = below {
                 return Some((found.date, confidence - 0.1));
             }
+            // A label that ends its line right after a date: a right-aligned value drawn before its label.
+            if rest.trim_matches([':', ' ']).is_empty() {
+                let before = line[..m.start()].trim_end();
+                if let Some(found) = find_dates(before, doc.order).into_iter().find(|f| f.end == before.len()) {
+                    return Some((found.date, confidence - 0.2));
+                }
+            }
         }
     }
     None
@@ -797,6 +804,8 @@ mod tests {
         check("Payment due 01/02/2024", "issue_date", None);
         check("Print 24.03.2020\nRechnungskor rektur Nr. RK21 vom 16.09.2019", "issue_date", Some("2019-09-16"));
         check("Facture n° 12 du 3 mars 2024", "issue_date", Some("2024-03-03"));
+        check("29 maart 2014  Factuurdatum:\n28 maart 2014  Orderdatum:", "issue_date", Some("2014-03-29"));
+        check("Paid 29 maart 2014 by card  Factuurdatum:", "issue_date", None);
     }
 
     #[test]
