@@ -197,7 +197,7 @@ fn regex(pattern: &str) -> Regex {
 /// `Numéro de facture`, `N° de facture`, `Factuurnummer`, `Faktura nr`, `Belegnummer`.
 static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)\b(?:(?:invoice|inv|bill|receipt|credit\s*note|rechnungs?|gutschrift|beleg|facture|avoir|factuur|faktura|factura)\s*-?\s*(?:number|nummer|numéro|numero|num\.?|no\.?|nr\.?|n°|nº|#|id)|(?:numéro|n°|no\.?)\s*(?:de\s*(?:la\s*)?)?(?:facture|l'avoir|avoir))(?:[^\p{L}\p{N}\n]|$)",
+        r"(?i)\b(?:(?:invoice|inv|bill|receipt|credit\s*note|rechnungs?|gutschrift|beleg|facture|avoir|factuur|faktura|factura|fattura)\s*-?\s*(?:number|nummer|numéro|número|numero|num\.?|no\.?|nr\.?|n°|nº|n\.|#|id)|(?:numéro|número|numero|numer|n°|nº|no\.?|n\.)\s*(?:de\s*(?:la\s*)?|della\s*)?(?:facture|factura|fattura|faktury|l'avoir|avoir))(?:[^\p{L}\p{N}\n]|$)",
     )
 });
 /// A document title, then only dates, codes and punctuation, then `Nr.`/`No.`/`#`:
@@ -265,7 +265,7 @@ fn number_like(token: &str, order: DayMonthOrder) -> Option<String> {
 /// Labels that name the issue date itself.
 static STRONG_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)\b(?:invoice\s*date|date\s*of\s*(?:issue|invoice)|issue\s*date|date\s*issued|issued\s*(?:on|date)?|billing\s*date|rechnungsdatum|belegdatum|ausstellungsdatum|date\s*(?:de\s*(?:la\s*)?)?facture|date\s*d'émission|date\s*d'emission|factuurdatum|data\s*wystawienia)\b",
+        r"(?i)\b(?:invoice\s*date|date\s*of\s*(?:issue|invoice)|issue\s*date|date\s*issued|issued\s*(?:on|date)?|billing\s*date|rechnungsdatum|belegdatum|ausstellungsdatum|date\s*(?:de\s*(?:la\s*)?)?facture|date\s*d'émission|date\s*d'emission|factuurdatum|datum\s*factuur|fecha\s*(?:de\s*(?:la\s*)?)?(?:factura|emisi[óo]n|expedici[óo]n)|data\s*(?:della\s*)?fattura|data\s*(?:di\s*)?emissione|data\s*wystawienia|data\s*faktury)\b",
     )
 });
 /// `Date`, `Datum`: the issue date unless something nearby says otherwise.
@@ -584,13 +584,13 @@ static LEGAL_FORM_CAPS: LazyLock<Regex> = LazyLock::new(|| {
 /// A label that introduces the seller.
 static SELLER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)^(?:from|seller|supplier|vendor|issuer|issued\s+by|sold\s+by|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|sprzedawca)\s*:\s*",
+        r"(?i)^(?:from|seller|supplier|vendor|issuer|issued\s+by|sold\s+by|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:\s*",
     )
 });
 /// A heading alone on its line over the seller's block (`Verkäufer`, `Seller`, `From`).
 static SELLER_HEADING: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|sprzedawca)\s*:?\s*$",
+        r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:?\s*$",
     )
 });
 /// A generic name label inside a party block.
@@ -598,7 +598,7 @@ static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)^(?:name|firma
 /// A label that introduces the buyer: names on its line and just below belong to the buyer.
 static BUYER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:\bkäufer|livraison|delivery\s*address|shipping\s*address|lieferadresse|lieferanschrift|bill(?:ed)?\s*to|invoice\s*to|sold\s*to|ship(?:ped)?\s*to|deliver(?:ed)?\s*to|customer|client|kunde|rechnung\s*an|rechnungsempfänger|empfänger|adressat|facturé\s*à|adressé\s*à|destinataire|nabywca|buyer|recipient|attn|z\.\s*hd)",
+        r"(?i)(?:\bkäufer|livraison|delivery\s*address|shipping\s*address|lieferadresse|lieferanschrift|bill(?:ed)?\s*to|invoice\s*to|sold\s*to|ship(?:ped)?\s*to|deliver(?:ed)?\s*to|customer|client|kunde|rechnung\s*an|rechnungsempfänger|empfänger|adressat|facturé\s*à|adressé\s*à|destinataire|comprador|destinatario|cessionario|committente|klant|afnemer|factuuradres|nabywca|odbiorca|buyer|recipient|attn|z\.\s*hd)",
     )
 });
 static EMAIL_OR_URL_DOMAIN: LazyLock<Regex> =
@@ -782,6 +782,11 @@ mod tests {
         check("Rechnungs-Nr. 4711", "invoice_number", Some("4711"));
         check("Facture n° FA-2023-001", "invoice_number", Some("FA-2023-001"));
         check("Numéro de facture : 12345", "invoice_number", Some("12345"));
+        check("Número de factura: A-2024-7", "invoice_number", Some("A-2024-7"));
+        check("Fattura n. 2024/118", "invoice_number", Some("2024/118"));
+        check("Numero fattura: 118", "invoice_number", Some("118"));
+        check("Numer faktury: FV/7/2024", "invoice_number", Some("FV/7/2024"));
+        check("Factuurnummer: 2024-0042", "invoice_number", Some("2024-0042"));
         check("Invoice 103767", "invoice_number", Some("103767"));
         check("Handelsrechnung (380) 05.06.2018   Nr. 471102   vom", "invoice_number", Some("471102"));
         check("Rechnungskor rektur Nr. RK21012345 vom 16.09.2019", "invoice_number", Some("RK21012345"));
@@ -804,6 +809,10 @@ mod tests {
         check("Payment due 01/02/2024", "issue_date", None);
         check("Print 24.03.2020\nRechnungskor rektur Nr. RK21 vom 16.09.2019", "issue_date", Some("2019-09-16"));
         check("Facture n° 12 du 3 mars 2024", "issue_date", Some("2024-03-03"));
+        check("Fecha de emisión: 3 de marzo de 2024", "issue_date", Some("2024-03-03"));
+        check("Data fattura: 15/09/2023", "issue_date", Some("2023-09-15"));
+        check("Data wystawienia: 15 stycznia 2024", "issue_date", Some("2024-01-15"));
+        check("Factuurdatum: 1 mei 2023", "issue_date", Some("2023-05-01"));
         check("29 maart 2014  Factuurdatum:\n28 maart 2014  Orderdatum:", "issue_date", Some("2014-03-29"));
         check("Paid 29 maart 2014 by card  Factuurdatum:", "issue_date", None);
     }
