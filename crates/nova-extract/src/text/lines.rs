@@ -324,8 +324,8 @@ fn arithmetic(tokens: &[Token<'_>], last_start: usize) -> Option<(usize, usize, 
 /// The item's name, the numbers of the arithmetic, rates and currency codes left out: the first run of words
 /// before the second of quantity and price on the row's last line (a lone integer inside the run kept, `iPhone 15
 /// Pro`). A run that goes on from the line before (it starts in lower case or has under three letters, or
-/// that line ends with a comma or hyphen) takes that line's words in front; a last line without words
-/// before its numbers takes its name from the lines before.
+/// that line ends with a comma or hyphen, or is a few words alone) takes that line's words in front; a last
+/// line without words before its numbers takes its name from the lines before.
 fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before: Option<&str>) -> Option<String> {
     let second_number = used[0].max(used[1]);
     let own = (second_number >= last_start)
@@ -336,7 +336,7 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
     let name = match own {
         Some(own) => {
             let weak = letters(&own) < 3 || own[0].starts_with(char::is_lowercase);
-            let continues = weak || before.is_some_and(|b| b.trim_end().ends_with([',', '-', '&']));
+            let continues = weak || before.is_some_and(|b| b.trim_end().ends_with([',', '-', '&']) || wrapped_name(b));
             let previous = before.filter(|_| continues).and_then(|b| longest_run(&tokenize(&[], b), &[]));
             match previous {
                 Some(previous) => format!("{previous} {}", own.join(" ")),
@@ -347,6 +347,16 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
     };
     let name = name.trim_matches(|c: char| c == ':' || c == ',' || c == '-' || c.is_whitespace());
     name.chars().any(char::is_alphabetic).then(|| name.to_string())
+}
+
+/// A line that reads as the first part of a name wrapped onto the row's line: one to three words, no digit,
+/// no label colon.
+fn wrapped_name(line: &str) -> bool {
+    let words = line.split_whitespace().count();
+    (1..=3).contains(&words)
+        && !line.contains(':')
+        && !line.chars().any(|c| c.is_ascii_digit())
+        && line.chars().filter(|c| c.is_alphabetic()).count() >= 3
 }
 
 /// The run of words with the most letters, the numbers at `used` breaking runs.
@@ -437,6 +447,13 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, "Künstlerische Gestaltung (Stunde): Einer Beispielrechnung");
         assert_eq!(got[1], row("Luftballon: Bunt", "400", "0.79", "316.00"));
+
+        // A name whose first words sit alone on the line above the row's numbers.
+        let text = "Beschreibung Preis Menge Betrag\nGelierzucker\nExtra 250g 1,45 2 2,90\nZucker 1,25 5 6,25\n\
+                    Nettobetrag 9,15";
+        let got = items(text);
+        assert_eq!(got[0], row("Gelierzucker Extra 250g", "2", "1.45", "2.90"));
+        assert_eq!(got[1], row("Zucker", "5", "1.25", "6.25"));
     }
 
     #[test]
