@@ -20,6 +20,10 @@ pub struct ExecArgs {
     /// Memory limit of the whole program, in MiB.
     #[arg(long, default_value_t = 256)]
     memory: u64,
+    /// Let the program reach public addresses (through slirp4netns; never loopback, private, link-local or
+    /// the host's own addresses).
+    #[arg(long)]
+    network: bool,
     /// Program text to run instead of a file.
     #[arg(short = 'c', value_name = "CODE", conflicts_with = "file", required_unless_present = "file")]
     code: Option<String>,
@@ -56,7 +60,7 @@ fn execute(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let millis = (args.timeout * 1000.0).ceil() as u64;
     let limits = Limits { wall_ms: millis, cpu_ms: millis, memory_bytes: args.memory << 20, ..Limits::default() };
     let sandbox = JailSandbox::new(jail_config(0)?);
-    let outcome = sandbox.exec(&ExecRequest { code, stdin, limits, ..Default::default() });
+    let outcome = sandbox.exec(&ExecRequest { code, stdin, limits, network: args.network, ..Default::default() });
     std::io::stdout().write_all(&outcome.stdout)?;
     std::io::stderr().write_all(&outcome.stderr)?;
     if outcome.output_truncated {

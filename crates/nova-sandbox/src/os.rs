@@ -404,3 +404,63 @@ pub fn recv_fds(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Vec
     }
     Ok((n, fds))
 }
+
+/// A netlink socket to the kernel's routing subsystem (`NETLINK_ROUTE`), closed on exec.
+pub fn netlink_route() -> io::Result<OwnedFd> {
+    let kind = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
+    // SAFETY: socket takes integer arguments only.
+    let fd = check(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE) } as _)?;
+    // SAFETY: socket succeeded, so the descriptor is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The index of the network interface `name` in the caller's network namespace.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    let name = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        index => Ok(index),
+    }
+}
+
+/// The IPv4 addresses of every interface of the caller's network namespace.
+pub fn ipv4_addresses() -> io::Result<Vec<std::net::Ipv4Addr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `list` is a valid place for getifaddrs to store the head of the list it allocates.
+    check(unsafe { libc::getifaddrs(&mut list) } as _)?;
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    // SAFETY: getifaddrs succeeded, so `list` is a well-formed linked list that stays valid until
+    // freeifaddrs; each `ifa_addr` is null or points at a sockaddr whose family says its real type.
+    unsafe {
+        while !entry.is_null() {
+            let address = (*entry).ifa_addr;
+            if !address.is_null() && (*address).sa_family as libc::c_int == libc::AF_INET {
+                let inet = &*(address as *const libc::sockaddr_in);
+                addresses.push(std::net::Ipv4Addr::from(u32::from_be(inet.sin_addr.s_addr)));
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    Ok(addresses)
+}
+
+/// Makes `command` keep the descriptors `fds` open across its exec (at the same numbers), open at most
+/// `max_files` descriptors, and die with `SIGKILL` when the calling thread ends.
+pub fn keep_fds_and_die_with_parent(command: &mut std::process::Command, fds: Vec<RawFd>, max_files: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit { rlim_cur: max_files, rlim_max: max_files };
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe calls
+    // (fcntl, setrlimit, prctl) on values it owns.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &fds {
+                check(libc::fcntl(fd, libc::F_SETFD, 0) as _)?;
+            }
+            check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit) as _)?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) as _).map(drop)
+        });
+    }
+}

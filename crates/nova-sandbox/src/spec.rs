@@ -20,6 +20,10 @@ pub struct ProgramSpec {
     pub files: Vec<SpecFile>,
     #[serde(default)]
     pub limits: SpecLimits,
+    /// Network access (off by default): egress to public addresses only, through the sandbox's user-mode
+    /// network stack.
+    #[serde(default)]
+    pub network: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,7 @@ impl ProgramSpec {
                 processes,
                 ..defaults
             },
+            network: self.network,
             ..ExecRequest::default()
         })
     }
@@ -128,4 +133,17 @@ pub fn outcome_json(o: &Outcome) -> Value {
         "peak_memory_bytes": o.peak_memory_bytes,
         "error": o.error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProgramSpec;
+
+    #[test]
+    fn network_is_off_unless_asked_for() {
+        let parse =
+            |v: serde_json::Value| serde_json::from_value::<ProgramSpec>(v).unwrap().into_request(1000).unwrap();
+        assert!(!parse(serde_json::json!({"language": "python", "code": "1"})).network);
+        assert!(parse(serde_json::json!({"language": "python", "code": "1", "network": true})).network);
+    }
 }

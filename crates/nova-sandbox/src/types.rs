@@ -32,7 +32,10 @@ pub struct ExecRequest {
     pub env: Vec<(String, String)>,
     #[serde(default)]
     pub limits: Limits,
-    /// Network access. Off by default; the jail backend refuses `true` for now (no egress policy yet).
+    /// Network access. Off by default: a network namespace with its own loopback only. On: egress through a
+    /// user-mode network stack (slirp4netns) to public IPv4 addresses only; loopback, private, link-local,
+    /// CGNAT, multicast and reserved ranges and the host's own addresses are refused at connect time. The jail
+    /// backend answers `sandbox_error` when the stack is not installed, never runs without the policy.
     #[serde(default)]
     pub network: bool,
 }

@@ -49,3 +49,22 @@ fn warm_jails_take_the_requests_own_limits() {
     assert_eq!(outcome.status, Status::Timeout);
     assert!(outcome.wall_time < Duration::from_secs(2));
 }
+
+#[test]
+fn a_warm_jail_gives_network_to_the_run_that_asks_only() {
+    let Some(sandbox) = pool(1) else { return };
+    assert!(sandbox.wait_warm(Duration::from_secs(20)));
+    let built = sandbox.jails_started();
+    let code = "ifaces = sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:])\n\
+                print(*ifaces)";
+    let run = |network: bool| {
+        let outcome = sandbox.exec(&ExecRequest { code: code.into(), network, ..Default::default() });
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        String::from_utf8_lossy(&outcome.stdout).into_owned()
+    };
+    // Off, on, off again in the same jail: the device exists only in the run that asked for it.
+    assert_eq!(run(false), "lo\n");
+    assert_eq!(run(true), "lo tap0\n");
+    assert_eq!(run(false), "lo\n");
+    assert_eq!(sandbox.jails_started(), built, "one warm jail served every run");
+}

@@ -70,6 +70,24 @@ pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
     }
     print_row("nova jail, warm pool (latency)", &Timings::new(warm, None));
 
+    // The same with network access: each execution starts the user-mode network stack and attaches it.
+    let networked = ExecRequest { network: true, ..request.clone() };
+    let first = sandbox.exec(&networked);
+    if first.status == Status::SandboxError {
+        let why = first.error.unwrap_or_default();
+        println!("{:<44} skipped: {why}", "nova jail, warm pool, network on");
+    } else {
+        outcome_ok(first)?;
+        let mut warm_net = Vec::with_capacity(args.runs);
+        for _ in 0..args.runs {
+            sandbox.wait_warm(Duration::from_secs(10));
+            let start = Instant::now();
+            outcome_ok(sandbox.exec(&networked))?;
+            warm_net.push(start.elapsed());
+        }
+        print_row("nova jail, warm pool, network on (latency)", &Timings::new(warm_net, None));
+    }
+
     // Throughput: callers back to back, each run in an idle warm jail (the jails are reused); a miss runs
     // cold.
     sandbox.wait_warm(Duration::from_secs(30));

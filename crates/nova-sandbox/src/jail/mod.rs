@@ -37,6 +37,9 @@ pub struct JailConfig {
     pub pool_size: usize,
     /// Limits warm jails are built with (a request's own limits replace them before its code runs).
     pub warm_limits: Limits,
+    /// The slirp4netns executable for runs with network access; `None` looks in the system's `bin`
+    /// directories.
+    pub network_tool: Option<PathBuf>,
 }
 
 /// A host Python 3 interpreter and the paths it needs inside the jail.
@@ -94,6 +97,7 @@ impl JailConfig {
             python: PythonRuntime::detect(None)?,
             pool_size: 0,
             warm_limits: Limits::default(),
+            network_tool: None,
         })
     }
 
@@ -103,6 +107,7 @@ impl JailConfig {
             python_path: self.python.site_packages.clone(),
             binds: self.python.binds.clone(),
             limits: self.warm_limits,
+            network_tool: self.network_tool.clone(),
         }
     }
 }

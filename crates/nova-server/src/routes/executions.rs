@@ -1,4 +1,5 @@
 //! `POST /v1/executions`: run a short program in the sandbox and answer with its outcome, synchronously.
+//! `"network": true` in the body gives the program egress to public addresses (see `ProgramSpec::network`).
 
 use std::sync::Arc;
 

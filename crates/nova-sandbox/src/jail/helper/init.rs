@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
@@ -13,6 +14,7 @@ use std::path::Path;
 use nova_core::error_chain;
 use serde::{Deserialize, Serialize};
 
+use super::net::Egress;
 use super::root::{build_root, open_binds};
 use super::run::{run_main, CONTROL_CLOSED};
 use super::{seccomp, InitError, InsideEnds, Setup, Step};
@@ -20,14 +22,20 @@ use crate::os::{self, Forked};
 use crate::{InputFile, Limits, OutputFile};
 
 /// The jail's pid 1. Never returns.
-pub(super) fn init_main(setup: &Setup, filters: &seccomp::Filters, root: &Path, ends: InsideEnds) -> ! {
+pub(super) fn init_main(
+    setup: &Setup,
+    filters: &seccomp::Filters,
+    resolvers: &[Ipv4Addr],
+    root: &Path,
+    ends: InsideEnds,
+) -> ! {
     let InsideEnds { mut sync, control, mut report, runs } = ends;
     // Die with the helper.
     let _ = os::set_parent_death_signal(libc::SIGKILL);
     // Handles on everything to bind, opened in our new mount namespace while our credentials are still the
     // helper's (so a runtime under a private directory such as /root/.pyenv can be reached).
     let result = open_binds(&setup.binds)
-        .and_then(|binds| build_root(&binds, root, &mut sync))
+        .and_then(|binds| build_root(&binds, resolvers, root, &mut sync))
         .and_then(|()| start_zygote(setup, filters));
     let zygote = match result {
         Ok(zygote) => zygote,
@@ -139,6 +147,8 @@ pub(super) struct Report {
 pub(super) struct Dispatch {
     pub(super) limits: Limits,
     pub(super) files: Vec<InputFile>,
+    /// For a request with network on (the helper has attached the network stack): the egress policy.
+    pub(super) egress: Option<Egress>,
 }
 
 /// Namespaces each run gets fresh, inside the jail's user namespace.
@@ -150,14 +160,15 @@ const RUN_NAMESPACES: u64 =
 /// request arrives; the run's init reads the request from the control pipe. Ends when the helper goes away.
 fn serve(mut zygote: Zygote, control: File, runs: OwnedFd, work_bytes: u64) -> ! {
     loop {
-        // stdin, stdout, stderr, code and report of the next run.
+        // stdin, stdout, stderr, code and report of the next run, and the socket that takes its network
+        // namespace to the helper.
         let ends = match os::recv_fds(&runs, &mut [0u8; 1]) {
-            Ok((1, ends)) if ends.len() == 5 => ends,
+            Ok((1, ends)) if ends.len() == 6 => ends,
             _ => os::exit_now(0),
         };
-        let [stdin, stdout, stderr, code, report]: [OwnedFd; 5] = ends.try_into().expect("five descriptors");
+        let [stdin, stdout, stderr, code, report, netns]: [OwnedFd; 6] = ends.try_into().expect("six descriptors");
         let mut report = File::from(report);
-        match run_once(&mut zygote, &control, work_bytes, [stdin, stdout, stderr, code], &mut report) {
+        match run_once(&mut zygote, &control, work_bytes, [stdin, stdout, stderr, code], &mut report, netns) {
             Ok(RunEnd::Finished) => {}
             Ok(RunEnd::HelperGone) => os::exit_now(0),
             Err(e) => {
@@ -181,6 +192,7 @@ fn run_once(
     work_bytes: u64,
     program: [OwnedFd; 4],
     report: &mut File,
+    netns: OwnedFd,
 ) -> Result<RunEnd, InitError> {
     let (ours, theirs) = os::socketpair().step("creating the run's socket")?;
     // The zygote, the program's parent, says on this pipe that the program exists, then how it ended.
@@ -190,11 +202,11 @@ fn run_once(
     {
         Forked::Child => {
             drop((ours, done_w, program));
-            run_main(work_bytes, control, report, theirs, done_r)
+            run_main(work_bytes, control, report, theirs, done_r, netns)
         }
         Forked::Parent { child } => child,
     };
-    drop((theirs, done_r));
+    drop((theirs, done_r, netns));
     let handed = hand_to_zygote(zygote, &program, [report.as_raw_fd(), done_w.as_raw_fd()], &ours);
     drop((program, done_w));
     if handed.is_err() {

@@ -22,10 +22,12 @@
 //!
 //! The code follows the jail's life: [`root`] builds its file system from the inside, [`init`] is its
 //! pid 1 and starts the zygote (`zygote.py`), [`run`] is each run's pid 1, [`files`] moves files in and out
-//! of a run's work directory, and [`watch`] is the helper's side of one execution.
+//! of a run's work directory, [`watch`] is the helper's side of one execution, and [`net`] gives a run with
+//! network access its user-mode network stack and egress policy.
 
 mod files;
 mod init;
+mod net;
 mod root;
 mod run;
 mod watch;
@@ -56,6 +58,9 @@ pub struct Setup {
     pub binds: Vec<PathBuf>,
     /// Limits the jail is built with; the request's own limits replace them before its code runs.
     pub limits: Limits,
+    /// The user-mode network stack for runs with network access; `None` looks in the system's directories.
+    #[serde(default)]
+    pub network_tool: Option<PathBuf>,
 }
 
 /// What the helper answers to each request.
@@ -98,8 +103,14 @@ pub enum SetupError {
     JoinCgroup(#[source] io::Error),
     #[error("inside the jail: {0}")]
     Init(String),
-    #[error("network access is not supported by the jail backend yet")]
-    NetworkUnsupported,
+    #[error(
+        "network access needs {}, a user-mode network stack, which is not installed (Debian package `{}`)",
+        net::TOOL,
+        net::TOOL
+    )]
+    NetworkToolMissing,
+    #[error("starting the run's network: {0}")]
+    NetworkStart(String),
     #[error("handing the program to the jail")]
     Dispatch(#[source] io::Error),
 }
@@ -145,6 +156,9 @@ fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), Setu
         // The caller gets its answer first; removing the cgroup waits for the kernel to finish the teardown.
         let reply = serde_json::to_string(&Reply { outcome, reusable }).expect("replies serialise");
         answered = writeln!(out, "{reply}").and_then(|()| out.flush());
+        // The last run's network stack, killed before the reply, is reaped after it: its device's teardown
+        // takes the kernel tens of milliseconds that the caller need not wait for.
+        jail.stopping = None;
         // Prepare the next run while the caller reads this outcome (a failure shows at its dispatch).
         if !reusable || jail.prepare_next().is_err() {
             jail.destroy();
@@ -156,6 +170,8 @@ fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), Setu
 /// The helper's side of a built jail.
 struct Jail {
     init: pid_t,
+    /// The user-mode network stack as the setup named it (`None`: look in the system's directories).
+    network_tool: Option<PathBuf>,
     /// The limits the cgroup holds now; a request with the same ones skips re-applying them.
     limits: Limits,
     cgroup: Cgroup,
@@ -166,6 +182,8 @@ struct Jail {
     runs: OwnedFd,
     /// The helper's ends of the run prepared for the next request.
     next: Option<watch::RunPipes>,
+    /// The last run's network stack, killed and not yet reaped.
+    stopping: Option<net::Stack>,
     dead: bool,
 }
 
@@ -204,6 +222,8 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
     guard.get().set_limits(&cgroup_limits(&setup.limits)).map_err(SetupError::CgroupLimits)?;
     // The seccomp filter, compiled before forking.
     let filters = seccomp::compile().map_err(SetupError::Seccomp)?;
+    // The name servers runs with network access may use, read while we still see the host's network.
+    let resolvers = net::public_resolvers();
     // An empty directory for the new root to be mounted on (inside the jail's mount namespace only).
     let mount_point = std::env::temp_dir().join(format!("{name}.root"));
     fs::DirBuilder::new().mode(0o755).create(&mount_point).map_err(SetupError::MountPoint)?;
@@ -228,7 +248,7 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
                 report: report_w.into(),
                 runs: runs_theirs,
             };
-            init_main(setup, &filters, &mount_point, ends)
+            init_main(setup, &filters, &resolvers, &mount_point, ends)
         }
         Forked::Parent { child } => child,
     };
@@ -236,12 +256,14 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
     let mut report = File::from(report_r);
     let mut jail = Jail {
         init,
+        network_tool: setup.network_tool.clone(),
         limits: setup.limits,
         cgroup: guard.0.take().expect("cgroup held"),
         mount_point: dir_guard.0.take().expect("dir held"),
         control: Some(control_w.into()),
         runs: runs_ours,
         next: None,
+        stopping: None,
         dead: false,
     };
     let finish = |jail: &mut Jail| -> Result<(), SetupError> {

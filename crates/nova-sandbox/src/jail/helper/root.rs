@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,12 @@ pub(super) fn open_binds(paths: &[PathBuf]) -> Result<Vec<Bind>, InitError> {
 }
 
 /// Builds the jail's file system and identity, top to bottom.
-pub(super) fn build_root(binds: &[Bind], root: &Path, sync: &mut File) -> Result<(), InitError> {
+pub(super) fn build_root(
+    binds: &[Bind],
+    resolvers: &[Ipv4Addr],
+    root: &Path,
+    sync: &mut File,
+) -> Result<(), InitError> {
     // Wait until the helper has written our id maps and put us in the cgroup.
     let mut go = [0u8; 2];
     sync.read_exact(&mut go).step("waiting for the id maps")?;
@@ -55,6 +61,9 @@ pub(super) fn build_root(binds: &[Bind], root: &Path, sync: &mut File) -> Result
     build_dev(root)?;
     // /proc of the jail's own pid namespace.
     mount_proc(&root.join("proc"))?;
+    // The resolver's configuration: the host's name servers that runs with network access may reach (see
+    // `net`); `localhost` without asking them.
+    name_resolution(root, resolvers)?;
     // Mount points for each run's /tmp and work directory (empty and read-only here: the zygote writes
     // nothing; every run mounts fresh ones, see `run`).
     for dir in ["tmp", "work"] {
@@ -130,6 +139,27 @@ fn bind_into(root: &Path, bind: &Bind) -> Result<(), InitError> {
             os::mount(None, &inside, None, flags, None).step("making the runtime read-only")
         }
     }
+}
+
+fn name_resolution(root: &Path, resolvers: &[Ipv4Addr]) -> Result<(), InitError> {
+    let etc = root.join("etc");
+    fs::create_dir_all(&etc).step("creating /etc")?;
+    let mut resolv = String::from("options timeout:2 attempts:2\n");
+    if resolvers.is_empty() {
+        // Without a name server, the resolver asks the run's own loopback, which refuses at once.
+        resolv.push_str("# this host has no name server that sandbox runs may reach\n");
+    }
+    for resolver in resolvers {
+        resolv.push_str(&format!("nameserver {resolver}\n"));
+    }
+    for (name, contents) in [("resolv.conf", resolv.as_str()), ("hosts", "127.0.0.1 localhost\n::1 localhost\n")] {
+        let path = etc.join(name);
+        // A runtime that binds its own wins.
+        if path.symlink_metadata().is_err() {
+            fs::write(&path, contents).step("writing /etc/resolv.conf and /etc/hosts")?;
+        }
+    }
+    Ok(())
 }
 
 fn inside(root: &Path, host_path: &Path) -> PathBuf {

@@ -16,6 +16,7 @@ use nova_core::error_chain;
 
 use super::files::{collect_files, write_input};
 use super::init::{Dispatch, Report};
+use super::net;
 use super::root::{mount_proc, mount_scratch};
 use super::{InitError, Step};
 use crate::os::{self, pid_t};
@@ -34,7 +35,14 @@ const NAMESPACES: [&str; 5] = ["ipc", "uts", "net", "pid", "mnt"];
 /// The run init's life. `socket` takes the namespaces and the ruleset to the jail's init; `done` brings
 /// `forked` once the program exists, then `STATUS CPU_MICROSECONDS MAX_RSS_BYTES` once it has ended (nothing
 /// when it never started). Never returns.
-pub(super) fn run_main(work_bytes: u64, control: &File, report: &mut File, socket: OwnedFd, done: OwnedFd) -> ! {
+pub(super) fn run_main(
+    work_bytes: u64,
+    control: &File,
+    report: &mut File,
+    socket: OwnedFd,
+    done: OwnedFd,
+    netns: OwnedFd,
+) -> ! {
     let _ = os::set_parent_death_signal(libc::SIGKILL);
     // The program's orphans become ours: the kernel reaps them as they end, so none holds a pid meanwhile.
     let _ = os::reap_children_automatically();
@@ -47,10 +55,15 @@ pub(super) fn run_main(work_bytes: u64, control: &File, report: &mut File, socke
         Err(e) => fail(report, e),
     };
     let fds: Vec<_> = handles.iter().map(|fd| fd.as_raw_fd()).collect();
-    if os::send_fds(&socket, b"r", &fds).is_err() || writeln!(report, "ready").is_err() {
+    // The network namespace to the helper too, which attaches the network stack to it when the request asks.
+    let net = fds[NAMESPACES.iter().position(|&kind| kind == "net").expect("a net namespace")];
+    if os::send_fds(&socket, b"r", &fds).is_err()
+        || os::send_fds(&netns, b"n", &[net]).is_err()
+        || writeln!(report, "ready").is_err()
+    {
         os::exit_now(1);
     }
-    drop(handles);
+    drop((handles, netns));
     // The request.
     let mut line = String::new();
     if BufReader::new(control).read_line(&mut line).unwrap_or(0) == 0 {
@@ -99,31 +112,38 @@ fn prepare(work_bytes: u64) -> Result<Vec<OwnedFd>, InitError> {
         let handle = File::open(format!("/proc/self/ns/{kind}")).step("opening the run's namespaces")?;
         handles.push(OwnedFd::from(handle));
     }
-    // Read-only everywhere, writable /work, /tmp and /dev (for /dev/null); no TCP. Built here, where the
-    // rules can name this run's own /work and /tmp; the program applies it to itself.
-    let ruleset =
+    // Read-only everywhere, writable /work, /tmp and /dev (for /dev/null); and, as a second ruleset, no TCP.
+    // Built here, where the rules can name this run's own /work and /tmp; the program applies the first to
+    // itself, and the second once it reads that its request has no network access.
+    let rulesets =
         landlock().map_err(|e| InitError { step: "building the Landlock ruleset", source: io::Error::other(e) })?;
-    handles.extend(ruleset);
+    handles.extend(rulesets);
     Ok(handles)
 }
 
-fn landlock() -> Result<Option<OwnedFd>, landlock::RulesetError> {
+/// The file-system ruleset and the no-TCP ruleset, those the kernel supports (none, the first, or both).
+fn landlock() -> Result<Vec<OwnedFd>, landlock::RulesetError> {
     use landlock::{path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI};
     let abi = ABI::V5;
-    let created = Ruleset::default()
+    let files: Option<OwnedFd> = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))?
-        .handle_access(AccessNet::from_all(abi))?
         .create()?
         .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))?
         .add_rules(path_beneath_rules(["/work", "/tmp"], AccessFs::from_all(abi)))?
-        .add_rules(path_beneath_rules(["/dev"], AccessFs::from_read(abi) | AccessFs::WriteFile))?;
-    Ok(created.into())
+        .add_rules(path_beneath_rules(["/dev"], AccessFs::from_read(abi) | AccessFs::WriteFile))?
+        .into();
+    let Some(files) = files else { return Ok(Vec::new()) };
+    let no_tcp: Option<OwnedFd> = Ruleset::default().handle_access(AccessNet::from_all(abi))?.create()?.into();
+    Ok(std::iter::once(files).chain(no_tcp).collect())
 }
 
 /// The request's side of the run: its sizes, its files, and (once the program exists) its rlimits.
 fn apply(dispatch: &Dispatch, work_bytes: u64, done: &mut impl BufRead) -> Result<(), InitError> {
     if dispatch.limits.work_bytes != work_bytes {
         resize_tmpfs(&dispatch.limits)?;
+    }
+    if let Some(egress) = &dispatch.egress {
+        net::configure(egress).step("configuring the run's network")?;
     }
     for file in &dispatch.files {
         write_input(file).step("writing the input files")?;

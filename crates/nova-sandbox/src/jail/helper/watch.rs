@@ -3,13 +3,14 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use nova_core::error_chain;
 
 use super::init::{Dispatch, Report};
+use super::net::{self, Egress, Stack};
 use super::{read_line, Jail, SetupError};
 use crate::os;
 use crate::{ExecRequest, Outcome, Status};
@@ -21,6 +22,8 @@ pub(super) struct RunPipes {
     stderr: File,
     code: Option<File>,
     report: File,
+    /// Brings the run's network namespace (sent by the run's init), for a request with network on.
+    netns: OwnedFd,
 }
 
 impl Jail {
@@ -28,18 +31,23 @@ impl Jail {
     /// readable: end of input from a caller that gave up. Returns the outcome and whether the jail can take
     /// another request (it cannot once it was killed, or when anything of it failed).
     pub(super) fn run(&mut self, request: &ExecRequest, cancel: RawFd) -> (Outcome, bool) {
-        if request.network {
-            return (Outcome::sandbox_error(error_chain(&SetupError::NetworkUnsupported)), true);
-        }
+        // Never without the policy: a request for network access fails here when its tool is missing.
+        let tool = match (request.network, net::find_tool(self.network_tool.as_deref())) {
+            (false, _) => None,
+            (true, Some(tool)) => Some(tool),
+            (true, None) => return (Outcome::sandbox_error(error_chain(&SetupError::NetworkToolMissing)), true),
+        };
         let before = self.cgroup.stats();
-        let mut pipes = match self.dispatch(request) {
-            Ok(pipes) => pipes,
+        let (mut pipes, stack) = match self.dispatch(request, tool.as_deref()) {
+            Ok(dispatched) => dispatched,
             Err(e) => return (Outcome::sandbox_error(error_chain(&e)), false),
         };
         let limits = request.limits;
         let start = Instant::now();
         let watched = self.watch(&mut pipes, request, start + Duration::from_millis(limits.wall_ms), cancel);
         let wall_time = start.elapsed();
+        // The network stack ends with the run: killed before the outcome is reported, reaped after it.
+        self.stopping = stack.map(Stack::kill);
         let after = self.cgroup.stats();
         let oom_kills = after.oom_kills.saturating_sub(before.oom_kills);
         let cpu_time = after.cpu_time.saturating_sub(before.cpu_time);
@@ -99,7 +107,8 @@ impl Jail {
         let (stderr_r, stderr_w) = os::pipe().map_err(SetupError::Pipes)?;
         let (code_r, code_w) = os::pipe().map_err(SetupError::Pipes)?;
         let (report_r, report_w) = os::pipe().map_err(SetupError::Pipes)?;
-        let inside = [&stdin_r, &stdout_w, &stderr_w, &code_r, &report_w].map(|fd| fd.as_raw_fd());
+        let (netns_r, netns_w) = os::socketpair().map_err(SetupError::Pipes)?;
+        let inside = [&stdin_r, &stdout_w, &stderr_w, &code_r, &report_w, &netns_w].map(|fd| fd.as_raw_fd());
         os::send_fds(&self.runs, b"d", &inside).map_err(SetupError::Dispatch)?;
         self.next = Some(RunPipes {
             stdin: Some(stdin_w.into()),
@@ -107,18 +116,28 @@ impl Jail {
             stderr: stderr_r.into(),
             code: Some(code_w.into()),
             report: report_r.into(),
+            netns: netns_r,
         });
         Ok(())
     }
 
-    /// Limits into the cgroup, the request to the prepared run, then the code to the program.
-    fn dispatch(&mut self, request: &ExecRequest) -> Result<RunPipes, SetupError> {
+    /// Limits into the cgroup, the network stack onto the run (when `tool` is given), the request to the
+    /// prepared run, then the code to the program.
+    fn dispatch(
+        &mut self,
+        request: &ExecRequest,
+        tool: Option<&std::path::Path>,
+    ) -> Result<(RunPipes, Option<Stack>), SetupError> {
         if request.limits != self.limits {
             self.cgroup.set_limits(&super::cgroup_limits(&request.limits)).map_err(SetupError::CgroupLimits)?;
             self.limits = request.limits;
         }
         self.cgroup.reset_peak_memory();
         let env = framed_env(request)?;
+        let egress = match tool {
+            Some(_) => Some(Egress::for_this_host().map_err(|e| SetupError::NetworkStart(e.to_string()))?),
+            None => None,
+        };
         if self.next.is_none() {
             self.prepare_next()?;
         }
@@ -131,7 +150,17 @@ impl Jail {
             Err(e) => Err(SetupError::Init(format!("the run's init died before the program ({e})"))),
         };
         expect(&mut pipes, "ready")?;
-        let dispatch = Dispatch { limits: request.limits, files: request.files.clone() };
+        let stack = match tool {
+            Some(tool) => {
+                let netns = match os::recv_fds(&pipes.netns, &mut [0u8; 1]) {
+                    Ok((1, mut fds)) if fds.len() == 1 => fds.remove(0),
+                    _ => return Err(SetupError::NetworkStart("the run's network namespace did not arrive".into())),
+                };
+                Some(Stack::start(tool, netns, self.init).map_err(SetupError::NetworkStart)?)
+            }
+            None => None,
+        };
+        let dispatch = Dispatch { limits: request.limits, files: request.files.clone(), egress };
         let line = serde_json::to_string(&dispatch).expect("dispatches serialise");
         let control = self.control.as_mut().expect("the init's control pipe is open while the jail lives");
         writeln!(control, "{line}").map_err(SetupError::Dispatch)?;
@@ -141,7 +170,7 @@ impl Jail {
         // A program larger than the pipe's buffer is read by the interpreter as it goes; a broken pipe means
         // the program died, which the watch reports.
         let _ = pipes.code.take().expect("code sent once").write_all(&framed);
-        Ok(pipes)
+        Ok((pipes, stack))
     }
 
     /// Feeds stdin, collects capped stdout and stderr and the run's report, and kills the jail at the
@@ -225,6 +254,7 @@ impl Jail {
     }
 
     pub(super) fn destroy(&mut self) {
+        self.stopping = None;
         self.control = None;
         self.kill();
         self.cgroup.destroy();
@@ -232,7 +262,7 @@ impl Jail {
     }
 }
 
-/// The program's environment as the zygote reads it: `<10-digit length><K=V\0...>`.
+/// What the program reads before its code: `<network: 0 or 1><10-digit length><K=V\0...>`.
 fn framed_env(request: &ExecRequest) -> Result<Vec<u8>, SetupError> {
     let mut env = Vec::new();
     for (key, value) in &request.env {
@@ -247,7 +277,8 @@ fn framed_env(request: &ExecRequest) -> Result<Vec<u8>, SetupError> {
         env.extend_from_slice(value.as_bytes());
         env.push(0);
     }
-    let mut framed = format!("{:010}", env.len()).into_bytes();
+    let mut framed = vec![if request.network { b'1' } else { b'0' }];
+    framed.extend_from_slice(format!("{:010}", env.len()).as_bytes());
     framed.extend_from_slice(&env);
     Ok(framed)
 }

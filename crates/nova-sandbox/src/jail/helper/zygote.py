@@ -1,9 +1,9 @@
 # The jail's zygote: started once per jail with `-I -S -B`, it imports nothing of any program and waits on
 # fd 3 (a Unix socket to the jail's init). For each run it receives the run's descriptors (stdin, stdout,
-# stderr, code, report; `done`; the run's ipc, uts, net, pid and mount namespaces; and a Landlock ruleset when
-# the kernel has one), forks the program into the run's pid namespace (made by the run's init, `run.rs`),
-# writes `forked` on `done`, answers `f`, waits for the program and writes `STATUS CPU_US MAX_RSS_BYTES` on
-# `done`. The program, pid 2 of the run, joins the run's other namespaces and confines itself (the run's init
+# stderr, code, report; `done`; the run's ipc, uts, net, pid and mount namespaces; and Landlock rulesets when
+# the kernel has them: files, then no TCP), forks the program into the run's pid namespace (made by the run's
+# init, `run.rs`), writes `forked` on `done`, answers `f`, waits for the program and writes
+# `STATUS CPU_US MAX_RSS_BYTES` on `done`. The program, pid 2 of the run, joins the run's other namespaces and confines itself (the run's init
 # sets its rlimits) before reading its code. Every run is a fresh fork of this untouched process.
 import gc, os, sys, atexit, errno, _socket, ctypes
 
@@ -50,14 +50,14 @@ def _confine(fds, kernel):
     step = "joining the run's namespaces"
     report = fds[4]
     try:
-        program, spaces, ruleset = fds[:5], fds[6:11], fds[11:]
+        program, spaces, rulesets = fds[:5], fds[6:11], fds[11:]
         for fd in spaces[:3] + spaces[4:]:  # ipc, uts, net, then mnt (the pid namespace is ours already)
             _check(kernel.setns(fd, 0))
         step = "starting a new session"
         os.setsid()
         step = "placing the standard descriptors"
         # Out of the way first, so that no descriptor is overwritten before it has been placed.
-        kept = [os.dup2(fd, 100 + i) for i, fd in enumerate(program + ruleset)]
+        kept = [os.dup2(fd, 100 + i) for i, fd in enumerate(program + rulesets)]
         for slot, fd in enumerate(kept):
             os.dup2(fd, slot)
         report = 4
@@ -71,9 +71,9 @@ def _confine(fds, kernel):
         os.chdir("/work")
         step = "setting no_new_privs"
         _check(kernel.prctl(38, 1, 0, 0, 0))  # PR_SET_NO_NEW_PRIVS
-        if ruleset:
+        if rulesets:
             step = "applying Landlock"
-            _check(kernel.syscall(446, 5, 0))  # landlock_restrict_self(5, 0)
+            _check(kernel.syscall(446, 5, 0))  # landlock_restrict_self(5, 0): the files ruleset
             os.close(5)
         step = "dropping capabilities"
         for cap in range(kernel.last_cap + 1):
@@ -94,10 +94,20 @@ def _confine(fds, kernel):
             os._exit(125)
 
 
-def _program(python_path):
-    # fd 3 holds `<10-digit env length><env as K=V\0...><code>`.
+def _program(python_path, kernel, no_tcp):
+    # fd 3 holds `<network: 0 or 1><10-digit env length><env as K=V\0...><code>`.
     with open(3, "rb") as f:
         frame = f.read()
+    if no_tcp:
+        # Landlock's no-TCP ruleset (fd 6), applied when the request has no network access.
+        if frame[:1] != b"1":
+            try:
+                _check(kernel.syscall(446, 6, 0))  # landlock_restrict_self(6, 0)
+            except OSError as e:
+                os.write(2, f"sandbox: applying Landlock's network ruleset: {e}\n".encode())
+                os._exit(125)
+        os.close(6)
+    frame = frame[1:]
     n = int(frame[:10])
     os.environ.clear()
     for kv in frame[10:10 + n].split(b"\0"):
@@ -158,7 +168,7 @@ def _run(fds, kernel, own_pids, control, python_path):
     if pid == 0:
         control.detach()
         _confine(fds, kernel)
-        _program(python_path)
+        _program(python_path, kernel, len(fds) > 12)
     if pid > 0:
         os.write(done, b"forked\n")
     for fd in fds:
@@ -193,7 +203,7 @@ def _zygote():
     control.send(b"r")
     while True:
         try:
-            message, fds = _recv_fds(control, 12)
+            message, fds = _recv_fds(control, 13)
         except OSError:
             message = b""
         if not message:
