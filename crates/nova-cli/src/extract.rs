@@ -9,9 +9,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use nova_core::{Invoice, JobError, Party};
+use nova_core::{Invoice, JobError, Party, TenantId};
+use nova_extract::TemplateSet;
 use serde::Serialize;
 
 #[derive(Args)]
@@ -28,6 +30,23 @@ pub struct ExtractArgs {
     /// Files extracted at once. Default: the number of cores.
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
+    /// A folder of vendor templates in invoice2data's YAML format, tried before the generic rules.
+    #[arg(long, env = "NOVA_TEMPLATES_DIR", value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// `rules`; `llm`: a model-written program, run in the sandbox and kept per layout in the data
+    /// directory's database; `auto`: the model only when the rules are unsure, and the rules alone when no
+    /// model is configured (NOVA_LLM_BASE_URL, NOVA_LLM_MODEL).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    strategy: StrategyArg,
+    #[command(flatten)]
+    store: crate::serve::StoreArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StrategyArg {
+    Rules,
+    Llm,
+    Auto,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +69,20 @@ pub fn run(args: ExtractArgs) -> ExitCode {
     let threads =
         args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).clamp(1, total);
     let limit = args.max_file_mb * 1024 * 1024;
+    let templates = match load_templates(args.templates.as_deref()) {
+        Ok(templates) => templates,
+        Err(e) => {
+            eprintln!("nova extract: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ai = match Ai::start(args.strategy, &args.store) {
+        Ok(ai) => ai,
+        Err(e) => {
+            eprintln!("nova extract: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let progress = progress_bar(total);
 
     let mut out = Output::new(args.format);
@@ -59,11 +92,11 @@ pub fn run(args: ExtractArgs) -> ExitCode {
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let tx = tx.clone();
-            let (files, next) = (&args.files, &next);
+            let (files, next, templates, ai) = (&args.files, &next, &templates, &ai);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(i) else { break };
-                if tx.send((i, extract_file(path, limit))).is_err() {
+                if tx.send((i, extract_file(path, limit, templates, ai))).is_err() {
                     break;
                 }
             });
@@ -94,9 +127,23 @@ pub fn run(args: ExtractArgs) -> ExitCode {
     }
 }
 
-fn extract_file(path: &PathBuf, limit: u64) -> Record {
+/// The vendor templates under `dir` (none without one). A template that does not load is reported on
+/// stderr and left out; a folder that cannot be read is an error.
+pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<TemplateSet> {
+    let Some(dir) = dir else { return Ok(TemplateSet::empty()) };
+    let loaded = TemplateSet::load_dir(dir).with_context(|| format!("loading the templates in {}", dir.display()))?;
+    for e in &loaded.errors {
+        eprintln!("template not loaded: {}", nova_core::error_chain(e));
+    }
+    Ok(loaded.set)
+}
+
+fn extract_file(path: &PathBuf, limit: u64, templates: &TemplateSet, ai: &Ai) -> Record {
     let file = path.display().to_string();
-    let result = read_file(path, limit).and_then(|bytes| nova_worker::workflows::extract_invoice(&bytes));
+    let result = read_file(path, limit).and_then(|bytes| {
+        let rules = nova_worker::workflows::extract_invoice_with(&bytes, templates)?;
+        ai.apply(bytes, rules)
+    });
     match result {
         Ok(invoice) => Record { file, invoice: Some(invoice), error: None },
         Err(error) => Record { file, invoice: None, error: Some(error) },
@@ -244,4 +291,92 @@ fn csv_row(r: &Record) -> Vec<String> {
         r.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
         r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
     ]
+}
+
+/// The AI path of `nova extract`: the strategy, and for the model a runtime, the program store of the data
+/// directory and the sandbox.
+struct Ai {
+    strategy: nova_core::Strategy,
+    /// Present only when a model is configured and the strategy may use it.
+    model: Option<AiModel>,
+    usage: std::sync::Mutex<nova_llm::Usage>,
+}
+
+struct AiModel {
+    runtime: tokio::runtime::Runtime,
+    store: nova_store::Store,
+    sandbox: Result<std::sync::Arc<dyn nova_sandbox::Sandbox>, String>,
+}
+
+impl Ai {
+    /// Refuses `llm` without a model; starts what the model needs when one is configured.
+    fn start(strategy: StrategyArg, store: &crate::serve::StoreArgs) -> anyhow::Result<Ai> {
+        let strategy = match strategy {
+            StrategyArg::Rules => nova_core::Strategy::Rules,
+            StrategyArg::Llm => nova_core::Strategy::Llm,
+            StrategyArg::Auto => nova_core::Strategy::Auto,
+        };
+        let usage = Default::default();
+        let configured = match nova_llm::from_env() {
+            Ok(client) => client.is_some(),
+            Err(e) if strategy == nova_core::Strategy::Llm => anyhow::bail!("the model configuration: {e}"),
+            Err(_) => false,
+        };
+        if strategy == nova_core::Strategy::Llm && !configured {
+            anyhow::bail!("{}", nova_llm::StrategyError::NoModel);
+        }
+        if strategy == nova_core::Strategy::Rules || !configured {
+            return Ok(Ai { strategy, model: None, usage });
+        }
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        let store = runtime.block_on(store.open())?;
+        let sandbox = crate::exec::jail_config(1).map_err(|e| format!("{e:#}")).and_then(|config| {
+            let jail = nova_sandbox::jail::JailSandbox::new(config);
+            jail.check()?;
+            Ok(std::sync::Arc::new(jail) as std::sync::Arc<dyn nova_sandbox::Sandbox>)
+        });
+        if let Err(e) = &sandbox {
+            anyhow::ensure!(strategy != nova_core::Strategy::Llm, "the sandbox does not work here: {e}");
+        }
+        Ok(Ai { strategy, model: Some(AiModel { runtime, store, sandbox }), usage })
+    }
+
+    /// The rules' result, or what the model made of the document when the strategy asks for it.
+    fn apply(&self, bytes: Vec<u8>, rules: Invoice) -> Result<Invoice, JobError> {
+        let Some(model) = &self.model else { return Ok(rules) };
+        let applied = model
+            .runtime
+            .block_on(nova_llm::apply(
+                self.strategy,
+                nova_llm::from_env(),
+                model.sandbox.clone(),
+                &model.store,
+                TenantId::DEFAULT,
+                bytes.into(),
+                rules,
+            ))
+            .map_err(|e| JobError { code: e.code().into(), message: nova_core::error_chain(&e) })?;
+        if let (Some(usage), Ok(mut total)) = (applied.usage, self.usage.lock()) {
+            total.add(&usage);
+        }
+        Ok(applied.invoice)
+    }
+}
+
+impl Drop for Ai {
+    /// A summary of the model's use on stderr, when it was used.
+    fn drop(&mut self) {
+        let Ok(usage) = self.usage.lock() else { return };
+        if usage.sandbox_runs > 0 {
+            eprintln!(
+                "model calls: {}, tokens in/out: {}/{}, cost: {}, sandbox runs: {} ({} ms)",
+                usage.model_calls,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cost.map_or_else(|| "unknown (no price for the model)".to_string(), |c| c.to_string()),
+                usage.sandbox_runs,
+                usage.sandbox_wall_ms
+            );
+        }
+    }
 }

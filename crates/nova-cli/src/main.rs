@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod exec;
 mod extract;
+mod keys;
 mod serve;
 mod worker;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP API with in-process workers on the embedded store.
     Serve(serve::ServeArgs),
+    /// Make, list and revoke the API keys of tenants.
+    Keys(keys::KeysArgs),
     /// Run workers only (no HTTP) on the queue in the data directory or at NOVA_DATABASE_URL.
     Worker(worker::WorkerArgs),
     /// Extract invoices from local files, with no server.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => report(serve::run(args)),
+        Command::Keys(args) => report(keys::run(args)),
         Command::Worker(args) => report(worker::run(args)),
         Command::Extract(args) => extract::run(args),
         Command::Eval(args) => report(eval::run(args)),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use nova_core::Workflow;
-use nova_server::{AppState, ServerConfig};
-use nova_store::Store;
+use nova_server::{AppState, Limiter, RateLimit, ServerConfig};
+use nova_store::{BlobStore, Store};
 use nova_worker::WorkerConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,29 @@ pub struct ServeArgs {
     /// Largest accepted upload, in MiB.
     #[arg(long, env = "NOVA_MAX_UPLOAD_MB", default_value_t = 50)]
     max_upload_mb: u64,
+    /// Requests per API key (N/s, N/min or N/h, with ,burst=M), unless the key's tenant has its own rate
+    /// (`nova keys limit`); `off` lifts the limits.
+    #[arg(long, env = "NOVA_RATE_LIMIT", default_value = "50/s,burst=100", value_parser = parse_rate_limit)]
+    rate_limit: RateSetting,
+    /// The most unfinished jobs (queued, retrying, running) one tenant may have; more submissions are
+    /// refused (`429 too_many_jobs`) until some finish. Default: no limit.
+    #[arg(long, env = "NOVA_MAX_UNFINISHED_JOBS")]
+    max_unfinished_jobs: Option<u32>,
+    /// Count request rates in this Redis (`redis://HOST:PORT`), shared by every API process that names it,
+    /// rather than in each process's memory.
+    #[arg(long, env = "NOVA_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+}
+
+/// A rate, or none (`off`).
+#[derive(Clone, Copy)]
+struct RateSetting(Option<RateLimit>);
+
+fn parse_rate_limit(arg: &str) -> Result<RateSetting, String> {
+    if arg.trim() == "off" {
+        return Ok(RateSetting(None));
+    }
+    arg.parse().map(|rate| RateSetting(Some(rate)))
 }
 
 /// Where the data lives.
@@ -40,13 +63,29 @@ pub struct StoreArgs {
     #[arg(long, env = "NOVA_DATA_DIR", default_value = "nova-data")]
     data_dir: PathBuf,
     /// The database, when not the embedded SQLite file: `postgres://USER@HOST/DB`, or `sqlite:PATH`.
-    /// Documents stay in the data directory.
     #[arg(long, env = "NOVA_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Where documents' bytes are kept, when not in the data directory: `s3://BUCKET/PREFIX` (S3 or an
+    /// S3-compatible server, set up by the `AWS_*` variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`), or `file:///PATH`.
+    #[arg(long, env = "NOVA_BLOB_URL")]
+    blob_url: Option<String>,
 }
 
 impl StoreArgs {
     pub async fn open(&self) -> anyhow::Result<Store> {
+        let store = self.open_database().await?;
+        match &self.blob_url {
+            None => Ok(store),
+            Some(url) => {
+                let blobs = BlobStore::from_url(url).with_context(|| format!("the blob store {url}"))?;
+                blobs.ping().await.with_context(|| format!("reaching the blob store {url}"))?;
+                Ok(store.with_blobs(blobs))
+            }
+        }
+    }
+
+    async fn open_database(&self) -> anyhow::Result<Store> {
         match &self.database_url {
             None => Store::open(&self.data_dir)
                 .await
@@ -149,11 +188,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ))
     });
 
+    let limiter = match &args.redis_url {
+        // The URL may hold a password: name only its scheme.
+        Some(url) => Limiter::redis(url).await.with_context(|| {
+            format!(
+                "connecting to the rate limit store given by NOVA_REDIS_URL ({}:...)",
+                url.split(':').next().unwrap_or("")
+            )
+        })?,
+        None => Limiter::memory(),
+    };
+    match (args.rate_limit.0, &args.redis_url) {
+        (None, _) => info!("request rate limits are off"),
+        (Some(rate), Some(_)) => info!(%rate, "request rate limit per API key, counted in Redis"),
+        (Some(rate), None) => info!(%rate, "request rate limit per API key, counted in memory"),
+    }
     let state = AppState {
         store: store.clone(),
-        config: ServerConfig { max_upload_bytes: args.max_upload_mb * 1024 * 1024, ..ServerConfig::default() },
+        config: ServerConfig {
+            max_upload_bytes: args.max_upload_mb * 1024 * 1024,
+            rate_limit: args.rate_limit.0,
+            max_unfinished_jobs: args.max_unfinished_jobs,
+            ..ServerConfig::default()
+        },
         wake_workers: wake,
         sandbox,
+        limiter,
     };
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.

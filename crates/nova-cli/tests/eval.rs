@@ -130,3 +130,36 @@ fn eval_of_a_folder_without_answers_fails() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected.json"));
 }
+
+#[test]
+fn eval_with_templates_says_which_documents_a_template_read() {
+    let dev = dev_dir().join("invoice2data");
+    let tmp = tempfile::tempdir().unwrap();
+    for file in ["basic.txt", "basic.expected.json", "lines-basic.txt", "lines-basic.expected.json"] {
+        std::fs::copy(dev.join(file), tmp.path().join(file)).unwrap();
+    }
+    let templates = tempfile::tempdir().unwrap();
+    let template = "issuer: Basic Test\nkeywords: ['Issuer: Basic Test']\nfields:\n  \
+                    invoice_number: Invoice number:\\s+(\\S+)\n  amount: Total:\\s+(\\d+\\.\\d\\d)\n  \
+                    date: Issue date:\\s+(\\S+)\n";
+    std::fs::write(templates.path().join("basic.yml"), template).unwrap();
+    std::fs::write(templates.path().join("broken.yml"), "keywords: [").unwrap();
+
+    let out =
+        nova().arg("eval").arg(tmp.path()).arg("--templates").arg(templates.path()).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.yml"), "a template that does not load is named");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["templates"].as_str().unwrap().ends_with("1 loaded, 1 not loaded"), "{}", report["templates"]);
+    let basic = document(&report, "basic.txt");
+    assert_eq!(basic["extracted_by"], "template");
+    assert_eq!(basic["template"], "basic.yml");
+    assert_eq!(basic["wrong"], json!([]), "{basic}");
+    let other = document(&report, "lines-basic.txt");
+    assert_eq!(other["extracted_by"], "text", "no template matched: the generic rules");
+    assert!(other["template"].is_null());
+
+    let generic = eval_json(tmp.path(), "pdf");
+    assert!(generic["templates"].is_null(), "without --templates the rules run alone");
+    assert_eq!(document(&generic, "basic.txt")["extracted_by"], "text");
+}

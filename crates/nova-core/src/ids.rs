@@ -99,6 +99,24 @@ prefixed_id!(
     /// The fencing token of one attempt: every write made for the attempt must present it.
     AttemptToken, "att_", "attempt"
 );
+prefixed_id!(
+    /// A stored extraction program that a model wrote for one document layout.
+    ProgramId, "prg_", "program"
+);
+prefixed_id!(
+    /// A tenant: the owner of documents and jobs. No request sees another tenant's.
+    TenantId, "ten_", "tenant"
+);
+prefixed_id!(
+    /// An API key (its public id; the secret itself is shown once and stored only as a hash).
+    ApiKeyId, "key_", "API key"
+);
+
+impl TenantId {
+    /// The tenant of a server without API keys (loopback only), and of everything stored before tenants
+    /// existed: the nil UUID, `ten_00000000000000000000000000000000`.
+    pub const DEFAULT: TenantId = TenantId(Uuid::nil());
+}
 
 #[cfg(test)]
 mod tests {
@@ -110,6 +128,12 @@ mod tests {
         let text = id.to_string();
         assert!(text.starts_with("doc_"));
         assert_eq!(text.parse::<DocumentId>().unwrap(), id);
+    }
+
+    #[test]
+    fn the_default_tenant_has_a_fixed_id() {
+        assert_eq!(TenantId::DEFAULT.to_string(), "ten_00000000000000000000000000000000");
+        assert_eq!("ten_00000000000000000000000000000000".parse::<TenantId>().unwrap(), TenantId::DEFAULT);
     }
 
     #[test]

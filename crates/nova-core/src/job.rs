@@ -62,6 +62,23 @@ impl FromStr for Workflow {
 #[serde(deny_unknown_fields)]
 pub struct InvoiceExtractInput {
     pub document_id: DocumentId,
+    /// Rules, the model, or the model only when the rules are unsure. Absent: `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+/// How an invoice is extracted when it carries no e-invoice XML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The generic rules only.
+    Rules,
+    /// A model-written program (cached per layout), whatever the rules found.
+    Llm,
+    /// The rules, and the model when the rules' confidence is below a threshold; the rules alone when no
+    /// model is configured.
+    #[default]
+    Auto,
 }
 
 /// The input of a `noop` job.

@@ -9,11 +9,11 @@ pub mod invoice;
 pub mod job;
 
 pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
-pub use ids::{AttemptToken, DocumentId, JobId, ParseIdError, WorkerId};
+pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
 pub use job::{
-    Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, UnknownWorkflow,
-    Workflow,
+    Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,
+    UnknownWorkflow, Workflow,
 };
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.

@@ -11,19 +11,29 @@
 //!    they are unsure of empty
 //!    (`source = "text"`, with a confidence per field).
 //!
-//! A PDF without a text layer (a scan) is [`ExtractError::NoText`]: OCR is a later step.
+//! A PDF without a text layer (a scan) goes through OCR when the caller passes an engine to [`extract_with`]
+//! ([`ocr`]: each page's image is decoded, straightened and read, and its words laid out as text for the same
+//! rules; `source = "ocr"`, confidences lowered by [`OCR_CONFIDENCE_FACTOR`]); without one it is
+//! [`ExtractError::NoText`].
 //!
 //! Both entry points take untrusted bytes. They never panic out: the PDF libraries run inside
 //! [`std::panic::catch_unwind`] and a panic becomes [`ExtractError::InvalidPdf`]; every loop over document
 //! structure is bounded, and embedded files are inflated with a size cap.
 
 mod einvoice;
+pub mod ocr;
 mod parse;
 mod pdf;
+mod raster;
+pub mod template;
+pub mod tesseract;
 mod text;
 mod text_layer;
 
 use nova_core::{DocumentKind, Invoice};
+pub use ocr::{Ocr, OcrPage, OcrWord};
+pub use raster::{estimate_skew, rotate_and_scale, GrayImage};
+pub use template::TemplateSet;
 
 /// What [`inspect`] learned about an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +63,20 @@ pub enum ExtractError {
     #[error("not a readable e-invoice XML: {reason}")]
     InvalidXml { reason: String },
     /// A PDF without a text layer, e.g. a scan; it needs OCR.
-    #[error("the PDF has no text layer (a scan?); OCR is not available yet")]
+    #[error("the PDF has no text layer (a scan?) and no OCR engine was given")]
     NoText,
+    /// A scan needs OCR, and the OCR engine cannot run (not installed, language data missing).
+    #[error("OCR is unavailable: {reason}")]
+    OcrUnavailable { reason: String },
+    /// The OCR engine ran and failed on a page (its time limit, its output cap, a crash).
+    #[error("OCR failed: {reason}")]
+    OcrFailed { reason: String },
+    /// A page image that cannot be decoded (corrupt, or an encoding NOVA does not read).
+    #[error("unreadable page image: {reason}")]
+    InvalidImage { reason: String },
+    /// A page image over [`raster::MAX_PIXELS`], refused before decoding.
+    #[error("the page image is {width}x{height} pixels, too large to read")]
+    ImageTooLarge { width: u64, height: u64 },
     /// Nothing to read: zero bytes or only whitespace.
     #[error("the document is empty")]
     Empty,
@@ -70,6 +92,10 @@ impl ExtractError {
             Self::NoPages => "no_pages",
             Self::InvalidXml { .. } => "invalid_xml",
             Self::NoText => "no_text",
+            Self::OcrUnavailable { .. } => "ocr_unavailable",
+            Self::OcrFailed { .. } => "ocr_failed",
+            Self::InvalidImage { .. } => "invalid_image",
+            Self::ImageTooLarge { .. } => "image_too_large",
             Self::Empty => "empty_document",
         }
     }
@@ -94,8 +120,27 @@ pub fn inspect(bytes: &[u8]) -> Result<DocumentInfo, ExtractError> {
     }
 }
 
-/// Extracts one invoice from a PDF, e-invoice XML (CII or UBL) or plain-text invoice.
+/// Extracts one invoice from a PDF, e-invoice XML (CII or UBL) or plain-text invoice. A scan is
+/// [`ExtractError::NoText`]: see [`extract_with`].
 pub fn extract(bytes: &[u8]) -> Result<Invoice, ExtractError> {
+    extract_with(bytes, None)
+}
+
+/// How much less an OCR reading is trusted than the same rule on a text layer.
+pub const OCR_CONFIDENCE_FACTOR: f32 = 0.8;
+
+/// [`extract`], reading a PDF without a text layer with `ocr` when one is given.
+pub fn extract_with(bytes: &[u8], ocr: Option<&dyn Ocr>) -> Result<Invoice, ExtractError> {
+    extract_with_templates(bytes, ocr, &TemplateSet::empty())
+}
+
+/// [`extract_with`], trying the vendor `templates` on a text layer or plain text before the generic rules
+/// ([`template`]): a matching template's fields win, the generic rules fill in the rest.
+pub fn extract_with_templates(
+    bytes: &[u8],
+    ocr: Option<&dyn Ocr>,
+    templates: &TemplateSet,
+) -> Result<Invoice, ExtractError> {
     match sniff(bytes)? {
         DocumentKind::Pdf => {
             let file = pdf::PdfFile::open(bytes)?;
@@ -106,16 +151,34 @@ pub fn extract(bytes: &[u8]) -> Result<Invoice, ExtractError> {
                     Err(err) => tracing::debug!(file = %xml.name, %err, "embedded XML is not a usable e-invoice"),
                 }
             }
-            let text = file.text()?;
-            Ok(text::extract(&text))
+            match (file.text(), ocr) {
+                (Err(ExtractError::NoText), Some(ocr)) => ocr::extract_scan(&file, ocr),
+                (text, _) => Ok(from_text(&text?, templates)),
+            }
         }
         DocumentKind::Xml => einvoice::parse(bytes),
         DocumentKind::Text => {
             // `sniff` only says Text for valid UTF-8.
             let text = String::from_utf8_lossy(bytes);
-            Ok(text::extract(&text))
+            Ok(from_text(&text, templates))
         }
     }
+}
+
+/// The text of a PDF's text layer (columns kept apart by runs of spaces, pages by a blank line) or of a
+/// plain-text document: what the rules read, for callers that reason over the text themselves. An XML
+/// document has no printed text: [`ExtractError::InvalidXml`].
+pub fn text(bytes: &[u8]) -> Result<String, ExtractError> {
+    match sniff(bytes)? {
+        DocumentKind::Pdf => pdf::PdfFile::open(bytes)?.text(),
+        DocumentKind::Xml => Err(ExtractError::InvalidXml { reason: "an XML document has no printed text".into() }),
+        DocumentKind::Text => Ok(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+/// The generic rules over a text, then the first matching vendor template over their result.
+fn from_text(text: &str, templates: &TemplateSet) -> Invoice {
+    templates.apply(text, text::extract(text))
 }
 
 /// Recognises the kind, telling an empty upload apart from an unsupported one.

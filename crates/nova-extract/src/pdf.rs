@@ -1,4 +1,4 @@
-//! PDF access: loading, page count, embedded e-invoice files and the text layer.
+//! PDF access: loading, page count, embedded e-invoice files, the text layer and page images.
 //!
 //! This is the only module that touches `lopdf` and `pdf-extract` (with `text_layer`, which lays out the
 //! glyphs `pdf-extract` reports). Both are lenient parsers with `unwrap`s
@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lopdf::{Dictionary, Document, Object, ObjectId};
 
+use crate::raster::{EncodedImage, Encoding};
 use crate::text_layer::PageText;
 use crate::ExtractError;
 
@@ -27,6 +28,8 @@ const MAX_TREE_NODES: usize = 4096;
 const MAX_TEXT_PAGES: u32 = 20;
 /// Fewer letters and digits than this in the whole text layer means there is no usable text layer.
 const MIN_TEXT_CHARS: usize = 16;
+/// Pages OCR reads. OCR takes seconds a page; the header and the totals of an invoice come early.
+const MAX_OCR_PAGES: usize = 8;
 
 /// File names that the Factur-X, ZUGFeRD 1.x/2.x and XRechnung specifications give the invoice XML, in
 /// lowercase; preferred over any other XML attachment.
@@ -123,6 +126,131 @@ impl PdfFile {
             return Err(ExtractError::NoText);
         }
         Ok(text)
+    }
+
+    /// For each of the first pages, its largest image and the page's width in points: what OCR reads of a
+    /// page without a text layer. A page without an image is left out; an image in an encoding NOVA cannot
+    /// decode (CCITT, JBIG2, JPEG 2000, predictors) is an [`ExtractError::InvalidImage`].
+    pub fn page_images(&self) -> Vec<Result<(EncodedImage, f64), ExtractError>> {
+        let pages: Vec<ObjectId> = self.doc.get_pages().values().copied().take(MAX_OCR_PAGES).collect();
+        pages
+            .into_iter()
+            .filter_map(|page| {
+                let found = catch_unwind(AssertUnwindSafe(|| self.largest_image(page))).unwrap_or_else(|_| {
+                    Some(Err(ExtractError::InvalidImage { reason: "the page's image is malformed".into() }))
+                })?;
+                Some(found.map(|image| (image, self.page_width_points(page))))
+            })
+            .collect()
+    }
+
+    fn largest_image(&self, page: ObjectId) -> Option<Result<EncodedImage, ExtractError>> {
+        let (direct, inherited) = self.doc.get_page_resources(page).ok()?;
+        let resources = direct.into_iter().chain(inherited.iter().filter_map(|id| self.doc.get_dictionary(*id).ok()));
+        let mut best: Option<&lopdf::Stream> = None;
+        let pixels = |s: &lopdf::Stream| {
+            let dim = |key: &[u8]| s.dict.get(key).and_then(Object::as_i64).unwrap_or(0).max(0) as u64;
+            dim(b"Width").saturating_mul(dim(b"Height"))
+        };
+        for resources in resources.take(MAX_TREE_DEPTH) {
+            let Some(xobjects) = self.deref_dict(resources.get(b"XObject").ok()) else { continue };
+            for (_, object) in xobjects.iter().take(MAX_TREE_NODES) {
+                let Object::Stream(stream) = self.deref(object) else { continue };
+                if stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image")
+                    && best.is_none_or(|b| pixels(stream) > pixels(b))
+                {
+                    best = Some(stream);
+                }
+            }
+        }
+        best.map(|stream| self.encoded_image(stream))
+    }
+
+    fn encoded_image(&self, stream: &lopdf::Stream) -> Result<EncodedImage, ExtractError> {
+        let dict = &stream.dict;
+        let unsupported = |what: String| ExtractError::InvalidImage { reason: format!("unsupported image: {what}") };
+        let number = |key: &[u8]| dict.get(key).ok().map(|o| self.deref(o)).and_then(|o| o.as_i64().ok());
+        let width = number(b"Width").filter(|w| *w > 0).ok_or_else(|| unsupported("no width".into()))?;
+        let height = number(b"Height").filter(|h| *h > 0).ok_or_else(|| unsupported("no height".into()))?;
+        let filters: Vec<Vec<u8>> = match dict.get(b"Filter").ok().map(|o| self.deref(o)) {
+            None => Vec::new(),
+            Some(Object::Name(name)) => vec![name.clone()],
+            Some(Object::Array(names)) => names.iter().filter_map(|n| n.as_name().ok().map(<[u8]>::to_vec)).collect(),
+            Some(_) => return Err(unsupported("a malformed filter".into())),
+        };
+        let encoding = match filters.iter().map(Vec::as_slice).collect::<Vec<_>>().as_slice() {
+            [] => Encoding::Raw,
+            [b"DCTDecode" | b"DCT"] => Encoding::Jpeg,
+            [b"FlateDecode" | b"Fl"] => {
+                let predictor = self
+                    .deref_dict(dict.get(b"DecodeParms").ok())
+                    .and_then(|p| p.get(b"Predictor").ok())
+                    .and_then(|p| p.as_i64().ok())
+                    .unwrap_or(1);
+                if predictor > 1 {
+                    return Err(unsupported(format!("Flate samples with predictor {predictor}")));
+                }
+                Encoding::Flate
+            }
+            other => {
+                let names: Vec<String> = other.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+                return Err(unsupported(format!("the filter {}", names.join(", "))));
+            }
+        };
+        let components = match dict.get(b"ColorSpace").ok().map(|o| self.deref(o)) {
+            Some(Object::Name(name)) => match name.as_slice() {
+                b"DeviceGray" | b"CalGray" | b"G" => 1,
+                b"DeviceRGB" | b"CalRGB" | b"RGB" => 3,
+                b"DeviceCMYK" | b"CMYK" => 4,
+                _ => 0,
+            },
+            Some(Object::Array(parts)) => match parts.first().and_then(|p| p.as_name().ok()) {
+                Some(b"ICCBased") => parts
+                    .get(1)
+                    .and_then(|p| match self.deref(p) {
+                        Object::Stream(icc) => icc.dict.get(b"N").and_then(Object::as_i64).ok(),
+                        _ => None,
+                    })
+                    .unwrap_or(0) as u8,
+                Some(b"CalGray") => 1,
+                Some(b"CalRGB") => 3,
+                _ => 0,
+            },
+            // An image mask, or a JPEG that says its own.
+            _ => 1,
+        };
+        if components == 0 && encoding != Encoding::Jpeg {
+            return Err(unsupported("its colour space".into()));
+        }
+        let bits = number(b"BitsPerComponent").unwrap_or(8);
+        Ok(EncodedImage {
+            width: width as u64,
+            height: height as u64,
+            components,
+            bits_per_component: u8::try_from(bits).unwrap_or(0),
+            encoding,
+            data: stream.content.clone(),
+        })
+    }
+
+    /// The page's width in points from its (possibly inherited) `/MediaBox`; US Letter's when it has none.
+    fn page_width_points(&self, page: ObjectId) -> f64 {
+        let mut node = self.doc.get_dictionary(page).ok();
+        for _ in 0..MAX_TREE_DEPTH {
+            let Some(dict) = node else { break };
+            if let Some(Object::Array(rect)) = dict.get(b"MediaBox").ok().map(|o| self.deref(o)) {
+                let values: Vec<f64> =
+                    rect.iter().filter_map(|v| self.deref(v).as_float().ok()).map(f64::from).collect();
+                if let [x0, _, x1, _] = values[..] {
+                    let width = (x1 - x0).abs();
+                    if width > 1.0 {
+                        return width;
+                    }
+                }
+            }
+            node = self.deref_dict(dict.get(b"Parent").ok());
+        }
+        612.0
     }
 
     /// File specifications reachable from the catalog's EmbeddedFiles name tree and its `/AF` array, as

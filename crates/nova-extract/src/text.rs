@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::parse::{day_month_order, find_dates, parse_amount, DayMonthOrder};
 
-mod ids;
+pub(crate) mod ids;
 mod lines;
 mod totals;
 

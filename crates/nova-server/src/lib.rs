@@ -3,16 +3,21 @@
 //! Handlers are thin: they parse the request into domain types, call one store or extraction function, and
 //! map the result. Every error leaves through [`error::ApiError`]. This crate knows no SQL.
 
+pub mod auth;
 pub mod error;
+pub mod idempotency;
 mod json;
+pub mod ratelimit;
 mod routes;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use nova_store::Store;
+pub use ratelimit::{Limiter, RateLimit};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +33,11 @@ pub struct ServerConfig {
     pub event_poll_interval: Duration,
     /// How long an event stream may stay silent before it sends a keep-alive comment.
     pub event_keep_alive: Duration,
+    /// The request rate of each API key whose tenant has none of its own; `None`: no limits.
+    pub rate_limit: Option<RateLimit>,
+    /// The most unfinished jobs (queued, retrying, running) one tenant may have; a submission past it is
+    /// `429 too_many_jobs`. `None`: no limit.
+    pub max_unfinished_jobs: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +47,8 @@ impl Default for ServerConfig {
             max_attempts: 3,
             event_poll_interval: Duration::from_millis(200),
             event_keep_alive: Duration::from_secs(15),
+            rate_limit: Some(RateLimit::DEFAULT),
+            max_unfinished_jobs: None,
         }
     }
 }
@@ -50,6 +62,8 @@ pub struct AppState {
     pub wake_workers: Arc<Notify>,
     /// The sandbox for `POST /v1/executions`, or why there is none (the API then answers `503`).
     pub sandbox: Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>,
+    /// Where request rates are counted (see [`ratelimit`]).
+    pub limiter: Limiter,
 }
 
 /// The whole API as an axum router. Its event streams end only with their jobs; [`serve`] also ends them
@@ -60,11 +74,24 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves; requests in flight then finish before it returns,
 /// and open event streams end at once (their clients resume from their last event, here or elsewhere).
+///
+/// Says at start whether API keys are required, or (with none yet) that only loopback clients are
+/// answered; and runs the housekeeping of the API's own state (expired idempotency records, idle rate
+/// budgets) every few minutes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    match state.store.keys_exist().await {
+        Ok(true) => tracing::info!("API keys exist: every /v1 request needs one (Authorization: Bearer ...)"),
+        Ok(false) => tracing::warn!(
+            "no API key exists: the API answers loopback clients only, without a key, until `nova keys create` \
+             makes one"
+        ),
+        Err(e) => tracing::error!(error = %nova_core::error_chain(&e), "checking for API keys failed"),
+    }
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let streams_end = CancellationToken::new();
     let signal = {
         let streams_end = streams_end.clone();
@@ -73,5 +100,20 @@ pub async fn serve(
             streams_end.cancel();
         }
     };
-    axum::serve(listener, routes::router(state, streams_end)).with_graceful_shutdown(signal).await
+    let app = routes::router(state, streams_end).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+    housekeeping.abort();
+    served
+}
+
+/// Every five minutes: deletes expired idempotency records and forgets idle in-memory rate budgets.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.store.purge_idempotency().await {
+            tracing::warn!(error = %nova_core::error_chain(&e), "purging expired idempotency records failed");
+        }
+        state.limiter.forget_idle();
+    }
 }

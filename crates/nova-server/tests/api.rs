@@ -225,7 +225,7 @@ async fn an_idempotency_key_replays_the_first_job_and_refuses_another_body() {
     let (status, again) = post("key-1", json!({"workflow": "noop", "input": {"sleep_ms": 5}})).await;
     assert_eq!((status, &again["id"]), (202, &first["id"]), "a replay returns the first job");
     let (status, body) = post("key-1", json!({"workflow": "noop", "input": {"sleep_ms": 6}})).await;
-    assert_eq!((status, error_code(&body)), (409, "idempotency_conflict"));
+    assert_eq!((status, error_code(&body)), (409, "idempotency_key_reused"));
     let (status, other) = post("key-2", json!({"workflow": "noop", "input": {"sleep_ms": 5}})).await;
     assert_eq!(status, 202);
     assert_ne!(other["id"], first["id"]);
@@ -345,8 +345,8 @@ async fn executions_answer_503_on_a_server_without_a_sandbox() {
 
 /// The API with no workers (jobs stay queued until canceled) and a quick keep-alive.
 async fn idle_app() -> TestApp {
-    let config = ServerConfig { event_keep_alive: Duration::from_millis(100), ..ServerConfig::default() };
-    TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, config }).await
+    let config = ServerConfig { event_keep_alive: Duration::from_millis(100), ..Options::default().config };
+    TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, config, ..Options::default() }).await
 }
 
 #[tokio::test]

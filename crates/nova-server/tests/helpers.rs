@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nova_server::{AppState, ServerConfig};
+use nova_server::{AppState, Limiter, ServerConfig};
+use nova_store::testing::{Backend, TestStore};
 use nova_store::Store;
 use nova_worker::WorkerConfig;
 use serde_json::Value;
@@ -18,6 +19,10 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The app's store, for making keys and tenants as `nova keys` does.
+    pub store: Store,
+    /// The scratch PostgreSQL database, dropped with the app.
+    _database: Option<TestStore>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     workers: Option<JoinHandle<()>>,
@@ -25,12 +30,18 @@ pub struct TestApp {
 
 pub struct Options {
     pub workers: usize,
+    /// Rate limits are off unless a test sets `config.rate_limit`: other tests send bursts of their own.
     pub config: ServerConfig,
+    pub limiter: Limiter,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { workers: 2, config: ServerConfig::default() }
+        Self {
+            workers: 2,
+            config: ServerConfig { rate_limit: None, ..ServerConfig::default() },
+            limiter: Limiter::memory(),
+        }
     }
 }
 
@@ -41,6 +52,17 @@ impl TestApp {
 
     pub async fn spawn_with(dir: tempfile::TempDir, options: Options) -> Self {
         let store = Store::open(dir.path()).await.unwrap();
+        Self::start(store, dir, options, None).await
+    }
+
+    /// An app over a fresh store on `backend`; `None` when PostgreSQL is not configured outside CI.
+    pub async fn spawn_on(backend: Backend, options: Options) -> Option<Self> {
+        let database = TestStore::new(backend).await?;
+        let store = database.store.clone();
+        Some(Self::start(store, tempfile::tempdir().unwrap(), options, Some(database)).await)
+    }
+
+    async fn start(store: Store, dir: tempfile::TempDir, options: Options, database: Option<TestStore>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -54,13 +76,18 @@ impl TestApp {
             };
             tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
         });
-        let state =
-            AppState { store, config: options.config, wake_workers: wake, sandbox: Err("not in these tests".into()) };
+        let state = AppState {
+            store: store.clone(),
+            config: options.config,
+            wake_workers: wake,
+            sandbox: Err("not in these tests".into()),
+            limiter: options.limiter,
+        };
         let server = tokio::spawn({
             let shutdown = shutdown.clone();
             async move { nova_server::serve(listener, state, shutdown.cancelled_owned()).await.unwrap() }
         });
-        Self { base, client: reqwest::Client::new(), dir, shutdown, server, workers }
+        Self { base, client: reqwest::Client::new(), dir, store, _database: database, shutdown, server, workers }
     }
 
     /// Stops the server and workers the way a SIGTERM does, and hands back the data directory.

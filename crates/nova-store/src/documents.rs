@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use chrono::Utc;
-use nova_core::{DocumentId, DocumentKind, DocumentMeta, Sha256Hex};
+use nova_core::{DocumentId, DocumentKind, DocumentMeta, Sha256Hex, TenantId};
 use sqlx::Row;
 
 use crate::{from_millis, parse_stored, to_millis, Store, StoreError};
@@ -17,16 +17,28 @@ pub struct NewDocument {
 }
 
 impl Store {
-    /// Stores a document. The same bytes twice give one blob and the first document back (`created` false).
+    /// Stores a document of the default tenant; see [`crate::TenantStore::put_document`].
     pub async fn put_document(&self, doc: NewDocument) -> Result<(DocumentMeta, bool), StoreError> {
+        self.put_document_of(TenantId::DEFAULT, doc).await
+    }
+
+    /// Stores a document of `tenant`. The same bytes twice give one blob and the tenant's first document back
+    /// (`created` false). Blobs are shared across tenants (content-addressed), rows are not: another tenant's
+    /// upload of the same bytes makes a row of its own, so no tenant learns what another stored.
+    pub(crate) async fn put_document_of(
+        &self,
+        tenant: TenantId,
+        doc: NewDocument,
+    ) -> Result<(DocumentMeta, bool), StoreError> {
         let size = doc.bytes.len() as i64;
         // Bytes first, row second: a crash in between leaves only an unreferenced blob.
         let sha = self.blobs().put(doc.bytes).await?;
         let id = DocumentId::new();
         let turn = self.write_turn().await;
         let inserted = sqlx::query(
-            "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
+            "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at,
+                                    tenant_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, sha256) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(sha.as_str())
@@ -36,16 +48,22 @@ impl Store {
         .bind(size)
         .bind(doc.page_count.map(i64::from))
         .bind(to_millis(Utc::now()))
+        .bind(tenant.to_string())
         .execute(&self.pool)
         .await?
         .rows_affected()
             == 1;
         drop(turn);
-        let row =
-            sqlx::query("SELECT * FROM documents WHERE sha256 = $1").bind(sha.as_str()).fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM documents WHERE tenant_id = $1 AND sha256 = $2")
+            .bind(tenant.to_string())
+            .bind(sha.as_str())
+            .fetch_one(&self.pool)
+            .await?;
         Ok((document_from_row(&row)?, inserted))
     }
 
+    /// A document of any tenant, for workers (whose jobs were checked at submission); requests read through
+    /// [`crate::TenantStore::get_document`].
     pub async fn get_document(&self, id: DocumentId) -> Result<Option<DocumentMeta>, StoreError> {
         let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
             .bind(id.to_string())

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nova_core::{Attempt, AttemptOutcome, AttemptToken, Job, JobError, JobId, JobStatus, WorkerId, Workflow};
+use nova_core::{Attempt, AttemptOutcome, AttemptToken, Job, JobError, JobId, JobStatus, TenantId, WorkerId, Workflow};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -17,6 +17,8 @@ use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError};
 /// A job to enqueue; its input was validated by the caller.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// The job's owner; only its requests see the job.
+    pub tenant: TenantId,
     pub workflow: Workflow,
     pub input: serde_json::Value,
     pub max_attempts: u32,
@@ -34,10 +36,11 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    /// A job with the defaults: 3 attempts, priority 0, now, a 15-minute deadline, no idempotency key, no
-    /// queue-wait timeout.
+    /// A job of the default tenant with the defaults: 3 attempts, priority 0, now, a 15-minute deadline, no
+    /// idempotency key, no queue-wait timeout.
     pub fn new(workflow: Workflow, input: serde_json::Value) -> Self {
         Self {
+            tenant: TenantId::DEFAULT,
             workflow,
             input,
             max_attempts: 3,
@@ -101,6 +104,8 @@ pub struct ClaimedJob {
     pub job: Job,
     pub token: AttemptToken,
     pub attempt: u32,
+    /// The job's owner: what the job's work stores (programs, results) belongs to it.
+    pub tenant: TenantId,
 }
 
 const LEASE_EXPIRED: &str = "lease_expired";
@@ -199,8 +204,8 @@ pub(crate) fn expire_sql(dialect: Dialect) -> String {
 }
 
 impl Store {
-    /// Queues a job. With an idempotency key already in use, returns that job when its workflow and input
-    /// are the same, and [`StoreError::IdempotencyConflict`] when they differ.
+    /// Queues a job for its tenant. With an idempotency key already in use by the tenant, returns that job
+    /// when its workflow and input are the same, and [`StoreError::IdempotencyConflict`] when they differ.
     pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StoreError> {
         let id = JobId::new().to_string();
         let now = to_millis(Utc::now());
@@ -209,9 +214,9 @@ impl Store {
         // The job's first event (`queued`, number 1) is counted in the insert itself.
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
-                               run_at, created_at, updated_at, event_seq, start_by)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1, $10)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                               run_at, created_at, updated_at, event_seq, start_by, tenant_id)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1, $10, $11)
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *",
         )
         .bind(&id)
@@ -224,6 +229,7 @@ impl Store {
         .bind(run_at)
         .bind(now)
         .bind(new.queue_timeout.map(|t| run_at.saturating_add(t.as_millis().min(i64::MAX as u128) as i64)))
+        .bind(new.tenant.to_string())
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = inserted {
@@ -238,7 +244,8 @@ impl Store {
         }
         tx.commit().await?;
         let key = new.idempotency_key.as_deref().unwrap_or_default();
-        let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
+        let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2")
+            .bind(new.tenant.to_string())
             .bind(key)
             .fetch_one(&self.pool)
             .await?;
@@ -435,6 +442,7 @@ impl Store {
                     job: job_from_row(row, all)?,
                     token: parse_stored("attempt token", &token)?,
                     attempt: number,
+                    tenant: parse_stored("tenant id", &row.try_get::<String, _>("tenant_id")?)?,
                 })
             })
             .collect()
@@ -469,7 +477,8 @@ impl Store {
                 retried.push(job.id);
             }
             let token = parse_stored("attempt token", &row.try_get::<String, _>("lease_token")?)?;
-            claimed.push(ClaimedJob { job, token, attempt: number });
+            let tenant = parse_stored("tenant id", &row.try_get::<String, _>("tenant_id")?)?;
+            claimed.push(ClaimedJob { job, token, attempt: number, tenant });
         }
         // A job run before has earlier attempts to list.
         if !retried.is_empty() {

@@ -14,8 +14,12 @@
 mod blob;
 mod documents;
 mod events;
+mod idempotency;
 mod jobs;
+mod keys;
 mod lists;
+mod programs;
+mod tenant;
 #[doc(hidden)]
 pub mod testing;
 
@@ -33,8 +37,12 @@ use tokio::sync::Notify;
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
 pub use events::{JobLog, MAX_EVENTS_PER_READ};
+pub use idempotency::{Idempotent, StoredResponse};
 pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
+pub use keys::{valid_tenant_name, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};
 pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
+pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
+pub use tenant::TenantStore;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +69,12 @@ pub enum StoreError {
     /// The idempotency key is taken by this job, which has another workflow or input.
     #[error("the idempotency key is already used by job {0}, with a different workflow or input")]
     IdempotencyConflict(nova_core::JobId),
+    /// Tenant names are 1 to 64 characters of `a-z`, `0-9`, `.`, `_`, `-`.
+    #[error("`{0}` is not a tenant name (1 to 64 characters of a-z, 0-9, `.`, `_`, `-`)")]
+    InvalidTenantName(String),
+    /// The operating system gave no randomness for a new key.
+    #[error("reading random bytes for a new key: {0}")]
+    Random(String),
     /// A row holds a value this version cannot read (a corrupt or newer database).
     #[error("unreadable stored value: {0}")]
     Corrupt(String),
@@ -199,6 +213,13 @@ impl Store {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// The same store with its documents' bytes kept in `blobs` (an S3 bucket, say) instead of the data
+    /// directory.
+    pub fn with_blobs(mut self, blobs: BlobStore) -> Self {
+        self.blobs = blobs;
+        self
     }
 
     /// Checks that the database answers and the blob store is reachable (`/readyz`).

@@ -2,10 +2,10 @@
 //!
 //! Pagination is by key, never by offset: ids are UUIDv7, so id order is creation order, and a page starts
 //! below the last id of the page before. Every page reads index ranges in id order, however long the
-//! history grows (`jobs_by_workflow` or the primary key; see migration 0005), and a row added or deleted
+//! history grows (`jobs_by_workflow` or `jobs_by_tenant`; see migrations 0005 and 0006), and a row added or deleted
 //! between two pages neither repeats nor hides another.
 
-use nova_core::{DocumentId, DocumentMeta, Job, JobId, JobStatus, Workflow};
+use nova_core::{DocumentId, DocumentMeta, Job, JobId, JobStatus, TenantId, Workflow};
 use sqlx::Row;
 
 use crate::documents::document_from_row;
@@ -31,16 +31,17 @@ pub struct Page<T> {
 }
 
 impl Store {
-    /// Up to `limit` jobs (at most [`MAX_PAGE_SIZE`]) that match `filter`, newest first, created before
-    /// job `before` when given, each with its attempts.
-    pub async fn list_jobs(
+    /// Up to `limit` jobs of `tenant` (at most [`MAX_PAGE_SIZE`]) that match `filter`, newest first, created
+    /// before job `before` when given, each with its attempts.
+    pub(crate) async fn list_jobs_of(
         &self,
+        tenant: TenantId,
         filter: JobFilter,
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Page<Job>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let (sql, binds) = list_jobs_sql(filter, before.map(|id| id.to_string()));
+        let (sql, binds) = list_jobs_sql(tenant, filter, before.map(|id| id.to_string()));
         // One more than asked says whether another page follows.
         let mut query = sqlx::query(&sql).bind(i64::from(limit) + 1);
         for value in binds {
@@ -64,16 +65,17 @@ impl Store {
         Ok(Page { items, more })
     }
 
-    /// Up to `limit` documents (at most [`MAX_PAGE_SIZE`]), newest first, created before document `before`
-    /// when given.
-    pub async fn list_documents(
+    /// Up to `limit` documents of `tenant` (at most [`MAX_PAGE_SIZE`]), newest first, created before document
+    /// `before` when given.
+    pub(crate) async fn list_documents_of(
         &self,
+        tenant: TenantId,
         before: Option<DocumentId>,
         limit: u32,
     ) -> Result<Page<DocumentMeta>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let sql = list_documents_sql(before.is_some());
-        let mut query = sqlx::query(&sql).bind(i64::from(limit) + 1);
+        let mut query = sqlx::query(&sql).bind(i64::from(limit) + 1).bind(tenant.to_string());
         if let Some(before) = before {
             query = query.bind(before.to_string());
         }
@@ -120,9 +122,11 @@ impl Store {
             JobFilter { status: None, workflow: Some(Workflow::CodeRun) },
             JobFilter { status: Some(JobStatus::Failed), workflow: Some(Workflow::CodeRun) },
         ];
-        let mut statements: Vec<(String, Vec<String>)> =
-            filters.into_iter().map(|filter| list_jobs_sql(filter, Some(cursor.to_string()))).collect();
-        statements.push((list_documents_sql(true), vec!["doc_z".to_string()]));
+        let mut statements: Vec<(String, Vec<String>)> = filters
+            .into_iter()
+            .map(|filter| list_jobs_sql(TenantId::DEFAULT, filter, Some(cursor.to_string())))
+            .collect();
+        statements.push((list_documents_sql(true), vec![TenantId::DEFAULT.to_string(), "doc_z".to_string()]));
         let mut out = String::new();
         for (statement, binds) in statements {
             let sql = format!("{explain}{statement}");
@@ -141,12 +145,13 @@ impl Store {
 /// A filtered list reads `jobs_by_workflow` in id order, one range per (workflow, status) pair: the filter's
 /// values, and every value of the dimension it leaves open. Each range stops at the limit and the ranges
 /// are merged, so a page reads at most `limit` rows per range, however long the history.
-fn list_jobs_sql(filter: JobFilter, before: Option<String>) -> (String, Vec<String>) {
+fn list_jobs_sql(tenant: TenantId, filter: JobFilter, before: Option<String>) -> (String, Vec<String>) {
     let mut binds = Vec::new();
     let mut bind = |value: String| {
         binds.push(value);
         format!("${}", binds.len() + 1)
     };
+    let owner = format!("tenant_id = {}", bind(tenant.to_string()));
     // Values of this code (`Workflow::ALL`, `JobStatus::ALL`) go into the text as literals; the client's are
     // bound.
     let workflows: Vec<String> = match filter.workflow {
@@ -163,10 +168,10 @@ fn list_jobs_sql(filter: JobFilter, before: Option<String>) -> (String, Vec<Stri
         format!("SELECT * FROM jobs{filter} ORDER BY id DESC LIMIT $1")
     };
     let sql = if filter == JobFilter::default() {
-        page(below.into_iter().collect())
+        page([owner].into_iter().chain(below).collect())
     } else if workflows.len() == 1 && statuses.len() == 1 {
         page(
-            [format!("workflow = {}", workflows[0]), format!("status = {}", statuses[0])]
+            [owner, format!("workflow = {}", workflows[0]), format!("status = {}", statuses[0])]
                 .into_iter()
                 .chain(below)
                 .collect(),
@@ -178,7 +183,10 @@ fn list_jobs_sql(filter: JobFilter, before: Option<String>) -> (String, Vec<Stri
             .enumerate()
             .map(|(i, (w, s))| {
                 let range = page(
-                    [format!("workflow = {w}"), format!("status = {s}")].into_iter().chain(below.clone()).collect(),
+                    [owner.clone(), format!("workflow = {w}"), format!("status = {s}")]
+                        .into_iter()
+                        .chain(below.clone())
+                        .collect(),
                 );
                 format!("SELECT * FROM ({range}) AS r{i}")
             })
@@ -188,8 +196,8 @@ fn list_jobs_sql(filter: JobFilter, before: Option<String>) -> (String, Vec<Stri
     (sql, binds)
 }
 
-/// One page of documents: `$1` is the row limit, `$2` the cursor when there is one.
+/// One page of a tenant's documents: `$1` is the row limit, `$2` the tenant, `$3` the cursor when there is one.
 fn list_documents_sql(from_cursor: bool) -> String {
-    let filter = if from_cursor { " WHERE id < $2" } else { "" };
-    format!("SELECT * FROM documents{filter} ORDER BY id DESC LIMIT $1")
+    let below = if from_cursor { " AND id < $3" } else { "" };
+    format!("SELECT * FROM documents WHERE tenant_id = $2{below} ORDER BY id DESC LIMIT $1")
 }

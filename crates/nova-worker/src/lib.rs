@@ -247,7 +247,7 @@ pub async fn run_attempt(
     config: WorkerConfig,
     hand_back: CancellationToken,
 ) -> AttemptEnd {
-    let ClaimedJob { job, token, attempt } = claimed;
+    let ClaimedJob { job, token, attempt, tenant, .. } = claimed;
     let started = tokio::time::Instant::now();
     info!(job = %job.id, workflow = %job.workflow, attempt, "job started");
     // The job's hard deadline: past it the attempt fails with `timeout`, so a document that makes extraction
@@ -255,7 +255,7 @@ pub async fn run_attempt(
     let limit = Duration::from_secs(job.timeout_seconds);
     let work = async {
         let progress = workflows::Progress { store: &store, job: job.id, token };
-        tokio::time::timeout(limit, workflows::execute(&store, &job, &progress, config.sandbox.as_ref()))
+        tokio::time::timeout(limit, workflows::execute(&store, &job, tenant, &progress, config.sandbox.as_ref()))
             .await
             .unwrap_or_else(|_| {
                 Err(WorkflowError::Permanent(JobError {

@@ -1,7 +1,7 @@
 //! The workflows a job can run. Each turns a job's input into its result, or an error that says whether
 //! trying again could help.
 
-use nova_core::{AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, Workflow};
+use nova_core::{AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, TenantId, Workflow};
 use nova_sandbox::spec::{outcome_json, ProgramSpec, MAX_JOB_PROGRAM_MS};
 use nova_store::Store;
 use tracing::{debug, error};
@@ -38,6 +38,7 @@ impl Progress<'_> {
 pub async fn execute(
     store: &Store,
     job: &Job,
+    tenant: TenantId,
     progress: &Progress<'_>,
     sandbox: Option<&SandboxHandle>,
 ) -> Result<serde_json::Value, WorkflowError> {
@@ -61,11 +62,12 @@ pub async fn execute(
                 }
             };
             progress.report(serde_json::json!({"step": "extracting", "bytes": bytes.len()})).await;
+            let shared: std::sync::Arc<[u8]> = bytes.to_vec().into();
             let invoice = tokio::task::spawn_blocking(move || extract_invoice(&bytes))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
                 .map_err(WorkflowError::Permanent)?;
-            serde_json::to_value(invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))
+            llm_pass(store, sandbox, input.strategy.unwrap_or_default(), tenant, shared, invoice, progress).await
         }
         Workflow::CodeRun => {
             let spec: ProgramSpec = serde_json::from_value(job.input.clone()).map_err(|e| {
@@ -105,11 +107,78 @@ pub async fn execute(
     }
 }
 
+/// The OCR engine for scans: tesseract as a subprocess, configured from the environment once
+/// (`NOVA_TESSERACT`, `NOVA_OCR_LANGUAGES`, `NOVA_OCR_TIMEOUT_SECS`). A missing binary is found when a scan
+/// needs it, and is that job's `ocr_unavailable` error.
+static OCR: std::sync::LazyLock<nova_extract::tesseract::Tesseract> =
+    std::sync::LazyLock::new(nova_extract::tesseract::Tesseract::from_env);
+
+/// The vendor templates tried before the generic rules: the invoice2data-format files under
+/// `NOVA_TEMPLATES_DIR`, loaded once; none when it is unset. A file that does not load is logged and
+/// left out; an unreadable folder leaves the set empty, logged.
+static TEMPLATES: std::sync::LazyLock<nova_extract::TemplateSet> = std::sync::LazyLock::new(|| {
+    let Some(dir) = std::env::var_os("NOVA_TEMPLATES_DIR").filter(|d| !d.is_empty()) else {
+        return nova_extract::TemplateSet::empty();
+    };
+    match nova_extract::TemplateSet::load_dir(std::path::Path::new(&dir)) {
+        Ok(loaded) => {
+            for e in &loaded.errors {
+                tracing::warn!(error = %error_chain(e), "a template was not loaded");
+            }
+            tracing::info!(templates = loaded.set.len(), failed = loaded.errors.len(), "vendor templates loaded");
+            loaded.set
+        }
+        Err(e) => {
+            error!(error = %error_chain(&e), "NOVA_TEMPLATES_DIR cannot be read; no vendor templates");
+            nova_extract::TemplateSet::empty()
+        }
+    }
+});
+
+/// The AI path after the rules (`nova_llm::apply`), with the model configured by `NOVA_LLM_*`; the result is
+/// the invoice, with the model's usage under `llm_usage` when it ran.
+async fn llm_pass(
+    store: &Store,
+    sandbox: Option<&SandboxHandle>,
+    strategy: nova_core::Strategy,
+    tenant: TenantId,
+    bytes: std::sync::Arc<[u8]>,
+    rules: Invoice,
+    progress: &Progress<'_>,
+) -> Result<serde_json::Value, WorkflowError> {
+    let sandbox = sandbox.map(|s| s.0.clone()).ok_or_else(|| "this worker has no sandbox".to_string());
+    let applied =
+        nova_llm::apply(strategy, nova_llm::from_env(), sandbox, store, tenant, bytes, rules).await.map_err(|e| {
+            let error = JobError { code: e.code().into(), message: error_chain(&e) };
+            if e.is_transient() {
+                WorkflowError::Transient(error)
+            } else {
+                WorkflowError::Permanent(error)
+            }
+        })?;
+    let mut result =
+        serde_json::to_value(applied.invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))?;
+    if let Some(usage) = applied.usage {
+        let usage = serde_json::to_value(usage).unwrap_or_default();
+        progress.report(serde_json::json!({"step": "llm", "usage": usage})).await;
+        if let Some(fields) = result.as_object_mut() {
+            fields.insert("llm_usage".into(), usage);
+        }
+    }
+    Ok(result)
+}
+
 /// The `invoice.extract` workflow on bytes in hand: what the queue runs for a stored document, and what
-/// `nova extract` runs on a local file. CPU-bound: call it from a blocking thread.
+/// `nova extract` runs on a local file. CPU-bound (a scan waits on OCR too): call it from a blocking thread.
+/// Vendor templates come from `NOVA_TEMPLATES_DIR`.
 pub fn extract_invoice(bytes: &[u8]) -> Result<Invoice, JobError> {
+    extract_invoice_with(bytes, &TEMPLATES)
+}
+
+/// [`extract_invoice`] with the given vendor templates (an empty set: the generic rules alone).
+pub fn extract_invoice_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<Invoice, JobError> {
     // The extractor contains its own panics; this is the last line of defence for the process.
-    match std::panic::catch_unwind(|| nova_extract::extract(bytes)) {
+    match std::panic::catch_unwind(|| nova_extract::extract_with_templates(bytes, Some(&*OCR), templates)) {
         Ok(Ok(invoice)) => Ok(invoice),
         Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: error_chain(&e) }),
         Err(_) => Err(JobError { code: "invalid_document".into(), message: "the document could not be read".into() }),

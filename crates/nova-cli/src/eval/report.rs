@@ -175,6 +175,8 @@ pub struct Run<'a> {
     /// Answers with no input file of the chosen variant.
     pub skipped: usize,
     pub documents: &'a [Document],
+    /// The vendor templates tried first, described (`DIR: N loaded, M not loaded`); `None`: generic rules only.
+    pub templates: Option<&'a str>,
 }
 
 const LABEL: usize = 24;
@@ -199,6 +201,7 @@ pub fn table(run: &Run<'_>) -> String {
         let error = doc.error.as_ref().map_or("", |e| e.code.as_str());
         let _ = writeln!(out, "  failed: {} ({error})", doc.file);
     }
+    let _ = writeln!(out, "{}", templates_line(run));
     let _ = writeln!(
         out,
         "\nfields: accuracy %, wrong % (a value that is there and not correct), fields expected\n\
@@ -232,6 +235,21 @@ pub fn table(run: &Run<'_>) -> String {
     let _ =
         writeln!(out, "\n* core field. A failed document counts as every field missing; its pages are not counted. A text file is one page.");
     out
+}
+
+/// Which templates ran and, per source, how many documents one of them matched.
+fn templates_line(run: &Run<'_>) -> String {
+    let Some(templates) = run.templates else { return "templates: none (generic rules only)".into() };
+    let mut per_source: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for doc in run.documents {
+        let counts = per_source.entry(doc.source.as_str()).or_default();
+        counts.1 += 1;
+        if doc.extracted_by.as_deref() == Some("template") {
+            counts.0 += 1;
+        }
+    }
+    let matched: Vec<String> = per_source.iter().map(|(source, (hit, all))| format!("{source} {hit}/{all}")).collect();
+    format!("templates: {templates}; documents a template matched: {}", matched.join(", "))
 }
 
 fn percent(r: Option<f64>) -> String {
@@ -271,6 +289,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
             };
             json!({
                 "file": doc.file, "source": doc.source, "layout": doc.layout, "error": doc.error,
+                "extracted_by": doc.extracted_by, "template": doc.template,
                 "pages": doc.pages, "seconds": doc.seconds,
                 "correct": paths(Verdict::Correct), "wrong": paths(Verdict::Wrong), "missing": paths(Verdict::Missing),
                 "lines": doc.score.lines, "tax_breakdown": doc.score.tax_breakdown,
@@ -279,7 +298,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
         .collect();
     let groups: Vec<serde_json::Value> = groups(run.documents).iter().map(Group::to_json).collect();
     json!({
-        "dir": run.dir, "variant": run.variant, "skipped": run.skipped,
+        "dir": run.dir, "variant": run.variant, "skipped": run.skipped, "templates": run.templates,
         "core_fields": CORE, "groups": groups, "documents": documents,
     })
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::pages::{self, PageBody};
 use super::{created_or_ok, not_found, parse_id};
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
 
@@ -29,7 +30,12 @@ pub fn router(config: &ServerConfig) -> Router<AppState> {
 }
 
 /// `POST /v1/documents`: the bytes as multipart field `file`, or as the raw body.
-async fn upload(State(app): State<AppState>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+async fn upload(
+    State(app): State<AppState>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
     let limit = app.config.max_upload_bytes;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -56,7 +62,7 @@ async fn upload(State(app): State<AppState>, headers: HeaderMap, req: Request) -
         .map_err(|e| ApiError::internal("inspecting the upload", &e))?
         .map_err(rejected_document)?;
     let (doc, created) =
-        app.store.put_document(NewDocument { bytes, filename, kind: info.kind, page_count: info.page_count }).await?;
+        tenant.put_document(NewDocument { bytes, filename, kind: info.kind, page_count: info.page_count }).await?;
     Ok((created_or_ok(created), Json(doc)).into_response())
 }
 
@@ -70,24 +76,24 @@ struct ListQuery {
 /// `GET /v1/documents?limit=&cursor=`: documents newest first, a page at a time; `next_cursor` asks for the
 /// next page.
 async fn list(
-    State(app): State<AppState>,
+    Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<PageBody<DocumentMeta>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
     let limit = pages::limit(query.limit.as_deref())?;
     let before = pages::cursor(query.cursor.as_deref(), DocumentId::PREFIX)?;
-    let page = app.store.list_documents(before, limit).await?;
+    let page = tenant.list_documents(before, limit).await?;
     Ok(Json(PageBody::new(page, DocumentId::PREFIX, |doc| doc.id.to_string())))
 }
 
-async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<DocumentMeta>, ApiError> {
+async fn show(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<DocumentMeta>, ApiError> {
     let id: DocumentId = parse_id(&id, "document")?;
-    app.store.get_document(id).await?.map(Json).ok_or_else(|| not_found("document", &id.to_string()))
+    tenant.get_document(id).await?.map(Json).ok_or_else(|| not_found("document", &id.to_string()))
 }
 
-async fn content(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn content(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id: DocumentId = parse_id(&id, "document")?;
-    let (meta, bytes) = app.store.document_content(id).await?.ok_or_else(|| not_found("document", &id.to_string()))?;
+    let (meta, bytes) = tenant.document_content(id).await?.ok_or_else(|| not_found("document", &id.to_string()))?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, meta.content_type)], bytes).into_response())
 }
 

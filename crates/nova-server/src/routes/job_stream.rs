@@ -22,7 +22,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use nova_core::{JobEvent, JobId};
-use nova_store::{JobLog, Store};
+use nova_store::{JobLog, Store, TenantStore};
 use tokio_util::sync::CancellationToken;
 
 use super::not_found;
@@ -56,8 +56,17 @@ pub fn resume_point(headers: &HeaderMap, after: u64) -> Result<u64, ApiError> {
 
 /// The stream of job `id`'s events after `after`; `404` for an unknown job, `204` when the job has finished
 /// and nothing follows `after`.
-pub async fn respond(app: &AppState, id: JobId, after: u64, end: CancellationToken) -> Result<Response, ApiError> {
-    let log = app.store.read_job_log(id, after, BATCH).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
+///
+/// Only the first read is scoped to the tenant: it finds whether the job is the tenant's, and a job's tenant
+/// never changes, so the polls that follow read the job by its id.
+pub async fn respond(
+    app: &AppState,
+    tenant: &TenantStore,
+    id: JobId,
+    after: u64,
+    end: CancellationToken,
+) -> Result<Response, ApiError> {
+    let log = tenant.read_job_log(id, after, BATCH).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
     if log.events.is_empty() && log.finished {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::pages::{self, PageBody};
 use super::{job_stream, not_found, parse_id, StreamsEnd};
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::AppState;
@@ -55,6 +56,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// `POST /v1/jobs`: validates the workflow and its input, then queues the job (`202`).
 async fn create(
     State(app): State<AppState>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
@@ -86,7 +88,7 @@ async fn create(
                     code: "invalid_input",
                     message: format!("invoice.extract takes {{\"document_id\": \"doc_...\"}}: {e}"),
                 })?;
-            if app.store.get_document(input.document_id).await?.is_none() {
+            if tenant.get_document(input.document_id).await?.is_none() {
                 return Err(ApiError::Unprocessable {
                     code: "document_not_found",
                     message: format!(
@@ -112,6 +114,15 @@ async fn create(
             })?;
         }
     }
+    if let Some(cap) = app.config.max_unfinished_jobs {
+        // Counted before the insert, so concurrent submissions may pass the cap by a few: a quota, not a lock.
+        if tenant.count_unfinished_jobs(cap).await? >= cap {
+            return Err(ApiError::QuotaExceeded {
+                code: "too_many_jobs",
+                message: format!("this tenant has {cap} unfinished jobs, its limit; submit more as they finish"),
+            });
+        }
+    }
     let new = NewJob {
         max_attempts,
         priority: body.priority,
@@ -121,7 +132,7 @@ async fn create(
         idempotency_key,
         ..NewJob::new(workflow, body.input)
     };
-    let enqueued = app.store.enqueue(new).await.map_err(|e| match e {
+    let enqueued = tenant.enqueue(new).await.map_err(|e| match e {
         StoreError::IdempotencyConflict(existing) => ApiError::Conflict {
             code: "idempotency_conflict",
             message: format!(
@@ -162,7 +173,7 @@ struct ListQuery {
 /// `GET /v1/jobs?status=&workflow=&limit=&cursor=`: jobs newest first, a page at a time; `next_cursor`
 /// asks for the next page. An empty parameter is no filter.
 async fn list(
-    State(app): State<AppState>,
+    Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<PageBody<Job>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
@@ -178,7 +189,7 @@ async fn list(
         .map_err(|e| ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() })?;
     let limit = pages::limit(query.limit.as_deref())?;
     let before = pages::cursor(query.cursor.as_deref(), JobId::PREFIX)?;
-    let page = app.store.list_jobs(JobFilter { status, workflow }, before, limit).await?;
+    let page = tenant.list_jobs(JobFilter { status, workflow }, before, limit).await?;
     Ok(Json(PageBody::new(page, JobId::PREFIX, |job| job.id.to_string())))
 }
 
@@ -196,6 +207,7 @@ struct EventsQuery {
 /// the log as a live stream instead (see `job_stream`).
 async fn events(
     State(app): State<AppState>,
+    Tenant(tenant): Tenant,
     Extension(StreamsEnd(streams_end)): Extension<StreamsEnd>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -205,13 +217,10 @@ async fn events(
     let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
     if job_stream::wanted(&headers) {
         let after = job_stream::resume_point(&headers, query.after)?;
-        return job_stream::respond(&app, id, after, streams_end).await;
-    }
-    if app.store.get_job(id).await?.is_none() {
-        return Err(not_found("job", &id.to_string()));
+        return job_stream::respond(&app, &tenant, id, after, streams_end).await;
     }
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_EVENTS_PER_READ);
-    let events = app.store.job_events(id, query.after, limit).await?;
+    let events = tenant.job_events(id, query.after, limit).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
     let finished = events.last().is_some_and(JobEvent::is_final);
     let next_after = events.last().map_or(query.after, |e| e.seq);
     Ok(Json(serde_json::json!({"events": events, "next_after": next_after, "finished": finished})).into_response())
@@ -220,9 +229,9 @@ async fn events(
 /// `POST /v1/jobs/{id}/cancel`: a job that has not started never will; a running one is stopped by its
 /// worker at the next heartbeat (`cancel_requested_at` is set meanwhile). Canceling a canceled job is a
 /// no-op; canceling a succeeded or failed one is `409`.
-async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+async fn cancel(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
-    match app.store.cancel(id).await? {
+    match tenant.cancel(id).await? {
         None => Err(not_found("job", &id.to_string())),
         Some(Canceled::Now(job) | Canceled::Requested(job)) => Ok(Json(job)),
         Some(Canceled::AlreadyFinal(job)) if job.status == JobStatus::Canceled => Ok(Json(job)),
@@ -233,18 +242,18 @@ async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<J
     }
 }
 
-async fn show(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+async fn show(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
-    app.store.get_job(id).await?.map(Json).ok_or_else(|| not_found("job", &id.to_string()))
+    tenant.get_job(id).await?.map(Json).ok_or_else(|| not_found("job", &id.to_string()))
 }
 
 /// `GET /v1/jobs/{id}/result`: the job's output once it succeeded; `409` before that.
-async fn result(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn result(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
-    let job = app.store.get_job(id).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
+    let job = tenant.get_job(id).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
     match job.status {
         JobStatus::Succeeded => {
-            let result = app.store.job_result(id).await?;
+            let result = tenant.job_result(id).await?;
             result.map(Json).ok_or_else(|| ApiError::Internal("reading the job's result".into()))
         }
         JobStatus::Queued | JobStatus::Running | JobStatus::Retrying => Err(ApiError::Conflict {

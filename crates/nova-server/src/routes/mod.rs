@@ -6,14 +6,16 @@ mod health;
 mod job_stream;
 mod jobs;
 mod pages;
+mod programs;
 
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::{Extension, Router};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{auth, idempotency, ratelimit, AppState};
 
 /// Cancelled when the server shuts down: open event streams end then, rather than hold the shutdown until
 /// their jobs finish.
@@ -21,9 +23,18 @@ use crate::AppState;
 struct StreamsEnd(CancellationToken);
 
 pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
+    // Every /v1 request: who is asking (auth), within its rate (ratelimit), then, for a POST with an
+    // Idempotency-Key, replayed or run once (idempotency). Layers run outermost (last added) first.
+    let v1 = documents::router(&state.config)
+        .merge(jobs::router())
+        .merge(executions::router())
+        .merge(programs::router())
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
+        .layer(from_fn_with_state(state.clone(), ratelimit::limit))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(health::router())
-        .nest("/v1", documents::router(&state.config).merge(jobs::router()).merge(executions::router()))
+        .nest("/v1", v1)
         .fallback(|| async {
             ApiError::NotFound { code: "route_not_found", message: "no such route; the API lives under /v1".into() }
         })

@@ -1,0 +1,319 @@
+//! OCR of image-only pages: the engine behind a trait, its words laid out again as text.
+//!
+//! `nova-extract` does no I/O, so it does not run an OCR engine itself: the caller passes one ([`Ocr`]) to
+//! [`crate::extract_with`]. [`crate::tesseract::Tesseract`] is the engine NOVA ships; tests can pass their
+//! own. The engine returns words with their boxes; [`layout`] turns them back into lines whose columns
+//! are separated by wide gaps, the form the text layer's rules read.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use nova_core::Invoice;
+
+use crate::pdf::PdfFile;
+use crate::raster::{self, GrayImage};
+use crate::{ExtractError, OCR_CONFIDENCE_FACTOR};
+
+/// A page image handed to an OCR engine: straightened grey levels and their resolution.
+#[derive(Debug)]
+pub struct OcrPage {
+    pub image: GrayImage,
+    pub dpi: u32,
+}
+
+/// One recognised word with its box in pixels, and the engine's line it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrWord {
+    pub text: String,
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
+    /// The engine's confidence, 0 to 100.
+    pub confidence: f32,
+    /// Identifies the engine's line (block, paragraph, line): words of one line share it.
+    pub line: (u32, u32, u32),
+}
+
+/// An OCR engine: a page image in, its words out.
+///
+/// Errors are [`ExtractError::OcrUnavailable`] when the engine cannot run at all (not installed), and
+/// [`ExtractError::OcrFailed`] when it ran and failed on this page (a time limit, a crash).
+pub trait Ocr: Send + Sync {
+    fn recognize(&self, page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError>;
+}
+
+/// Pages scanned below this resolution are scaled up to it for OCR. Pages above it are read as they are:
+/// on the dev scans (150 dpi), scaling to 200 or 300 dpi read fewer fields right, not more, and took
+/// longer.
+const MIN_OCR_DPI: f64 = 150.0;
+/// Fewer letters and digits than this in all pages read means OCR found no text.
+const MIN_OCR_CHARS: usize = 16;
+
+/// Reads a PDF without a text layer: each page's image decoded, straightened (and scaled up when coarse), recognised by
+/// `engine`, laid out as text, and the text rules run on it.
+///
+/// A page that fails is skipped; the document fails with the first page's error when no page could be
+/// read, and at once when the engine is unavailable (every page would fail the same way).
+pub(crate) fn extract_scan(file: &PdfFile, engine: &dyn Ocr) -> Result<Invoice, ExtractError> {
+    let mut text = String::new();
+    let mut first_error = None;
+    for found in file.page_images() {
+        let page = found.and_then(|(encoded, page_width_points)| {
+            let image = catch_unwind(AssertUnwindSafe(|| raster::decode(&encoded))).unwrap_or_else(|_| {
+                Err(ExtractError::InvalidImage { reason: "the image decoder failed on malformed data".into() })
+            })?;
+            // The scan's resolution, from the image's width across the page's.
+            let dpi = (image.width as f64 / (page_width_points / 72.0)).clamp(50.0, 1200.0);
+            let (image, dpi) = raster::prepare_for_ocr(&image, dpi, MIN_OCR_DPI);
+            Ok(OcrPage { image, dpi: dpi.round() as u32 })
+        });
+        match page.and_then(|page| engine.recognize(&page)) {
+            Ok(words) => {
+                text.push_str(&layout(&words));
+                text.push_str("\n\n");
+            }
+            Err(e @ ExtractError::OcrUnavailable { .. }) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "a page could not be read by OCR");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if text.chars().filter(|c| c.is_alphanumeric()).count() < MIN_OCR_CHARS {
+        return Err(first_error.unwrap_or(ExtractError::NoText));
+    }
+    let mut invoice = crate::text::extract(&text);
+    invoice.source = Some("ocr".to_string());
+    for confidence in invoice.confidence.values_mut() {
+        *confidence *= OCR_CONFIDENCE_FACTOR;
+    }
+    Ok(invoice)
+}
+
+/// Words with a confidence below this are noise (speckles, rules, stamps read as letters).
+const MIN_WORD_CONFIDENCE: f32 = 20.0;
+
+/// Parses tesseract's TSV output (`level page block par line word left top width height conf text`),
+/// keeping the words (level 5) that hold text. Malformed rows are skipped.
+pub fn parse_tsv(tsv: &str) -> Vec<OcrWord> {
+    tsv.lines()
+        .skip_while(|line| line.starts_with("level"))
+        .filter_map(|row| {
+            let cols: Vec<&str> = row.splitn(12, '\t').collect();
+            let [level, _page, block, par, line, _word, left, top, width, height, conf, text] = cols[..] else {
+                return None;
+            };
+            let num = |s: &str| s.trim().parse::<u32>().ok();
+            if num(level)? != 5 || text.trim().is_empty() {
+                return None;
+            }
+            Some(OcrWord {
+                text: text.trim().to_string(),
+                left: num(left)?,
+                top: num(top)?,
+                width: num(width)?,
+                height: num(height)?,
+                confidence: conf.trim().parse().ok()?,
+                line: (num(block)?, num(par)?, num(line)?),
+            })
+        })
+        .collect()
+}
+
+/// Lays words out as text: one text line per row of the page, words in a row ordered left to right, a
+/// single space between the words of a phrase and at least two (up to the word's column on the page)
+/// across a wider gap, and a blank line where the page leaves a wide vertical gap.
+///
+/// Rows are rebuilt from the page, not taken from the engine: an engine that reads a two-column block as
+/// two blocks gives the same row two lines, which belong on one (`Date   12.03.2024`).
+pub fn layout(words: &[OcrWord]) -> String {
+    let cleaned: Vec<OcrWord> = words
+        .iter()
+        .filter(|w| w.confidence >= MIN_WORD_CONFIDENCE && w.width > 0 && w.height > 0)
+        .filter_map(|w| Some(OcrWord { text: clean_word(&w.text)?, ..w.clone() }))
+        .collect();
+    let words: Vec<&OcrWord> = cleaned.iter().collect();
+    if words.is_empty() {
+        return String::new();
+    }
+    let char_width = median(
+        words.iter().filter(|w| w.text.chars().count() >= 3).map(|w| w.width as f32 / w.text.chars().count() as f32),
+    )
+    .unwrap_or(10.0)
+    .max(1.0);
+
+    // The engine's lines, each with its vertical extent.
+    let mut lines: Vec<EngineLine<'_>> = Vec::new();
+    for word in &words {
+        match lines.iter_mut().find(|l| l.id == word.line) {
+            Some(line) => line.words.push(word),
+            None => lines.push(EngineLine { id: word.line, words: vec![word] }),
+        }
+    }
+    let line_height = median(lines.iter().map(|l| l.height())).unwrap_or(10.0).max(1.0);
+    lines.sort_by(|a, b| a.center().total_cmp(&b.center()));
+
+    // Rows: lines whose centres are within half a line height of the row's first line.
+    let mut rows: Vec<(f32, Vec<&OcrWord>)> = Vec::new();
+    for line in &lines {
+        match rows.last_mut() {
+            Some((center, row)) if (line.center() - *center).abs() < line_height * 0.5 => row.extend(&line.words),
+            _ => rows.push((line.center(), line.words.clone())),
+        }
+    }
+
+    let mut text = String::new();
+    let mut previous_center: Option<f32> = None;
+    for (center, mut row) in rows {
+        if previous_center.is_some_and(|p| center - p > line_height * 2.2) {
+            text.push('\n');
+        }
+        previous_center = Some(center);
+        row.sort_by_key(|w| w.left);
+        let mut line = String::new();
+        let mut right_edge: Option<u32> = None;
+        for word in row {
+            if let Some(right) = right_edge {
+                let gap = word.left.saturating_sub(right) as f32;
+                if gap < char_width * 0.3 && splits_a_token(&line, &word.text) {
+                    // `571.` `04`, `RE-` `2019`: one token the engine cut in two.
+                } else if gap < char_width * 1.2 {
+                    line.push(' ');
+                } else {
+                    let column = (word.left as f32 / char_width).round() as usize;
+                    let len = line.chars().count();
+                    line.extend(std::iter::repeat_n(' ', column.saturating_sub(len).max(2)));
+                }
+            } else {
+                let column = (word.left as f32 / char_width).round() as usize;
+                line.extend(std::iter::repeat_n(' ', column.min(200)));
+            }
+            line.push_str(&word.text);
+            right_edge = Some(word.left + word.width);
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Ink that the engine read as characters: table rules (`|`, `[`, `_`), specks (`.`, `‘`, `©`) around and
+/// between words. A word's stray edge characters are dropped, and a word of nothing but them; dashes
+/// (cell separators, negative amounts), currency signs and `%` are kept.
+fn clean_word(text: &str) -> Option<String> {
+    const EDGE: &[char] =
+        &['|', '[', ']', '{', '}', '_', '‘', '’', '\'', '"', '“', '”', '„', '«', '»', '©', '®', '¦', '~', '`', '*'];
+    let text = text.trim_matches(EDGE);
+    let text = text.trim_start_matches(['.', ',', ':', ';']);
+    if text.is_empty() {
+        return None;
+    }
+    let meaningful = text
+        .chars()
+        .any(|c| c.is_alphanumeric() || matches!(c, '€' | '$' | '£' | '¥' | '%' | '#' | '-' | '–' | '—' | '@'));
+    meaningful.then(|| text.to_string())
+}
+
+/// Whether `next` continues the token that ends `line` when almost no gap separates them: a number after a
+/// separator (`571.` `04`, `2019-` `06`), or after a letter prefix and a dash (`RE-` `2019`).
+fn splits_a_token(line: &str, next: &str) -> bool {
+    let ends_with_separator = line.ends_with(['.', ',', '-', '/']);
+    let next_is_number = next.starts_with(|c: char| c.is_ascii_digit());
+    let line_is_number_part = line.chars().rev().nth(1).is_some_and(|c| c.is_alphanumeric());
+    ends_with_separator && next_is_number && line_is_number_part
+}
+
+struct EngineLine<'a> {
+    id: (u32, u32, u32),
+    words: Vec<&'a OcrWord>,
+}
+
+impl EngineLine<'_> {
+    fn top(&self) -> f32 {
+        self.words.iter().map(|w| w.top).min().unwrap_or(0) as f32
+    }
+
+    fn bottom(&self) -> f32 {
+        self.words.iter().map(|w| w.top + w.height).max().unwrap_or(0) as f32
+    }
+
+    fn height(&self) -> f32 {
+        self.bottom() - self.top()
+    }
+
+    fn center(&self) -> f32 {
+        (self.top() + self.bottom()) / 2.0
+    }
+}
+
+fn median(values: impl Iterator<Item = f32>) -> Option<f32> {
+    let mut values: Vec<f32> = values.filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f32::total_cmp);
+    Some(values[values.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(text: &str, left: u32, top: u32, line: (u32, u32, u32)) -> OcrWord {
+        let width = 10 * text.chars().count() as u32;
+        OcrWord { text: text.into(), left, top, width, height: 14, confidence: 90.0, line }
+    }
+
+    #[test]
+    fn tsv_rows_become_words() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+                   1\t1\t0\t0\t0\t0\t0\t0\t1240\t1754\t-1\t\n\
+                   5\t1\t2\t1\t1\t1\t100\t50\t80\t20\t95.5\tInvoice\n\
+                   5\t1\t2\t1\t1\t2\t190\t50\t40\t20\t91\tNo.\n\
+                   5\t1\t2\t1\t1\t3\t190\t50\t40\tbad\t91\tx\n";
+        let words = parse_tsv(tsv);
+        assert_eq!(words.len(), 2);
+        assert_eq!(words[0].text, "Invoice");
+        assert_eq!((words[1].left, words[1].confidence, words[1].line), (190, 91.0, (2, 1, 1)));
+    }
+
+    #[test]
+    fn rows_are_rebuilt_across_blocks_with_column_gaps() {
+        let words = [
+            word("Invoice", 100, 100, (1, 1, 1)),
+            word("date", 175, 102, (1, 1, 1)),
+            // The value, read by the engine as another block, on the same row.
+            word("12.03.2024", 500, 99, (2, 1, 1)),
+            word("Total", 100, 122, (1, 1, 2)),
+            word("Far", 100, 400, (3, 1, 1)),
+        ];
+        let text = layout(&words);
+        let lines: Vec<&str> = text.lines().collect();
+        let cells: Vec<&str> = lines[0].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+        assert_eq!(cells, ["Invoice date", "12.03.2024"], "a wide gap separates the cells: {text:?}");
+        assert_eq!(lines[1].trim(), "Total");
+        assert_eq!(lines[2], "", "a wide vertical gap is a blank line");
+        assert_eq!(lines[3].trim(), "Far");
+    }
+
+    #[test]
+    fn words_cut_in_two_are_joined_and_rules_dropped() {
+        let words = [
+            word("Total:", 100, 100, (1, 1, 1)),
+            word("|", 163, 100, (1, 1, 1)),
+            word("571.", 168, 100, (1, 1, 1)),
+            word("04", 209, 100, (1, 1, 1)),
+            word("[20,00", 400, 100, (1, 1, 1)),
+        ];
+        let text = layout(&words);
+        let cells: Vec<&str> = text.trim().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+        assert_eq!(cells, ["Total: 571.04", "20,00"], "{text:?}");
+    }
+
+    #[test]
+    fn noise_is_dropped() {
+        let mut noise = word("~~", 10, 10, (1, 1, 1));
+        noise.confidence = 5.0;
+        assert_eq!(layout(&[noise]), "");
+    }
+}

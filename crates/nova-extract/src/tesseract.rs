@@ -1,0 +1,139 @@
+//! The tesseract OCR engine, run as a subprocess: the one part of `nova-extract` that does I/O, used only by
+//! callers that pass it to [`crate::extract_with`].
+//!
+//! The page goes in on standard input (as PGM) and the words come out on standard output (TSV), so nothing is
+//! written to disk. Each run is bounded: a time limit (the process is killed past it) and a cap on the
+//! output read. Tesseract runs single-threaded (`OMP_THREAD_LIMIT=1`): pages run in parallel across jobs,
+//! and its own threads only contend with them.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::ocr::{parse_tsv, Ocr, OcrPage, OcrWord};
+use crate::ExtractError;
+
+/// The languages read by default: those whose labels the generic rules know.
+pub const DEFAULT_LANGUAGES: &str = "eng+deu+fra+spa+nld+ita+pol";
+/// Time one page may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most TSV read from one page: a dense page is about 100 KiB.
+const MAX_OUTPUT_BYTES: u64 = 8 * 1024 * 1024;
+/// The most of tesseract's diagnostics kept for an error message.
+const MAX_STDERR_BYTES: u64 = 16 * 1024;
+
+/// How to run tesseract.
+#[derive(Debug, Clone)]
+pub struct Tesseract {
+    binary: PathBuf,
+    languages: String,
+    timeout: Duration,
+}
+
+impl Tesseract {
+    /// Runs `binary` (a path, or a name looked up in `PATH`) with the default languages and time limit.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self { binary: binary.into(), languages: DEFAULT_LANGUAGES.to_string(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// Configured from the environment: `NOVA_TESSERACT` (the binary, default `tesseract` from `PATH`),
+    /// `NOVA_OCR_LANGUAGES` (tesseract's `-l`, default [`DEFAULT_LANGUAGES`]) and `NOVA_OCR_TIMEOUT_SECS`
+    /// (per page, default 60). Tesseract itself reads `TESSDATA_PREFIX`.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut engine = Self::new(var("NOVA_TESSERACT").unwrap_or_else(|| "tesseract".to_string()));
+        if let Some(languages) = var("NOVA_OCR_LANGUAGES") {
+            engine.languages = languages;
+        }
+        if let Some(secs) = var("NOVA_OCR_TIMEOUT_SECS").and_then(|s| s.trim().parse::<u64>().ok()) {
+            engine.timeout = Duration::from_secs(secs.max(1));
+        }
+        engine
+    }
+
+    pub fn with_languages(mut self, languages: &str) -> Self {
+        self.languages = languages.to_string();
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn run(&self, page: &OcrPage) -> Result<String, ExtractError> {
+        let mut child = Command::new(&self.binary)
+            .args(["stdin", "stdout", "-l", &self.languages, "--psm", "3", "--dpi", &page.dpi.to_string(), "tsv"])
+            .env("OMP_THREAD_LIMIT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ExtractError::OcrUnavailable {
+                reason: format!(
+                    "cannot run {}: {e} (install tesseract-ocr, or set NOVA_TESSERACT)",
+                    self.binary.display()
+                ),
+            })?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed("tesseract's pipes could not be opened".into()));
+        };
+        let input = page.image.to_pgm();
+        // Writing and reading happen at once, or a full pipe would block both sides.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.take(MAX_STDERR_BYTES).read_to_string(&mut text);
+            text
+        });
+        let (done, output) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tsv = Vec::new();
+            let result = stdout.take(MAX_OUTPUT_BYTES + 1).read_to_end(&mut tsv).map(|_| tsv);
+            let _ = done.send(result);
+        });
+
+        let outcome = output.recv_timeout(self.timeout);
+        let read = match outcome {
+            Ok(Ok(tsv)) if tsv.len() as u64 <= MAX_OUTPUT_BYTES => Ok(tsv),
+            Ok(Ok(_)) => Err(failed(format!("tesseract wrote more than {MAX_OUTPUT_BYTES} bytes"))),
+            Ok(Err(e)) => Err(failed(format!("reading tesseract's output: {e}"))),
+            Err(_) => Err(failed(format!("tesseract took longer than {} s", self.timeout.as_secs()))),
+        };
+        if read.is_err() {
+            // Past its time or its output cap: the process is stopped, which also ends the threads' pipes.
+            let _ = child.kill();
+        }
+        let status = child.wait();
+        let _ = writer.join();
+        let diagnostics = errors.join().unwrap_or_default();
+        let tsv = read?;
+        let status = status.map_err(|e| failed(format!("waiting for tesseract: {e}")))?;
+        if !status.success() {
+            let diagnostics = diagnostics.trim();
+            if diagnostics.contains("Failed loading language") || diagnostics.contains("Error opening data file") {
+                return Err(ExtractError::OcrUnavailable {
+                    reason: format!("tesseract lacks the language data {:?}: {diagnostics}", self.languages),
+                });
+            }
+            return Err(failed(format!("tesseract exited with {status}: {diagnostics}")));
+        }
+        Ok(String::from_utf8_lossy(&tsv).into_owned())
+    }
+}
+
+impl Ocr for Tesseract {
+    fn recognize(&self, page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
+        self.run(page).map(|tsv| parse_tsv(&tsv))
+    }
+}
+
+fn failed(reason: String) -> ExtractError {
+    ExtractError::OcrFailed { reason }
+}

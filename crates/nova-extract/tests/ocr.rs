@@ -1,0 +1,138 @@
+//! The OCR path from the outside: routing of image-only PDFs to the engine, the errors of a missing engine
+//! and of bad page images, and tesseract on a dev scan. (The accuracy floor over all the dev scans is
+//! `nova eval`'s test, which scores with the schema's rules.)
+
+use std::path::{Path, PathBuf};
+
+use lopdf::{dictionary, Document, Object, Stream};
+use nova_extract::tesseract::Tesseract;
+use nova_extract::{extract, extract_with, ExtractError, Ocr, OcrPage, OcrWord};
+
+fn dev_scan() -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev/facturx");
+    let mut scans: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the dev invoices are missing from {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".scan.pdf"))
+        .collect();
+    scans.sort();
+    let first = scans.first().expect("the dev set has scans");
+    std::fs::read(first).unwrap_or_else(|e| panic!("{}: {e}", first.display()))
+}
+
+/// A one-page PDF whose page is a single image XObject with the given dictionary entries and data.
+fn image_pdf(width: i64, height: i64, filter: &str, data: Vec<u8>) -> Vec<u8> {
+    let mut doc = Document::with_version("1.4");
+    let pages_id = doc.new_object_id();
+    let image = Stream::new(
+        dictionary! {
+            "Type" => "XObject", "Subtype" => "Image", "Width" => width, "Height" => height,
+            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8, "Filter" => filter,
+        },
+        data,
+    );
+    let image_id = doc.add_object(image);
+    let content = doc.add_object(Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content,
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).expect("an in-memory PDF saves");
+    bytes
+}
+
+/// An engine that reads every page as the same invoice, and counts its calls.
+struct FixedWords(std::sync::atomic::AtomicUsize);
+
+impl Ocr for FixedWords {
+    fn recognize(&self, page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!((140..=160).contains(&page.dpi), "the scan is read at its own 150 dpi, got {}", page.dpi);
+        let word = |text: &str, left: u32, top: u32, line: u32| OcrWord {
+            text: text.into(),
+            left,
+            top,
+            width: 16 * text.len() as u32,
+            height: 24,
+            confidence: 90.0,
+            line: (1, 1, line),
+        };
+        Ok(vec![
+            word("Invoice", 100, 100, 1),
+            word("number:", 220, 100, 1),
+            word("INV-2024-17", 360, 100, 1),
+            word("Total", 100, 400, 2),
+            word("EUR", 600, 400, 2),
+            word("1.234,50", 700, 400, 2),
+        ])
+    }
+}
+
+#[test]
+fn a_scan_without_an_engine_has_no_text() {
+    let err = extract(&dev_scan()).unwrap_err();
+    assert_eq!(err.code(), "no_text");
+}
+
+#[test]
+fn a_scan_goes_to_the_engine_and_its_words_to_the_rules() {
+    let engine = FixedWords(Default::default());
+    let invoice = extract_with(&dev_scan(), Some(&engine)).expect("the scan is read");
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1, "one page, one OCR call");
+    assert_eq!(invoice.source.as_deref(), Some("ocr"));
+    assert_eq!(invoice.invoice_number.as_deref(), Some("INV-2024-17"));
+    assert_eq!(invoice.totals.grand_total.map(|d| d.to_string()).as_deref(), Some("1234.50"));
+    // The same rules on the same text as a text layer are trusted more.
+    let text = extract("Invoice number: INV-2024-17\n\n\nTotal    EUR  1.234,50".as_bytes()).unwrap();
+    for (field, confidence) in &invoice.confidence {
+        let text_confidence = text.confidence.get(field).copied().unwrap_or(1.0);
+        assert!(*confidence < text_confidence, "{field}: OCR {confidence} vs text {text_confidence}");
+    }
+}
+
+#[test]
+fn a_missing_tesseract_is_a_clear_error() {
+    let engine = Tesseract::new("/nonexistent/bin/tesseract");
+    let err = extract_with(&dev_scan(), Some(&engine)).unwrap_err();
+    assert_eq!(err.code(), "ocr_unavailable", "{err}");
+    assert!(err.to_string().contains("/nonexistent/bin/tesseract"), "{err}");
+}
+
+#[test]
+fn missing_language_data_is_a_clear_error() {
+    let engine = Tesseract::new("tesseract").with_languages("xx_no_such_language");
+    let err = extract_with(&dev_scan(), Some(&engine)).unwrap_err();
+    assert_eq!(err.code(), "ocr_unavailable", "{err}");
+}
+
+#[test]
+fn corrupt_and_huge_page_images_are_clear_errors() {
+    let engine = FixedWords(Default::default());
+    let corrupt = image_pdf(100, 100, "DCTDecode", vec![0xFF, 0xD8, 0xFF, 0x00, 1, 2, 3, 4]);
+    assert_eq!(extract_with(&corrupt, Some(&engine)).unwrap_err().code(), "invalid_image");
+    // Declared 200 000 x 200 000 pixels: refused from the dictionary, before any decoding.
+    let huge = image_pdf(200_000, 200_000, "FlateDecode", vec![0x78, 0x9C, 0x03, 0x00]);
+    assert_eq!(extract_with(&huge, Some(&engine)).unwrap_err().code(), "image_too_large");
+    // A JPEG whose own header declares a gigantic frame under a small dictionary size.
+    let mut header = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0xFF, 0xF0, 0xFF, 0xF0, 0x01, 0x01, 0x11, 0x00];
+    header.extend_from_slice(&[0xFF, 0xD9]);
+    let lying = image_pdf(100, 100, "DCTDecode", header);
+    let code = extract_with(&lying, Some(&engine)).unwrap_err().code();
+    assert!(matches!(code, "image_too_large" | "invalid_image"), "{code}");
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 0, "no bad image reaches the engine");
+}
+
+#[test]
+fn tesseract_reads_a_dev_scan() {
+    let invoice = extract_with(&dev_scan(), Some(&Tesseract::from_env())).expect("tesseract reads the scan");
+    assert_eq!(invoice.source.as_deref(), Some("ocr"));
+    assert!(invoice.invoice_number.is_some() || invoice.totals.grand_total.is_some(), "{invoice:?}");
+}

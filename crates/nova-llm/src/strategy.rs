@@ -1,0 +1,94 @@
+//! The AI path after the rules, as a job's strategy asks: the one entry point of the worker's
+//! `invoice.extract` and of `nova extract`.
+
+use std::sync::{Arc, LazyLock};
+
+use nova_core::{Invoice, Strategy, TenantId};
+use nova_sandbox::Sandbox;
+use nova_store::Store;
+
+use crate::extraction::{LlmExtractor, LoopError, Usage};
+use crate::{plan, ChatClient, ConfigError, LlmConfig, Plan};
+
+/// The model configured by `NOVA_LLM_*`, read once per process: `Ok(None)` when none is configured.
+pub fn from_env() -> &'static Result<Option<ChatClient>, String> {
+    static CLIENT: LazyLock<Result<Option<ChatClient>, String>> = LazyLock::new(|| {
+        let config = LlmConfig::from_env().map_err(|e: ConfigError| e.to_string())?;
+        config.map(ChatClient::new).transpose().map_err(|e| crate::error_chain(&e))
+    });
+    &CLIENT
+}
+
+/// What the rules and, where asked, the model made of a document.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub invoice: Invoice,
+    /// The AI path's usage, when it ran.
+    pub usage: Option<Usage>,
+}
+
+/// Why the strategy could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Strategy(#[from] crate::StrategyError),
+    #[error("the model configuration is invalid: {0}")]
+    Config(String),
+    #[error("no sandbox to run the model's program in: {0}")]
+    NoSandbox(String),
+    #[error("the document has no text for the model to read")]
+    NoText(#[source] nova_extract::ExtractError),
+    #[error("the AI path failed")]
+    Loop(#[from] LoopError),
+}
+
+impl ApplyError {
+    /// A stable name, for job records and the command line.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApplyError::Strategy(_) => "llm_not_configured",
+            ApplyError::Config(_) => "llm_misconfigured",
+            ApplyError::NoSandbox(_) => "sandbox_unavailable",
+            ApplyError::NoText(_) => "no_text",
+            ApplyError::Loop(LoopError::Model(_)) => "llm_unavailable",
+            ApplyError::Loop(_) => "llm_failed",
+        }
+    }
+
+    /// Whether another attempt could succeed (the model or the store was unavailable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Loop(_) | ApplyError::NoSandbox(_))
+    }
+}
+
+/// Follows `strategy` for the document `bytes` whose rules' result is `rules`. With no model configured,
+/// `llm` is refused and `auto` is the rules.
+pub async fn apply(
+    strategy: Strategy,
+    client: &Result<Option<ChatClient>, String>,
+    sandbox: Result<Arc<dyn Sandbox>, String>,
+    store: &Store,
+    tenant: TenantId,
+    bytes: Arc<[u8]>,
+    rules: Invoice,
+) -> Result<Applied, ApplyError> {
+    let client = match client {
+        Ok(client) => client.as_ref(),
+        // A broken configuration is the operator's to fix; `auto` and `rules` go on without the model.
+        Err(e) if strategy == Strategy::Llm => return Err(ApplyError::Config(e.clone())),
+        Err(_) => None,
+    };
+    let threshold = client.map_or(1.0, |c| c.config().auto_threshold);
+    if plan(strategy, client.is_some(), &rules, threshold)? == Plan::Rules {
+        return Ok(Applied { invoice: rules, usage: None });
+    }
+    let Some(client) = client else { return Ok(Applied { invoice: rules, usage: None }) };
+    let sandbox = sandbox.map_err(ApplyError::NoSandbox)?;
+    let text = tokio::task::spawn_blocking(move || nova_extract::text(&bytes))
+        .await
+        .map_err(|_| ApplyError::Loop(LoopError::Sandbox))?
+        .map_err(ApplyError::NoText)?;
+    let extraction =
+        LlmExtractor::new(client.clone(), sandbox, store.clone()).for_tenant(tenant).extract(&text, &rules).await?;
+    Ok(Applied { invoice: extraction.invoice, usage: Some(extraction.usage) })
+}

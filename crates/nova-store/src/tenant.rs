@@ -1,0 +1,143 @@
+//! [`TenantStore`]: the store as one tenant sees it. Every read and write of a request goes through it, so
+//! a request can neither see nor touch another tenant's documents and jobs: another tenant's id reads as an
+//! unknown one.
+//!
+//! A row's tenant never changes, so "is this job the tenant's" is asked once, and the operation that
+//! follows (the job's events, its cancellation) may then use the job's id alone.
+
+use bytes::Bytes;
+use nova_core::{DocumentId, DocumentMeta, Job, JobEvent, JobId, TenantId, Workflow};
+
+use crate::documents::document_from_row;
+use crate::{Canceled, Enqueued, JobFilter, JobLog, NewDocument, NewJob, Page, Store, StoreError};
+
+/// The store, scoped to one tenant: see [`Store::tenant`].
+#[derive(Clone)]
+pub struct TenantStore {
+    store: Store,
+    tenant: TenantId,
+}
+
+impl Store {
+    /// The store as `tenant` sees it.
+    pub fn tenant(&self, tenant: TenantId) -> TenantStore {
+        TenantStore { store: self.clone(), tenant }
+    }
+}
+
+impl TenantStore {
+    pub fn id(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// Stores a document of this tenant; the same bytes again give the tenant's first document back.
+    pub async fn put_document(&self, doc: NewDocument) -> Result<(DocumentMeta, bool), StoreError> {
+        self.store.put_document_of(self.tenant, doc).await
+    }
+
+    pub async fn get_document(&self, id: DocumentId) -> Result<Option<DocumentMeta>, StoreError> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = $1 AND tenant_id = $2")
+            .bind(id.to_string())
+            .bind(self.tenant.to_string())
+            .fetch_optional(&self.store.pool)
+            .await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    /// The document and its bytes.
+    pub async fn document_content(&self, id: DocumentId) -> Result<Option<(DocumentMeta, Bytes)>, StoreError> {
+        let Some(meta) = self.get_document(id).await? else { return Ok(None) };
+        let bytes = self.store.blobs().get(&meta.sha256).await?;
+        Ok(Some((meta, bytes)))
+    }
+
+    /// This tenant's documents, newest first; see [`crate::lists`].
+    pub async fn list_documents(
+        &self,
+        before: Option<DocumentId>,
+        limit: u32,
+    ) -> Result<Page<DocumentMeta>, StoreError> {
+        self.store.list_documents_of(self.tenant, before, limit).await
+    }
+
+    /// Queues a job of this tenant (whatever tenant `new` names).
+    pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StoreError> {
+        self.store.enqueue(NewJob { tenant: self.tenant, ..new }).await
+    }
+
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        if !self.owns_job(id).await? {
+            return Ok(None);
+        }
+        self.store.get_job(id).await
+    }
+
+    /// The result of a succeeded job of this tenant.
+    pub async fn job_result(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
+        if !self.owns_job(id).await? {
+            return Ok(None);
+        }
+        self.store.job_result(id).await
+    }
+
+    /// The events of a job of this tenant (see [`Store::job_events`]); `None` for a job it does not own.
+    pub async fn job_events(&self, id: JobId, after: u64, limit: u32) -> Result<Option<Vec<JobEvent>>, StoreError> {
+        if !self.owns_job(id).await? {
+            return Ok(None);
+        }
+        self.store.job_events(id, after, limit).await.map(Some)
+    }
+
+    /// See [`Store::read_job_log`]; `None` for a job this tenant does not own.
+    pub async fn read_job_log(&self, id: JobId, after: u64, limit: u32) -> Result<Option<JobLog>, StoreError> {
+        if !self.owns_job(id).await? {
+            return Ok(None);
+        }
+        self.store.read_job_log(id, after, limit).await
+    }
+
+    /// Cancels a job of this tenant (see [`Store::cancel`]); `None` for a job it does not own.
+    pub async fn cancel(&self, id: JobId) -> Result<Option<Canceled>, StoreError> {
+        if !self.owns_job(id).await? {
+            return Ok(None);
+        }
+        self.store.cancel(id).await
+    }
+
+    /// This tenant's jobs, newest first; see [`crate::lists`].
+    pub async fn list_jobs(
+        &self,
+        filter: JobFilter,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError> {
+        self.store.list_jobs_of(self.tenant, filter, before, limit).await
+    }
+
+    /// How many of this tenant's jobs are unfinished (queued, retrying or running), counting up to `cap`
+    /// only: ranges of `jobs_by_workflow`, read no further than the cap.
+    pub async fn count_unfinished_jobs(&self, cap: u32) -> Result<u32, StoreError> {
+        let workflows: Vec<String> = Workflow::ALL.iter().map(|w| format!("'{}'", w.as_str())).collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs
+                 WHERE tenant_id = $1 AND workflow IN ({}) AND status IN ('queued', 'retrying', 'running')
+                 LIMIT $2) AS unfinished",
+            workflows.join(", ")
+        );
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(self.tenant.to_string())
+            .bind(i64::from(cap))
+            .fetch_one(&self.store.pool)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(cap))
+    }
+
+    /// Whether job `id` exists and is this tenant's: one lookup by primary key.
+    async fn owns_job(&self, id: JobId) -> Result<bool, StoreError> {
+        let found: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.store.pool)
+            .await?;
+        Ok(found.is_some_and(|owner| owner == self.tenant.to_string()))
+    }
+}
