@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, LazyLock};
 
+use bytes::Bytes;
+
 use nova_core::{Invoice, Strategy, TenantId};
 use nova_sandbox::Sandbox;
 use nova_store::Store;
@@ -69,7 +71,7 @@ pub async fn apply(
     sandbox: Result<Arc<dyn Sandbox>, String>,
     store: &Store,
     tenant: TenantId,
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
     rules: Invoice,
 ) -> Result<Applied, ApplyError> {
     let client = match client {

@@ -62,7 +62,8 @@ pub async fn execute(
                 }
             };
             progress.report(serde_json::json!({"step": "extracting", "bytes": bytes.len()})).await;
-            let shared: std::sync::Arc<[u8]> = bytes.to_vec().into();
+            // A second handle on the same bytes (no copy), for the AI path.
+            let shared = bytes.clone();
             let invoice = tokio::task::spawn_blocking(move || extract_invoice(&bytes))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
@@ -142,7 +143,7 @@ async fn llm_pass(
     sandbox: Option<&SandboxHandle>,
     strategy: nova_core::Strategy,
     tenant: TenantId,
-    bytes: std::sync::Arc<[u8]>,
+    bytes: bytes::Bytes,
     rules: Invoice,
     progress: &Progress<'_>,
 ) -> Result<serde_json::Value, WorkflowError> {
