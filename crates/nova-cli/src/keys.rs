@@ -56,7 +56,8 @@ async fn keys(args: KeysArgs) -> anyhow::Result<()> {
     | KeysCommand::List { store }
     | KeysCommand::Revoke { store, .. }
     | KeysCommand::Limit { store, .. }) = &args.command;
-    let store = store.open().await?;
+    // Keys live in the database alone: no blob store is reached.
+    let store = store.open_database().await?;
     match args.command {
         KeysCommand::Create { tenant, .. } => {
             if !nova_store::valid_tenant_name(&tenant) {

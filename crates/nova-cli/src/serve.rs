@@ -85,7 +85,8 @@ impl StoreArgs {
         }
     }
 
-    async fn open_database(&self) -> anyhow::Result<Store> {
+    /// The database only, with documents' bytes in the data directory: for commands that read no document.
+    pub async fn open_database(&self) -> anyhow::Result<Store> {
         match &self.database_url {
             None => Store::open(&self.data_dir)
                 .await
