@@ -260,7 +260,12 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.get_jobs(&[id]).await?.remove(&id.to_string()))
+        Ok(self.get_jobs(&[id], None).await?.remove(&id.to_string()))
+    }
+
+    /// A job, when it belongs to `tenant`: one lookup for the ownership check and the read.
+    pub(crate) async fn get_tenant_job(&self, id: JobId, tenant: TenantId) -> Result<Option<Job>, StoreError> {
+        Ok(self.get_jobs(&[id], Some(tenant)).await?.remove(&id.to_string()))
     }
 
     /// The result of a succeeded job (`None` if the job is unknown or has no result).
@@ -507,11 +512,21 @@ impl Store {
     /// Several jobs with their attempts, in two queries, keyed by id. The jobs are read first: an attempt is
     /// written before the job's state moves past it, so a finished job is never shown without the attempt
     /// that finished it (a job read as queued may show an attempt that started since).
-    async fn get_jobs(&self, ids: &[JobId]) -> Result<HashMap<String, Job>, StoreError> {
+    /// The jobs of `ids` (of `tenant` only, when given) with their attempts.
+    async fn get_jobs(&self, ids: &[JobId], tenant: Option<TenantId>) -> Result<HashMap<String, Job>, StoreError> {
         // One statement text for any number of ids (one JSON parameter), so it is prepared once.
         let batch = json_array(ids.iter().map(|id| serde_json::json!({"id": id.to_string()})));
-        let sql = format!("SELECT * FROM jobs WHERE {}", json_in(self.dialect, "id", 1));
-        let rows = sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await?;
+        let in_batch = json_in(self.dialect, "id", 1);
+        let rows = match tenant {
+            None => {
+                let sql = format!("SELECT * FROM jobs WHERE {in_batch}");
+                sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await?
+            }
+            Some(tenant) => {
+                let sql = format!("SELECT * FROM jobs WHERE {in_batch} AND tenant_id = $2");
+                sqlx::query(&sql).bind(&batch).bind(tenant.to_string()).fetch_all(&self.pool).await?
+            }
+        };
         if rows.is_empty() {
             return Ok(HashMap::new());
         }

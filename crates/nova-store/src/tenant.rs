@@ -66,10 +66,7 @@ impl TenantStore {
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        if !self.owns_job(id).await? {
-            return Ok(None);
-        }
-        self.store.get_job(id).await
+        self.store.get_tenant_job(id, self.tenant).await
     }
 
     /// The result of a succeeded job of this tenant.
