@@ -140,8 +140,15 @@ impl Store {
 
     /// Whether any key was ever made (revoked ones count: revoking every key must not open the server).
     pub async fn keys_exist(&self) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.keys_seen.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
         let found: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM api_keys LIMIT 1").fetch_optional(&self.pool).await?;
+        if found.is_some() {
+            self.keys_seen.store(true, Ordering::Relaxed);
+        }
         Ok(found.is_some())
     }
 

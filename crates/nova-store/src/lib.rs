@@ -102,6 +102,9 @@ pub struct Store {
     /// writer that finds the file locked sleeps in its busy handler (1, 2, 5, 10... ms); queuing in-process
     /// hands the turn over at once instead. Other processes still meet the busy handler.
     write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// An API key was seen to exist. Keys are revoked, never deleted, so once true this stays true and
+    /// [`Store::keys_exist`] needs no more queries (a request without a key is refused without one).
+    keys_seen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A write transaction, holding this process's write turn on SQLite until it ends. Derefs to the
@@ -193,7 +196,7 @@ impl Store {
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
         let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn })
+        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default() })
     }
 
     /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one
