@@ -43,6 +43,20 @@ pub struct ServeArgs {
     /// rather than in each process's memory.
     #[arg(long, env = "NOVA_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Destinations that job webhooks may reach although they are not public, comma-separated: host names,
+    /// addresses, prefixes (`hooks.internal,10.0.0.0/8`). Everything else private, loopback or link-local
+    /// is refused.
+    #[arg(long, env = "NOVA_WEBHOOK_ALLOW", default_value = "")]
+    webhook_allow: nova_server::webhooks::AllowList,
+    /// Hours a webhook message is retried before it is dead (resend it with
+    /// `POST /v1/webhooks/deliveries/{id}/resend`).
+    #[arg(long, env = "NOVA_WEBHOOK_RETRY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
+    webhook_retry_hours: u64,
+    /// Days that uploaded documents are kept; older ones are deleted with their bytes (unless another
+    /// tenant's document holds the same bytes). 0 keeps them forever. Finished jobs and their results follow
+    /// `--retention-days`.
+    #[arg(long, env = "NOVA_DOCUMENT_RETENTION_DAYS", default_value_t = 0)]
+    document_retention_days: u64,
 }
 
 /// A rate, or none (`off`).
@@ -210,6 +224,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_upload_bytes: args.max_upload_mb * 1024 * 1024,
             rate_limit: args.rate_limit.0,
             max_unfinished_jobs: args.max_unfinished_jobs,
+            webhooks: nova_server::webhooks::WebhookConfig {
+                allow: args.webhook_allow.clone(),
+                max_age: Duration::from_secs(args.webhook_retry_hours * 3600),
+                ..Default::default()
+            },
+            document_retention: (args.document_retention_days > 0)
+                .then(|| Duration::from_secs(args.document_retention_days * 24 * 3600)),
             ..ServerConfig::default()
         },
         wake_workers: wake,

@@ -112,6 +112,11 @@ prefixed_id!(
     ApiKeyId, "key_", "API key"
 );
 
+prefixed_id!(
+    /// A webhook message: the `webhook-id` a receiver deduplicates by, the same on every attempt.
+    MessageId, "msg_", "webhook message"
+);
+
 impl TenantId {
     /// The tenant of a server without API keys (loopback only), and of everything stored before tenants
     /// existed: the nil UUID, `ten_00000000000000000000000000000000`.

@@ -7,9 +7,10 @@ pub mod document;
 pub mod ids;
 pub mod invoice;
 pub mod job;
+pub mod net;
 
 pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
-pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, ParseIdError, ProgramId, TenantId, WorkerId};
+pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
 pub use job::{
     Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,

@@ -9,6 +9,7 @@ pub mod idempotency;
 mod json;
 pub mod ratelimit;
 mod routes;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,11 @@ pub struct ServerConfig {
     /// The most unfinished jobs (queued, retrying, running) one tenant may have; a submission past it is
     /// `429 too_many_jobs`. `None`: no limit.
     pub max_unfinished_jobs: Option<u32>,
+    /// How job webhooks are checked and delivered.
+    pub webhooks: webhooks::WebhookConfig,
+    /// Documents older than this are deleted, with each blob no document names any more; `None` keeps
+    /// them. (Finished jobs and their results have their own retention, in the workers.)
+    pub document_retention: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +55,8 @@ impl Default for ServerConfig {
             event_keep_alive: Duration::from_secs(15),
             rate_limit: Some(RateLimit::DEFAULT),
             max_unfinished_jobs: None,
+            webhooks: webhooks::WebhookConfig::default(),
+            document_retention: None,
         }
     }
 }
@@ -93,6 +101,7 @@ pub async fn serve(
     }
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let streams_end = CancellationToken::new();
+    let webhooks = tokio::spawn(webhooks::run(state.store.clone(), state.config.webhooks.clone(), streams_end.clone()));
     let signal = {
         let streams_end = streams_end.clone();
         async move {
@@ -103,16 +112,51 @@ pub async fn serve(
     let app = routes::router(state, streams_end).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
     housekeeping.abort();
+    webhooks.abort();
     served
 }
 
-/// Every five minutes: deletes expired idempotency records and forgets idle in-memory rate budgets.
+/// Deletes documents older than `age`, in batches so no statement holds the database for long.
+async fn prune_documents(store: &Store, age: Duration) {
+    const BATCH: u32 = 500;
+    let mut total = nova_store::Pruned::default();
+    loop {
+        match store.prune_documents(age, BATCH).await {
+            Ok(pruned) => {
+                total.documents += pruned.documents;
+                total.blobs += pruned.blobs;
+                if pruned.documents < u64::from(BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %nova_core::error_chain(&e), "deleting documents past their retention failed");
+                break;
+            }
+        }
+    }
+    if total.documents > 0 {
+        tracing::info!(documents = total.documents, blobs = total.blobs, "deleted documents past their retention");
+    }
+}
+
+/// How long delivered and dead webhook messages are kept.
+const DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Every five minutes: deletes expired idempotency records, old webhook messages and documents past their
+/// retention, and forgets idle in-memory rate budgets.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tick.tick().await;
         if let Err(e) = state.store.purge_idempotency().await {
             tracing::warn!(error = %nova_core::error_chain(&e), "purging expired idempotency records failed");
+        }
+        if let Err(e) = state.store.purge_deliveries(DELIVERY_RETENTION, 10_000).await {
+            tracing::warn!(error = %nova_core::error_chain(&e), "purging old webhook messages failed");
+        }
+        if let Some(age) = state.config.document_retention {
+            prune_documents(&state.store, age).await;
         }
         state.limiter.forget_idle();
     }

@@ -103,6 +103,14 @@ impl BlobStore {
         Ok(digest)
     }
 
+    /// Deletes the blob named `digest`; one that is not there is no error.
+    pub async fn delete(&self, digest: &Sha256Hex) -> Result<(), BlobError> {
+        match self.inner.delete(&Self::path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads the blob named `digest`, checking that its bytes still hash to it.
     pub async fn get(&self, digest: &Sha256Hex) -> Result<Bytes, BlobError> {
         let bytes = match self.inner.get(&Self::path(digest)).await {

@@ -30,9 +30,20 @@ impl Store {
         tenant: TenantId,
         doc: NewDocument,
     ) -> Result<(DocumentMeta, bool), StoreError> {
-        let size = doc.bytes.len() as i64;
         // Bytes first, row second: a crash in between leaves only an unreferenced blob.
-        let sha = self.blobs().put(doc.bytes).await?;
+        let sha = self.blobs().put(doc.bytes.clone()).await?;
+        self.document_row(tenant, &sha, doc).await
+    }
+
+    /// The second half of [`Store::put_document_of`], once the bytes are stored under `sha`: the tenant's row
+    /// (new, or the one it has), then the bytes again if a retention run deleted them meanwhile.
+    pub(crate) async fn document_row(
+        &self,
+        tenant: TenantId,
+        sha: &Sha256Hex,
+        doc: NewDocument,
+    ) -> Result<(DocumentMeta, bool), StoreError> {
+        let size = doc.bytes.len() as i64;
         let id = DocumentId::new();
         let turn = self.write_turn().await;
         let inserted = sqlx::query(
@@ -59,6 +70,8 @@ impl Store {
             .bind(sha.as_str())
             .fetch_one(&self.pool)
             .await?;
+        // A retention run may have deleted these bytes between the put and the row (see `retention`).
+        self.restore_if_deleted(sha, doc.bytes).await?;
         Ok((document_from_row(&row)?, inserted))
     }
 

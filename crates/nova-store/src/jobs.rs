@@ -33,6 +33,8 @@ pub struct NewJob {
     /// The queue-wait timeout: a job that no worker has started this long after `run_at` fails with
     /// `queue_timeout` without running. `None` waits for ever.
     pub queue_timeout: Option<Duration>,
+    /// Where the job's events are sent (see [`crate::webhooks`]); written with the job.
+    pub webhook: Option<crate::JobWebhook>,
 }
 
 impl NewJob {
@@ -49,6 +51,7 @@ impl NewJob {
             timeout: Duration::from_secs(15 * 60),
             idempotency_key: None,
             queue_timeout: None,
+            webhook: None,
         }
     }
 }
@@ -235,6 +238,9 @@ impl Store {
         if let Some(row) = inserted {
             let data = serde_json::json!({"workflow": new.workflow, "run_at": from_millis(run_at)?});
             insert_event(&mut tx, &id, 1, "queued", Some(&data), now).await?;
+            if let Some(hook) = &new.webhook {
+                crate::webhooks::insert_webhook(&mut tx, &id, new.tenant, hook).await?;
+            }
             if self.dialect == Dialect::Postgres {
                 // Delivered when the transaction commits, never for a job that was not stored.
                 sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;

@@ -19,9 +19,11 @@ mod jobs;
 mod keys;
 mod lists;
 mod programs;
+mod retention;
 mod tenant;
 #[doc(hidden)]
 pub mod testing;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -42,7 +44,9 @@ pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Sw
 pub use keys::{valid_tenant_name, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};
 pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
+pub use retention::Pruned;
 pub use tenant::TenantStore;
+pub use webhooks::{AttemptResult, Delivery, DeliveryStatus, JobWebhook, DEFAULT_EVENT_TYPES, EVENT_TYPES};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,9 @@ pub enum StoreError {
     /// The operating system gave no randomness for a new key.
     #[error("reading random bytes for a new key: {0}")]
     Random(String),
+    /// The webhook message is still being retried: it can be resent once it was delivered or is dead.
+    #[error("the webhook message is still pending")]
+    DeliveryPending,
     /// A row holds a value this version cannot read (a corrupt or newer database).
     #[error("unreadable stored value: {0}")]
     Corrupt(String),

@@ -6,10 +6,12 @@
 //! follows (the job's events, its cancellation) may then use the job's id alone.
 
 use bytes::Bytes;
-use nova_core::{DocumentId, DocumentMeta, Job, JobEvent, JobId, TenantId, Workflow};
+use nova_core::{DocumentId, DocumentMeta, Job, JobEvent, JobId, MessageId, TenantId, Workflow};
 
 use crate::documents::document_from_row;
-use crate::{Canceled, Enqueued, JobFilter, JobLog, NewDocument, NewJob, Page, Store, StoreError};
+use crate::{
+    Canceled, Delivery, DeliveryStatus, Enqueued, JobFilter, JobLog, NewDocument, NewJob, Page, Store, StoreError,
+};
 
 /// The store, scoped to one tenant: see [`Store::tenant`].
 #[derive(Clone)]
@@ -127,6 +129,32 @@ impl TenantStore {
             .fetch_one(&self.store.pool)
             .await?;
         Ok(u32::try_from(n).unwrap_or(cap))
+    }
+
+    /// This tenant's webhook signing secret, made by `make` when it has none yet.
+    pub async fn webhook_secret(&self, make: impl FnOnce() -> String) -> Result<String, StoreError> {
+        self.store.webhook_secret(self.tenant, make).await
+    }
+
+    /// This tenant's webhook message `id`.
+    pub async fn delivery(&self, id: MessageId) -> Result<Option<Delivery>, StoreError> {
+        self.store.delivery_of(self.tenant, id).await
+    }
+
+    /// This tenant's webhook messages, newest first, of one status and one job when given.
+    pub async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        job: Option<JobId>,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Page<Delivery>, StoreError> {
+        self.store.list_deliveries_of(self.tenant, status, job, before, limit).await
+    }
+
+    /// Sends a delivered or dead message of this tenant again, from now, with a fresh retry window.
+    pub async fn resend_delivery(&self, id: MessageId) -> Result<Option<Delivery>, StoreError> {
+        self.store.resend_delivery_of(self.tenant, id).await
     }
 
     /// Whether job `id` exists and is this tenant's: one lookup by primary key.

@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, Workflow};
-use nova_store::{Canceled, JobFilter, NewJob, StoreError, MAX_EVENTS_PER_READ};
+use nova_store::{
+    Canceled, JobFilter, JobWebhook, NewJob, StoreError, DEFAULT_EVENT_TYPES, EVENT_TYPES, MAX_EVENTS_PER_READ,
+};
 use serde::Deserialize;
 
 use super::pages::{self, PageBody};
@@ -18,6 +20,7 @@ use super::{job_stream, not_found, parse_id, StreamsEnd};
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::webhooks::{self, AllowList};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -47,6 +50,17 @@ struct CreateJob {
     /// The longest the job may wait for a worker after `run_at`, in seconds (at most 30 days); not started
     /// by then, it fails with `queue_timeout`. Default: no limit.
     queue_timeout_seconds: Option<u64>,
+    /// Where the job's events are sent, signed (Standard Webhooks); see `webhooks`.
+    webhook: Option<WebhookRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookRequest {
+    /// An http or https URL; a non-public address only when the server's allow-list names it.
+    url: String,
+    /// Event types (`job.succeeded`, ...); default the job's end: succeeded, failed, canceled.
+    events: Option<Vec<String>>,
 }
 
 const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
@@ -78,6 +92,7 @@ async fn create(
         }
     }
     let idempotency_key = idempotency_key(&headers)?;
+    let webhook = body.webhook.map(|hook| webhook(hook, &app.config.webhooks.allow)).transpose()?;
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
@@ -130,6 +145,7 @@ async fn create(
         timeout: Duration::from_secs(timeout),
         queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
         idempotency_key,
+        webhook,
         ..NewJob::new(workflow, body.input)
     };
     let enqueued = tenant.enqueue(new).await.map_err(|e| match e {
@@ -147,6 +163,32 @@ async fn create(
     }
     // A replay answers as the first request did.
     Ok((StatusCode::ACCEPTED, Json(enqueued.job)))
+}
+
+/// A job's webhook as given: its URL checked, its event types known and distinct.
+fn webhook(hook: WebhookRequest, allow: &AllowList) -> Result<JobWebhook, ApiError> {
+    let url = webhooks::check_url(&hook.url, allow)
+        .map_err(|message| ApiError::Unprocessable { code: "invalid_webhook_url", message })?;
+    let mut events: Vec<String> = match hook.events {
+        None => DEFAULT_EVENT_TYPES.iter().map(|e| e.to_string()).collect(),
+        Some(events) => events,
+    };
+    if events.is_empty() {
+        return Err(ApiError::Unprocessable {
+            code: "invalid_webhook_events",
+            message: "webhook.events names no event; leave it out for the job's end".into(),
+        });
+    }
+    if let Some(unknown) = events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+        let shown: String = unknown.chars().take(80).collect();
+        return Err(ApiError::Unprocessable {
+            code: "invalid_webhook_events",
+            message: format!("`{shown}` is not an event type (known: {})", EVENT_TYPES.join(", ")),
+        });
+    }
+    events.sort();
+    events.dedup();
+    Ok(JobWebhook { url: url.to_string(), events })
 }
 
 /// The `Idempotency-Key` header, if any: printable ASCII, at most 255 characters.

@@ -7,6 +7,7 @@ mod job_stream;
 mod jobs;
 mod pages;
 mod programs;
+mod webhooks;
 
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
@@ -29,6 +30,7 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
         .merge(jobs::router())
         .merge(executions::router())
         .merge(programs::router())
+        .merge(webhooks::router())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
@@ -52,6 +54,7 @@ fn parse_id<T: std::str::FromStr>(text: &str, what: &'static str) -> Result<T, A
 fn not_found(what: &'static str, id: &str) -> ApiError {
     let code = match what {
         "document" => "document_not_found",
+        "webhook message" => "delivery_not_found",
         _ => "job_not_found",
     };
     let shown: String = id.chars().take(80).collect();

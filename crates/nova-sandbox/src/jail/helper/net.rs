@@ -46,18 +46,8 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// host's resolver: the run owns this address itself, so nothing sent to it ever leaves the namespace.
 const FORWARDER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 
-/// Destinations no run may reach, whatever resolves to them.
-const REFUSED: [(Ipv4Addr, u8); 9] = [
-    (Ipv4Addr::new(0, 0, 0, 0), 8),      // unspecified ("this network")
-    (Ipv4Addr::new(10, 0, 0, 0), 8),     // private (RFC 1918)
-    (Ipv4Addr::new(100, 64, 0, 0), 10),  // carrier-grade NAT
-    (Ipv4Addr::new(127, 0, 0, 0), 8),    // loopback
-    (Ipv4Addr::new(169, 254, 0, 0), 16), // link-local, 169.254.169.254 (cloud metadata) among them
-    (Ipv4Addr::new(172, 16, 0, 0), 12),  // private
-    (Ipv4Addr::new(192, 168, 0, 0), 16), // private
-    (Ipv4Addr::new(224, 0, 0, 0), 4),    // multicast
-    (Ipv4Addr::new(240, 0, 0, 0), 4),    // reserved, and the broadcast address
-];
+/// Destinations no run may reach, whatever resolves to them (the host's own addresses are added per run).
+const REFUSED: [(Ipv4Addr, u8); 11] = nova_core::net::REFUSED_V4;
 
 /// The most descriptors the tool may open: each of the program's connections and UDP peers is a socket of
 /// the tool's, and the program itself may open 256.
@@ -104,8 +94,7 @@ pub(super) fn public_resolvers() -> Vec<Ipv4Addr> {
 }
 
 fn within(address: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
-    u32::from(address) & mask == u32::from(net) & mask
+    nova_core::net::within_v4(address, net, len)
 }
 
 /// Where the tool is installed, if it is: `configured` when given, else looked up in the system's
