@@ -234,6 +234,15 @@ fn serve_runs_programs_in_the_sandbox() {
         }
         let result: Value = client.get(format!("{job_url}/result")).send().await.unwrap().json().await.unwrap();
         assert_eq!((result["status"].as_str(), result["stdout"].as_str()), (Some("ok"), Some("45\n")), "{result}");
+        // Each run counts in the usage: the four executions that ran, and the one code.run job.
+        let usage: Value = client.get(format!("{base}/v1/usage")).send().await.unwrap().json().await.unwrap();
+        let row = |workflow: &str| {
+            let rows = usage["data"].as_array().unwrap();
+            rows.iter().find(|r| r["workflow"] == workflow).cloned().unwrap_or_else(|| panic!("{workflow}: {usage}"))
+        };
+        assert_eq!(row("execution")["sandbox_runs"], 4, "{usage}");
+        assert!(row("execution")["sandbox_wall_ms"].as_u64().unwrap() >= 300, "the timeout alone ran 300 ms: {usage}");
+        assert_eq!(row("code.run")["sandbox_runs"], 1, "{usage}");
         let (status, err) = submit(serde_json::json!({"language": "cobol", "code": "x"})).await;
         assert_eq!((status, err["error"]["code"].as_str()), (422, Some("unsupported_language")), "{err}");
     });

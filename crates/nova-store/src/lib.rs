@@ -23,6 +23,7 @@ mod retention;
 mod tenant;
 #[doc(hidden)]
 pub mod testing;
+mod usage;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
 pub use retention::Pruned;
 pub use tenant::TenantStore;
+pub use usage::{UsageDelta, UsageRow};
 pub use webhooks::{AttemptResult, Delivery, DeliveryStatus, JobWebhook, DEFAULT_EVENT_TYPES, EVENT_TYPES};
 
 /// What can go wrong in the store.

@@ -157,6 +157,17 @@ impl TenantStore {
         self.store.resend_delivery_of(self.tenant, id).await
     }
 
+    /// This tenant's usage from day `from` to day `to` (both included), per day and workflow, of one
+    /// workflow when given.
+    pub async fn usage(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        workflow: Option<&str>,
+    ) -> Result<Vec<crate::UsageRow>, StoreError> {
+        self.store.usage_of(self.tenant, from, to, workflow).await
+    }
+
     /// Whether job `id` exists and is this tenant's: one lookup by primary key.
     async fn owns_job(&self, id: JobId) -> Result<bool, StoreError> {
         let found: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM jobs WHERE id = $1")

@@ -3,8 +3,8 @@
 
 use nova_core::{AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, TenantId, Workflow};
 use nova_sandbox::spec::{outcome_json, ProgramSpec, MAX_JOB_PROGRAM_MS};
-use nova_store::Store;
-use tracing::{debug, error};
+use nova_store::{Store, UsageDelta};
+use tracing::{debug, error, warn};
 
 use crate::{error_chain, internal, SandboxHandle};
 
@@ -91,6 +91,13 @@ pub async fn execute(
             let outcome = tokio::task::spawn_blocking(move || sandbox.exec_cancelable(&request, &cancel))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("running the sandbox")))?;
+            let used = UsageDelta {
+                sandbox_runs: 1,
+                sandbox_cpu_ms: millis(outcome.cpu_time),
+                sandbox_wall_ms: millis(outcome.wall_time),
+                ..UsageDelta::default()
+            };
+            record_usage(store, tenant, Workflow::CodeRun, used).await;
             if outcome.status == nova_sandbox::Status::SandboxError {
                 let message = outcome.error.unwrap_or_else(|| "the sandbox failed".into());
                 return Err(WorkflowError::Transient(JobError { code: "sandbox_error".into(), message }));
@@ -160,6 +167,7 @@ async fn llm_pass(
     let mut result =
         serde_json::to_value(applied.invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))?;
     if let Some(usage) = applied.usage {
+        record_usage(store, tenant, Workflow::InvoiceExtract, llm_usage(&usage)).await;
         let usage = serde_json::to_value(usage).unwrap_or_default();
         progress.report(serde_json::json!({"step": "llm", "usage": usage})).await;
         if let Some(fields) = result.as_object_mut() {
@@ -167,6 +175,34 @@ async fn llm_pass(
         }
     }
     Ok(result)
+}
+
+/// Adds what an attempt used to its tenant's usage of the day. A sum that cannot be written is logged: the
+/// work is done, and usage is an account of it, not a condition of it.
+async fn record_usage(store: &Store, tenant: TenantId, workflow: Workflow, used: UsageDelta) {
+    if let Err(e) = store.record_usage(tenant, workflow.as_str(), chrono::Utc::now(), used).await {
+        warn!(%tenant, workflow = workflow.as_str(), error = %error_chain(&e), "recording usage failed");
+    }
+}
+
+/// The AI path's usage as the store sums it (costs in billionths).
+fn llm_usage(usage: &nova_llm::Usage) -> UsageDelta {
+    use rust_decimal::prelude::ToPrimitive;
+    let cost_nanos =
+        usage.cost.and_then(|c| (c * rust_decimal::Decimal::from(1_000_000_000_u64)).round().to_u64()).unwrap_or(0);
+    UsageDelta {
+        model_calls: u64::from(usage.model_calls),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_nanos,
+        sandbox_runs: u64::from(usage.sandbox_runs),
+        sandbox_cpu_ms: usage.sandbox_cpu_ms,
+        sandbox_wall_ms: usage.sandbox_wall_ms,
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The `invoice.extract` workflow on bytes in hand: what the queue runs for a stored document, and what

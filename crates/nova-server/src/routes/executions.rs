@@ -10,6 +10,7 @@ use nova_sandbox::spec::{outcome_json, ProgramSpec};
 use nova_sandbox::Sandbox;
 use serde_json::Value;
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::AppState;
@@ -21,7 +22,11 @@ pub fn router() -> Router<AppState> {
 /// The longest synchronous execution: longer work belongs in a `code.run` job.
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
-async fn create(State(app): State<AppState>, ApiJson(spec): ApiJson<ProgramSpec>) -> Result<Json<Value>, ApiError> {
+async fn create(
+    State(app): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiJson(spec): ApiJson<ProgramSpec>,
+) -> Result<Json<Value>, ApiError> {
     let sandbox: Arc<dyn Sandbox> = match &app.sandbox {
         Ok(sandbox) => sandbox.clone(),
         Err(reason) => {
@@ -36,5 +41,16 @@ async fn create(State(app): State<AppState>, ApiJson(spec): ApiJson<ProgramSpec>
     let outcome = tokio::task::spawn_blocking(move || sandbox.exec(&request))
         .await
         .map_err(|e| ApiError::internal("running the sandbox", &e))?;
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let used = nova_store::UsageDelta {
+        sandbox_runs: 1,
+        sandbox_cpu_ms: millis(outcome.cpu_time),
+        sandbox_wall_ms: millis(outcome.wall_time),
+        ..Default::default()
+    };
+    // The outcome is the caller's whatever happens to the account of it.
+    if let Err(e) = app.store.record_usage(tenant.id(), "execution", chrono::Utc::now(), used).await {
+        tracing::warn!(error = %nova_core::error_chain(&e), "recording an execution's usage failed");
+    }
     Ok(Json(outcome_json(&outcome)))
 }

@@ -7,6 +7,7 @@ mod job_stream;
 mod jobs;
 mod pages;
 mod programs;
+mod usage;
 mod webhooks;
 
 use axum::http::StatusCode;
@@ -31,6 +32,7 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
         .merge(executions::router())
         .merge(programs::router())
         .merge(webhooks::router())
+        .merge(usage::router())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
