@@ -57,6 +57,24 @@ pub struct ServeArgs {
     /// `--retention-days`.
     #[arg(long, env = "NOVA_DOCUMENT_RETENTION_DAYS", default_value_t = 0)]
     document_retention_days: u64,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// How log lines are written (on stderr; `NOVA_LOG` picks which, e.g. `info,nova_worker=debug`).
+#[derive(Args)]
+pub struct LogArgs {
+    /// `text` for people, `json` for log pipelines: one object a line, with the fields of its spans (the
+    /// request's `request_id`, which a job's lines carry too).
+    #[arg(long, env = "NOVA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// See [`LogArgs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A rate, or none (`off`).
@@ -174,7 +192,7 @@ impl PoolArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log.log_format);
     runtime()?.block_on(serve(args))
 }
 
@@ -294,9 +312,17 @@ pub async fn on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-pub fn init_logging() {
+/// Logs to stderr in `format`, at the levels `NOVA_LOG` names (default `info`).
+pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NOVA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).init();
+        }
+        // The event's fields at the top level, and every enclosing span's (request, job) under `spans`.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),
+    }
 }

@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::serve::{init_logging, on_signal, runtime, start_sandbox, PoolArgs, StoreArgs};
+use crate::serve::{init_logging, on_signal, runtime, start_sandbox, LogArgs, PoolArgs, StoreArgs};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -18,10 +18,12 @@ pub struct WorkerArgs {
     concurrency: Option<u64>,
     #[command(flatten)]
     pool: PoolArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log.log_format);
     runtime()?.block_on(async {
         let store = args.store.open().await?;
         let shutdown = CancellationToken::new();

@@ -281,3 +281,72 @@ fn bench_api_runs_each_scenario_without_errors() {
     }
     assert!(stdout.contains("MiB idle"), "{stdout}");
 }
+
+/// `nova serve --log-format json`: every line of stderr is a JSON object; the id a client sends as
+/// `X-Request-Id` is on the request's lines and on its job's lines, and the API key it sent is on none.
+#[test]
+fn json_logs_follow_a_request_id_to_its_job_and_never_show_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = nova().args(["keys", "create", "--tenant", "acme", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    let log_path = dir.path().join("serve.log");
+    let mut child = KillOnDrop(
+        nova()
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--log-format", "json", "--data-dir"])
+            .arg(dir.path())
+            .env("NOVA_LOG", "info,tower_http=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let base = banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("{banner:?}")).to_string();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let submitted = client
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth(&key)
+            .header("x-request-id", "cli-req-0042")
+            .json(&serde_json::json!({"workflow": "noop"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(submitted.headers()["x-request-id"], "cli-req-0042");
+        let job: Value = submitted.json().await.unwrap();
+        let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let current: Value = client.get(&job_url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+            if current["status"] == "succeeded" {
+                assert_eq!(current["request_id"], "cli-req-0042");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{current}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert!(child.0.wait().unwrap().success());
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> =
+        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(!logs.contains(&key), "the API key reached the logs");
+    let carries_id = |line: &Value, span: &str| {
+        line["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == span && s["request_id"] == "cli-req-0042"))
+    };
+    let request_lines = lines.iter().filter(|l| carries_id(l, "request")).count();
+    assert!(request_lines >= 2, "tower-http's request and response lines carry the id:\n{logs}");
+    let job_end =
+        lines.iter().find(|l| l["message"] == "job finished").unwrap_or_else(|| panic!("no job end:\n{logs}"));
+    assert!(carries_id(job_end, "job"), "the worker's line carries the request's id: {job_end}");
+    assert_eq!(job_end["level"], "INFO");
+}

@@ -9,7 +9,7 @@ use crate::DocumentId;
 
 /// The kinds of document NOVA accepts, recognised from the bytes themselves, never from a file name or a
 /// client's `Content-Type` alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
     Pdf,
@@ -74,6 +74,19 @@ impl TryFrom<String> for Sha256Hex {
     }
 }
 
+/// The API's schema: 64 lowercase hex digits.
+impl utoipa::PartialSchema for Sha256Hex {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("A SHA-256 digest as 64 lowercase hex digits."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Sha256Hex {}
+
 impl From<Sha256Hex> for String {
     fn from(h: Sha256Hex) -> String {
         h.0
@@ -93,7 +106,7 @@ impl fmt::Debug for Sha256Hex {
 }
 
 /// A stored document as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DocumentMeta {
     pub id: DocumentId,
     /// The file name the client gave, if any; informational only.

@@ -80,6 +80,24 @@ macro_rules! prefixed_id {
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        /// The API's schema: the text form, prefix and 32 lowercase hex digits.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(concat!("^", $prefix, "[0-9a-f]{32}$")))
+                    .description(Some(concat!("A ", $kind, " id: `", $prefix, "` and 32 hex digits (a UUIDv7).")))
+                    .examples([concat!($prefix, "019a2b3c4d5e7f008a1b2c3d4e5f6a7b")])
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
 }
 

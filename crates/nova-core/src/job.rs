@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{DocumentId, JobId, WorkerId};
 
 /// The workflows a job can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Workflow {
     /// Extract one invoice from one document; input `{"document_id": "doc_..."}`.
     #[serde(rename = "invoice.extract")]
@@ -58,7 +58,7 @@ impl FromStr for Workflow {
 }
 
 /// The input of an `invoice.extract` job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceExtractInput {
     pub document_id: DocumentId,
@@ -68,7 +68,7 @@ pub struct InvoiceExtractInput {
 }
 
 /// How an invoice is extracted when it carries no e-invoice XML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// The generic rules only.
@@ -82,7 +82,7 @@ pub enum Strategy {
 }
 
 /// The input of a `noop` job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoopInput {
     /// How long the job takes, at most [`NoopInput::MAX_SLEEP_MS`].
@@ -108,7 +108,7 @@ impl NoopInput {
 }
 
 /// Where a job stands. `succeeded`, `failed` and `canceled` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -152,14 +152,14 @@ impl FromStr for JobStatus {
 }
 
 /// Why a job or an attempt failed, with a stable machine-readable code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
     pub code: String,
     pub message: String,
 }
 
 /// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Succeeded,
@@ -193,7 +193,7 @@ impl FromStr for AttemptOutcome {
 }
 
 /// One entry of a job's durable event log: a state change or a progress report, numbered from 1 per job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
     pub seq: u64,
     pub at: DateTime<Utc>,
@@ -211,7 +211,7 @@ impl JobEvent {
 }
 
 /// One run of a job by one worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub number: u32,
     pub worker_id: WorkerId,
@@ -223,7 +223,7 @@ pub struct Attempt {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: JobId,
     pub workflow: Workflow,
@@ -242,6 +242,10 @@ pub struct Job {
     pub max_attempts: u32,
     /// The client's `Idempotency-Key`, if the job was submitted with one.
     pub idempotency_key: Option<String>,
+    /// The id of the HTTP request that submitted the job (its `X-Request-Id`), which the job's logs carry
+    /// too; absent for jobs enqueued otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Set when a cancellation was asked of the running job; the worker stops it at its next heartbeat.
     pub cancel_requested_at: Option<DateTime<Utc>>,
     pub error: Option<JobError>,

@@ -14,7 +14,10 @@
 //! A PDF without a text layer (a scan) goes through OCR when the caller passes an engine to [`extract_with`]
 //! ([`ocr`]: each page's image is decoded, straightened and read, and its words laid out as text for the same
 //! rules; `source = "ocr"`, confidences lowered by [`OCR_CONFIDENCE_FACTOR`]); without one it is
-//! [`ExtractError::NoText`].
+//! [`ExtractError::NoText`]. A page whose text cannot be read and that has no image (Type3 glyphs, outlined
+//! text) is rendered by the caller's [`PageRenderer`] ([`render`], [`extract_with_engines`]) and read the
+//! same way. A PDF with a text layer on some pages only has its other pages read by OCR (`source =
+//! "text+ocr"`).
 //!
 //! Both entry points take untrusted bytes. They never panic out: the PDF libraries run inside
 //! [`std::panic::catch_unwind`] and a panic becomes [`ExtractError::InvalidPdf`]; every loop over document
@@ -24,7 +27,9 @@ mod einvoice;
 pub mod ocr;
 mod parse;
 mod pdf;
+pub mod pdftoppm;
 mod raster;
+pub mod render;
 pub mod template;
 pub mod tesseract;
 mod text;
@@ -33,6 +38,7 @@ mod text_layer;
 use nova_core::{DocumentKind, Invoice};
 pub use ocr::{Ocr, OcrPage, OcrWord};
 pub use raster::{estimate_skew, rotate_and_scale, GrayImage};
+pub use render::{PageRenderer, RenderRequest};
 pub use template::TemplateSet;
 
 /// What [`inspect`] learned about an upload.
@@ -74,6 +80,16 @@ pub enum ExtractError {
     /// A page image that cannot be decoded (corrupt, or an encoding NOVA does not read).
     #[error("unreadable page image: {reason}")]
     InvalidImage { reason: String },
+    /// A page must be rendered for OCR, and the renderer cannot run (not installed).
+    #[error("page rendering is unavailable: {reason}")]
+    RendererUnavailable { reason: String },
+    /// The renderer ran and failed on a page (its time or memory limit, its output cap, a crash).
+    #[error("rendering the page failed: {reason}")]
+    RenderFailed { reason: String },
+    /// A page to render whose size would exceed [`render::MAX_RENDER_PIXELS`] even at
+    /// [`render::MIN_RENDER_DPI`], refused before rendering.
+    #[error("the page is {width_points}x{height_points} points, too large to render")]
+    PageTooLarge { width_points: u64, height_points: u64 },
     /// A page image over [`raster::MAX_PIXELS`], refused before decoding.
     #[error("the page image is {width}x{height} pixels, too large to read")]
     ImageTooLarge { width: u64, height: u64 },
@@ -94,6 +110,9 @@ impl ExtractError {
             Self::NoText => "no_text",
             Self::OcrUnavailable { .. } => "ocr_unavailable",
             Self::OcrFailed { .. } => "ocr_failed",
+            Self::RendererUnavailable { .. } => "renderer_unavailable",
+            Self::RenderFailed { .. } => "render_failed",
+            Self::PageTooLarge { .. } => "page_too_large",
             Self::InvalidImage { .. } => "invalid_image",
             Self::ImageTooLarge { .. } => "image_too_large",
             Self::Empty => "empty_document",
@@ -141,6 +160,25 @@ pub fn extract_with_templates(
     ocr: Option<&dyn Ocr>,
     templates: &TemplateSet,
 ) -> Result<Invoice, ExtractError> {
+    extract_with_engines(bytes, Engines { ocr, renderer: None }, templates)
+}
+
+/// The engines a caller lends to extraction for pages without a readable text layer. Both run outside the
+/// process ([`tesseract`], [`pdftoppm`]); without them, extraction does no I/O.
+#[derive(Clone, Copy, Default)]
+pub struct Engines<'a> {
+    /// Reads page images; without it, a PDF without a text layer is [`ExtractError::NoText`].
+    pub ocr: Option<&'a dyn Ocr>,
+    /// Renders pages that have neither readable text nor an image, for `ocr` to read.
+    pub renderer: Option<&'a dyn PageRenderer>,
+}
+
+/// [`extract_with_templates`] with a page renderer beside the OCR engine ([`Engines`]).
+pub fn extract_with_engines(
+    bytes: &[u8],
+    engines: Engines<'_>,
+    templates: &TemplateSet,
+) -> Result<Invoice, ExtractError> {
     match sniff(bytes)? {
         DocumentKind::Pdf => {
             let file = pdf::PdfFile::open(bytes)?;
@@ -151,10 +189,17 @@ pub fn extract_with_templates(
                     Err(err) => tracing::debug!(file = %xml.name, %err, "embedded XML is not a usable e-invoice"),
                 }
             }
-            match (file.text(), ocr) {
-                (Err(ExtractError::NoText), Some(ocr)) => ocr::extract_scan(&file, ocr),
-                (text, _) => Ok(from_text(&text?, templates)),
-            }
+            let pages = file.page_texts();
+            let Some(ocr) = engines.ocr else { return Ok(from_text(&pdf::join_page_texts(pages)?, templates)) };
+            Ok(match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
+                ocr::PdfText::Text(text) => from_text(&text, templates),
+                ocr::PdfText::Ocr(text) => ocr::invoice_from_ocr(&text, "ocr"),
+                ocr::PdfText::Mixed(text) => {
+                    let mut invoice = ocr::invoice_from_ocr(&text, "text+ocr");
+                    invoice = templates.apply(&text, invoice);
+                    invoice
+                }
+            })
         }
         DocumentKind::Xml => einvoice::parse(bytes),
         DocumentKind::Text => {

@@ -9,8 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nova_core::Invoice;
 
-use crate::pdf::PdfFile;
-use crate::raster::{self, GrayImage};
+use crate::pdf::{has_text, join_page_texts, PdfFile, PdfPage};
+use crate::raster::{self, EncodedImage, GrayImage};
+use crate::render::{self, PageRenderer};
 use crate::{ExtractError, OCR_CONFIDENCE_FACTOR};
 
 /// A page image handed to an OCR engine: straightened grey levels and their resolution.
@@ -49,32 +50,128 @@ const MIN_OCR_DPI: f64 = 150.0;
 /// Fewer letters and digits than this in all pages read means OCR found no text.
 const MIN_OCR_CHARS: usize = 16;
 
-/// Reads a PDF without a text layer: each page's image decoded, straightened (and scaled up when coarse), recognised by
-/// `engine`, laid out as text, and the text rules run on it.
+/// An image of at least this many pixels on a page without text is a scanned page, not a logo (an A4 page
+/// at 72 dpi has half a million): OCR reads it even when other pages of the PDF have a text layer.
+const MIN_SCANNED_PAGE_PIXELS: u64 = 500_000;
+
+/// What was read of a PDF's pages.
+pub(crate) enum PdfText {
+    /// The text layer alone: every page that OCR may read has one, or OCR found nothing more.
+    Text(String),
+    /// OCR alone: the PDF has no usable text layer.
+    Ocr(String),
+    /// Pages of the text layer and pages read by OCR, in page order.
+    Mixed(String),
+}
+
+/// Where OCR reads a page without text from.
+enum PageSource {
+    /// The page's largest image, with the page's width in points.
+    Image(Result<(EncodedImage, f64), ExtractError>),
+    /// The whole page, rendered.
+    Render,
+}
+
+/// Reads a PDF's pages: the text layer where a page has one, OCR by `engine` where it has none
+/// ([`page_source`] says from what). `page_texts` are the text layer's pages ([`PdfFile::page_texts`]).
 ///
-/// A page that fails is skipped; the document fails with the first page's error when no page could be
-/// read, and at once when the engine is unavailable (every page would fail the same way).
-pub(crate) fn extract_scan(file: &PdfFile, engine: &dyn Ocr) -> Result<Invoice, ExtractError> {
+/// A page that fails is skipped; a PDF without a text layer fails with the first page's error when no page
+/// could be read, and at once when the OCR engine is unavailable (every page would fail the same way).
+pub(crate) fn read_pdf(
+    file: &PdfFile,
+    bytes: &[u8],
+    page_texts: Vec<Result<String, ExtractError>>,
+    engine: &dyn Ocr,
+    renderer: Option<&dyn PageRenderer>,
+) -> Result<PdfText, ExtractError> {
+    let texts: Vec<Option<String>> = page_texts.iter().map(|page| page.as_ref().ok().cloned()).collect();
+    let text_layer = match join_page_texts(page_texts) {
+        Ok(text) => text,
+        Err(ExtractError::NoText) => return read_scan(file, bytes, engine, renderer).map(PdfText::Ocr),
+        Err(e) => return Err(e),
+    };
+    // Pages with a text layer keep it; of the others, scans and unreadable glyphs are read by OCR.
+    let pages = file.ocr_pages();
+    let mut text = String::new();
+    let mut read_by_ocr = false;
+    for page in &pages {
+        let page_text = texts.get(page.number as usize - 1).cloned().flatten().unwrap_or_default();
+        let source = if has_text(&page_text) { None } else { page_source(file, *page, renderer, false) };
+        let read = source.map(|source| read_page(file, bytes, *page, source, engine, renderer));
+        match read {
+            Some(Ok(Some(ocr_text))) if has_text(&ocr_text) => {
+                text.push_str(&ocr_text);
+                read_by_ocr = true;
+            }
+            Some(Err(e @ ExtractError::OcrUnavailable { .. })) => return Err(e),
+            Some(Err(e)) => {
+                tracing::debug!(page = page.number, error = %e, "a page without text could not be read by OCR");
+                text.push_str(&page_text);
+            }
+            _ => text.push_str(&page_text),
+        }
+        text.push_str("\n\n");
+    }
+    if !read_by_ocr {
+        return Ok(PdfText::Text(text_layer));
+    }
+    // The pages past those OCR may read keep their text layer.
+    for page_text in texts.iter().skip(pages.len()).flatten() {
+        text.push_str(page_text);
+        text.push_str("\n\n");
+    }
+    Ok(PdfText::Mixed(text))
+}
+
+/// The rules over text read by OCR, their confidences lowered by [`OCR_CONFIDENCE_FACTOR`] and the result
+/// marked with `source`.
+pub(crate) fn invoice_from_ocr(text: &str, source: &str) -> Invoice {
+    let mut invoice = crate::text::extract(text);
+    invoice.source = Some(source.to_string());
+    for confidence in invoice.confidence.values_mut() {
+        *confidence *= OCR_CONFIDENCE_FACTOR;
+    }
+    invoice
+}
+
+/// Where a page without a text layer is read from, if at all: rendered when it shows text that could not
+/// be read (Type3 glyphs, fonts without a Unicode mapping) and a renderer is given; else its largest image
+/// (in a PDF with a text layer elsewhere (`scan` false), only one large enough to be a scanned page); else,
+/// in a PDF without any text layer, rendered (glyphs drawn as outlines).
+fn page_source(file: &PdfFile, page: PdfPage, renderer: Option<&dyn PageRenderer>, scan: bool) -> Option<PageSource> {
+    if renderer.is_some() && file.shows_text(page) {
+        return Some(PageSource::Render);
+    }
+    match file.page_image(page) {
+        Some(Ok((encoded, width))) => {
+            let large = encoded.width.saturating_mul(encoded.height) >= MIN_SCANNED_PAGE_PIXELS;
+            (scan || large).then_some(PageSource::Image(Ok((encoded, width))))
+        }
+        Some(Err(e)) => scan.then_some(PageSource::Image(Err(e))),
+        None => (scan && renderer.is_some()).then_some(PageSource::Render),
+    }
+}
+
+/// Reads every page OCR may read of a PDF without a text layer.
+fn read_scan(
+    file: &PdfFile,
+    bytes: &[u8],
+    engine: &dyn Ocr,
+    renderer: Option<&dyn PageRenderer>,
+) -> Result<String, ExtractError> {
     let mut text = String::new();
     let mut first_error = None;
-    for found in file.page_images() {
-        let page = found.and_then(|(encoded, page_width_points)| {
-            let image = catch_unwind(AssertUnwindSafe(|| raster::decode(&encoded))).unwrap_or_else(|_| {
-                Err(ExtractError::InvalidImage { reason: "the image decoder failed on malformed data".into() })
-            })?;
-            // The scan's resolution, from the image's width across the page's.
-            let dpi = (image.width as f64 / (page_width_points / 72.0)).clamp(50.0, 1200.0);
-            let (image, dpi) = raster::prepare_for_ocr(&image, dpi, MIN_OCR_DPI);
-            Ok(OcrPage { image, dpi: dpi.round() as u32 })
-        });
-        match page.and_then(|page| engine.recognize(&page)) {
-            Ok(words) => {
-                text.push_str(&layout(&words));
+    for page in file.ocr_pages() {
+        let Some(source) = page_source(file, page, renderer, true) else { continue };
+        match read_page(file, bytes, page, source, engine, renderer) {
+            Ok(Some(page_text)) => {
+                text.push_str(&page_text);
                 text.push_str("\n\n");
             }
+            Ok(None) => {}
             Err(e @ ExtractError::OcrUnavailable { .. }) => return Err(e),
             Err(e) => {
-                tracing::debug!(error = %e, "a page could not be read by OCR");
+                tracing::debug!(page = page.number, error = %e, "a page could not be read by OCR");
                 first_error.get_or_insert(e);
             }
         }
@@ -82,12 +179,38 @@ pub(crate) fn extract_scan(file: &PdfFile, engine: &dyn Ocr) -> Result<Invoice, 
     if text.chars().filter(|c| c.is_alphanumeric()).count() < MIN_OCR_CHARS {
         return Err(first_error.unwrap_or(ExtractError::NoText));
     }
-    let mut invoice = crate::text::extract(&text);
-    invoice.source = Some("ocr".to_string());
-    for confidence in invoice.confidence.values_mut() {
-        *confidence *= OCR_CONFIDENCE_FACTOR;
-    }
-    Ok(invoice)
+    Ok(text)
+}
+
+/// One page read by OCR from `source`: its image decoded, or the page rendered; then straightened (and
+/// scaled up when coarse), recognised and laid out as text. `None` when there is no renderer to render with.
+fn read_page(
+    file: &PdfFile,
+    bytes: &[u8],
+    page: PdfPage,
+    source: PageSource,
+    engine: &dyn Ocr,
+    renderer: Option<&dyn PageRenderer>,
+) -> Result<Option<String>, ExtractError> {
+    let (image, dpi) = match (source, renderer) {
+        (PageSource::Image(found), _) => {
+            let (encoded, page_width_points) = found?;
+            let image = catch_unwind(AssertUnwindSafe(|| raster::decode(&encoded))).unwrap_or_else(|_| {
+                Err(ExtractError::InvalidImage { reason: "the image decoder failed on malformed data".into() })
+            })?;
+            // The scan's resolution, from the image's width across the page's.
+            let dpi = (image.width as f64 / (page_width_points / 72.0)).clamp(50.0, 1200.0);
+            (image, dpi)
+        }
+        (PageSource::Render, Some(renderer)) => {
+            let request = render::request_for(bytes, page.number, file.page_size(page))?;
+            (renderer.render(&request)?, f64::from(request.dpi))
+        }
+        (PageSource::Render, None) => return Ok(None),
+    };
+    let (image, dpi) = raster::prepare_for_ocr(&image, dpi, MIN_OCR_DPI);
+    let words = engine.recognize(&OcrPage { image, dpi: dpi.round() as u32 })?;
+    Ok(Some(layout(&words)))
 }
 
 /// Words with a confidence below this are noise (speckles, rules, stamps read as letters).

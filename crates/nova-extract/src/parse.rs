@@ -162,6 +162,15 @@ pub(crate) fn day_month_order(text: &str) -> Option<DayMonthOrder> {
     None
 }
 
+/// Whether `date` (a date as printed) is numeric with day and month both 12 or less and different, and not
+/// dot-separated (dots are only ever day-first): a date whose reading depends on the day/month order.
+pub(crate) fn is_order_ambiguous(date: &str) -> bool {
+    NUMERIC_DATE.captures(date.trim()).is_some_and(|c| {
+        let (a, b) = (c[1].parse::<u32>().unwrap_or(0), c[3].parse::<u32>().unwrap_or(0));
+        &c[2] != "." && (1..=12).contains(&a) && (1..=12).contains(&b) && a != b
+    })
+}
+
 /// Parses CII's `udt:DateTimeString` (format 102, `YYYYMMDD`; also tolerates ISO `YYYY-MM-DD`).
 pub(crate) fn parse_compact_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();

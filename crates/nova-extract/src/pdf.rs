@@ -35,6 +35,47 @@ const MAX_OCR_PAGES: usize = 8;
 /// lowercase; preferred over any other XML attachment.
 const EINVOICE_FILE_NAMES: &[&str] = &["factur-x.xml", "zugferd-invoice.xml", "xrechnung.xml", "order-x.xml"];
 
+/// US Letter in points: the page size of a page that states none.
+const LETTER: (f64, f64) = (612.0, 792.0);
+/// Largest page content looked at for text operators; an invoice page's is tens of KiB.
+const MAX_CONTENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A page of a loaded PDF: its number (from 1) and its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PdfPage {
+    pub number: u32,
+    id: ObjectId,
+}
+
+/// Joins the text of pages, a blank line between them: the PDF is invalid when every page failed, and has
+/// no text layer when the pages that did work hold almost no letters or digits.
+pub(crate) fn join_page_texts(pages: Vec<Result<String, ExtractError>>) -> Result<String, ExtractError> {
+    let mut text = String::new();
+    let mut failures = Vec::new();
+    let count = pages.len();
+    for page in pages {
+        match page {
+            Ok(page_text) => {
+                text.push_str(&page_text);
+                text.push_str("\n\n");
+            }
+            Err(err) => failures.push(err),
+        }
+    }
+    if count > 0 && failures.len() == count {
+        return Err(failures.swap_remove(0));
+    }
+    if !has_text(&text) {
+        return Err(ExtractError::NoText);
+    }
+    Ok(text)
+}
+
+/// Whether a text holds enough letters and digits to be read: [`MIN_TEXT_CHARS`].
+pub(crate) fn has_text(text: &str) -> bool {
+    text.chars().filter(|c| c.is_alphanumeric()).count() >= MIN_TEXT_CHARS
+}
+
 /// A loaded, structurally valid PDF.
 pub(crate) struct PdfFile {
     doc: Document,
@@ -102,46 +143,61 @@ impl PdfFile {
     /// A page that fails is skipped; the PDF is invalid only when every page fails, and has no text layer
     /// when the pages that did work hold almost no letters or digits.
     pub fn text(&self) -> Result<String, ExtractError> {
-        let mut text = String::new();
-        let mut failures = Vec::new();
-        let pages: Vec<u32> = self.doc.get_pages().keys().copied().take(MAX_TEXT_PAGES as usize).collect();
-        for page in &pages {
-            let result = guarded("reading the text layer", || {
-                let mut output = PageText::new();
-                pdf_extract::output_doc_page(&self.doc, &mut output, *page).map_err(|e| e.to_string())?;
-                Ok(output.into_text())
-            });
-            match result {
-                Ok(page_text) => {
-                    text.push_str(&page_text);
-                    text.push_str("\n\n");
-                }
-                Err(err) => failures.push(err),
-            }
-        }
-        if !pages.is_empty() && failures.len() == pages.len() {
-            return Err(failures.swap_remove(0));
-        }
-        if text.chars().filter(|c| c.is_alphanumeric()).count() < MIN_TEXT_CHARS {
-            return Err(ExtractError::NoText);
-        }
-        Ok(text)
+        join_page_texts(self.page_texts())
     }
 
-    /// For each of the first pages, its largest image and the page's width in points: what OCR reads of a
-    /// page without a text layer. A page without an image is left out; an image in an encoding NOVA cannot
-    /// decode (CCITT, JBIG2, JPEG 2000, predictors) is an [`ExtractError::InvalidImage`].
-    pub fn page_images(&self) -> Vec<Result<(EncodedImage, f64), ExtractError>> {
-        let pages: Vec<ObjectId> = self.doc.get_pages().values().copied().take(MAX_OCR_PAGES).collect();
+    /// The text layer of each of the first pages, in order.
+    pub fn page_texts(&self) -> Vec<Result<String, ExtractError>> {
+        let pages: Vec<u32> = self.doc.get_pages().keys().copied().take(MAX_TEXT_PAGES as usize).collect();
         pages
-            .into_iter()
-            .filter_map(|page| {
-                let found = catch_unwind(AssertUnwindSafe(|| self.largest_image(page))).unwrap_or_else(|_| {
-                    Some(Err(ExtractError::InvalidImage { reason: "the page's image is malformed".into() }))
-                })?;
-                Some(found.map(|image| (image, self.page_width_points(page))))
+            .iter()
+            .map(|page| {
+                guarded("reading the text layer", || {
+                    let mut output = PageText::new();
+                    pdf_extract::output_doc_page(&self.doc, &mut output, *page).map_err(|e| e.to_string())?;
+                    Ok(output.into_text())
+                })
             })
             .collect()
+    }
+
+    /// The pages OCR may read, in order, at most [`MAX_OCR_PAGES`].
+    pub fn ocr_pages(&self) -> Vec<PdfPage> {
+        let pages: Vec<(u32, ObjectId)> =
+            catch_unwind(AssertUnwindSafe(|| self.doc.get_pages().into_iter().take(MAX_OCR_PAGES).collect()))
+                .unwrap_or_default();
+        pages.into_iter().map(|(number, id)| PdfPage { number, id }).collect()
+    }
+
+    /// The page's largest image and the page's width in points: what OCR reads of a page without a text
+    /// layer. `None` for a page without an image; an image in an encoding NOVA cannot decode (CCITT, JBIG2,
+    /// JPEG 2000, predictors) is an [`ExtractError::InvalidImage`].
+    pub fn page_image(&self, page: PdfPage) -> Option<Result<(EncodedImage, f64), ExtractError>> {
+        let found = catch_unwind(AssertUnwindSafe(|| self.largest_image(page.id))).unwrap_or_else(|_| {
+            Some(Err(ExtractError::InvalidImage { reason: "the page's image is malformed".into() }))
+        })?;
+        Some(found.map(|image| (image, self.page_size_points(page.id).0)))
+    }
+
+    /// The page's width and height in points, from its (possibly inherited) `/MediaBox`; US Letter's when it
+    /// has none.
+    pub fn page_size(&self, page: PdfPage) -> (f64, f64) {
+        catch_unwind(AssertUnwindSafe(|| self.page_size_points(page.id))).unwrap_or(LETTER)
+    }
+
+    /// Whether the page's content shows text (`Tj`, `TJ`, `'`, `"`): a page that does, and whose text layer
+    /// is empty, draws glyphs that cannot be read as text (Type3 procedures, fonts without a Unicode
+    /// mapping). Content larger than [`MAX_CONTENT_BYTES`] is not looked at.
+    pub fn shows_text(&self, page: PdfPage) -> bool {
+        catch_unwind(AssertUnwindSafe(|| {
+            let Ok(content) = self.doc.get_page_content(page.id) else { return false };
+            if content.len() > MAX_CONTENT_BYTES {
+                return false;
+            }
+            lopdf::content::Content::decode(&content)
+                .is_ok_and(|c| c.operations.iter().any(|op| matches!(op.operator.as_str(), "Tj" | "TJ" | "'" | "\"")))
+        }))
+        .unwrap_or(false)
     }
 
     fn largest_image(&self, page: ObjectId) -> Option<Result<EncodedImage, ExtractError>> {
@@ -233,24 +289,25 @@ impl PdfFile {
         })
     }
 
-    /// The page's width in points from its (possibly inherited) `/MediaBox`; US Letter's when it has none.
-    fn page_width_points(&self, page: ObjectId) -> f64 {
+    /// The page's width and height in points from its (possibly inherited) `/MediaBox`; US Letter's when it
+    /// has none.
+    fn page_size_points(&self, page: ObjectId) -> (f64, f64) {
         let mut node = self.doc.get_dictionary(page).ok();
         for _ in 0..MAX_TREE_DEPTH {
             let Some(dict) = node else { break };
             if let Some(Object::Array(rect)) = dict.get(b"MediaBox").ok().map(|o| self.deref(o)) {
                 let values: Vec<f64> =
                     rect.iter().filter_map(|v| self.deref(v).as_float().ok()).map(f64::from).collect();
-                if let [x0, _, x1, _] = values[..] {
-                    let width = (x1 - x0).abs();
-                    if width > 1.0 {
-                        return width;
+                if let [x0, y0, x1, y1] = values[..] {
+                    let (width, height) = ((x1 - x0).abs(), (y1 - y0).abs());
+                    if width > 1.0 && height > 1.0 {
+                        return (width, height);
                     }
                 }
             }
             node = self.deref_dict(dict.get(b"Parent").ok());
         }
-        612.0
+        LETTER
     }
 
     /// File specifications reachable from the catalog's EmbeddedFiles name tree and its `/AF` array, as

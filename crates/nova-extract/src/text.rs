@@ -15,7 +15,7 @@ use nova_core::{Invoice, Party};
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use crate::parse::{day_month_order, find_dates, parse_amount, DayMonthOrder};
+use crate::parse::{day_month_order, find_dates, is_order_ambiguous, parse_amount, DayMonthOrder};
 
 pub(crate) mod ids;
 mod lines;
@@ -135,6 +135,8 @@ fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock) {
 struct Text<'a> {
     lines: Vec<&'a str>,
     order: DayMonthOrder,
+    /// Whether the document's own dates told the order, rather than a guess from its currency.
+    order_known: bool,
 }
 
 impl<'a> Text<'a> {
@@ -143,12 +145,9 @@ impl<'a> Text<'a> {
         // What the document's own dates show; failing that, US dollars without euros suggest US month-first
         // dates, and anything else is read day-first.
         let us_dollars = (text.contains("USD") || text.contains('$')) && !text.contains('€') && !text.contains("EUR");
-        let order = day_month_order(text).unwrap_or(if us_dollars {
-            DayMonthOrder::MonthFirst
-        } else {
-            DayMonthOrder::DayFirst
-        });
-        Self { lines, order }
+        let told = day_month_order(text);
+        let order = told.unwrap_or(if us_dollars { DayMonthOrder::MonthFirst } else { DayMonthOrder::DayFirst });
+        Self { lines, order, order_known: told.is_some() }
     }
 
     /// The next line after `i` that is not blank, within two lines.
@@ -404,12 +403,25 @@ fn vat_ids(doc: &Text<'_>) -> (Option<String>, Option<String>) {
 /// Without any label: the first date in the document on a line that does not name another kind of date.
 /// Invoices print their date near the top; weaker evidence, so a lower confidence.
 fn first_unlabelled_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
-    doc.lines
+    let dates: Vec<(NaiveDate, bool)> = doc
+        .lines
         .iter()
         .filter(|line| !OTHER_DATE.is_match(line))
-        .find_map(|line| find_dates(line, doc.order).into_iter().next())
-        .map(|found| (found.date, 0.5))
+        .filter_map(|line| {
+            let found = find_dates(line, doc.order).into_iter().next()?;
+            Some((found.date, TIME_AFTER_DATE.is_match(&line[found.end..]), &line[found.start..found.end]))
+        })
+        // Without a label, and with the day/month order only guessed, a date like 11/5/23 is a coin toss:
+        // better none than a wrong one.
+        .filter(|(_, _, printed)| doc.order_known || !is_order_ambiguous(printed))
+        .map(|(date, timestamp, _)| (date, timestamp))
+        .collect();
+    // A date with a clock time is a timestamp (a browser's print header, a log line), not the day of issue.
+    dates.iter().find(|(_, timestamp)| !timestamp).map(|(date, _)| (*date, 0.5))
 }
+
+/// A clock time right after a date: `23.06.23, 11:09`, `2024-03-01 14:22:05`.
+static TIME_AFTER_DATE: LazyLock<Regex> = LazyLock::new(|| regex(r"^,?\s{1,3}\d{1,2}:\d{2}\b"));
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while !s.is_char_boundary(i) {
@@ -809,6 +821,9 @@ mod tests {
         check("Payment due 01/02/2024", "issue_date", None);
         check("Print 24.03.2020\nRechnungskor rektur Nr. RK21 vom 16.09.2019", "issue_date", Some("2019-09-16"));
         check("Facture n° 12 du 3 mars 2024", "issue_date", Some("2024-03-03"));
+        check("23.06.23, 11:09 Invoice | Shop\n\n11.5.23\n", "issue_date", Some("2023-05-11"));
+        check("Shop\n\n11/5/23\nTotal $48.00", "issue_date", None);
+        check("Shop\n\n11/5/23\nPaid 25/5/23", "issue_date", Some("2023-05-11"));
         check("Fecha de emisión: 3 de marzo de 2024", "issue_date", Some("2024-03-03"));
         check("Data fattura: 15/09/2023", "issue_date", Some("2023-09-15"));
         check("Data wystawienia: 15 stycznia 2024", "issue_date", Some("2024-01-15"));

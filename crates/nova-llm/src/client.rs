@@ -171,9 +171,27 @@ impl ChatClient {
             warn!(error = %crate::error_chain(e), retry_in_ms = delay.as_millis() as u64, "model call failed; retrying")
         })
         .await;
+        self.record(&result);
         let mut completion = result?;
         completion.requests = requests.load(Ordering::Relaxed);
         Ok(completion)
+    }
+
+    /// Counts one call (its retries included) in the process's metrics: by the configured model, its
+    /// outcome, its tokens and, when the price table knows the model, its cost in millionths.
+    fn record(&self, result: &Result<Completion, LlmError>) {
+        let model = self.config.model.clone();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("nova_llm_calls_total", "model" => model.clone(), "outcome" => outcome).increment(1);
+        let Ok(completion) = result else { return };
+        let (input, output) = (completion.input_tokens, completion.output_tokens);
+        metrics::counter!("nova_llm_tokens_total", "model" => model.clone(), "direction" => "in").increment(input);
+        metrics::counter!("nova_llm_tokens_total", "model" => model.clone(), "direction" => "out").increment(output);
+        if let Some(cost) = self.config.prices.cost(&model, input, output) {
+            let micros = (cost * rust_decimal::Decimal::from(1_000_000)).round();
+            let micros = u64::try_from(micros).unwrap_or(0);
+            metrics::counter!("nova_llm_cost_micros_total", "model" => model).increment(micros);
+        }
     }
 
     async fn send_once(&self, body: &ChatRequest<'_>) -> Result<Completion, LlmError> {

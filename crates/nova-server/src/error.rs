@@ -5,7 +5,22 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+
+/// The body of every error answer, as the OpenAPI document describes it: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `job_not_found`, `invalid_request`, `rate_limited`, ...
+    #[schema(examples("job_not_found"))]
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -81,7 +96,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+        let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message } };
+        let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
             // RFC 6750: a missing key gets the bare challenge, a wrong one says the token is invalid.

@@ -6,6 +6,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// The largest JSON body taken: axum's default limit.
+const JSON_BODY_LIMIT: u64 = 2 * 1024 * 1024;
+
 /// Like `axum::Json`, but a malformed or mistyped body becomes an [`ApiError`].
 pub struct ApiJson<T>(pub T);
 
@@ -31,6 +34,10 @@ where
                     code: "expected_json",
                     message: "send the body as JSON with `Content-Type: application/json`".into(),
                 },
+                // Past axum's default body limit, which JSON bodies keep (uploads set their own).
+                other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge { limit: JSON_BODY_LIMIT }
+                }
                 other => ApiError::BadRequest { code: "unreadable_body", message: other.body_text() },
             }),
         }

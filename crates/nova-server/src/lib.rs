@@ -7,7 +7,10 @@ pub mod auth;
 pub mod error;
 pub mod idempotency;
 mod json;
+pub mod metrics;
+mod openapi;
 pub mod ratelimit;
+pub mod request_id;
 mod routes;
 pub mod webhooks;
 
@@ -100,6 +103,7 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %nova_core::error_chain(&e), "checking for API keys failed"),
     }
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let metrics_upkeep = tokio::spawn(metrics::upkeep());
     let streams_end = CancellationToken::new();
     let webhooks = tokio::spawn(webhooks::run(state.store.clone(), state.config.webhooks.clone(), streams_end.clone()));
     let signal = {
@@ -112,6 +116,7 @@ pub async fn serve(
     let app = routes::router(state, streams_end).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
     housekeeping.abort();
+    metrics_upkeep.abort();
     webhooks.abort();
     served
 }

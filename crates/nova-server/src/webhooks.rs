@@ -290,6 +290,8 @@ pub async fn run(store: Store, config: WebhookConfig, shutdown: CancellationToke
 async fn deliver(store: &Store, client: &reqwest::Client, config: &WebhookConfig, delivery: Delivery) {
     let result = attempt(store, client, &delivery).await;
     let retry_in = retry_delay(&config.delays, delivery.attempts, delivery.id.to_string().as_bytes());
+    let outcome = if matches!(result, AttemptResult::Delivered { .. }) { "delivered" } else { "failed" };
+    metrics::counter!("nova_webhook_attempts_total", "outcome" => outcome).increment(1);
     match &result {
         AttemptResult::Delivered { status } => {
             tracing::info!(message = %delivery.id, job = %delivery.job_id, status, "webhook delivered")

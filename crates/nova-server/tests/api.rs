@@ -552,3 +552,13 @@ async fn documents_are_listed_newest_first_with_cursors() {
     assert_eq!((status, error_code(&body)), (400, "invalid_query"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_json_body_is_413_in_the_api_s_shape() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;
+    let padding = "x".repeat(3 * 1024 * 1024);
+    let (status, body) =
+        app.post_json("/v1/jobs", &serde_json::json!({"workflow": "noop", "input": {"pad": padding}})).await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"), "{body}");
+    app.stop().await;
+}

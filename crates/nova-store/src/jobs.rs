@@ -35,6 +35,8 @@ pub struct NewJob {
     pub queue_timeout: Option<Duration>,
     /// Where the job's events are sent (see [`crate::webhooks`]); written with the job.
     pub webhook: Option<crate::JobWebhook>,
+    /// The id of the HTTP request that submitted the job, kept so that the job's logs carry it too.
+    pub request_id: Option<String>,
 }
 
 impl NewJob {
@@ -52,6 +54,7 @@ impl NewJob {
             idempotency_key: None,
             queue_timeout: None,
             webhook: None,
+            request_id: None,
         }
     }
 }
@@ -217,8 +220,8 @@ impl Store {
         // The job's first event (`queued`, number 1) is counted in the insert itself.
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
-                               run_at, created_at, updated_at, event_seq, start_by, tenant_id)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1, $10, $11)
+                               run_at, created_at, updated_at, event_seq, start_by, tenant_id, request_id)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1, $10, $11, $12)
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *",
         )
@@ -233,6 +236,7 @@ impl Store {
         .bind(now)
         .bind(new.queue_timeout.map(|t| run_at.saturating_add(t.as_millis().min(i64::MAX as u128) as i64)))
         .bind(new.tenant.to_string())
+        .bind(&new.request_id)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = inserted {
@@ -266,12 +270,12 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.get_jobs(&[id], None).await?.remove(&id.to_string()))
+        self.get_one_job(id, None).await
     }
 
     /// A job, when it belongs to `tenant`: one lookup for the ownership check and the read.
     pub(crate) async fn get_tenant_job(&self, id: JobId, tenant: TenantId) -> Result<Option<Job>, StoreError> {
-        Ok(self.get_jobs(&[id], Some(tenant)).await?.remove(&id.to_string()))
+        self.get_one_job(id, Some(tenant)).await
     }
 
     /// The result of a succeeded job (`None` if the job is unknown or has no result).
@@ -515,35 +519,25 @@ impl Store {
         Ok(attempts)
     }
 
-    /// Several jobs with their attempts, in two queries, keyed by id. The jobs are read first: an attempt is
-    /// written before the job's state moves past it, so a finished job is never shown without the attempt
-    /// that finished it (a job read as queued may show an attempt that started since).
-    /// The jobs of `ids` (of `tenant` only, when given) with their attempts.
-    async fn get_jobs(&self, ids: &[JobId], tenant: Option<TenantId>) -> Result<HashMap<String, Job>, StoreError> {
-        // One statement text for any number of ids (one JSON parameter), so it is prepared once.
-        let batch = json_array(ids.iter().map(|id| serde_json::json!({"id": id.to_string()})));
-        let in_batch = json_in(self.dialect, "id", 1);
-        let rows = match tenant {
-            None => {
-                let sql = format!("SELECT * FROM jobs WHERE {in_batch}");
-                sqlx::query(&sql).bind(&batch).fetch_all(&self.pool).await?
-            }
-            Some(tenant) => {
-                let sql = format!("SELECT * FROM jobs WHERE {in_batch} AND tenant_id = $2");
-                sqlx::query(&sql).bind(&batch).bind(tenant.to_string()).fetch_all(&self.pool).await?
-            }
+    /// One job (of `tenant` only, when given) with its attempts: a lookup by primary key, and the attempts
+    /// only for a job that has had any. A job whose last event is its first (`queued`) was never claimed,
+    /// since a claim writes its `started` event in the claim's own transaction.
+    async fn get_one_job(&self, id: JobId, tenant: Option<TenantId>) -> Result<Option<Job>, StoreError> {
+        let row = match tenant {
+            None => sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool),
+            Some(tenant) => sqlx::query("SELECT * FROM jobs WHERE id = $1 AND tenant_id = $2")
+                .bind(id.to_string())
+                .bind(tenant.to_string())
+                .fetch_optional(&self.pool),
+        }
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let attempts = if row.try_get::<i64, _>("event_seq")? > 1 {
+            self.attempts_of(&[id]).await?.remove(&id.to_string()).unwrap_or_default()
+        } else {
+            Vec::new()
         };
-        if rows.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut attempts = self.attempts_of(ids).await?;
-        let mut jobs = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let job = job_from_row(&row, attempts.remove(&id).unwrap_or_default())?;
-            jobs.insert(id, job);
-        }
-        Ok(jobs)
+        job_from_row(&row, attempts).map(Some)
     }
 
     /// Renews the lease of a running attempt, and says whether the job's cancellation was asked.
@@ -939,6 +933,7 @@ pub(crate) fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, 
         attempts,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
         idempotency_key: row.try_get("idempotency_key")?,
+        request_id: row.try_get("request_id")?,
         cancel_requested_at: opt_time(row.try_get("cancel_requested_at")?)?,
         error: error_from(row.try_get("error_code")?, row.try_get("error_message")?),
         created_at: from_millis(row.try_get("created_at")?)?,

@@ -20,6 +20,7 @@ mod keys;
 mod lists;
 mod programs;
 mod retention;
+mod stats;
 mod tenant;
 #[doc(hidden)]
 pub mod testing;
@@ -46,6 +47,7 @@ pub use keys::{valid_tenant_name, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};
 pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
 pub use retention::Pruned;
+pub use stats::{QueueStats, WorkflowQueue};
 pub use tenant::TenantStore;
 pub use usage::{UsageDelta, UsageRow};
 pub use webhooks::{AttemptResult, Delivery, DeliveryStatus, JobWebhook, DEFAULT_EVENT_TYPES, EVENT_TYPES};

@@ -17,7 +17,7 @@ use nova_store::{ClaimedJob, Completion, Heartbeat, Store, StoreError, Swept};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 pub use workflows::WorkflowError;
 
@@ -91,6 +91,19 @@ pub enum AttemptEnd {
     Released,
     /// Recording the outcome failed; the lease will lapse and the job will be claimed again.
     StoreFailed,
+}
+
+impl AttemptEnd {
+    /// The `outcome` label of the job metrics: the job's new status (`succeeded`, `failed`, `retrying`,
+    /// `canceled`), or `released`, `lease_lost`, `store_failed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AttemptEnd::Recorded(status) => status.as_str(),
+            AttemptEnd::LeaseLost => "lease_lost",
+            AttemptEnd::Released => "released",
+            AttemptEnd::StoreFailed => "store_failed",
+        }
+    }
 }
 
 /// Runs a worker pool until `shutdown` resolves, then stops claiming, gives running jobs
@@ -240,7 +253,35 @@ enum Interrupt {
 
 /// Runs one claimed job to its end, renewing the lease meanwhile. When `hand_back` is cancelled the job is
 /// released to the queue instead.
+///
+/// Its logs are in a `job` span that carries the id of the HTTP request that submitted the job
+/// (`request_id`, when it came through the API), and its end is counted in `nova_jobs_finished_total` and
+/// `nova_job_duration_seconds` by workflow and outcome.
 pub async fn run_attempt(
+    store: Store,
+    completer: Completer,
+    claimed: ClaimedJob,
+    config: WorkerConfig,
+    hand_back: CancellationToken,
+) -> AttemptEnd {
+    let workflow = claimed.job.workflow;
+    let span = tracing::info_span!(
+        "job",
+        job = %claimed.job.id,
+        workflow = %workflow,
+        attempt = claimed.attempt,
+        request_id = claimed.job.request_id.as_deref(),
+    );
+    let started = tokio::time::Instant::now();
+    let end = attempt(store, completer, claimed, config, hand_back).instrument(span).await;
+    let labels = [("workflow", workflow.as_str()), ("outcome", end.label())];
+    metrics::counter!("nova_jobs_finished_total", &labels).increment(1);
+    metrics::histogram!("nova_job_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    end
+}
+
+/// [`run_attempt`] inside its span.
+async fn attempt(
     store: Store,
     completer: Completer,
     claimed: ClaimedJob,

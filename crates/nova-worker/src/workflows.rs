@@ -91,6 +91,9 @@ pub async fn execute(
             let outcome = tokio::task::spawn_blocking(move || sandbox.exec_cancelable(&request, &cancel))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("running the sandbox")))?;
+            metrics::counter!("nova_sandbox_runs_total", "source" => "job", "outcome" => outcome.status.as_str())
+                .increment(1);
+            metrics::histogram!("nova_sandbox_cpu_seconds", "source" => "job").record(outcome.cpu_time.as_secs_f64());
             let used = UsageDelta {
                 sandbox_runs: 1,
                 sandbox_cpu_ms: millis(outcome.cpu_time),
@@ -120,6 +123,12 @@ pub async fn execute(
 /// needs it, and is that job's `ocr_unavailable` error.
 static OCR: std::sync::LazyLock<nova_extract::tesseract::Tesseract> =
     std::sync::LazyLock::new(nova_extract::tesseract::Tesseract::from_env);
+
+/// The renderer for pages with neither readable text nor an image (Type3 glyphs), whose rendering OCR then
+/// reads: poppler's pdftoppm as a confined subprocess (`NOVA_PDFTOPPM`, `NOVA_RENDER_TIMEOUT_SECS`). A
+/// missing binary is that job's `renderer_unavailable` error.
+static RENDERER: std::sync::LazyLock<nova_extract::pdftoppm::Pdftoppm> =
+    std::sync::LazyLock::new(nova_extract::pdftoppm::Pdftoppm::from_env);
 
 /// The vendor templates tried before the generic rules: the invoice2data-format files under
 /// `NOVA_TEMPLATES_DIR`, loaded once; none when it is unset. A file that does not load is logged and
@@ -215,7 +224,8 @@ pub fn extract_invoice(bytes: &[u8]) -> Result<Invoice, JobError> {
 /// [`extract_invoice`] with the given vendor templates (an empty set: the generic rules alone).
 pub fn extract_invoice_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<Invoice, JobError> {
     // The extractor contains its own panics; this is the last line of defence for the process.
-    match std::panic::catch_unwind(|| nova_extract::extract_with_templates(bytes, Some(&*OCR), templates)) {
+    let engines = || nova_extract::Engines { ocr: Some(&*OCR), renderer: Some(&*RENDERER) };
+    match std::panic::catch_unwind(|| nova_extract::extract_with_engines(bytes, engines(), templates)) {
         Ok(Ok(invoice)) => Ok(invoice),
         Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: error_chain(&e) }),
         Err(_) => Err(JobError { code: "invalid_document".into(), message: "the document could not be read".into() }),

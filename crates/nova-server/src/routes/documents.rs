@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,9 +15,9 @@ use nova_store::NewDocument;
 use serde::Deserialize;
 
 use super::pages::{self, PageBody};
-use super::{created_or_ok, not_found, parse_id};
+use super::{created_or_ok, not_found, parse_id, IdPath};
 use crate::auth::Tenant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::{AppState, ServerConfig};
 
 pub fn router(config: &ServerConfig) -> Router<AppState> {
@@ -30,6 +30,34 @@ pub fn router(config: &ServerConfig) -> Router<AppState> {
 }
 
 /// `POST /v1/documents`: the bytes as multipart field `file`, or as the raw body.
+#[utoipa::path(
+    post,
+    path = "/v1/documents",
+    tag = "documents",
+    summary = "Upload a document",
+    description = "PDF, e-invoice XML (CII, UBL) or plain text, recognised from the bytes (never from a file \
+                   name or `Content-Type`). Stored once per content: the same bytes again answer `200` with the \
+                   document already stored.",
+    request_body(
+        description = "The document: multipart field `file`, or the raw body.",
+        content(
+            (crate::openapi::UploadForm = "multipart/form-data"),
+            (crate::openapi::Binary = "application/octet-stream"),
+            (crate::openapi::Binary = "application/pdf"),
+            (crate::openapi::Binary = "application/xml"),
+            (String = "text/plain"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored.", body = DocumentMeta),
+        (status = 200, description = "These bytes were stored before: that document.", body = DocumentMeta),
+        (status = 400, description = "Empty, or a malformed multipart body (`empty_document`, `empty`, \
+            `malformed_multipart`, `missing_file`, `unreadable_body`, `invalid_idempotency_key`).", body = ErrorBody),
+        (status = 413, description = "Larger than the server's upload limit (`payload_too_large`).", body = ErrorBody),
+        (status = 415, description = "Not a kind NOVA takes (`unsupported_document`).", body = ErrorBody),
+        (status = 422, description = "Recognised but unreadable, such as a corrupt PDF.", body = ErrorBody),
+    )
+)]
 async fn upload(
     State(app): State<AppState>,
     Tenant(tenant): Tenant,
@@ -66,15 +94,33 @@ async fn upload(
     Ok((created_or_ok(created), Json(doc)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Items per page, 1 to 200; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the page before.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-fA-F]{32}$")]
     cursor: Option<String>,
 }
 
 /// `GET /v1/documents?limit=&cursor=`: documents newest first, a page at a time; `next_cursor` asks for the
 /// next page.
+#[utoipa::path(
+    get,
+    path = "/v1/documents",
+    tag = "documents",
+    summary = "List documents",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page, newest first.", body = PageBody<DocumentMeta>),
+        (status = 400, description = "An unknown or malformed parameter (`invalid_query`).", body = ErrorBody),
+        (status = 422, description = "A bad `limit` or `cursor` (`invalid_limit`, `invalid_cursor`).",
+            body = ErrorBody),
+    )
+)]
 async fn list(
     Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -86,12 +132,40 @@ async fn list(
     Ok(Json(PageBody::new(page, DocumentId::PREFIX, |doc| doc.id.to_string())))
 }
 
-async fn show(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<DocumentMeta>, ApiError> {
+/// `GET /v1/documents/{id}`: a document's metadata.
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}",
+    tag = "documents",
+    summary = "Show a document",
+    params(("id" = DocumentId, Path, description = "The document's id.")),
+    responses(
+        (status = 200, description = "The document.", body = DocumentMeta),
+        (status = 404, description = "No such document of this tenant (`document_not_found`).", body = ErrorBody),
+    )
+)]
+async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<DocumentMeta>, ApiError> {
     let id: DocumentId = parse_id(&id, "document")?;
     tenant.get_document(id).await?.map(Json).ok_or_else(|| not_found("document", &id.to_string()))
 }
 
-async fn content(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// `GET /v1/documents/{id}/content`: the bytes as uploaded.
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}/content",
+    tag = "documents",
+    summary = "Download a document's bytes",
+    params(("id" = DocumentId, Path, description = "The document's id.")),
+    responses(
+        (status = 200, description = "The bytes, with the content type of the document's kind.", content(
+            (crate::openapi::Binary = "application/pdf"),
+            (crate::openapi::Binary = "application/xml"),
+            (String = "text/plain"),
+        )),
+        (status = 404, description = "No such document of this tenant (`document_not_found`).", body = ErrorBody),
+    )
+)]
+async fn content(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Response, ApiError> {
     let id: DocumentId = parse_id(&id, "document")?;
     let (meta, bytes) = tenant.document_content(id).await?.ok_or_else(|| not_found("document", &id.to_string()))?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, meta.content_type)], bytes).into_response())

@@ -11,7 +11,7 @@ use nova_sandbox::Sandbox;
 use serde_json::Value;
 
 use crate::auth::Tenant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::AppState;
 
@@ -22,6 +22,23 @@ pub fn router() -> Router<AppState> {
 /// The longest synchronous execution: longer work belongs in a `code.run` job.
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions",
+    tag = "executions",
+    summary = "Run a program in the sandbox",
+    description = "Runs a short program (at most 60 s) and answers with its outcome once it ends; longer work \
+                   belongs in a `code.run` job.",
+    request_body(content = crate::openapi::ProgramSpecSchema, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The program ran (whatever its own exit).",
+            body = crate::openapi::ExecutionOutcomeSchema),
+        (status = 400, description = "The body is not JSON (`malformed_json`, `unreadable_body`).", body = ErrorBody),
+        (status = 415, description = "Not sent as JSON (`expected_json`).", body = ErrorBody),
+        (status = 422, description = "A bad spec (`invalid_request`, `unsupported_language`).", body = ErrorBody),
+        (status = 503, description = "This server has no sandbox (`sandbox_unavailable`).", body = ErrorBody),
+    )
+)]
 async fn create(
     State(app): State<AppState>,
     Tenant(tenant): Tenant,
@@ -52,5 +69,6 @@ async fn create(
     if let Err(e) = app.store.record_usage(tenant.id(), "execution", chrono::Utc::now(), used).await {
         tracing::warn!(error = %nova_core::error_chain(&e), "recording an execution's usage failed");
     }
+    crate::metrics::record_sandbox_run(&outcome);
     Ok(Json(outcome_json(&outcome)))
 }

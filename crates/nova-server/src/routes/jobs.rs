@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, Workflow};
 use nova_store::{
     Canceled, JobFilter, JobWebhook, NewJob, StoreError, DEFAULT_EVENT_TYPES, EVENT_TYPES, MAX_EVENTS_PER_READ,
@@ -16,9 +16,9 @@ use nova_store::{
 use serde::Deserialize;
 
 use super::pages::{self, PageBody};
-use super::{job_stream, not_found, parse_id, StreamsEnd};
+use super::{job_stream, not_found, parse_id, IdPath, StreamsEnd};
 use crate::auth::Tenant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::webhooks::{self, AllowList};
 use crate::AppState;
@@ -32,32 +32,41 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}/events", get(events))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateJob {
+    #[schema(value_type = Workflow)]
     workflow: String,
+    /// The workflow's input: `{"document_id": "doc_...", "strategy": "auto"}` for `invoice.extract`,
+    /// `{"sleep_ms": N}` (or nothing) for `noop`, a program (see `ProgramSpec`) for `code.run`.
     #[serde(default)]
+    #[schema(required = false)]
     input: serde_json::Value,
     /// Higher runs first, from -1000 to 1000; default 0.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     priority: i64,
     /// Not before this time (RFC 3339); default now.
     run_at: Option<DateTime<Utc>>,
     /// The hard deadline of one attempt, in seconds, at most a day; default 900.
+    #[schema(minimum = 1, maximum = 86400)]
     timeout_seconds: Option<u64>,
     /// Attempts before the job fails, 1 to 20; default from the server's configuration.
+    #[schema(minimum = 1, maximum = 20)]
     max_attempts: Option<u32>,
     /// The longest the job may wait for a worker after `run_at`, in seconds (at most 30 days); not started
     /// by then, it fails with `queue_timeout`. Default: no limit.
+    #[schema(minimum = 1, maximum = 2592000)]
     queue_timeout_seconds: Option<u64>,
     /// Where the job's events are sent, signed (Standard Webhooks); see `webhooks`.
     webhook: Option<WebhookRequest>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookRequest {
     /// An http or https URL; a non-public address only when the server's allow-list names it.
+    #[schema(max_length = 2048)]
     url: String,
     /// Event types (`job.succeeded`, ...); default the job's end: succeeded, failed, canceled.
     events: Option<Vec<String>>,
@@ -68,6 +77,28 @@ const MAX_QUEUE_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/jobs`: validates the workflow and its input, then queues the job (`202`).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    summary = "Submit a job",
+    description = "Checks the workflow and its input, then queues the job. With an `Idempotency-Key`, a retry \
+                   answers with the job first made.",
+    request_body = CreateJob,
+    responses(
+        (status = 202, description = "Queued (or, replayed, the job the key made).", body = Job),
+        (status = 400, description = "The body is not JSON, or a bad `Idempotency-Key` (`malformed_json`, \
+            `unreadable_body`, `invalid_idempotency_key`).", body = ErrorBody),
+        (status = 409, description = "The `Idempotency-Key` made a job with another workflow or input \
+            (`idempotency_conflict`).", body = ErrorBody),
+        (status = 415, description = "Not sent as JSON (`expected_json`).", body = ErrorBody),
+        (status = 422, description = "A bad field, workflow or input (`invalid_request`, `unknown_workflow`, \
+            `invalid_input`, `document_not_found`, `unsupported_language`, `invalid_webhook_url`, \
+            `invalid_webhook_events`).", body = ErrorBody),
+        (status = 429, description = "The tenant's unfinished jobs are at its limit (`too_many_jobs`), or the \
+            key's request rate is spent (`rate_limited`).", body = ErrorBody),
+    )
+)]
 async fn create(
     State(app): State<AppState>,
     Tenant(tenant): Tenant,
@@ -89,6 +120,15 @@ async fn create(
     if let Some(wait) = body.queue_timeout_seconds {
         if !(1..=MAX_QUEUE_TIMEOUT_SECONDS).contains(&wait) {
             return Err(invalid(format!("queue_timeout_seconds must be between 1 and {MAX_QUEUE_TIMEOUT_SECONDS}")));
+        }
+    }
+    if let Some(run_at) = body.run_at {
+        // Times travel as RFC 3339, whose years are 0000 to 9999: a job past them would be answered with
+        // times no client can read.
+        let wait = chrono::Duration::seconds(body.queue_timeout_seconds.unwrap_or(0) as i64);
+        let start_by = (run_at.year() >= 0).then(|| run_at.checked_add_signed(wait)).flatten();
+        if start_by.is_none_or(|t| t.year() > 9999) {
+            return Err(invalid("run_at must fall in the years 0000 to 9999, its queue timeout included".into()));
         }
     }
     let idempotency_key = idempotency_key(&headers)?;
@@ -146,6 +186,7 @@ async fn create(
         queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
         idempotency_key,
         webhook,
+        request_id: crate::request_id::of(&headers),
         ..NewJob::new(workflow, body.input)
     };
     let enqueued = tenant.enqueue(new).await.map_err(|e| match e {
@@ -203,17 +244,39 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
+    /// Only jobs of this workflow.
+    #[param(value_type = Option<Workflow>)]
     workflow: Option<String>,
+    /// Items per page, 1 to 200; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the page before.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-fA-F]{32}$")]
     cursor: Option<String>,
 }
 
 /// `GET /v1/jobs?status=&workflow=&limit=&cursor=`: jobs newest first, a page at a time; `next_cursor`
 /// asks for the next page. An empty parameter is no filter.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    summary = "List jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page, newest first.", body = PageBody<Job>),
+        (status = 400, description = "An unknown or malformed parameter (`invalid_query`).", body = ErrorBody),
+        (status = 422, description = "A bad filter, `limit` or `cursor` (`invalid_status`, `unknown_workflow`, \
+            `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
+    )
+)]
 async fn list(
     Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -235,23 +298,52 @@ async fn list(
     Ok(Json(PageBody::new(page, JobId::PREFIX, |job| job.id.to_string())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Only events with a sequence number above this.
     #[serde(default)]
+    #[param(required = false)]
     after: u64,
+    /// Events at most on the page (JSON only), up to the server's cap; default 100.
     limit: Option<u32>,
 }
 
 /// `GET /v1/jobs/{id}/events?after=N&limit=M`: the job's durable event log, oldest first. Poll with
 /// `after` set to the last `seq` seen; `finished` says the log is complete. With `Accept: text/event-stream`,
 /// the log as a live stream instead (see `job_stream`).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    summary = "Read or follow a job's events",
+    description = "The job's durable event log, oldest first: as a JSON page (poll with `after` set to \
+                   `next_after`), or, with `Accept: text/event-stream`, as Server-Sent Events that follow the job \
+                   live (`id` the event's `seq`, `event` its kind, `data` the event as JSON) and end after its \
+                   final event. A stream resumes after `Last-Event-ID`.",
+    params(
+        ("id" = JobId, Path, description = "The job's id."),
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Streams only: the `id` of the last event \
+            seen; the stream resumes after it.", pattern = "^[0-9]*$"),
+    ),
+    responses(
+        (status = 200, description = "The events.", content(
+            (crate::openapi::EventsPage = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 204, description = "Streams only: the job has finished and no event follows the resume point."),
+        (status = 400, description = "A malformed parameter (`invalid_query`, `invalid_last_event_id`).",
+            body = ErrorBody),
+        (status = 404, description = "No such job of this tenant (`job_not_found`).", body = ErrorBody),
+    )
+)]
 async fn events(
     State(app): State<AppState>,
     Tenant(tenant): Tenant,
     Extension(StreamsEnd(streams_end)): Extension<StreamsEnd>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -271,7 +363,19 @@ async fn events(
 /// `POST /v1/jobs/{id}/cancel`: a job that has not started never will; a running one is stopped by its
 /// worker at the next heartbeat (`cancel_requested_at` is set meanwhile). Canceling a canceled job is a
 /// no-op; canceling a succeeded or failed one is `409`.
-async fn cancel(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    summary = "Cancel a job",
+    params(("id" = JobId, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "Canceled, or asked of its worker (`cancel_requested_at`).", body = Job),
+        (status = 404, description = "No such job of this tenant (`job_not_found`).", body = ErrorBody),
+        (status = 409, description = "The job already succeeded or failed (`job_finished`).", body = ErrorBody),
+    )
+)]
+async fn cancel(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Job>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
     match tenant.cancel(id).await? {
         None => Err(not_found("job", &id.to_string())),
@@ -284,13 +388,39 @@ async fn cancel(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<J
     }
 }
 
-async fn show(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+/// `GET /v1/jobs/{id}`: where the job stands.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    summary = "Show a job",
+    params(("id" = JobId, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job.", body = Job),
+        (status = 404, description = "No such job of this tenant (`job_not_found`).", body = ErrorBody),
+    )
+)]
+async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Job>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
     tenant.get_job(id).await?.map(Json).ok_or_else(|| not_found("job", &id.to_string()))
 }
 
 /// `GET /v1/jobs/{id}/result`: the job's output once it succeeded; `409` before that.
-async fn result(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    tag = "jobs",
+    summary = "Read a job's result",
+    params(("id" = JobId, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The workflow's output: the invoice for `invoice.extract`, the outcome \
+            (see `ExecutionOutcome`) for `code.run`.", body = serde_json::Value),
+        (status = 404, description = "No such job of this tenant (`job_not_found`).", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (`job_not_finished`, `job_failed`, \
+            `job_canceled`).", body = ErrorBody),
+    )
+)]
+async fn result(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<serde_json::Value>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
     let job = tenant.get_job(id).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
     match job.status {

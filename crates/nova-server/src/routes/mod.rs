@@ -1,15 +1,17 @@
 //! The routes, one module per resource.
 
-mod documents;
-mod executions;
-mod health;
+pub(crate) mod documents;
+pub(crate) mod executions;
+pub(crate) mod health;
 mod job_stream;
-mod jobs;
+pub(crate) mod jobs;
 mod pages;
-mod programs;
-mod usage;
-mod webhooks;
+pub(crate) mod programs;
+pub(crate) mod usage;
+pub(crate) mod webhooks;
 
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::{Extension, Router};
@@ -38,19 +40,39 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(health::router())
+        .merge(crate::metrics::router(&state))
+        .merge(crate::openapi::router())
         .nest("/v1", v1)
         .fallback(|| async {
             ApiError::NotFound { code: "route_not_found", message: "no such route; the API lives under /v1".into() }
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(StreamsEnd(streams_end)))
-        .layer(TraceLayer::new_for_http())
+        // After routing (so the route template is known): metrics, then the request's span, inside its id.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(TraceLayer::new_for_http().make_span_with(crate::request_id::make_span))
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
         .with_state(state)
 }
 
 /// Parses a path id, answering 404 for a malformed one just as for an unknown one (ids are opaque).
 fn parse_id<T: std::str::FromStr>(text: &str, what: &'static str) -> Result<T, ApiError> {
     text.parse().map_err(|_| not_found(what, text))
+}
+
+/// A path's `{id}` as text. It never rejects a request: an id whose percent-decoding is not UTF-8 is
+/// `(not UTF-8)`, so that it answers the API's `404` like any malformed id rather than axum's plain-text `400`.
+struct IdPath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(IdPath(id)),
+            Err(_) => Ok(IdPath("(not UTF-8)".into())),
+        }
+    }
 }
 
 fn not_found(what: &'static str, id: &str) -> ApiError {

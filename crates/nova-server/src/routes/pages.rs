@@ -13,9 +13,11 @@ use crate::error::ApiError;
 pub const DEFAULT_LIMIT: u32 = 50;
 
 /// The answer of a list: one page, newest first, and the cursor of the next page (`null` on the last).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PageBody<T> {
+    /// Newest first.
     data: Vec<T>,
+    /// The `cursor` of the next page; `null` on the last.
     next_cursor: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 //! of that layout need no model call. Listed, shown and deleted here; written only by the workers.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,23 +12,29 @@ use nova_store::StoredProgram;
 use serde::{Deserialize, Serialize};
 
 use super::pages::{self, PageBody};
-use super::parse_id;
+use super::{parse_id, IdPath};
 use crate::auth::Tenant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/programs", get(list)).route("/programs/{id}", get(show).delete(delete))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Items per page, 1 to 200; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the page before.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-fA-F]{32}$")]
     cursor: Option<String>,
 }
 
 /// A program as the API shows it; its code only when it is asked for by id.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Program)]
 struct ProgramBody {
     id: ProgramId,
     kind: String,
@@ -38,12 +44,15 @@ struct ProgramBody {
     labels: String,
     model: Option<String>,
     /// `active`, or `retired` after failing too often in a row.
+    #[schema(value_type = String, pattern = "^(active|retired)$")]
     status: &'static str,
     successes: i64,
     failures: i64,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
+    /// The program's source: only when the program is asked for by id.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     code: Option<String>,
 }
 
@@ -76,6 +85,19 @@ fn program_not_found(id: &str) -> ApiError {
 }
 
 /// `GET /v1/programs?limit=&cursor=`: newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/programs",
+    tag = "programs",
+    summary = "List programs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page, newest first, without code.", body = PageBody<ProgramBody>),
+        (status = 400, description = "A malformed parameter (`invalid_query`).", body = ErrorBody),
+        (status = 422, description = "A bad `limit` or `cursor` (`invalid_limit`, `invalid_cursor`).",
+            body = ErrorBody),
+    )
+)]
 async fn list(
     axum::extract::State(app): axum::extract::State<AppState>,
     Tenant(tenant): Tenant,
@@ -93,10 +115,21 @@ async fn list(
 }
 
 /// `GET /v1/programs/{id}`: one program with its code.
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}",
+    tag = "programs",
+    summary = "Show a program",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 200, description = "The program, with its code.", body = ProgramBody),
+        (status = 404, description = "No such program of this tenant (`program_not_found`).", body = ErrorBody),
+    )
+)]
 async fn show(
     axum::extract::State(app): axum::extract::State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<ProgramBody>, ApiError> {
     let parsed: ProgramId = parse_id(&id, "program").map_err(|_| program_not_found(&id))?;
     match app.store.get_program(parsed).await? {
@@ -106,10 +139,21 @@ async fn show(
 }
 
 /// `DELETE /v1/programs/{id}`: the next document of its layout asks the model again.
+#[utoipa::path(
+    delete,
+    path = "/v1/programs/{id}",
+    tag = "programs",
+    summary = "Delete a program",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such program of this tenant (`program_not_found`).", body = ErrorBody),
+    )
+)]
 async fn delete(
     axum::extract::State(app): axum::extract::State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     let parsed: ProgramId = parse_id(&id, "program").map_err(|_| program_not_found(&id))?;
     if app.store.delete_program(&scope(tenant.id()), parsed).await? {

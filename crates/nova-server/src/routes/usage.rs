@@ -9,7 +9,7 @@ use nova_store::{UsageDelta, UsageRow};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Tenant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// The longest range one request may ask for, in days.
@@ -21,18 +21,23 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/usage", get(usage))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
     /// The first day (`YYYY-MM-DD`, UTC); default 29 days before `to`.
+    #[param(value_type = Option<String>, format = Date)]
     from: Option<String>,
     /// The last day, included; default today.
+    #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
+    /// Only this workflow's use.
     workflow: Option<String>,
 }
 
 /// The sums of one day and workflow, or of the whole range.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Usage)]
 struct UsageBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     day: Option<NaiveDate>,
@@ -67,7 +72,7 @@ impl UsageBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UsageReport {
     from: NaiveDate,
     to: NaiveDate,
@@ -79,6 +84,18 @@ struct UsageReport {
 
 /// `GET /v1/usage?from=&to=&workflow=`: the tenant's model calls, tokens, cost and sandbox time per day and
 /// workflow, and their total.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    summary = "Read the tenant's usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "Sums per day and workflow over the range, and their total.", body = UsageReport),
+        (status = 400, description = "An unknown or malformed parameter (`invalid_query`).", body = ErrorBody),
+        (status = 422, description = "A bad day or range, at most 366 days (`invalid_range`).", body = ErrorBody),
+    )
+)]
 async fn usage(
     Tenant(tenant): Tenant,
     query: Result<Query<UsageQuery>, QueryRejection>,

@@ -1,7 +1,7 @@
 //! Webhooks: the tenant's signing secret, and its messages (listed, shown, resent).
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -10,9 +10,9 @@ use nova_store::{Delivery, DeliveryStatus, Page, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::pages::{self, PageBody};
-use super::parse_id;
+use super::{parse_id, IdPath};
 use crate::auth::Tenant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::webhooks::new_secret;
 use crate::AppState;
 
@@ -25,15 +25,19 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A webhook message as the API shows it (its payload is what was sent; the tenant is the caller).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Delivery)]
 struct DeliveryBody {
+    #[schema(value_type = MessageId)]
     id: String,
+    #[schema(value_type = JobId)]
     job_id: String,
     /// The number of the job's event this message carries.
     seq: u64,
     event_type: String,
     url: String,
     /// `pending` (being retried), `delivered` (a 2xx answer) or `dead` (retried through its window).
+    #[schema(value_type = String, pattern = "^(pending|delivered|dead)$")]
     status: &'static str,
     /// Attempts made since the message was made or last resent.
     attempts: u32,
@@ -66,32 +70,59 @@ impl From<Delivery> for DeliveryBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookSecret)]
 struct SecretBody {
     /// `whsec_` and the base64 of the key: verify `webhook-signature` with it (any Standard Webhooks library).
     secret: String,
 }
 
 /// `GET /v1/webhooks/secret`: the key that signs this tenant's webhooks, made on first request.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/secret",
+    tag = "webhooks",
+    summary = "Read the webhook signing secret",
+    responses((status = 200, description = "The tenant's signing secret, made on the first request.",
+        body = SecretBody))
+)]
 async fn secret(Tenant(tenant): Tenant) -> Result<Json<SecretBody>, ApiError> {
     Ok(Json(SecretBody { secret: tenant.webhook_secret(new_secret).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Only messages in this state: `pending`, `delivered` or `dead`.
+    #[param(value_type = Option<String>, pattern = "^(pending|delivered|dead)?$")]
     status: Option<String>,
     /// Only messages of this job.
+    #[param(value_type = Option<JobId>)]
     job_id: Option<String>,
     /// Items per page, 1 to 200; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next_cursor` of the page before.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-fA-F]{32}$")]
     cursor: Option<String>,
 }
 
 /// `GET /v1/webhooks/deliveries?status=pending|delivered|dead&job_id=&limit=&cursor=`: messages newest
 /// first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/deliveries",
+    tag = "webhooks",
+    summary = "List webhook messages",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page, newest first.", body = PageBody<DeliveryBody>),
+        (status = 400, description = "An unknown or malformed parameter (`invalid_query`).", body = ErrorBody),
+        (status = 422, description = "A bad filter, `limit` or `cursor` (`invalid_status`, `invalid_job_id`, \
+            `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
+    )
+)]
 async fn list(
     Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -122,14 +153,37 @@ async fn list(
 }
 
 /// `GET /v1/webhooks/deliveries/{id}`: one message: where it stands, its attempts, the last error.
-async fn show(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<DeliveryBody>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/deliveries/{id}",
+    tag = "webhooks",
+    summary = "Show a webhook message",
+    params(("id" = MessageId, Path, description = "The message's id (its `webhook-id`).")),
+    responses(
+        (status = 200, description = "The message.", body = DeliveryBody),
+        (status = 404, description = "No such message of this tenant (`delivery_not_found`).", body = ErrorBody),
+    )
+)]
+async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<DeliveryBody>, ApiError> {
     let message: MessageId = parse_id(&id, "webhook message")?;
     tenant.delivery(message).await?.map(|d| Json(d.into())).ok_or_else(|| super::not_found("webhook message", &id))
 }
 
 /// `POST /v1/webhooks/deliveries/{id}/resend`: sends a delivered or dead message again, from now, with a
 /// fresh retry window; `409 delivery_pending` while it is still being retried.
-async fn resend(Tenant(tenant): Tenant, Path(id): Path<String>) -> Result<Json<DeliveryBody>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/deliveries/{id}/resend",
+    tag = "webhooks",
+    summary = "Resend a webhook message",
+    params(("id" = MessageId, Path, description = "The message's id (its `webhook-id`).")),
+    responses(
+        (status = 200, description = "Queued to be sent again.", body = DeliveryBody),
+        (status = 404, description = "No such message of this tenant (`delivery_not_found`).", body = ErrorBody),
+        (status = 409, description = "The message is still being retried (`delivery_pending`).", body = ErrorBody),
+    )
+)]
+async fn resend(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<DeliveryBody>, ApiError> {
     let message: MessageId = parse_id(&id, "webhook message")?;
     match tenant.resend_delivery(message).await {
         Ok(Some(delivery)) => Ok(Json(delivery.into())),

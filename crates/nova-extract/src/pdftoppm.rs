@@ -1,0 +1,189 @@
+//! Poppler's `pdftoppm` as the page renderer, run as a confined subprocess: with [`crate::tesseract`], the
+//! part of `nova-extract` that does I/O, used only by callers that pass it to
+//! [`crate::extract_with_engines`].
+//!
+//! The PDF goes in on standard input and the page comes out on standard output (grey PGM), so nothing is
+//! written to disk. The process runs under `prlimit` (util-linux) with an address-space limit, a CPU-time
+//! limit and a file-size limit of zero (it can write no file), is killed past its wall-clock time limit, and
+//! its output is read up to the pixels asked for. It renders one page, at the resolution and within the
+//! pixel bounds the request sets (`-W`/`-H` crop the page, so a page larger than its `MediaBox` said cannot
+//! allocate more).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::raster::GrayImage;
+use crate::render::{parse_pgm, PageRenderer, RenderRequest};
+use crate::ExtractError;
+
+/// Time one page may take by default. An invoice page renders in well under a second.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The address space the renderer may map by default: poppler and its libraries take about 100 MiB of it,
+/// a page of [`crate::render::MAX_RENDER_PIXELS`] 16 MiB more per buffer.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1024 * 1024 * 1024;
+/// The most of pdftoppm's diagnostics kept for an error message.
+const MAX_STDERR_BYTES: u64 = 16 * 1024;
+/// Room for the PGM header beyond the samples.
+const PGM_HEADER_BYTES: u64 = 64;
+/// Exit status of `prlimit` when it cannot find the program it should run.
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// How to run pdftoppm.
+#[derive(Debug, Clone)]
+pub struct Pdftoppm {
+    binary: PathBuf,
+    prlimit: PathBuf,
+    timeout: Duration,
+    memory_limit: u64,
+}
+
+impl Pdftoppm {
+    /// Runs `binary` (a path, or a name looked up in `PATH`) with the default limits.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            prlimit: PathBuf::from("prlimit"),
+            timeout: DEFAULT_TIMEOUT,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+
+    /// Configured from the environment: `NOVA_PDFTOPPM` (the binary, default `pdftoppm` from `PATH`) and
+    /// `NOVA_RENDER_TIMEOUT_SECS` (per page, default 20).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut renderer = Self::new(var("NOVA_PDFTOPPM").unwrap_or_else(|| "pdftoppm".to_string()));
+        if let Some(secs) = var("NOVA_RENDER_TIMEOUT_SECS").and_then(|s| s.trim().parse::<u64>().ok()) {
+            renderer.timeout = Duration::from_secs(secs.max(1));
+        }
+        renderer
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The address space the renderer may map, in bytes; an allocation past it fails inside pdftoppm.
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// `prlimit` from elsewhere than `PATH` (util-linux ships it on every Debian system).
+    pub fn with_prlimit(mut self, prlimit: impl Into<PathBuf>) -> Self {
+        self.prlimit = prlimit.into();
+        self
+    }
+
+    fn command(&self, request: &RenderRequest<'_>) -> Command {
+        // CPU time is the wall-clock limit rounded up: a spinning renderer is stopped even if the kill below
+        // were never reached.
+        let cpu_secs = self.timeout.as_secs() + 1;
+        let mut command = Command::new(&self.prlimit);
+        command
+            .arg(format!("--as={}", self.memory_limit))
+            .arg(format!("--cpu={cpu_secs}"))
+            .args(["--fsize=0", "--core=0", "--"])
+            .arg(&self.binary)
+            .args(["-q", "-gray", "-singlefile", "-x", "0", "-y", "0"])
+            .args(["-r", &request.dpi.to_string()])
+            .args(["-f", &request.page.to_string(), "-l", &request.page.to_string()])
+            .args(["-W", &request.max_width.to_string(), "-H", &request.max_height.to_string()])
+            .arg("-")
+            // Nothing of the caller's environment but the search path; poppler needs no configuration.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, request: &RenderRequest<'_>) -> Result<Vec<u8>, ExtractError> {
+        let mut child = self.command(request).spawn().map_err(|e| ExtractError::RendererUnavailable {
+            reason: format!(
+                "cannot run {}: {e} (install util-linux, which confines the renderer)",
+                self.prlimit.display()
+            ),
+        })?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed("pdftoppm's pipes could not be opened".into()));
+        };
+        let input = request.pdf.to_vec();
+        // Writing and reading happen at once, or a full pipe would block both sides.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let errors = std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut text = String::new();
+            let _ = (&mut stderr).take(MAX_STDERR_BYTES).read_to_string(&mut text);
+            // The rest is drained, or a chatty renderer would block on a full pipe.
+            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+            text
+        });
+        let cap = u64::from(request.max_width) * u64::from(request.max_height) + PGM_HEADER_BYTES;
+        let (done, output) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut pgm = Vec::new();
+            let result = stdout.take(cap + 1).read_to_end(&mut pgm).map(|_| pgm);
+            let _ = done.send(result);
+        });
+
+        let read = match output.recv_timeout(self.timeout) {
+            Ok(Ok(pgm)) if pgm.len() as u64 <= cap => Ok(pgm),
+            Ok(Ok(_)) => Err(failed(format!("pdftoppm wrote more than the {cap} bytes of the page asked for"))),
+            Ok(Err(e)) => Err(failed(format!("reading pdftoppm's output: {e}"))),
+            Err(_) => {
+                Err(failed(format!("pdftoppm took longer than {} s on page {}", self.timeout.as_secs(), request.page)))
+            }
+        };
+        if read.is_err() {
+            // Past its time or its output cap: the process is stopped, which also ends the threads' pipes.
+            let _ = child.kill();
+        }
+        let status = child.wait();
+        // A renderer that stops reading early (a broken PDF) breaks the pipe: not an error of its own.
+        let _ = writer.join();
+        let diagnostics = errors.join().unwrap_or_default();
+        let pgm = read?;
+        let status = status.map_err(|e| failed(format!("waiting for pdftoppm: {e}")))?;
+        let diagnostics = diagnostics.trim();
+        if status.code() == Some(EXIT_NOT_FOUND) && diagnostics.contains("failed to execute") {
+            return Err(ExtractError::RendererUnavailable {
+                reason: format!(
+                    "cannot run {}: {diagnostics} (install poppler-utils, or set NOVA_PDFTOPPM)",
+                    self.binary.display()
+                ),
+            });
+        }
+        if !status.success() {
+            use std::os::unix::process::ExitStatusExt;
+            let why = match status.signal() {
+                // RLIMIT_CPU sends SIGXCPU, then SIGKILL.
+                Some(24 | 9) => format!("pdftoppm was stopped past its limits ({status})"),
+                _ => format!("pdftoppm exited with {status}"),
+            };
+            let detail = if diagnostics.is_empty() { String::new() } else { format!(": {diagnostics}") };
+            return Err(failed(format!("{why} on page {}{detail}", request.page)));
+        }
+        Ok(pgm)
+    }
+}
+
+impl PageRenderer for Pdftoppm {
+    fn render(&self, request: &RenderRequest<'_>) -> Result<GrayImage, ExtractError> {
+        self.run(request).and_then(|pgm| parse_pgm(&pgm, request))
+    }
+}
+
+fn failed(reason: String) -> ExtractError {
+    ExtractError::RenderFailed { reason }
+}

@@ -1,0 +1,427 @@
+//! The API's OpenAPI 3.1 document (`GET /openapi.json`) and a page that renders it (`GET /docs`).
+//!
+//! Paths come from the handlers' `#[utoipa::path]` annotations and schemas from the types they send, so
+//! the document changes with the code. What every `/v1` operation shares is added once here, by
+//! [`V1Conventions`]: the bearer key, the answers of the layers in front of the handlers (`401`/`403` from
+//! `auth`, `429` from `ratelimit`, `500`), and on `POST` the `Idempotency-Key` header with its answers.
+//! Answers that handlers build as JSON values (health, event pages, sandbox outcomes) are described by the
+//! schema-only types below; the schemathesis suite (`crates/nova-cli/tests/schemathesis.rs`) checks every
+//! answer of a live server against the document.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use nova_core::JobEvent;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use crate::error::ErrorBody;
+use crate::routes::{documents, executions, health, jobs, programs, usage, webhooks};
+use crate::AppState;
+
+/// The document: every route the router serves, `/v1` paths as served (no `servers`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "NOVA",
+        description = "Upload documents, queue jobs (invoice extraction, sandboxed code), read their results. \
+                       Every `/v1` request needs `Authorization: Bearer nova_...` once an API key exists; before \
+                       that, only loopback clients are answered. Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        openapi_json,
+        docs,
+        documents::upload,
+        documents::list,
+        documents::show,
+        documents::content,
+        jobs::create,
+        jobs::list,
+        jobs::show,
+        jobs::result,
+        jobs::cancel,
+        jobs::events,
+        executions::create,
+        programs::list,
+        programs::show,
+        programs::delete,
+        webhooks::secret,
+        webhooks::list,
+        webhooks::show,
+        webhooks::resend,
+        usage::usage,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&V1Conventions, &MetricsPath),
+    tags(
+        (name = "meta", description = "Health and this document."),
+        (name = "documents", description = "Uploaded documents, stored once per content."),
+        (name = "jobs", description = "The queue: submit, follow, read results, cancel."),
+        (name = "executions", description = "Short programs run synchronously in the sandbox."),
+        (name = "programs", description = "Extraction programs a model wrote, one per document layout."),
+        (name = "webhooks", description = "Signed job events sent to the URL a job names."),
+        (name = "usage", description = "What the tenant's work used: model calls, tokens, cost, sandbox time."),
+    )
+)]
+struct ApiDoc;
+
+/// The document as a value.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `GET /openapi.json` and `GET /docs`, outside `/v1`: no key, like `/healthz`.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json)).route("/docs", get(docs))
+}
+
+/// The document, built once.
+fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object))
+)]
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document_json()).into_response()
+}
+
+/// A page that renders this document (self-contained: it loads nothing but `/openapi.json`).
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "meta",
+    responses((status = 200, description = "An HTML page.", content_type = "text/html", body = String))
+)]
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}
+
+/// `GET /metrics` (`crate::metrics`), written here: its handler lives outside the route modules.
+struct MetricsPath;
+
+impl Modify for MetricsPath {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let text = ContentBuilder::new().schema(Some(String::schema())).build();
+        let operation = utoipa::openapi::path::OperationBuilder::new()
+            .tag("meta")
+            .summary(Some("Prometheus metrics"))
+            .description(Some(
+                "The process's metrics in Prometheus' text format, for loopback peers and for callers with an \
+                 API key (`401`/`403` as for `/v1` otherwise).",
+            ))
+            .operation_id(Some("metrics"))
+            .response("200", ResponseBuilder::new().description("The metrics.").content("text/plain", text))
+            .response("401", Ref::from_response_name("Unauthorized"))
+            .response("403", Ref::from_response_name("LoopbackOnly"))
+            .response("500", Ref::from_response_name("Internal"))
+            .response(
+                "503",
+                ResponseBuilder::new()
+                    .description("This process records its metrics elsewhere (`metrics_unavailable`).")
+                    .content("application/json", error()),
+            )
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .build();
+        doc.paths.paths.insert("/metrics".into(), utoipa::openapi::PathItem::new(HttpMethod::Get, operation));
+    }
+}
+
+/// What every `/v1` operation shares, added to each: the bearer key and the layers' answers.
+struct V1Conventions;
+
+/// A header of a shared answer: its name and what it says.
+type HeaderDoc = Option<(&'static str, &'static str)>;
+
+/// The reusable answers of the layers, by component name: status, description, extra header.
+const LAYER_RESPONSES: [(&str, &str, &str, HeaderDoc); 4] = [
+    (
+        "401",
+        "Unauthorized",
+        "No API key, a malformed `Authorization` header, or a key that is unknown or revoked \
+         (`missing_api_key`, `invalid_authorization`, `invalid_api_key`).",
+        Some(("WWW-Authenticate", "`Bearer realm=\"nova\"`, with `error=\"invalid_token\"` for a bad key.")),
+    ),
+    (
+        "403",
+        "LoopbackOnly",
+        "This server has no API key yet and answers loopback clients only (`loopback_only`).",
+        None,
+    ),
+    (
+        "429",
+        "RateLimited",
+        "The key's request rate is spent (`rate_limited`), or a quota of the tenant is used up.",
+        Some(("Retry-After", "Whole seconds to wait, at least 1 (for `rate_limited`).")),
+    ),
+    ("500", "Internal", "An internal failure; the details are in the server's log (`internal`).", None),
+];
+
+/// The answers of the `Idempotency-Key` layer on `POST`.
+const IDEMPOTENCY_RESPONSES: [(&str, &str, &str); 3] = [
+    ("400", "BadRequest", "A malformed request (`invalid_idempotency_key`, and the operation's own)."),
+    (
+        "409",
+        "Conflict",
+        "The `Idempotency-Key` was used for another request (`idempotency_key_reused`) or its first request \
+         still runs (`idempotency_request_in_flight`), or the operation's own conflict.",
+    ),
+    ("413", "PayloadTooLarge", "The body is larger than the server's upload limit (`payload_too_large`)."),
+];
+
+impl Modify for V1Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("nova_...")
+                    .description(Some("An API key made by `nova keys create`."))
+                    .build(),
+            ),
+        );
+        for (_, name, description, header) in LAYER_RESPONSES {
+            let mut response = ResponseBuilder::new().description(description).content("application/json", error());
+            if let Some((header, about)) = header {
+                response = response
+                    .header(header, HeaderBuilder::new().schema(String::schema()).description(Some(about)).build());
+            }
+            components.responses.insert(name.to_string(), RefOr::T(response.build()));
+        }
+        for (_, name, description) in IDEMPOTENCY_RESPONSES {
+            let response = ResponseBuilder::new().description(description).content("application/json", error());
+            components.responses.insert(name.to_string(), RefOr::T(response.build()));
+        }
+
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
+                let operation = match method {
+                    HttpMethod::Get => item.get.as_mut(),
+                    HttpMethod::Post => item.post.as_mut(),
+                    HttpMethod::Delete => item.delete.as_mut(),
+                    _ => None,
+                };
+                let Some(operation) = operation else { continue };
+                operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                for (status, name, _, _) in LAYER_RESPONSES {
+                    add_response(operation, status, name);
+                }
+                if method == HttpMethod::Post {
+                    add_idempotency(operation);
+                }
+            }
+        }
+    }
+}
+
+/// The schema of the error body, by reference.
+fn error() -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(Ref::from_schema_name(ErrorBody::name()))).build()
+}
+
+/// Adds the shared answer `name` for `status` unless the operation documents its own.
+fn add_response(operation: &mut Operation, status: &str, name: &str) {
+    operation.responses.responses.entry(status.to_string()).or_insert_with(|| Ref::from_response_name(name).into());
+}
+
+/// The `Idempotency-Key` header and the answers of its layer.
+fn add_idempotency(operation: &mut Operation) {
+    let header = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retried POST safe: the same key with the same request replays the first answer \
+             (`Idempotent-Replayed: true`) for 24 hours. 1 to 255 visible ASCII characters.",
+        ))
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[!-~]+$")),
+        ))
+        .build();
+    operation.parameters.get_or_insert_with(Vec::new).push(header);
+    for (status, name, _) in IDEMPOTENCY_RESPONSES {
+        add_response(operation, status, name);
+    }
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(examples("ok"))]
+    status: String,
+}
+
+/// `GET /readyz` when ready.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Ready {
+    /// `ready`.
+    #[schema(examples("ready"))]
+    status: String,
+    checks: ReadyChecks,
+}
+
+/// Each dependency checked, `ok`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ReadyChecks {
+    database: String,
+    blob_store: String,
+}
+
+/// A page of a job's event log (`GET /v1/jobs/{id}/events` as JSON).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EventsPage {
+    /// Oldest first.
+    events: Vec<JobEvent>,
+    /// The `after` to ask for the next events with: the last `seq` here, or the `after` given.
+    next_after: u64,
+    /// The job's final event is on this page: the log is complete.
+    finished: bool,
+}
+
+/// A program for the sandbox: `POST /v1/executions`, and the input of a `code.run` job.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ProgramSpec)]
+#[allow(dead_code)]
+pub(crate) struct ProgramSpecSchema {
+    /// Only `python` for now; another is `422 unsupported_language`.
+    #[schema(examples("python"))]
+    language: String,
+    /// The program's source, at most 1 MiB.
+    #[schema(examples("print(6 * 7)"))]
+    code: String,
+    /// The program's standard input.
+    #[schema(required = false)]
+    stdin: String,
+    /// Files placed in the work directory before the program starts (at most 8 MiB together).
+    #[schema(required = false)]
+    files: Vec<SpecFileSchema>,
+    #[schema(required = false)]
+    limits: SpecLimitsSchema,
+    /// Egress to public addresses (off by default).
+    #[schema(required = false)]
+    network: bool,
+}
+
+/// A file given to a program.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SpecFile)]
+#[allow(dead_code)]
+pub(crate) struct SpecFileSchema {
+    path: String,
+    content: String,
+}
+
+/// A program's limits; each has a default.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SpecLimits)]
+#[allow(dead_code)]
+pub(crate) struct SpecLimitsSchema {
+    /// Wall-clock deadline (CPU time gets the same), in milliseconds: 1 to 60,000 here, to 600,000 in a
+    /// `code.run` job; default 10,000.
+    #[schema(minimum = 1)]
+    timeout_ms: Option<u64>,
+    /// Memory in MiB, 16 to 1024; default 256.
+    #[schema(minimum = 16, maximum = 1024)]
+    memory_mb: Option<u64>,
+    /// Processes and threads, 1 to 64; default 32.
+    #[schema(minimum = 1, maximum = 64)]
+    processes: Option<u32>,
+}
+
+/// How an execution ended.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ExecutionStatus {
+    Ok,
+    NonzeroExit,
+    Signaled,
+    Timeout,
+    MemoryLimit,
+    OutputLimit,
+    Canceled,
+    SandboxError,
+}
+
+/// What happened to one execution (also the result of a `code.run` job). Output is text, invalid UTF-8
+/// replaced.
+#[derive(ToSchema)]
+#[schema(as = ExecutionOutcome)]
+#[allow(dead_code)]
+pub(crate) struct ExecutionOutcomeSchema {
+    status: ExecutionStatus,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    output_truncated: bool,
+    files: Vec<OutputFileSchema>,
+    files_truncated: bool,
+    wall_ms: u64,
+    cpu_ms: u64,
+    peak_memory_bytes: u64,
+    /// For `sandbox_error`: what failed.
+    error: Option<String>,
+}
+
+/// A file the program left in its work directory.
+#[derive(ToSchema)]
+#[schema(as = OutputFile)]
+#[allow(dead_code)]
+pub(crate) struct OutputFileSchema {
+    path: String,
+    size: u64,
+    content: String,
+}
+
+/// A document upload as a form: the bytes as field `file` (its file name is kept, informational only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UploadForm {
+    file: Binary,
+}
+
+/// Bytes, as sent.
+pub(crate) struct Binary;
+
+impl PartialSchema for Binary {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
