@@ -28,6 +28,7 @@ pub mod ocr;
 mod parse;
 mod pdf;
 pub mod pdftoppm;
+mod piped;
 mod raster;
 pub mod render;
 pub mod template;

@@ -9,23 +9,19 @@
 //! pixel bounds the request sets (`-W`/`-H` crop the page, so a page larger than its `MediaBox` said cannot
 //! allocate more).
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::raster::GrayImage;
 use crate::render::{parse_pgm, PageRenderer, RenderRequest};
-use crate::ExtractError;
+use crate::{piped, ExtractError};
 
 /// Time one page may take by default. An invoice page renders in well under a second.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The address space the renderer may map by default: poppler and its libraries take about 100 MiB of it,
 /// a page of [`crate::render::MAX_RENDER_PIXELS`] 16 MiB more per buffer.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1024 * 1024 * 1024;
-/// The most of pdftoppm's diagnostics kept for an error message.
-const MAX_STDERR_BYTES: u64 = 16 * 1024;
 /// Room for the PGM header beyond the samples.
 const PGM_HEADER_BYTES: u64 = 64;
 /// Exit status of `prlimit` when it cannot find the program it should run.
@@ -105,57 +101,16 @@ impl Pdftoppm {
     }
 
     fn run(&self, request: &RenderRequest<'_>) -> Result<Vec<u8>, ExtractError> {
-        let mut child = self.command(request).spawn().map_err(|e| ExtractError::RendererUnavailable {
+        let child = self.command(request).spawn().map_err(|e| ExtractError::RendererUnavailable {
             reason: format!(
                 "cannot run {}: {e} (install util-linux, which confines the renderer)",
                 self.prlimit.display()
             ),
         })?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed("pdftoppm's pipes could not be opened".into()));
-        };
-        let input = request.pdf.to_vec();
-        // Writing and reading happen at once, or a full pipe would block both sides.
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let errors = std::thread::spawn(move || {
-            let mut stderr = stderr;
-            let mut text = String::new();
-            let _ = (&mut stderr).take(MAX_STDERR_BYTES).read_to_string(&mut text);
-            // The rest is drained, or a chatty renderer would block on a full pipe.
-            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-            text
-        });
         let cap = u64::from(request.max_width) * u64::from(request.max_height) + PGM_HEADER_BYTES;
-        let (done, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut pgm = Vec::new();
-            let result = stdout.take(cap + 1).read_to_end(&mut pgm).map(|_| pgm);
-            let _ = done.send(result);
-        });
-
-        let read = match output.recv_timeout(self.timeout) {
-            Ok(Ok(pgm)) if pgm.len() as u64 <= cap => Ok(pgm),
-            Ok(Ok(_)) => Err(failed(format!("pdftoppm wrote more than the {cap} bytes of the page asked for"))),
-            Ok(Err(e)) => Err(failed(format!("reading pdftoppm's output: {e}"))),
-            Err(_) => {
-                Err(failed(format!("pdftoppm took longer than {} s on page {}", self.timeout.as_secs(), request.page)))
-            }
-        };
-        if read.is_err() {
-            // Past its time or its output cap: the process is stopped, which also ends the threads' pipes.
-            let _ = child.kill();
-        }
-        let status = child.wait();
-        // A renderer that stops reading early (a broken PDF) breaks the pipe: not an error of its own.
-        let _ = writer.join();
-        let diagnostics = errors.join().unwrap_or_default();
-        let pgm = read?;
-        let status = status.map_err(|e| failed(format!("waiting for pdftoppm: {e}")))?;
-        let diagnostics = diagnostics.trim();
+        let finished = piped::run(child, request.pdf.to_vec(), cap, self.timeout)
+            .map_err(|e| failed(format!("{} (page {})", e.describe("pdftoppm", cap, self.timeout), request.page)))?;
+        let (status, diagnostics, pgm) = (finished.status, finished.stderr, finished.stdout);
         if status.code() == Some(EXIT_NOT_FOUND) && diagnostics.contains("failed to execute") {
             return Err(ExtractError::RendererUnavailable {
                 reason: format!(

@@ -6,14 +6,12 @@
 //! output read. Tesseract runs single-threaded (`OMP_THREAD_LIMIT=1`): pages run in parallel across jobs,
 //! and its own threads only contend with them.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::ocr::{parse_tsv, Ocr, OcrPage, OcrWord};
-use crate::ExtractError;
+use crate::{piped, ExtractError};
 
 /// The languages read by default: those whose labels the generic rules know.
 pub const DEFAULT_LANGUAGES: &str = "eng+deu+fra+spa+nld+ita+pol";
@@ -21,8 +19,6 @@ pub const DEFAULT_LANGUAGES: &str = "eng+deu+fra+spa+nld+ita+pol";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most TSV read from one page: a dense page is about 100 KiB.
 const MAX_OUTPUT_BYTES: u64 = 8 * 1024 * 1024;
-/// The most of tesseract's diagnostics kept for an error message.
-const MAX_STDERR_BYTES: u64 = 16 * 1024;
 
 /// How to run tesseract.
 #[derive(Debug, Clone)]
@@ -64,7 +60,7 @@ impl Tesseract {
     }
 
     fn run(&self, page: &OcrPage) -> Result<String, ExtractError> {
-        let mut child = Command::new(&self.binary)
+        let child = Command::new(&self.binary)
             .args(["stdin", "stdout", "-l", &self.languages, "--psm", "3", "--dpi", &page.dpi.to_string(), "tsv"])
             .env("OMP_THREAD_LIMIT", "1")
             .stdin(Stdio::piped())
@@ -77,46 +73,10 @@ impl Tesseract {
                     self.binary.display()
                 ),
             })?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed("tesseract's pipes could not be opened".into()));
-        };
-        let input = page.image.to_pgm();
-        // Writing and reading happen at once, or a full pipe would block both sides.
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.take(MAX_STDERR_BYTES).read_to_string(&mut text);
-            text
-        });
-        let (done, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tsv = Vec::new();
-            let result = stdout.take(MAX_OUTPUT_BYTES + 1).read_to_end(&mut tsv).map(|_| tsv);
-            let _ = done.send(result);
-        });
-
-        let outcome = output.recv_timeout(self.timeout);
-        let read = match outcome {
-            Ok(Ok(tsv)) if tsv.len() as u64 <= MAX_OUTPUT_BYTES => Ok(tsv),
-            Ok(Ok(_)) => Err(failed(format!("tesseract wrote more than {MAX_OUTPUT_BYTES} bytes"))),
-            Ok(Err(e)) => Err(failed(format!("reading tesseract's output: {e}"))),
-            Err(_) => Err(failed(format!("tesseract took longer than {} s", self.timeout.as_secs()))),
-        };
-        if read.is_err() {
-            // Past its time or its output cap: the process is stopped, which also ends the threads' pipes.
-            let _ = child.kill();
-        }
-        let status = child.wait();
-        let _ = writer.join();
-        let diagnostics = errors.join().unwrap_or_default();
-        let tsv = read?;
-        let status = status.map_err(|e| failed(format!("waiting for tesseract: {e}")))?;
+        let finished = piped::run(child, page.image.to_pgm(), MAX_OUTPUT_BYTES, self.timeout)
+            .map_err(|e| failed(e.describe("tesseract", MAX_OUTPUT_BYTES, self.timeout)))?;
+        let (status, diagnostics, tsv) = (finished.status, finished.stderr, finished.stdout);
         if !status.success() {
-            let diagnostics = diagnostics.trim();
             if diagnostics.contains("Failed loading language") || diagnostics.contains("Error opening data file") {
                 return Err(ExtractError::OcrUnavailable {
                     reason: format!("tesseract lacks the language data {:?}: {diagnostics}", self.languages),
