@@ -20,6 +20,14 @@ pub struct UsageDelta {
     pub sandbox_wall_ms: u64,
 }
 
+impl UsageDelta {
+    /// One sandbox run that took `cpu` and `wall` time.
+    pub fn sandbox_run(cpu: std::time::Duration, wall: std::time::Duration) -> Self {
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self { sandbox_runs: 1, sandbox_cpu_ms: millis(cpu), sandbox_wall_ms: millis(wall), ..Self::default() }
+    }
+}
+
 /// One day's sums for one workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {

@@ -94,12 +94,7 @@ pub async fn execute(
             metrics::counter!("nova_sandbox_runs_total", "source" => "job", "outcome" => outcome.status.as_str())
                 .increment(1);
             metrics::histogram!("nova_sandbox_cpu_seconds", "source" => "job").record(outcome.cpu_time.as_secs_f64());
-            let used = UsageDelta {
-                sandbox_runs: 1,
-                sandbox_cpu_ms: millis(outcome.cpu_time),
-                sandbox_wall_ms: millis(outcome.wall_time),
-                ..UsageDelta::default()
-            };
+            let used = UsageDelta::sandbox_run(outcome.cpu_time, outcome.wall_time);
             record_usage(store, tenant, Workflow::CodeRun, used).await;
             if outcome.status == nova_sandbox::Status::SandboxError {
                 let message = outcome.error.unwrap_or_else(|| "the sandbox failed".into());
@@ -208,10 +203,6 @@ fn llm_usage(usage: &nova_llm::Usage) -> UsageDelta {
         sandbox_cpu_ms: usage.sandbox_cpu_ms,
         sandbox_wall_ms: usage.sandbox_wall_ms,
     }
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The `invoice.extract` workflow on bytes in hand: what the queue runs for a stored document, and what

@@ -58,13 +58,7 @@ async fn create(
     let outcome = tokio::task::spawn_blocking(move || sandbox.exec(&request))
         .await
         .map_err(|e| ApiError::internal("running the sandbox", &e))?;
-    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let used = nova_store::UsageDelta {
-        sandbox_runs: 1,
-        sandbox_cpu_ms: millis(outcome.cpu_time),
-        sandbox_wall_ms: millis(outcome.wall_time),
-        ..Default::default()
-    };
+    let used = nova_store::UsageDelta::sandbox_run(outcome.cpu_time, outcome.wall_time);
     // The outcome is the caller's whatever happens to the account of it.
     if let Err(e) = app.store.record_usage(tenant.id(), "execution", chrono::Utc::now(), used).await {
         tracing::warn!(error = %nova_core::error_chain(&e), "recording an execution's usage failed");
