@@ -344,21 +344,22 @@ impl Ai {
     /// The rules' result, or what the model made of the document when the strategy asks for it.
     fn apply(&self, bytes: Vec<u8>, rules: Invoice) -> Result<Invoice, JobError> {
         let Some(model) = &self.model else { return Ok(rules) };
-        let applied = model
-            .runtime
-            .block_on(nova_llm::apply(
-                self.strategy,
-                nova_llm::from_env(),
-                model.sandbox.clone(),
-                &model.store,
-                TenantId::DEFAULT,
-                bytes.into(),
-                rules,
-            ))
-            .map_err(|e| JobError { code: e.code().into(), message: nova_core::error_chain(&e) })?;
-        if let (Some(usage), Ok(mut total)) = (applied.usage, self.usage.lock()) {
+        let mut usage = nova_llm::Usage::default();
+        let applied = model.runtime.block_on(nova_llm::apply(
+            self.strategy,
+            nova_llm::from_env(),
+            model.sandbox.clone(),
+            nova_worker::workflows::engines(),
+            &model.store,
+            TenantId::DEFAULT,
+            bytes.into(),
+            rules,
+            &mut usage,
+        ));
+        if let Ok(mut total) = self.usage.lock() {
             total.add(&usage);
         }
+        let applied = applied.map_err(|e| JobError { code: e.code().into(), message: nova_core::error_chain(&e) })?;
         Ok(applied.invoice)
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{dev_dir, nova};
+use common::{dev_dir, nova, start_serve, KillOnDrop};
 
 fn dev_inputs() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -118,7 +118,7 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn serve_runs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = start_serve(dir.path(), &[]);
+    let (mut child, base) = start_serve(dir.path(), &[], &[]);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -151,31 +151,11 @@ fn serve_runs_and_stops_on_sigterm() {
     assert!(Path::new(&dir.path().join("nova.db")).exists());
 }
 
-/// Starts `nova serve` on a free port over `data_dir`; returns the process and its base URL.
-fn start_serve(data_dir: &Path, extra: &[&str]) -> (KillOnDrop, String) {
-    let mut child = KillOnDrop(
-        nova()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("NOVA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut banner = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let base =
-        banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
-    (child, base)
-}
-
 /// `POST /v1/executions` runs code in the jail and reports each status; bad requests get clear errors.
 #[test]
 fn serve_runs_programs_in_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
-    let (_child, base) = start_serve(dir.path(), &["--workers", "1", "--sandbox-pool", "1"]);
+    let (_child, base) = start_serve(dir.path(), &["--workers", "1", "--sandbox-pool", "1"], &[]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
@@ -246,18 +226,6 @@ fn serve_runs_programs_in_the_sandbox() {
         let (status, err) = submit(serde_json::json!({"language": "cobol", "code": "x"})).await;
         assert_eq!((status, err["error"]["code"].as_str()), (422, Some("unsupported_language")), "{err}");
     });
-}
-
-/// Kills the child if the test ends early, so a failing test leaves no server behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// `nova bench api` end to end, briefly: it starts its own server, loads it and prints every figure. The

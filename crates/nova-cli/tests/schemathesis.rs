@@ -3,15 +3,11 @@
 //! body schema). `scripts/test` installs it; under `CI=true` a missing schemathesis fails the test, elsewhere
 //! it is skipped with a message.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-// Only `nova` of the shared helpers is used here.
-#[allow(dead_code)]
 mod common;
 
-use common::nova;
+use common::start_serve;
 
 /// The version `scripts/test` installs; the CLI's options differ between major versions.
 const SCHEMATHESIS_MAJOR: &str = "4.";
@@ -37,7 +33,7 @@ fn the_live_api_keeps_to_its_openapi_document() {
     let Some(schemathesis) = find_schemathesis() else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (_server, base) = start_serve(&data);
+    let (_server, base) = start_serve(&data, &["--rate-limit", "off", "--workers", "1", "--sandbox-pool", "1"], &[]);
 
     let mut args = vec![
         "run".to_string(),
@@ -101,30 +97,6 @@ fn find_schemathesis() -> Option<String> {
     Some(command)
 }
 
-/// Starts `nova serve` on a free loopback port, without keys (loopback needs none) and without rate limits;
-/// returns the process and its base URL.
-fn start_serve(data_dir: &Path) -> (KillOnDrop, String) {
-    let mut child = KillOnDrop(
-        nova()
-            .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "off", "--workers", "1", "--sandbox-pool", "1"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("NOVA_LOG", "warn")
-            .env_remove("NOVA_DATABASE_URL")
-            .env_remove("NOVA_BLOB_URL")
-            .env_remove("NOVA_REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut banner = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let base =
-        banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
-    (child, base)
-}
-
 /// Whether `POST /v1/executions` runs programs on this host (rather than `503 sandbox_unavailable`).
 fn sandbox_answers(base: &str) -> bool {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -137,16 +109,4 @@ fn sandbox_answers(base: &str) -> bool {
             .unwrap();
         response.status() != 503
     })
-}
-
-/// Kills the server when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }

@@ -18,6 +18,15 @@ pub enum DocumentKind {
 }
 
 impl DocumentKind {
+    /// The snake_case name, as in JSON and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pdf => "pdf",
+            Self::Xml => "xml",
+            Self::Text => "text",
+        }
+    }
+
     /// Recognises a document from its first bytes: `%PDF-` (allowing a little leading junk, as readers do),
     /// an XML prolog or root element, or else valid UTF-8 text without control characters. Anything else
     /// (images, archives, executables) is `None`.

@@ -20,16 +20,23 @@ pub enum Workflow {
     /// Runs a program in the sandbox; input: a program spec (`language`, `code`, `stdin`, `files`, `limits`).
     #[serde(rename = "code.run")]
     CodeRun,
+    /// A free-form task over documents: a model writes a program over their extracted data and text, the
+    /// sandbox runs it, and the files it writes become the job's artifacts; input
+    /// `{"prompt": "...", "document_ids": ["doc_..."]}`.
+    #[serde(rename = "task.run")]
+    TaskRun,
 }
 
 impl Workflow {
-    pub const ALL: &'static [Workflow] = &[Workflow::InvoiceExtract, Workflow::Noop, Workflow::CodeRun];
+    pub const ALL: &'static [Workflow] =
+        &[Workflow::InvoiceExtract, Workflow::Noop, Workflow::CodeRun, Workflow::TaskRun];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Workflow::InvoiceExtract => "invoice.extract",
             Workflow::Noop => "noop",
             Workflow::CodeRun => "code.run",
+            Workflow::TaskRun => "task.run",
         }
     }
 }
@@ -42,7 +49,7 @@ impl fmt::Display for Workflow {
 
 /// A workflow name that NOVA does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workflow `{0}` (known: invoice.extract, code.run, noop)")]
+#[error("unknown workflow `{0}` (known: invoice.extract, task.run, code.run, noop)")]
 pub struct UnknownWorkflow(pub String);
 
 impl FromStr for Workflow {
@@ -79,6 +86,57 @@ pub enum Strategy {
     /// model is configured.
     #[default]
     Auto,
+}
+
+/// The input of a `task.run` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRunInput {
+    /// What to do, in the user's words ("total these invoices per vendor into a CSV").
+    pub prompt: String,
+    /// The documents the task works on, each at most once.
+    #[serde(default)]
+    pub document_ids: Vec<DocumentId>,
+}
+
+impl TaskRunInput {
+    /// Characters of a prompt, at most.
+    pub const MAX_PROMPT_CHARS: usize = 8_000;
+    /// Documents of one task, at most.
+    pub const MAX_DOCUMENTS: usize = 50;
+
+    /// Parses and checks a job input.
+    pub fn parse(input: &serde_json::Value) -> Result<Self, String> {
+        let parsed: Self = serde_json::from_value(input.clone()).map_err(|e| e.to_string())?;
+        if parsed.prompt.trim().is_empty() {
+            return Err("prompt is empty".into());
+        }
+        if parsed.prompt.chars().count() > Self::MAX_PROMPT_CHARS {
+            return Err(format!("prompt must be at most {} characters", Self::MAX_PROMPT_CHARS));
+        }
+        if parsed.document_ids.len() > Self::MAX_DOCUMENTS {
+            return Err(format!("a task takes at most {} documents", Self::MAX_DOCUMENTS));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = parsed.document_ids.iter().find(|id| !seen.insert(**id)) {
+            return Err(format!("document {twice} is named twice"));
+        }
+        Ok(parsed)
+    }
+}
+
+/// A file a job's program wrote (a `task.run`'s CSV, say), downloadable at
+/// `GET /v1/jobs/{id}/artifacts/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Artifact {
+    /// The file's path in the program's output folder, `/`-separated (`totals.csv`, `by_vendor/acme.csv`).
+    pub name: String,
+    /// Guessed from the name's extension; `application/octet-stream` when unknown.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    pub sha256: crate::Sha256Hex,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The input of a `noop` job.

@@ -13,8 +13,8 @@ pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
 pub use job::{
-    Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,
-    UnknownWorkflow, Workflow,
+    Artifact, Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,
+    TaskRunInput, UnknownWorkflow, Workflow,
 };
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.

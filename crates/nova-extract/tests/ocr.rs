@@ -99,6 +99,20 @@ fn a_scan_goes_to_the_engine_and_its_words_to_the_rules() {
 }
 
 #[test]
+fn the_text_of_a_scan_is_what_ocr_reads() {
+    assert_eq!(nova_extract::text(&dev_scan()).unwrap_err().code(), "no_text", "no engine, no text");
+    let engine = FixedWords(Default::default());
+    let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
+    let text = nova_extract::text_with_engines(&dev_scan(), engines).expect("the scan is read");
+    assert!(text.contains("INV-2024-17") && text.contains("1.234,50"), "{text}");
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // A text layer is read as before, with no OCR call.
+    let plain = nova_extract::text_with_engines(b"Invoice 7\nTotal 3.00", engines).unwrap();
+    assert_eq!(plain, "Invoice 7\nTotal 3.00");
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
 fn a_missing_tesseract_is_a_clear_error() {
     let engine = Tesseract::new("/nonexistent/bin/tesseract");
     let err = extract_with(&dev_scan(), Some(&engine)).unwrap_err();

@@ -34,6 +34,8 @@ pub struct LlmConfig {
     pub max_repair_rounds: u32,
     /// Deadline of one run of a model-written program in the sandbox.
     pub program_timeout: Duration,
+    /// Wall-clock and CPU deadline of one run of a `task.run` program (`NOVA_LLM_TASK_TIMEOUT_SECS`).
+    pub task_timeout: Duration,
     /// `auto` asks the model only when the rules' confidence in the core fields is below this.
     pub auto_threshold: f32,
     /// A cached program is retired after this many failures in a row.
@@ -56,6 +58,7 @@ impl LlmConfig {
             max_backoff: Duration::from_secs(30),
             max_repair_rounds: 3,
             program_timeout: Duration::from_secs(5),
+            task_timeout: Duration::from_secs(60),
             auto_threshold: 0.8,
             retire_after_failures: 3,
             prices: PriceTable::default(),
@@ -92,6 +95,9 @@ impl LlmConfig {
         }
         if let Some(v) = get("NOVA_LLM_PROGRAM_TIMEOUT_MS") {
             config.program_timeout = Duration::from_millis(number("NOVA_LLM_PROGRAM_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = get("NOVA_LLM_TASK_TIMEOUT_SECS") {
+            config.task_timeout = Duration::from_secs(number("NOVA_LLM_TASK_TIMEOUT_SECS", &v)?);
         }
         if let Some(v) = get("NOVA_LLM_AUTO_THRESHOLD") {
             config.auto_threshold = number("NOVA_LLM_AUTO_THRESHOLD", &v)?;

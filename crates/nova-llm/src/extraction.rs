@@ -10,7 +10,8 @@
 //! 3. A loop that gives up keeps, of its last parseable output, only what passed the checks; with none, the
 //!    rules' result stands. Nothing unconfirmed is returned.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use nova_core::{Invoice, ProgramId, TenantId};
@@ -21,7 +22,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::client::{ChatClient, LlmError, Message};
-use crate::layout::{Layout, SAME_LAYOUT};
+use crate::layout::{Layout, NO_VAT_KEY, SAME_LAYOUT};
 use crate::program::{code_from_reply, run_in_sandbox, Run};
 use crate::prompt;
 use crate::validate::{check, Checked};
@@ -64,10 +65,24 @@ impl Usage {
         self.sandbox_cpu_ms += other.sandbox_cpu_ms;
     }
 
-    fn add_run(&mut self, run: &Run) {
+    /// Counts one answered chat completion, and prices the tokens so far by `config`'s table.
+    pub(crate) fn add_completion(&mut self, completion: &crate::Completion, config: &crate::LlmConfig) {
+        self.model_calls += 1;
+        self.requests += completion.requests;
+        self.input_tokens += completion.input_tokens;
+        self.output_tokens += completion.output_tokens;
+        self.cost = config.prices.cost(&config.model, self.input_tokens, self.output_tokens);
+    }
+
+    pub(crate) fn add_run(&mut self, run: &Run) {
+        self.add_sandbox(run.wall_time, run.cpu_time);
+    }
+
+    /// Counts one sandbox run that took `wall` and `cpu` time.
+    pub(crate) fn add_sandbox(&mut self, wall: Duration, cpu: Duration) {
         self.sandbox_runs += 1;
-        self.sandbox_wall_ms += duration_ms(run.wall_time);
-        self.sandbox_cpu_ms += duration_ms(run.cpu_time);
+        self.sandbox_wall_ms += duration_ms(wall);
+        self.sandbox_cpu_ms += duration_ms(cpu);
     }
 }
 
@@ -124,9 +139,25 @@ impl LlmExtractor {
 
     /// Extracts the invoice printed in `text`, given what the rules found in it.
     pub async fn extract(&self, text: &str, rules: &Invoice) -> Result<Extraction, LoopError> {
+        self.extract_counting(text, rules, &mut Usage::default()).await
+    }
+
+    /// [`LlmExtractor::extract`], adding to `usage` what each model call and sandbox run used as it happens,
+    /// so that a loop that fails midway (the model unreachable in a later round) is accounted for too.
+    pub async fn extract_counting(
+        &self,
+        text: &str,
+        rules: &Invoice,
+        usage: &mut Usage,
+    ) -> Result<Extraction, LoopError> {
         let layout = Layout::of(text, rules.seller.as_ref().and_then(|s| s.vat_id.as_deref()));
-        let mut usage = Usage::default();
-        if let Some(found) = self.try_stored(text, &layout, &mut usage).await? {
+        // One document of a seller at a time in this process: the next waits for the first's program.
+        let _turn = if layout.key == NO_VAT_KEY {
+            None
+        } else {
+            Some(LayoutTurn::take(format!("{}/{}", self.scope, layout.key)).await)
+        };
+        if let Some(found) = self.try_stored(text, &layout, usage).await? {
             return Ok(found);
         }
         self.ask_model(text, rules, &layout, usage).await
@@ -178,7 +209,7 @@ impl LlmExtractor {
         text: &str,
         rules: &Invoice,
         layout: &Layout,
-        mut usage: Usage,
+        usage: &mut Usage,
     ) -> Result<Extraction, LoopError> {
         let config = self.client.config();
         let mut messages = vec![Message::system(prompt::SYSTEM), Message::user(prompt::first(text, rules))];
@@ -186,11 +217,7 @@ impl LlmExtractor {
         let mut last_failure = String::new();
         for round in 0..=config.max_repair_rounds {
             let completion = self.client.complete(&messages).await?;
-            usage.model_calls += 1;
-            usage.requests += completion.requests;
-            usage.input_tokens += completion.input_tokens;
-            usage.output_tokens += completion.output_tokens;
-            usage.cost = config.prices.cost(&config.model, usage.input_tokens, usage.output_tokens);
+            usage.add_completion(&completion, config);
             let code = code_from_reply(&completion.content);
             let run = self.run(&code, text).await?;
             usage.add_run(&run);
@@ -214,7 +241,7 @@ impl LlmExtractor {
                         invoice: finish(checked.invoice, "llm", &[]),
                         program: Some(stored.id),
                         cached: false,
-                        usage,
+                        usage: usage.clone(),
                     });
                 }
                 Ok(Ok(checked)) => {
@@ -238,7 +265,7 @@ impl LlmExtractor {
                 rules
             }
         };
-        Ok(Extraction { invoice, program: None, cached: false, usage })
+        Ok(Extraction { invoice, program: None, cached: false, usage: usage.clone() })
     }
 
     async fn run(&self, code: &str, text: &str) -> Result<Run, LoopError> {
@@ -247,6 +274,40 @@ impl LlmExtractor {
         tokio::task::spawn_blocking(move || run_in_sandbox(&*sandbox, &code, &text, timeout))
             .await
             .map_err(|_| LoopError::Sandbox)
+    }
+}
+
+/// A turn of one seller's documents through the loop, so that a batch of a new layout costs one model call
+/// rather than one per document running at once: the second waits, then finds the first's stored program.
+/// Sellers without a VAT id are not held up by one another.
+struct LayoutTurn {
+    key: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// The turns being taken or waited for, by scope and layout key.
+static LAYOUT_TURNS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+
+impl LayoutTurn {
+    async fn take(key: String) -> LayoutTurn {
+        let lock = {
+            let mut turns = LAYOUT_TURNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            turns.entry(key.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        LayoutTurn { key, lock, guard: Some(guard) }
+    }
+}
+
+impl Drop for LayoutTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut turns = LAYOUT_TURNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Only the map and this turn hold it: nobody waits, so the entry goes.
+        if Arc::strong_count(&self.lock) == 2 {
+            turns.remove(&self.key);
+        }
     }
 }
 

@@ -14,6 +14,9 @@ pub const SAME_LAYOUT: f64 = 0.6;
 /// Words kept of a document, at most.
 const MAX_WORDS: usize = 1_000;
 
+/// The key of a layout whose seller has no VAT id the rules could read.
+pub const NO_VAT_KEY: &str = "novat";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// The seller's VAT id without separators, upper-case, or `novat`.
@@ -27,7 +30,7 @@ impl Layout {
         let key = seller_vat_id
             .map(|v| v.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase())
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "novat".to_string());
+            .unwrap_or_else(|| NO_VAT_KEY.to_string());
         let labels = text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| w.chars().count() >= 3 && w.chars().all(char::is_alphabetic))

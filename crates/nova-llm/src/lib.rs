@@ -8,6 +8,7 @@
 //! - [`program`]: running a model-written program, only ever in the [`nova_sandbox::Sandbox`].
 //! - [`validate`]: the schema, the EN 16931 arithmetic and the document itself judge every output.
 //! - [`layout`]: the layout fingerprint that finds a stored program for a new document.
+//! - [`task`]: `task.run`, a free-form task over documents whose program's files are the job's artifacts.
 //!
 //! This crate knows no HTTP server; programs are stored through [`nova_store`].
 
@@ -18,6 +19,9 @@ pub mod layout;
 pub mod program;
 pub mod prompt;
 pub mod strategy;
+pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 
 pub use client::{ChatClient, Completion, LlmError, Message};
@@ -25,6 +29,7 @@ pub use config::{ApiKey, ConfigError, LlmConfig, Price, PriceTable};
 pub use extraction::{Extraction, LlmExtractor, LoopError, Usage};
 use nova_core::{Invoice, Strategy};
 pub use strategy::{apply, from_env, Applied, ApplyError};
+pub use task::{TaskDocument, TaskError, TaskOutput, TaskRunner};
 
 pub(crate) use nova_core::error_chain;
 

@@ -69,25 +69,7 @@ pub fn run_in_sandbox(sandbox: &dyn Sandbox, code: &str, text: &str, timeout: Du
 }
 
 fn interpret(outcome: &Outcome, timeout: Duration) -> Result<Value, RunFailure> {
-    let stderr = tail(&String::from_utf8_lossy(&outcome.stderr), STDERR_CHARS);
-    match outcome.status {
-        Status::Ok => {}
-        Status::Timeout => {
-            return Err(RunFailure(format!(
-                "the program did not finish within {} ms; it must not loop or wait",
-                timeout.as_millis()
-            )))
-        }
-        Status::MemoryLimit => return Err(RunFailure("the program ran out of memory".into())),
-        Status::OutputLimit => return Err(RunFailure("the program wrote too much output".into())),
-        Status::SandboxError => {
-            let why = outcome.error.clone().unwrap_or_else(|| "the sandbox failed".into());
-            return Err(RunFailure(format!("sandbox error: {why}")));
-        }
-        Status::NonzeroExit | Status::Signaled | Status::Canceled => {
-            return Err(RunFailure(format!("the program failed ({}):\n{stderr}", outcome.status.as_str())))
-        }
-    }
+    ended_well(outcome, timeout)?;
     let stdout = String::from_utf8_lossy(&outcome.stdout);
     serde_json::from_str(stdout.trim()).map_err(|e| {
         RunFailure(format!(
@@ -97,8 +79,30 @@ fn interpret(outcome: &Outcome, timeout: Duration) -> Result<Value, RunFailure> 
     })
 }
 
+/// Whether a run exited with 0; otherwise what went wrong, in words for the model (with the end of its error
+/// output).
+pub(crate) fn ended_well(outcome: &Outcome, timeout: Duration) -> Result<(), RunFailure> {
+    let stderr = tail(&String::from_utf8_lossy(&outcome.stderr), STDERR_CHARS);
+    match outcome.status {
+        Status::Ok => Ok(()),
+        Status::Timeout => Err(RunFailure(format!(
+            "the program did not finish within {} ms; it must not loop or wait",
+            timeout.as_millis()
+        ))),
+        Status::MemoryLimit => Err(RunFailure("the program ran out of memory".into())),
+        Status::OutputLimit => Err(RunFailure("the program wrote too much output".into())),
+        Status::SandboxError => {
+            let why = outcome.error.clone().unwrap_or_else(|| "the sandbox failed".into());
+            Err(RunFailure(format!("sandbox error: {why}")))
+        }
+        Status::NonzeroExit | Status::Signaled | Status::Canceled => {
+            Err(RunFailure(format!("the program failed ({}):\n{stderr}", outcome.status.as_str())))
+        }
+    }
+}
+
 /// The last `n` characters of `s`.
-fn tail(s: &str, n: usize) -> String {
+pub(crate) fn tail(s: &str, n: usize) -> String {
     let count = s.chars().count();
     s.chars().skip(count.saturating_sub(n)).collect()
 }

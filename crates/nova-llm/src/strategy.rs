@@ -25,8 +25,8 @@ pub fn from_env() -> &'static Result<Option<ChatClient>, String> {
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub invoice: Invoice,
-    /// The AI path's usage, when it ran.
-    pub usage: Option<Usage>,
+    /// Whether the AI path ran (its usage is in the caller's account, see [`apply`]).
+    pub model_ran: bool,
 }
 
 /// Why the strategy could not be carried out.
@@ -64,15 +64,20 @@ impl ApplyError {
 }
 
 /// Follows `strategy` for the document `bytes` whose rules' result is `rules`. With no model configured,
-/// `llm` is refused and `auto` is the rules.
+/// `llm` is refused and `auto` is the rules. The model reads the document's text as the rules did: its text
+/// layer, and what the `engines` read of pages without one (a scan's OCR). What the AI path uses is added to
+/// `usage` as it goes, whether or not it then succeeds.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     strategy: Strategy,
     client: &Result<Option<ChatClient>, String>,
     sandbox: Result<Arc<dyn Sandbox>, String>,
+    engines: nova_extract::Engines<'static>,
     store: &Store,
     tenant: TenantId,
     bytes: Bytes,
     rules: Invoice,
+    usage: &mut Usage,
 ) -> Result<Applied, ApplyError> {
     let client = match client {
         Ok(client) => client.as_ref(),
@@ -82,15 +87,15 @@ pub async fn apply(
     };
     let threshold = client.map_or(1.0, |c| c.config().auto_threshold);
     if plan(strategy, client.is_some(), &rules, threshold)? == Plan::Rules {
-        return Ok(Applied { invoice: rules, usage: None });
+        return Ok(Applied { invoice: rules, model_ran: false });
     }
-    let Some(client) = client else { return Ok(Applied { invoice: rules, usage: None }) };
+    let Some(client) = client else { return Ok(Applied { invoice: rules, model_ran: false }) };
     let sandbox = sandbox.map_err(ApplyError::NoSandbox)?;
-    let text = tokio::task::spawn_blocking(move || nova_extract::text(&bytes))
+    let text = tokio::task::spawn_blocking(move || nova_extract::text_with_engines(&bytes, engines))
         .await
         .map_err(|_| ApplyError::Loop(LoopError::Sandbox))?
         .map_err(ApplyError::NoText)?;
-    let extraction =
-        LlmExtractor::new(client.clone(), sandbox, store.clone()).for_tenant(tenant).extract(&text, &rules).await?;
-    Ok(Applied { invoice: extraction.invoice, usage: Some(extraction.usage) })
+    let extractor = LlmExtractor::new(client.clone(), sandbox, store.clone()).for_tenant(tenant);
+    let extraction = extractor.extract_counting(&text, &rules, usage).await?;
+    Ok(Applied { invoice: extraction.invoice, model_ran: true })
 }

@@ -208,6 +208,19 @@ async fn a_rate_limit_is_retried_after_the_time_the_server_asks() {
     assert_eq!(completion.input_tokens, INPUT_TOKENS);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_that_fails_midway_still_accounts_for_what_it_used() {
+    let Some(h) = Harness::start().await else { return };
+    h.server.script.push(Reply::Program(RAISES.into()));
+    h.server.script.push(Reply::Status(400, None));
+    let (text, rules) = dev_invoice(LAYOUT_A);
+    let mut usage = nova_llm::Usage::default();
+    let err = h.extractor(h.server.config()).extract_counting(&text, &rules, &mut usage).await.unwrap_err();
+    assert!(matches!(err, nova_llm::LoopError::Model(LlmError::Status { status: 400, .. })), "{err:?}");
+    assert_eq!((usage.model_calls, usage.sandbox_runs), (1, 1), "the first round's call and run are counted");
+    assert_eq!(usage.input_tokens, INPUT_TOKENS);
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_and_client_errors_are_not() {
     let server = ModelServer::start().await;
@@ -279,4 +292,25 @@ async fn a_batch_of_one_layout_costs_one_model_call() {
     );
     assert_eq!(calls[0], 1);
     assert_eq!(rest, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_of_one_layout_at_once_still_cost_one_model_call() {
+    let Some(h) = Harness::start().await else { return };
+    h.server.script.push(Reply::Program(GOOD.into()));
+    let extractor = h.extractor(h.server.config());
+    let batch = [dev_invoice(LAYOUT_A), dev_invoice(LAYOUT_A2), dev_invoice(LAYOUT_A)];
+    // All three start together; the second and third wait for the first's program, then run it.
+    let runs = batch.iter().map(|(text, rules)| {
+        let extractor = extractor.clone();
+        let (text, rules) = (text.clone(), rules.clone());
+        tokio::spawn(async move { extractor.extract(&text, &rules).await.expect("the loop") })
+    });
+    let mut sources = Vec::new();
+    for run in runs.collect::<Vec<_>>() {
+        sources.push(run.await.unwrap().invoice.source.unwrap_or_default());
+    }
+    sources.sort();
+    assert_eq!(sources, ["llm", "llm_cache", "llm_cache"]);
+    assert_eq!(h.server.script.calls(), 1);
 }

@@ -38,6 +38,11 @@ pub struct ExecRequest {
     /// backend answers `sandbox_error` when the stack is not installed, never runs without the policy.
     #[serde(default)]
     pub network: bool,
+    /// The folder of the work directory whose files are returned in [`Outcome::files`], with paths relative
+    /// to it; `None`: the whole work directory (input files included). One plain name; when the program
+    /// ends it must be a real folder (not a symlink), or nothing is returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_dir: Option<String>,
 }
 
 /// A file placed in the work directory. `path` is relative to it; `..`, absolute paths and NUL are refused.

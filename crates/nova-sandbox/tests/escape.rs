@@ -957,6 +957,32 @@ print("contained")
 }
 
 #[test]
+fn an_output_folder_returns_its_own_files_and_never_a_symlink() {
+    let mut r = request("os.makedirs('out/sub')\nopen('out/a.csv','w').write('a')\nopen('out/sub/b.txt','w').write('b')\nprint('contained')");
+    r.files = vec![InputFile { path: "in.txt".into(), contents: b"input".to_vec() }];
+    r.output_dir = Some("out".into());
+    let Some(o) = expect(r, Status::Ok) else { return };
+    let names: Vec<&str> = o.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(names, ["a.csv", "sub/b.txt"], "the folder's files, named from it, and not the inputs");
+    assert!(!o.files_truncated);
+
+    // No folder: nothing, and nothing left out.
+    let mut r = request("print('contained')");
+    r.output_dir = Some("out".into());
+    let Some(o) = expect(r, Status::Ok) else { return };
+    assert!(o.files.is_empty() && !o.files_truncated);
+
+    // The folder as a symlink to the jail's own files, or a name that is not one plain name: nothing.
+    for (code, dir) in [("os.symlink('/etc', 'out')", "out"), ("os.makedirs('a/b')", "a/b"), ("pass", "..")] {
+        let mut r = request(&format!("{code}\nprint('contained')"));
+        r.output_dir = Some(dir.into());
+        let Some(o) = expect(r, Status::Ok) else { return };
+        assert!(o.files.is_empty(), "{dir}: {:?}", o.files.iter().map(|f| &f.path).collect::<Vec<_>>());
+        assert!(o.files_truncated, "{dir}: a refused folder is flagged");
+    }
+}
+
+#[test]
 fn input_file_names_with_dotdot_are_refused() {
     for path in ["../escape.txt", "/etc/escape.txt", "a/../../escape.txt", ""] {
         let mut r = request("print('contained')");

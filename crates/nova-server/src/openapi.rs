@@ -22,7 +22,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
-use crate::routes::{documents, executions, health, jobs, programs, usage, webhooks};
+use crate::routes::{artifacts, documents, executions, health, jobs, programs, usage, webhooks};
 use crate::AppState;
 
 /// The document: every route the router serves, `/v1` paths as served (no `servers`).
@@ -49,6 +49,8 @@ use crate::AppState;
         jobs::result,
         jobs::cancel,
         jobs::events,
+        artifacts::list,
+        artifacts::download,
         executions::create,
         programs::list,
         programs::show,
@@ -59,7 +61,7 @@ use crate::AppState;
         webhooks::resend,
         usage::usage,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, nova_core::InvoiceExtractInput, nova_core::TaskRunInput, nova_core::NoopInput)),
     modifiers(&V1Conventions, &MetricsPath),
     tags(
         (name = "meta", description = "Health and this document."),

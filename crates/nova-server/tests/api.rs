@@ -81,6 +81,25 @@ async fn an_invoice_goes_from_upload_to_result_through_both_paths() {
     app.stop().await;
 }
 
+/// With no model configured (this test process sets none), a `task.run` job fails at once and says what to
+/// set; its artifacts are an empty list.
+#[tokio::test]
+async fn a_task_without_a_model_fails_and_says_what_to_set() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.upload_raw(b"Invoice 1\nTotal 5.00 EUR".to_vec(), "text/plain").await;
+    let task = json!({"workflow": "task.run", "input": {"prompt": "total them", "document_ids": [doc["id"]]}});
+    let (status, job) = app.post_json("/v1/jobs", &task).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let done = app.wait_final(id).await;
+    assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("failed"), Some("llm_not_configured")));
+    assert!(done["error"]["message"].as_str().unwrap().contains("NOVA_LLM_MODEL"), "{done}");
+    assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "a missing model is not retried");
+    let (status, listed) = app.get(&format!("/v1/jobs/{id}/artifacts")).await;
+    assert_eq!((status, listed["data"].clone()), (200, json!([])));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_result_asked_too_early_is_a_conflict() {
     let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { workers: 0, ..Options::default() }).await;

@@ -27,6 +27,8 @@ const ROUTES: &[&str] = &[
     "GET /v1/jobs/{id}/result",
     "POST /v1/jobs/{id}/cancel",
     "GET /v1/jobs/{id}/events",
+    "GET /v1/jobs/{id}/artifacts",
+    "GET /v1/jobs/{id}/artifacts/{name}",
     "POST /v1/executions",
     "GET /v1/programs",
     "GET /v1/programs/{id}",
@@ -77,7 +79,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_route() {
     // Each listed route is one the router really serves (not its `route_not_found` or `405` fallback).
     for route in ROUTES {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{id}", "x");
+        let path = path.replace("{id}", "x").replace("{name}", "a.csv");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = app.client.request(method, app.url(&path)).send().await.unwrap();
         let status = response.status().as_u16();

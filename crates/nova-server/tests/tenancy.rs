@@ -107,6 +107,7 @@ async fn no_tenant_sees_or_touches_another_tenant_s_resources(backend: Backend) 
         format!("/v1/jobs/{job_id}"),
         format!("/v1/jobs/{job_id}/result"),
         format!("/v1/jobs/{job_id}/events"),
+        format!("/v1/jobs/{job_id}/artifacts"),
     ] {
         let (status, body) = get(&app, &path, Some(&b)).await;
         assert_eq!(status, 404, "{path}: {body}");
@@ -126,8 +127,15 @@ async fn no_tenant_sees_or_touches_another_tenant_s_resources(backend: Backend) 
     assert_eq!((status, error_code(&body)), (404, "job_not_found"));
     assert_eq!(get(&app, &format!("/v1/jobs/{job_id}"), Some(&a)).await.1["status"], "queued", "untouched");
 
+    let artifact = format!("/v1/jobs/{job_id}/artifacts/totals.csv");
+    assert_eq!(error_code(&get(&app, &artifact, Some(&b)).await.1), "job_not_found");
+    assert_eq!(error_code(&get(&app, &artifact, Some(&a)).await.1), "artifact_not_found");
+
     // Another tenant's document cannot be named in a job either.
     let (status, body, _) = call(&app, Method::POST, "/v1/jobs", Some(&b), Some(&extract)).await;
+    assert_eq!((status, error_code(&body)), (422, "document_not_found"));
+    let task = json!({"workflow": "task.run", "input": {"prompt": "total them", "document_ids": [doc_id]}});
+    let (status, body, _) = call(&app, Method::POST, "/v1/jobs", Some(&b), Some(&task)).await;
     assert_eq!((status, error_code(&body)), (422, "document_not_found"));
 
     for path in ["/v1/jobs", "/v1/jobs?status=queued", "/v1/jobs?workflow=invoice.extract", "/v1/documents"] {

@@ -11,6 +11,7 @@
 //!   its lease cannot overwrite a newer attempt;
 //! - no transaction stays open while a job runs.
 
+mod artifacts;
 mod blob;
 mod documents;
 mod events;
@@ -38,6 +39,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
+pub use artifacts::NewArtifact;
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
 pub use events::{JobLog, MAX_EVENTS_PER_READ};

@@ -16,7 +16,7 @@ use crate::{
 /// The store, scoped to one tenant: see [`Store::tenant`].
 #[derive(Clone)]
 pub struct TenantStore {
-    store: Store,
+    pub(crate) store: Store,
     tenant: TenantId,
 }
 
@@ -169,7 +169,7 @@ impl TenantStore {
     }
 
     /// Whether job `id` exists and is this tenant's: one lookup by primary key.
-    async fn owns_job(&self, id: JobId) -> Result<bool, StoreError> {
+    pub(crate) async fn owns_job(&self, id: JobId) -> Result<bool, StoreError> {
         let found: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM jobs WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.store.pool)

@@ -56,6 +56,11 @@ impl TestStore {
         let store = Store::connect(&url, &dir.path().join("blobs")).await.expect("opening PostgreSQL");
         Self { store, dir, url, dropper: Some(DropDatabase { admin: admin.to_string(), name }) }
     }
+
+    /// The number `sql` (a `SELECT COUNT(*) ...`) answers, for tests of what rows remain.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.store.pool).await.expect("the count")
+    }
 }
 
 fn admin_url() -> Option<String> {

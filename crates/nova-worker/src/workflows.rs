@@ -1,9 +1,11 @@
 //! The workflows a job can run. Each turns a job's input into its result, or an error that says whether
 //! trying again could help.
 
-use nova_core::{AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, TenantId, Workflow};
+use nova_core::{
+    AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, TaskRunInput, TenantId, Workflow,
+};
 use nova_sandbox::spec::{outcome_json, ProgramSpec, MAX_JOB_PROGRAM_MS};
-use nova_store::{Store, UsageDelta};
+use nova_store::{NewArtifact, Store, UsageDelta};
 use tracing::{debug, error, warn};
 
 use crate::{error_chain, internal, SandboxHandle};
@@ -102,6 +104,11 @@ pub async fn execute(
             }
             Ok(outcome_json(&outcome))
         }
+        Workflow::TaskRun => {
+            let input = TaskRunInput::parse(&job.input)
+                .map_err(|message| WorkflowError::Permanent(JobError { code: "invalid_input".into(), message }))?;
+            task_run(store, tenant, input, progress, sandbox).await
+        }
         Workflow::Noop => {
             let input = NoopInput::parse(&job.input)
                 .map_err(|message| WorkflowError::Permanent(JobError { code: "invalid_input".into(), message }))?;
@@ -159,19 +166,17 @@ async fn llm_pass(
     progress: &Progress<'_>,
 ) -> Result<serde_json::Value, WorkflowError> {
     let sandbox = sandbox.map(|s| s.0.clone()).ok_or_else(|| "this worker has no sandbox".to_string());
-    let applied =
-        nova_llm::apply(strategy, nova_llm::from_env(), sandbox, store, tenant, bytes, rules).await.map_err(|e| {
-            let error = JobError { code: e.code().into(), message: error_chain(&e) };
-            if e.is_transient() {
-                WorkflowError::Transient(error)
-            } else {
-                WorkflowError::Permanent(error)
-            }
-        })?;
+    let mut usage = nova_llm::Usage::default();
+    let client = nova_llm::from_env();
+    let applied = nova_llm::apply(strategy, client, sandbox, engines(), store, tenant, bytes, rules, &mut usage).await;
+    // Counted whether or not the pass then succeeded: a model call made is a model call paid for.
+    if usage.model_calls > 0 || usage.sandbox_runs > 0 {
+        record_usage(store, tenant, Workflow::InvoiceExtract, llm_usage(&usage)).await;
+    }
+    let applied = applied.map_err(|e| ai_error(e.code(), &e, e.is_transient()))?;
     let mut result =
         serde_json::to_value(applied.invoice).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))?;
-    if let Some(usage) = applied.usage {
-        record_usage(store, tenant, Workflow::InvoiceExtract, llm_usage(&usage)).await;
+    if applied.model_ran {
         let usage = serde_json::to_value(usage).unwrap_or_default();
         progress.report(serde_json::json!({"step": "llm", "usage": usage})).await;
         if let Some(fields) = result.as_object_mut() {
@@ -179,6 +184,117 @@ async fn llm_pass(
         }
     }
     Ok(result)
+}
+
+/// An error of the AI path as the job records it.
+fn ai_error(code: &str, error: &dyn std::error::Error, transient: bool) -> WorkflowError {
+    let error = JobError { code: code.into(), message: error_chain(error) };
+    if transient {
+        WorkflowError::Transient(error)
+    } else {
+        WorkflowError::Permanent(error)
+    }
+}
+
+/// `task.run`: the documents read (extracted and their text), the model's program run in the sandbox, its
+/// files stored as the job's artifacts. What the model and the sandbox used is recorded whatever the outcome.
+async fn task_run(
+    store: &Store,
+    tenant: TenantId,
+    input: TaskRunInput,
+    progress: &Progress<'_>,
+    sandbox: Option<&SandboxHandle>,
+) -> Result<serde_json::Value, WorkflowError> {
+    let permanent = |code: &str, message: String| WorkflowError::Permanent(JobError { code: code.into(), message });
+    let client = match nova_llm::from_env() {
+        Ok(Some(client)) => client.clone(),
+        Ok(None) => return Err(permanent("llm_not_configured", TASK_NEEDS_A_MODEL.into())),
+        Err(e) => return Err(permanent("llm_misconfigured", format!("the model configuration is invalid: {e}"))),
+    };
+    let Some(SandboxHandle(sandbox)) = sandbox.cloned() else {
+        return Err(WorkflowError::Transient(JobError {
+            code: "sandbox_unavailable".into(),
+            message: "this worker has no sandbox; another attempt may run where one is".into(),
+        }));
+    };
+    let total = input.document_ids.len();
+    let mut documents = Vec::with_capacity(total);
+    for (done, id) in input.document_ids.iter().enumerate() {
+        progress.report(serde_json::json!({"step": "reading_documents", "done": done, "total": total})).await;
+        let (meta, bytes) = match store.tenant(tenant).document_content(*id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(permanent("document_not_found", format!("document {id} does not exist"))),
+            Err(e) => {
+                error!(%id, error = %error_chain(&e), "reading a document failed");
+                return Err(WorkflowError::Transient(internal("reading the documents")));
+            }
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            let invoice = extract_invoice(&bytes);
+            let text = std::panic::catch_unwind(|| nova_extract::text_with_engines(&bytes, engines()));
+            (invoice, text.ok().and_then(Result::ok))
+        });
+        let (invoice, text) = read.await.map_err(|_| WorkflowError::Permanent(internal("reading a document")))?;
+        let (invoice, error) = match invoice {
+            Ok(invoice) => (serde_json::to_value(invoice).ok(), None),
+            Err(e) => (None, Some(format!("{}: {}", e.code, e.message))),
+        };
+        documents.push(nova_llm::TaskDocument {
+            id: id.to_string(),
+            filename: meta.filename.clone(),
+            kind: meta.kind.as_str().to_string(),
+            invoice,
+            error,
+            text,
+        });
+    }
+    progress.report(serde_json::json!({"step": "running_task", "documents": total})).await;
+    let (usage, outcome) = nova_llm::TaskRunner::new(client, sandbox).run(&input.prompt, &documents).await;
+    if usage.model_calls > 0 || usage.sandbox_runs > 0 {
+        record_usage(store, tenant, Workflow::TaskRun, llm_usage(&usage)).await;
+    }
+    let usage_json = serde_json::to_value(&usage).unwrap_or_default();
+    let output = outcome.map_err(|e| ai_error(e.code(), &e, e.is_transient()))?;
+    let files: Vec<NewArtifact> = output
+        .files
+        .into_iter()
+        .map(|f| NewArtifact { content_type: content_type(&f.path).into(), name: f.path, contents: f.contents })
+        .collect();
+    let artifacts = store.put_artifacts(progress.job, progress.token, &files).await.map_err(|e| {
+        warn!(job = %progress.job, error = %error_chain(&e), "storing the task's artifacts failed");
+        WorkflowError::Transient(internal("storing the task's files"))
+    })?;
+    Ok(serde_json::json!({
+        "summary": output.summary,
+        "artifacts": artifacts,
+        "program": output.program,
+        "rounds": output.rounds,
+        "llm_usage": usage_json,
+    }))
+}
+
+const TASK_NEEDS_A_MODEL: &str =
+    "task.run needs a model: set NOVA_LLM_BASE_URL and NOVA_LLM_MODEL (and NOVA_LLM_API_KEY if the provider needs one)";
+
+/// The media type of an artifact, by its name's extension. Types a browser would run or render as a page
+/// (HTML, SVG, JavaScript) are served as plain bytes.
+fn content_type(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "csv" => "text/csv; charset=utf-8",
+        "tsv" => "text/tab-separated-values; charset=utf-8",
+        "txt" | "log" => "text/plain; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        "json" => "application/json",
+        "jsonl" | "ndjson" => "application/x-ndjson",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
 }
 
 /// Adds what an attempt used to its tenant's usage of the day. A sum that cannot be written is logged: the
@@ -212,10 +328,14 @@ pub fn extract_invoice(bytes: &[u8]) -> Result<Invoice, JobError> {
     extract_invoice_with(bytes, &TEMPLATES)
 }
 
+/// The OCR engine and page renderer this process lends to extraction (configured from the environment).
+pub fn engines() -> nova_extract::Engines<'static> {
+    nova_extract::Engines { ocr: Some(&*OCR), renderer: Some(&*RENDERER) }
+}
+
 /// [`extract_invoice`] with the given vendor templates (an empty set: the generic rules alone).
 pub fn extract_invoice_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<Invoice, JobError> {
     // The extractor contains its own panics; this is the last line of defence for the process.
-    let engines = || nova_extract::Engines { ocr: Some(&*OCR), renderer: Some(&*RENDERER) };
     match std::panic::catch_unwind(|| nova_extract::extract_with_engines(bytes, engines(), templates)) {
         Ok(Ok(invoice)) => Ok(invoice),
         Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: error_chain(&e) }),

@@ -1,7 +1,10 @@
 //! Helpers shared by the `nova` binary's test files.
 
-use std::path::PathBuf;
-use std::process::Command;
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// The `nova` binary under test.
 pub fn nova() -> Command {
@@ -13,4 +16,34 @@ pub fn dev_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev");
     assert!(dir.is_dir(), "{} is missing: the shared invoices must sit beside the repository", dir.display());
     dir
+}
+
+/// Starts `nova serve` on a free loopback port over `data_dir`, with `args` and `env` added; returns the
+/// process and its base URL. The server gets none of the caller's database, blob, Redis or model settings:
+/// what it uses is what the test gives it.
+pub fn start_serve(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (KillOnDrop, String) {
+    let mut command = nova();
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(args);
+    for name in ["NOVA_DATABASE_URL", "NOVA_BLOB_URL", "NOVA_REDIS_URL", "NOVA_LLM_MODEL", "NOVA_LLM_BASE_URL"] {
+        command.env_remove(name);
+    }
+    command.env("NOVA_LOG", "warn").envs(env.iter().copied());
+    let mut child = KillOnDrop(command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap());
+    let mut banner = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let base =
+        banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
+    (child, base)
+}
+
+/// Kills the process when the test ends, however it ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

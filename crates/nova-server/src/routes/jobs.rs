@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Datelike, Utc};
-use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, Workflow};
+use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, TaskRunInput, Workflow};
 use nova_store::{
     Canceled, JobFilter, JobWebhook, NewJob, StoreError, DEFAULT_EVENT_TYPES, EVENT_TYPES, MAX_EVENTS_PER_READ,
 };
@@ -38,7 +38,8 @@ struct CreateJob {
     #[schema(value_type = Workflow)]
     workflow: String,
     /// The workflow's input: `{"document_id": "doc_...", "strategy": "auto"}` for `invoice.extract`,
-    /// `{"sleep_ms": N}` (or nothing) for `noop`, a program (see `ProgramSpec`) for `code.run`.
+    /// `{"sleep_ms": N}` (or nothing) for `noop`, a program (see `ProgramSpec`) for `code.run`,
+    /// `{"prompt": "...", "document_ids": ["doc_..."]}` for `task.run` (see `TaskRunInput`).
     #[serde(default)]
     #[schema(required = false)]
     input: serde_json::Value,
@@ -161,6 +162,20 @@ async fn create(
                 })?;
             spec.into_request(nova_sandbox::spec::MAX_JOB_PROGRAM_MS)
                 .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
+        }
+        Workflow::TaskRun => {
+            let input = TaskRunInput::parse(&body.input).map_err(|e| ApiError::Unprocessable {
+                code: "invalid_input",
+                message: format!("task.run takes {{\"prompt\": \"...\", \"document_ids\": [\"doc_...\"]}}: {e}"),
+            })?;
+            for id in input.document_ids {
+                if tenant.get_document(id).await?.is_none() {
+                    return Err(ApiError::Unprocessable {
+                        code: "document_not_found",
+                        message: format!("no document with id `{id}`; upload it first with POST /v1/documents"),
+                    });
+                }
+            }
         }
         Workflow::Noop => {
             NoopInput::parse(&body.input).map_err(|e| ApiError::Unprocessable {

@@ -1,5 +1,6 @@
 //! The routes, one module per resource.
 
+pub(crate) mod artifacts;
 pub(crate) mod documents;
 pub(crate) mod executions;
 pub(crate) mod health;
@@ -31,6 +32,7 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
     // Idempotency-Key, replayed or run once (idempotency). Layers run outermost (last added) first.
     let v1 = documents::router(&state.config)
         .merge(jobs::router())
+        .merge(artifacts::router())
         .merge(executions::router())
         .merge(programs::router())
         .merge(webhooks::router())

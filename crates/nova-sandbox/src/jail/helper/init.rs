@@ -149,6 +149,9 @@ pub(super) struct Dispatch {
     pub(super) files: Vec<InputFile>,
     /// For a request with network on (the helper has attached the network stack): the egress policy.
     pub(super) egress: Option<Egress>,
+    /// [`crate::ExecRequest::output_dir`].
+    #[serde(default)]
+    pub(super) output_dir: Option<String>,
 }
 
 /// Namespaces each run gets fresh, inside the jail's user namespace.

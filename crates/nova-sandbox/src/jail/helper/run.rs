@@ -87,7 +87,14 @@ pub(super) fn run_main(
     // Then nothing else may live on: kill every other process of the run and wait until all are gone.
     let _ = os::kill(-1, libc::SIGKILL);
     while os::wait(-1).is_ok() {}
-    let (files, files_truncated) = collect_files(Path::new("/work"), dispatch.limits.output_files_bytes);
+    let (files, files_truncated) = match &dispatch.output_dir {
+        None => collect_files(Path::new("/work"), dispatch.limits.output_files_bytes),
+        Some(name) => match output_folder(name) {
+            Ok(Some(dir)) => collect_files(&dir, dispatch.limits.output_files_bytes),
+            Ok(None) => (Vec::new(), false),
+            Err(()) => (Vec::new(), true),
+        },
+    };
     let report_value = match exit[..] {
         [status, cpu_us, max_rss_bytes] => {
             Report { status: status as i32, cpu_us, max_rss_bytes, files, files_truncated }
@@ -96,6 +103,21 @@ pub(super) fn run_main(
     };
     let _ = writeln!(report, "{}", serde_json::to_string(&report_value).expect("reports serialise"));
     os::exit_now(0)
+}
+
+/// The output folder `name` under /work: `Ok(None)` when the program made none; `Err` when `name` is not one
+/// plain name, or the program put something else than a folder there (a symlink is never followed).
+fn output_folder(name: &str) -> Result<Option<std::path::PathBuf>, ()> {
+    if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+        return Err(());
+    }
+    let dir = Path::new("/work").join(name);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => Ok(Some(dir)),
+        Ok(_) => Err(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(_) => Err(()),
+    }
 }
 
 /// The run's file system, top to bottom; returns handles on the run's namespaces and its Landlock ruleset

@@ -160,7 +160,12 @@ impl Jail {
             }
             None => None,
         };
-        let dispatch = Dispatch { limits: request.limits, files: request.files.clone(), egress };
+        let dispatch = Dispatch {
+            limits: request.limits,
+            files: request.files.clone(),
+            egress,
+            output_dir: request.output_dir.clone(),
+        };
         let line = serde_json::to_string(&dispatch).expect("dispatches serialise");
         let control = self.control.as_mut().expect("the init's control pipe is open while the jail lives");
         writeln!(control, "{line}").map_err(SetupError::Dispatch)?;

@@ -1,0 +1,136 @@
+//! `task.run` end to end: a scripted OpenAI-compatible server, the real jail sandbox and real dev invoices.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nova_llm::{ChatClient, LlmConfig, TaskDocument, TaskError, TaskRunner};
+use rust_decimal::Decimal;
+
+fn config(h: &Harness) -> LlmConfig {
+    let mut config = h.server.config();
+    config.task_timeout = Duration::from_millis(2_000);
+    config
+}
+
+fn runner(h: &Harness, config: LlmConfig) -> TaskRunner {
+    TaskRunner::new(ChatClient::new(config).expect("a client"), h.sandbox.clone())
+}
+
+/// Dev invoices as the worker hands them to a task.
+fn documents(stems: &[&str]) -> Vec<TaskDocument> {
+    stems
+        .iter()
+        .enumerate()
+        .map(|(i, stem)| {
+            let (text, rules) = dev_invoice(stem);
+            TaskDocument {
+                id: format!("doc_{i}"),
+                filename: Some(format!("{stem}.pdf")),
+                kind: "pdf".into(),
+                invoice: Some(serde_json::to_value(rules).unwrap()),
+                error: None,
+                text: Some(text),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_program_writes_its_files_from_the_documents_data() {
+    let Some(h) = Harness::start().await else { return };
+    h.server.script.push(Reply::Program(TOTALS_PER_SELLER.into()));
+    let docs = documents(&[LAYOUT_A, LAYOUT_A2]);
+    let (usage, out) = runner(&h, config(&h)).run("Total these invoices per seller into a CSV", &docs).await;
+    let out = out.expect("the task");
+    assert_eq!(out.rounds, 1);
+    assert_eq!(out.summary.trim(), "1 sellers, 2 documents, 2 texts");
+    let names: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(names, ["totals.csv"], "only what the program wrote in out/");
+    // The CSV's total is the sum of what extraction read.
+    let expected: Decimal = docs
+        .iter()
+        .map(|d| d.invoice.as_ref().unwrap()["totals"]["grand_total"].as_str().unwrap().parse::<Decimal>().unwrap())
+        .sum();
+    let csv = String::from_utf8(out.files[0].contents.clone()).unwrap();
+    let seller = docs[0].invoice.as_ref().unwrap()["seller"]["name"].as_str().unwrap().to_string();
+    assert_eq!(csv.replace("\r\n", "\n"), format!("seller,total\n{seller},{expected}\n"));
+    assert_eq!((usage.model_calls, usage.sandbox_runs), (1, 1));
+    assert_eq!((usage.input_tokens, usage.output_tokens), (INPUT_TOKENS, OUTPUT_TOKENS));
+    // The model was told the task and shown the data and a text.
+    let first = h.server.script.last_user_message(0);
+    assert!(first.contains("Total these invoices per seller") && first.contains("\"grand_total\""), "{first}");
+    assert!(first.contains("Invoice # RE-20190610/507"), "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_go_back_to_the_model_and_a_task_that_never_works_fails_with_its_usage() {
+    let Some(h) = Harness::start().await else { return };
+    let raises = "import json\nrows = json.load(open('documents/index.json'))\nprint(1 / 0)\n";
+    let loops = "while True:\n    pass\n";
+    let silent = "x = 1\n";
+    for bad in [raises, loops, silent] {
+        h.server.script.push(Reply::Program(bad.into()));
+    }
+    h.server.script.push(Reply::Program(TOTALS_PER_SELLER.into()));
+    let docs = documents(&[LAYOUT_A]);
+    let (usage, out) = runner(&h, config(&h)).run("totals per seller", &docs).await;
+    assert_eq!(out.expect("the fourth program works").rounds, 4);
+    assert_eq!((usage.model_calls, usage.sandbox_runs), (4, 4));
+    let script = &h.server.script;
+    assert!(script.last_user_message(1).contains("ZeroDivisionError"), "{}", script.last_user_message(1));
+    assert!(script.last_user_message(1).contains("program.py"), "tracebacks name the program");
+    assert!(script.last_user_message(2).contains("did not finish within 2000 ms"), "{}", script.last_user_message(2));
+    assert!(script.last_user_message(3).contains("wrote no file in out/"), "{}", script.last_user_message(3));
+
+    // With one repair round and two bad programs, the task fails, and says why, with what it used.
+    let mut once = config(&h);
+    once.max_repair_rounds = 1;
+    h.server.script.push(Reply::Program(raises.into()));
+    h.server.script.push(Reply::Program(silent.into()));
+    let (usage, out) = runner(&h, once).run("totals per seller", &docs).await;
+    let err = out.expect_err("no program works");
+    assert!(matches!(err, TaskError::GaveUp { rounds: 2, .. }), "{err}");
+    assert_eq!((err.code(), err.is_transient()), ("task_failed", false));
+    assert!(err.to_string().contains("wrote no file"), "{err}");
+    assert_eq!((usage.model_calls, usage.sandbox_runs), (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_program_that_reaches_for_the_network_or_the_host_is_contained() {
+    let Some(h) = Harness::start().await else { return };
+    let host_dir = tempfile::tempdir().unwrap();
+    let marker = host_dir.path().join("escaped");
+    let hostile = format!(
+        r#"import os, urllib.request
+seen = []
+try:
+    seen.append(urllib.request.urlopen("http://{addr}/leak", timeout=2).read())
+except Exception as e:
+    seen.append("network: " + type(e).__name__)
+try:
+    seen.append(open("/etc/shadow").read()[:10])
+except Exception as e:
+    seen.append("host file: " + type(e).__name__)
+try:
+    open("{marker}", "w").write("escaped")
+except Exception as e:
+    seen.append("host dir: " + type(e).__name__)
+os.rmdir("out")
+os.symlink("/etc", "out")
+print("; ".join(map(str, seen)))
+"#,
+        addr = h.server.addr,
+        marker = marker.display()
+    );
+    h.server.script.push(Reply::Program(hostile));
+    h.server.script.push(Reply::Program(TOTALS_PER_SELLER.into()));
+    let (_, out) = runner(&h, config(&h)).run("totals per seller", &documents(&[LAYOUT_A])).await;
+    let out = out.expect("the second program works");
+    assert_eq!(out.rounds, 2, "an output folder swapped for a symlink returns nothing and goes back to the model");
+    assert_eq!(h.server.script.leaks.load(std::sync::atomic::Ordering::SeqCst), 0, "the program reached the host");
+    assert!(!marker.exists(), "the program wrote to the host's file system");
+    let feedback = h.server.script.last_user_message(1);
+    assert!(feedback.contains("not a regular file"), "{feedback}");
+}
