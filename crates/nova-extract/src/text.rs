@@ -20,6 +20,7 @@ use crate::parse::{day_month_order, find_dates, is_order_ambiguous, parse_amount
 pub(crate) mod ids;
 mod lines;
 mod totals;
+mod vat;
 
 /// Extracts the core fields from the text of one invoice.
 pub(crate) fn extract(text: &str) -> Invoice {
@@ -42,6 +43,10 @@ pub(crate) fn extract(text: &str) -> Invoice {
     let block = totals::totals_block(&doc, total.as_ref().map(|t| t.value));
     set_totals(&mut invoice, &block);
     invoice.lines = lines::line_items(&doc, &block);
+    invoice.tax_breakdown = vat::tax_rows(&doc, &block);
+    if !invoice.tax_breakdown.is_empty() {
+        invoice.confidence.insert("tax_breakdown".into(), 0.8);
+    }
     if is_credit_note(&doc) {
         invoice.type_code = Some("381".to_string());
         invoice.confidence.insert("type_code".into(), 0.8);

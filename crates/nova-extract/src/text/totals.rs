@@ -29,7 +29,7 @@ pub(crate) struct TotalsBlock {
 /// `Totaal excl. btw`, `Imponibile`, `Razem netto`.
 static NET_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:sub\s*-?\s*total|\bnet\s*(?:total|amount|value|sum)|total\s*(?:net|excl|ex\.|ex\s|before|without|ht\b|hors)|amount\s*(?:excl|before|without)|\bnetto|summe\s*netto|gesamt\s*netto|zwischensumme|warenwert|montant\s*(?:total\s*)?ht\b|total\s*ht\b|sous[-\s]*total|base\s*(?:imponible|imposable|ht)|importe\s*neto|subtotaal|totaal\s*excl|imponibile|razem\s*netto|wartość\s*netto|steuerbasis|basisbetrag)",
+        r"(?i)(?:sub\s*-?\s*total|\bnet\s*(?:total|amount|value|sum)|total\s*(?:net|excl|ex\.|ex\s|before|without|ht\b|hors)|amount\s*(?:excl|before|without)|\bnetto|summe\s*netto|gesamt\s*netto|zwischensumme|warenwert|montant\s*(?:total\s*)?ht\b|total\s*ht\b|sous[-\s]*total|base\s*(?:imponible|imposable|ht)|importe\s*neto|subtotaal|totaal\s*excl|imponibile|razem\s*netto|wartość\s*netto|steuerbasis|basisbetrag|ohne\s*(?:ust|mwst|umsatzsteuer|mehrwertsteuer)|sans\s*tva|sin\s*iva|senza\s*iva|zonder\s*btw|bez\s*vat)",
     )
 });
 /// Tax amount labels: `VAT`, `19% VAT`, `USt. Gesamt`, `Total taxes`, `TVA`, `IVA`, `BTW`, `Podatek VAT`.
@@ -59,7 +59,7 @@ static PREPAID_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 /// Words that, on a line with an amount, mean the document may carry allowances or charges.
 static ALLOWANCE_OR_CHARGE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:discount|allowance|rebate|surcharge|charge|shipping|freight|rabatt|nachlass|zuschlag|abschlag|skonto|fracht|versand|porto|remise|ristourne|frais|descuento|recargo|korting|toeslag|sconto|rabat)",
+        r"(?i)(?:discount|allowance|rebate|surcharge|charge|shipping|freight|rabatt|nachl[aä]ss|zuschl[aä]g|abschl[aä]g|skonto|fracht|versand|porto|remise|ristourne|frais|descuento|recargo|korting|toeslag|sconto|rabat)",
     )
 });
 
@@ -101,8 +101,11 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
             block.grand_total = Some(g);
             block.tax_basis_total = Some(fitting[0].0);
             block.tax_total = Some(fitting[0].1);
-            let allowance_or_charge =
-                doc.lines.iter().any(|line| ALLOWANCE_OR_CHARGE.is_match(line) && super::AMOUNT.is_match(line));
+            // An allowance or charge line with an amount other than zero (`Abschläge 0,00` is none).
+            let allowance_or_charge = doc
+                .lines
+                .iter()
+                .any(|line| ALLOWANCE_OR_CHARGE.is_match(line) && amounts_in(line).any(|a| !a.is_zero()));
             if !allowance_or_charge {
                 block.line_total = Some(fitting[0].0);
             }
