@@ -66,29 +66,8 @@ async fn a_program_that_reaches_for_the_network_or_the_host_is_contained() {
     let Some(h) = Harness::start().await else { return };
     let host_dir = tempfile::tempdir().unwrap();
     let marker = host_dir.path().join("escaped");
-    let hostile = format!(
-        r#"import os, urllib.request
-
-def extract(text):
-    seen = []
-    try:
-        seen.append(urllib.request.urlopen("http://{addr}/leak", timeout=2).read())
-    except Exception as e:
-        seen.append("network: " + type(e).__name__)
-    try:
-        seen.append(open("/etc/shadow").read()[:10])
-    except Exception as e:
-        seen.append("host file: " + type(e).__name__)
-    try:
-        with open("{marker}", "w") as f:
-            f.write("escaped")
-    except Exception as e:
-        seen.append("host dir: " + type(e).__name__)
-    raise RuntimeError("; ".join(map(str, seen)))
-"#,
-        addr = h.server.addr,
-        marker = marker.display()
-    );
+    let hostile =
+        format!("{}\ndef extract(text):\n    raise RuntimeError(_probe())\n", escape_probe(h.server.addr, &marker));
     h.server.script.push(Reply::Program(hostile));
     h.server.script.push(Reply::Program(GOOD.into()));
     let (text, rules) = dev_invoice(LAYOUT_A);

@@ -102,28 +102,9 @@ async fn a_task_program_that_reaches_for_the_network_or_the_host_is_contained() 
     let Some(h) = Harness::start().await else { return };
     let host_dir = tempfile::tempdir().unwrap();
     let marker = host_dir.path().join("escaped");
-    let hostile = format!(
-        r#"import os, urllib.request
-seen = []
-try:
-    seen.append(urllib.request.urlopen("http://{addr}/leak", timeout=2).read())
-except Exception as e:
-    seen.append("network: " + type(e).__name__)
-try:
-    seen.append(open("/etc/shadow").read()[:10])
-except Exception as e:
-    seen.append("host file: " + type(e).__name__)
-try:
-    open("{marker}", "w").write("escaped")
-except Exception as e:
-    seen.append("host dir: " + type(e).__name__)
-os.rmdir("out")
-os.symlink("/etc", "out")
-print("; ".join(map(str, seen)))
-"#,
-        addr = h.server.addr,
-        marker = marker.display()
-    );
+    // The probe, then the output folder swapped for a symlink to the jail's own files.
+    let probe = escape_probe(h.server.addr, &marker);
+    let hostile = format!("{probe}\nos.rmdir(\"out\")\nos.symlink(\"/etc\", \"out\")\nprint(_probe())\n");
     h.server.script.push(Reply::Program(hostile));
     h.server.script.push(Reply::Program(TOTALS_PER_SELLER.into()));
     let (_, out) = runner(&h, config(&h)).run("totals per seller", &documents(&[LAYOUT_A])).await;

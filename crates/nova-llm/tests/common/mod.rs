@@ -66,3 +66,30 @@ pub const LOOPS: &str = "def extract(text):\n    while True:\n        pass\n";
 
 /// Writes bytes that are not JSON where the result goes.
 pub const GARBAGE: &str = "import os\n\ndef extract(text):\n    os.write(1, b'\\x00not json at all')\n    return {}\n";
+
+/// Python that defines `_probe()`: it tries the network (the model server's `/leak`), a host file and a
+/// write to `marker` on the host, and returns what each attempt met, joined by `; `.
+pub fn escape_probe(addr: std::net::SocketAddr, marker: &std::path::Path) -> String {
+    format!(
+        r#"import os, urllib.request
+
+def _probe():
+    seen = []
+    try:
+        seen.append(urllib.request.urlopen("http://{addr}/leak", timeout=2).read())
+    except Exception as e:
+        seen.append("network: " + type(e).__name__)
+    try:
+        seen.append(open("/etc/shadow").read()[:10])
+    except Exception as e:
+        seen.append("host file: " + type(e).__name__)
+    try:
+        with open("{marker}", "w") as f:
+            f.write("escaped")
+    except Exception as e:
+        seen.append("host dir: " + type(e).__name__)
+    return "; ".join(map(str, seen))
+"#,
+        marker = marker.display()
+    )
+}
