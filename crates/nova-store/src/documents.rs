@@ -5,7 +5,7 @@ use chrono::Utc;
 use nova_core::{DocumentId, DocumentKind, DocumentMeta, Sha256Hex, TenantId};
 use sqlx::Row;
 
-use crate::{from_millis, parse_stored, to_millis, Store, StoreError};
+use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError};
 
 /// A document to store. Its kind and page count were established by the caller (the upload edge).
 #[derive(Debug, Clone)]
@@ -15,6 +15,27 @@ pub struct NewDocument {
     pub kind: DocumentKind,
     pub page_count: Option<u32>,
 }
+
+/// The tenant's row of a blob, new unless the tenant has one: `$1` id, `$2` sha256, ... `$9` tenant.
+macro_rules! insert_document_sql {
+    () => {
+        "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at,
+                                tenant_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, sha256) DO NOTHING"
+    };
+}
+const INSERT_DOCUMENT_SQL: &str = insert_document_sql!();
+
+/// On SQLite, the insert and, in the same query (SQLite binds `$N` by number across its statements), the
+/// tenant's row with whether a deletion of its blob is marked. The read is a statement of its own, after the
+/// insert committed, as [`Store::restore_if_deleted`] needs: a mark written before it is seen, and a
+/// deletion that checks after it sees the row.
+const DOCUMENT_ROW_SQLITE_SQL: &str = concat!(
+    insert_document_sql!(),
+    ";
+     SELECT d.*, EXISTS (SELECT 1 FROM blob_deletions WHERE sha256 = $2) AS deletion_marked
+     FROM documents d WHERE d.tenant_id = $9 AND d.sha256 = $2"
+);
 
 impl Store {
     /// Stores a document of the default tenant; see [`crate::TenantStore::put_document`].
@@ -44,34 +65,41 @@ impl Store {
         doc: NewDocument,
     ) -> Result<(DocumentMeta, bool), StoreError> {
         let size = doc.bytes.len() as i64;
-        let id = DocumentId::new();
+        let id = DocumentId::new().to_string();
+        let sqlite = self.dialect == Dialect::Sqlite;
         let turn = self.write_turn().await;
-        let inserted = sqlx::query(
-            "INSERT INTO documents (id, sha256, filename, kind, content_type, size_bytes, page_count, created_at,
-                                    tenant_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, sha256) DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(sha.as_str())
-        .bind(&doc.filename)
-        .bind(kind_str(doc.kind))
-        .bind(doc.kind.content_type())
-        .bind(size)
-        .bind(doc.page_count.map(i64::from))
-        .bind(to_millis(Utc::now()))
-        .bind(tenant.to_string())
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
-        drop(turn);
-        let row = sqlx::query("SELECT * FROM documents WHERE tenant_id = $1 AND sha256 = $2")
-            .bind(tenant.to_string())
+        let query = sqlx::query(if sqlite { DOCUMENT_ROW_SQLITE_SQL } else { INSERT_DOCUMENT_SQL })
+            .bind(&id)
             .bind(sha.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(&doc.filename)
+            .bind(kind_str(doc.kind))
+            .bind(doc.kind.content_type())
+            .bind(size)
+            .bind(doc.page_count.map(i64::from))
+            .bind(to_millis(Utc::now()))
+            .bind(tenant.to_string());
+        let (row, marked) = if sqlite {
+            // The insert, then the tenant's row and the mark, in one query (one round trip).
+            let row = query.fetch_all(&self.pool).await?.into_iter().next().ok_or(sqlx::Error::RowNotFound)?;
+            drop(turn);
+            let marked = row.try_get::<i64, _>("deletion_marked")? != 0;
+            (row, marked)
+        } else {
+            query.execute(&self.pool).await?;
+            drop(turn);
+            let row = sqlx::query("SELECT * FROM documents WHERE tenant_id = $1 AND sha256 = $2")
+                .bind(tenant.to_string())
+                .bind(sha.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+            (row, true)
+        };
+        // Ours when it has the id just made (the bytes may have been the tenant's before).
+        let inserted = row.try_get::<String, _>("id")? == id;
         // A retention run may have deleted these bytes between the put and the row (see `retention`).
-        self.restore_if_deleted(sha, doc.bytes).await?;
+        if marked {
+            self.restore_if_deleted(sha, doc.bytes).await?;
+        }
         Ok((document_from_row(&row)?, inserted))
     }
 

@@ -181,6 +181,10 @@ impl Store {
             Dialect::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(8)
+                    // A pooled SQLite connection is a thread of this process over a file: it cannot have been
+                    // cut off while idle, so the pool's check before each acquire (a round trip to that thread,
+                    // as long as the query itself) buys nothing. PostgreSQL's connections keep the check.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the one writer; the busy timeout makes writers queue

@@ -77,6 +77,9 @@ struct Figures {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    /// CPU time the server and this process (the client) used per request, where `/proc` tells.
+    server_cpu: Option<Duration>,
+    client_cpu: Option<Duration>,
 }
 
 pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
@@ -141,34 +144,39 @@ pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
 
         let duration = Duration::from_secs(args.seconds);
         let get_url = format!("{base}/v1/jobs/{job_id}");
-        let figures = load(args.connections, duration, |_| {
+        let pid = server.child.id();
+        let figures = load(pid, args.connections, duration, |_| {
             let request = client.get(&get_url);
             async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await;
         print_row("GET /v1/jobs/{id}", &figures);
+        let mut cpu = vec![("GET /v1/jobs/{id}".to_string(), figures.server_cpu, figures.client_cpu)];
 
         let post_url = format!("{base}/v1/jobs");
-        let figures = load(args.connections, duration, |_| {
+        let figures = load(pid, args.connections, duration, |_| {
             let request = client.post(&post_url).json(&serde_json::json!({"workflow": "noop", "input": {}}));
             async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await;
         print_row("POST /v1/jobs", &figures);
+        cpu.push(("POST /v1/jobs".to_string(), figures.server_cpu, figures.client_cpu));
 
         let upload_url = format!("{base}/v1/documents");
         let line = "Item 0001  Consulting services, hours  1  100.00  100.00\n";
         let size = (args.upload_kib * 1024).max(64);
         let filler = line.repeat(size / line.len() + 1);
         let filler = &filler[..size - 32];
-        let figures = load(args.connections, duration, |i| {
+        let figures = load(pid, args.connections, duration, |i| {
             // A distinct first line per request, so every upload is a new blob and a new row.
             let body = format!("Invoice {i:>20}\n{filler}");
             let request = client.post(&upload_url).header("content-type", "text/plain").body(body);
             async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await;
-        print_row(&format!("POST /v1/documents ({} KiB)", args.upload_kib), &figures);
+        let name = format!("POST /v1/documents ({} KiB)", args.upload_kib);
+        print_row(&name, &figures);
+        cpu.push((name, figures.server_cpu, figures.client_cpu));
 
         sampling.store(false, Ordering::Relaxed);
         sampler.thread().unpark();
@@ -181,6 +189,11 @@ pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
                 mib(peak.load(Ordering::Relaxed))
             ),
             None => println!("server resident memory: not readable (no /proc)"),
+        }
+        // What each request cost in CPU, which a machine shared with other work shows better than the rate.
+        let us = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} µs", d.as_micros()));
+        for (name, server, client) in cpu {
+            println!("CPU per request, {name}: server {}, client {}", us(server), us(client));
         }
         anyhow::Ok(())
     })
@@ -206,15 +219,28 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
     }
 }
 
+/// CPU time (user and system, all threads) a process has used so far, from Linux `/proc` (`self` for this one).
+fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold anything.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // In clock ticks, which Linux counts at 100 per second (USER_HZ) whatever the kernel's own rate.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 /// Runs `request(i)` from `connections` concurrent loops until `duration` has passed; every request's
-/// latency is kept.
-async fn load<F, Fut>(connections: usize, duration: Duration, request: F) -> Figures
+/// latency is kept, and the CPU time used by the server (`server`, a pid) and by this process.
+async fn load<F, Fut>(server: u32, connections: usize, duration: Duration, request: F) -> Figures
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let counter = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
+    let server = server.to_string();
+    let cpu_before = (cpu_of(&server), cpu_of("self"));
     let start = Instant::now();
     let deadline = start + duration;
     let loops = (0..connections).map(|_| async {
@@ -232,6 +258,11 @@ where
     });
     let mut latencies: Vec<Duration> = futures::future::join_all(loops).await.into_iter().flatten().collect();
     let elapsed = start.elapsed();
+    let per_request = |before: Option<Duration>, now: Option<Duration>| {
+        Some(now?.saturating_sub(before?) / u32::try_from(latencies.len()).ok().filter(|&n| n > 0)?)
+    };
+    let server_cpu = per_request(cpu_before.0, cpu_of(&server));
+    let client_cpu = per_request(cpu_before.1, cpu_of("self"));
     latencies.sort_unstable();
     let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
     Figures {
@@ -240,6 +271,8 @@ where
         elapsed,
         p50: at(0.50).copied().unwrap_or_default(),
         p99: at(0.99).copied().unwrap_or_default(),
+        server_cpu,
+        client_cpu,
     }
 }
 

@@ -74,7 +74,7 @@ async fn upload(
     let (bytes, filename) = if content_type.starts_with("multipart/form-data") {
         read_multipart(req, limit).await?
     } else {
-        (read_capped(req.into_body(), limit).await?, None)
+        (read_capped(req.into_body(), limit, declared).await?, None)
     };
     if bytes.is_empty() {
         return Err(ApiError::BadRequest {
@@ -204,10 +204,16 @@ fn multipart_error(limit: u64) -> impl Fn(axum::extract::multipart::MultipartErr
     }
 }
 
-/// A raw body read up to `limit` bytes.
-async fn read_capped(body: Body, limit: u64) -> Result<Bytes, ApiError> {
+/// Room made at once for a body of a declared length, at most: past it the buffer grows as bytes arrive, so
+/// a client that declares much and sends little holds little memory.
+const MAX_RESERVED: u64 = 1024 * 1024;
+
+/// A raw body read up to `limit` bytes, in a buffer sized for its declared length (up to [`MAX_RESERVED`])
+/// rather than grown and copied chunk by chunk.
+async fn read_capped(body: Body, limit: u64, declared: Option<u64>) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
     let mut buf = Capped::new(limit);
+    buf.buf.reserve(declared.unwrap_or(0).min(limit).min(MAX_RESERVED) as usize);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             if e.to_string().contains("length limit") {
