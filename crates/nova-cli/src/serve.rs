@@ -238,7 +238,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let state = AppState {
         store: store.clone(),
-        config: ServerConfig {
+        config: std::sync::Arc::new(ServerConfig {
             max_upload_bytes: args.max_upload_mb * 1024 * 1024,
             rate_limit: args.rate_limit.0,
             max_unfinished_jobs: args.max_unfinished_jobs,
@@ -250,7 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             document_retention: (args.document_retention_days > 0)
                 .then(|| Duration::from_secs(args.document_retention_days * 24 * 3600)),
             ..ServerConfig::default()
-        },
+        }),
         wake_workers: wake,
         sandbox,
         limiter,

@@ -125,7 +125,7 @@ mod tests {
         let store = nova_store::Store::open(dir.path()).await.unwrap();
         let app = AppState {
             store: store.clone(),
-            config: crate::ServerConfig::default(),
+            config: Arc::new(crate::ServerConfig::default()),
             wake_workers: Arc::default(),
             sandbox: Err("none".into()),
             limiter: crate::Limiter::Off,

@@ -68,7 +68,8 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub config: ServerConfig,
+    /// Shared, not copied: the state is cloned for every request by each layer that takes it.
+    pub config: Arc<ServerConfig>,
     /// Notified after each enqueue so that idle in-process workers start at once.
     pub wake_workers: Arc<Notify>,
     /// The sandbox for `POST /v1/executions`, or why there is none (the API then answers `503`).

@@ -78,7 +78,7 @@ impl TestApp {
         });
         let state = AppState {
             store: store.clone(),
-            config: options.config,
+            config: std::sync::Arc::new(options.config),
             wake_workers: wake,
             sandbox: Err("not in these tests".into()),
             limiter: options.limiter,

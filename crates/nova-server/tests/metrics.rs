@@ -163,7 +163,7 @@ async fn metrics_are_served_to_loopback_peers_and_otherwise_only_with_a_key() {
 
     let state = AppState {
         store: app.store.clone(),
-        config: ServerConfig { rate_limit: None, ..ServerConfig::default() },
+        config: std::sync::Arc::new(ServerConfig { rate_limit: None, ..ServerConfig::default() }),
         wake_workers: Arc::default(),
         sandbox: Err("none".into()),
         limiter: Limiter::Off,
