@@ -60,7 +60,9 @@ static TAX_COLUMN: LazyLock<Regex> =
 
 /// The lines of the item table, or none when they do not reconcile with the totals.
 pub(crate) fn line_items(doc: &Text<'_>, block: &TotalsBlock) -> Vec<Line> {
-    let rows = table_rows(doc);
+    let mut rows = table_rows(doc);
+    // A row of nothing (no quantity, no amount) is a section heading inside the table, not an item.
+    rows.retain(|r| !(r.quantity.is_some_and(|q| q.is_zero()) && r.line_total.is_some_and(|t| t.is_zero())));
     if rows.is_empty() {
         return Vec::new();
     }
@@ -71,22 +73,34 @@ pub(crate) fn line_items(doc: &Text<'_>, block: &TotalsBlock) -> Vec<Line> {
     let mut printed_nets = net_amounts(doc);
     printed_nets.extend(line_sums(doc));
     let allowance_row = rows.iter().any(|r| r.name.as_deref().is_some_and(is_allowance_or_charge));
-    let reconciled = match (block.line_total, block.tax_basis_total) {
-        // No allowance or charge: the lines add up to the confirmed net.
-        (Some(lines), _) => sum == lines,
-        // Allowances or charges: the lines add up to the net only when none of them is one, else to a
-        // printed sub-total of their own.
-        (None, Some(basis)) => (sum == basis && !allowance_row) || (sum != basis && printed_nets.contains(&sum)),
-        // Nothing confirmed: a printed net must agree, and with none printed each row's own arithmetic is all
-        // the evidence there is.
-        (None, None) => printed_nets.is_empty() || printed_nets.contains(&sum),
-    };
+    // Prices that include tax (a header `Prijs incl. BTW`, `Preis inkl. MwSt`, `Prix TTC`): the lines add up to
+    // the confirmed grand total instead.
+    let gross = block.grand_total.is_some_and(|g| g == sum)
+        && doc.lines.iter().any(|line| is_header(line) && GROSS_COLUMN.is_match(line));
+    let reconciled = gross
+        || match (block.line_total, block.tax_basis_total) {
+            // No allowance or charge: the lines add up to the confirmed net.
+            (Some(lines), _) => sum == lines,
+            // Allowances or charges: the lines add up to the net only when none of them is one, else to a
+            // printed sub-total of their own.
+            (None, Some(basis)) => (sum == basis && !allowance_row) || (sum != basis && printed_nets.contains(&sum)),
+            // Nothing confirmed: a printed net must agree, and with none printed each row's own arithmetic is all
+            // the evidence there is.
+            (None, None) => printed_nets.is_empty() || printed_nets.contains(&sum),
+        };
     if reconciled {
         rows
     } else {
         Vec::new()
     }
 }
+
+/// A column of amounts that include tax.
+static GROSS_COLUMN: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:\bincl\.?\s*(?:btw|vat|tax|mwst|ust|tva|iva|gst)|\binkl\.?\s*(?:mwst|ust)|\bttc\b|\bbrutto|\bgross\b|\bivato\b)",
+    )
+});
 
 /// Labels of the sum of the lines themselves: `Positionssumme`, `Summe Positionen`, `Total lines`,
 /// `Somme des lignes`, `Totaal regels`.
@@ -421,6 +435,26 @@ mod tests {
 
     fn row(name: &str, q: &str, p: &str, t: &str) -> (String, String, String, String) {
         (name.into(), q.into(), p.into(), t.into())
+    }
+
+    #[test]
+    fn rows_priced_with_tax_add_up_to_the_grand_total_under_a_gross_header() {
+        let text = "Artikel Aantal Prijs per stuk BTW Prijs incl. BTW\nTablet 1 € 399,00 21% € 399,00\n\
+                    Cover 2 € 10,00 21% € 20,00\nSubtotaal € 419,00  Exclusief BTW € 346,28\nBTW 21% € 72,72\n\
+                    Totaal € 419,00";
+        assert_eq!(items(text).iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["399.00", "20.00"]);
+        // The same rows under a header that does not say the prices include tax add up to nothing confirmed.
+        assert_eq!(items(&text.replace("Prijs incl. BTW", "Bedrag")), vec![]);
+    }
+
+    #[test]
+    fn a_row_of_nothing_is_a_heading_not_an_item() {
+        // A discount column of zeros times anything is zero: with a heading above, that made a row of nothing.
+        let text = "Description Quantity Unit Price Disc.% Taxes Amount\n\n--- Toys ---\n\n\
+                    Kite 1.00 Units 319.00 0.00 15.00% $ 319.00\nTotal $ 319.00";
+        let found = items(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].1.as_str(), found[0].3.as_str()), ("1", "319.00"));
     }
 
     #[test]
