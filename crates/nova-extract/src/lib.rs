@@ -194,12 +194,8 @@ pub fn extract_with_engines(
             let Some(ocr) = engines.ocr else { return Ok(from_text(&pdf::join_page_texts(pages)?, templates)) };
             Ok(match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
                 ocr::PdfText::Text(text) => from_text(&text, templates),
-                ocr::PdfText::Ocr(text) => ocr::invoice_from_ocr(&text, "ocr"),
-                ocr::PdfText::Mixed(text) => {
-                    let mut invoice = ocr::invoice_from_ocr(&text, "text+ocr");
-                    invoice = templates.apply(&text, invoice);
-                    invoice
-                }
+                ocr::PdfText::Ocr(text) => ocr::invoice_from_ocr(&text, "ocr", templates),
+                ocr::PdfText::Mixed(text) => ocr::invoice_from_ocr(&text, "text+ocr", templates),
             })
         }
         DocumentKind::Xml => einvoice::parse(bytes),

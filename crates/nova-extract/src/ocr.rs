@@ -123,11 +123,16 @@ pub(crate) fn read_pdf(
     Ok(PdfText::Mixed(text))
 }
 
-/// The rules over text read by OCR, their confidences lowered by [`OCR_CONFIDENCE_FACTOR`] and the result
-/// marked with `source`.
-pub(crate) fn invoice_from_ocr(text: &str, source: &str) -> Invoice {
-    let mut invoice = crate::text::extract(text);
-    invoice.source = Some(source.to_string());
+/// The rules over text read by OCR, and over them the first vendor template that matches the text, all
+/// confidences lowered by [`OCR_CONFIDENCE_FACTOR`] and the result marked with `source` (`template+` before
+/// it when a template matched).
+pub(crate) fn invoice_from_ocr(text: &str, source: &str, templates: &crate::TemplateSet) -> Invoice {
+    let mut invoice = templates.apply(text, crate::text::extract(text));
+    // A vendor template read this OCR text: say both.
+    invoice.source = Some(match invoice.source.as_deref() {
+        Some("template") => format!("template+{source}"),
+        _ => source.to_string(),
+    });
     for confidence in invoice.confidence.values_mut() {
         *confidence *= OCR_CONFIDENCE_FACTOR;
     }

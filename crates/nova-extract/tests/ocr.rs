@@ -99,6 +99,24 @@ fn a_scan_goes_to_the_engine_and_its_words_to_the_rules() {
 }
 
 #[test]
+fn a_vendor_template_reads_ocr_text_too() {
+    let template = nova_extract::TemplateSet::parse(
+        "fixed.yml",
+        "issuer: Fixed Words Ltd\nkeywords: ['INV-2024']\nfields:\n  invoice_number: number:\\s+(INV-\\S+)\n  \
+         amount: EUR\\s+([\\d.,]+)\noptions:\n  currency: EUR\n  decimal_separator: ','\n",
+    )
+    .expect("the template parses");
+    let templates = nova_extract::TemplateSet::from_templates(vec![template]);
+    let engine = FixedWords(Default::default());
+    let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
+    let invoice = nova_extract::extract_with_engines(&dev_scan(), engines, &templates).expect("the scan is read");
+    assert_eq!(invoice.source.as_deref(), Some("template+ocr"));
+    assert_eq!(invoice.seller.and_then(|s| s.name).as_deref(), Some("Fixed Words Ltd"), "the template's issuer");
+    assert_eq!(invoice.invoice_number.as_deref(), Some("INV-2024-17"));
+    assert!(invoice.confidence.values().all(|c| *c <= 0.8), "OCR lowers every confidence: {:?}", invoice.confidence);
+}
+
+#[test]
 fn the_text_of_a_scan_is_what_ocr_reads() {
     assert_eq!(nova_extract::text(&dev_scan()).unwrap_err().code(), "no_text", "no engine, no text");
     let engine = FixedWords(Default::default());
