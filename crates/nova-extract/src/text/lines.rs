@@ -26,7 +26,7 @@ use crate::parse::parse_amount;
 /// The numbers of one row that are tried as quantity, price and amount (the last ones of the row).
 const MAX_ROW_NUMBERS: usize = 12;
 /// Description lines kept before a row's numbers; older ones are dropped.
-const MAX_PENDING_LINES: usize = 3;
+const MAX_PENDING_LINES: usize = 10;
 /// Rows kept from one document.
 const MAX_ROWS: usize = 500;
 
@@ -445,6 +445,16 @@ mod tests {
         assert_eq!(items(text).iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["399.00", "20.00"]);
         // The same rows under a header that does not say the prices include tax add up to nothing confirmed.
         assert_eq!(items(&text.replace("Prijs incl. BTW", "Bedrag")), vec![]);
+    }
+
+    #[test]
+    fn a_description_cell_may_wrap_over_many_lines() {
+        // Ids, the name and the packaging, each word on a line of its own, then the row's numbers.
+        let text = "Pos Beschreibung Nettopreis Menge Betrag\n1 GTIN\n4123456000014\nArt-Nr-\nLieferant\nZS9997\n\
+                    Zitronensäure\n100ml\nVerpackung:\nFlasche\n 1,0000 5 Stk 5,00\nNettobetrag 5,00";
+        let got = items(text);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].0.contains("Zitronensäure 100ml") && got[0].0.contains("Flasche"), "{got:?}");
     }
 
     #[test]
