@@ -194,7 +194,13 @@ impl TaskRunner {
             output_dir: Some(OUTPUT_DIR.into()),
             ..ExecRequest::default()
         };
-        tokio::task::spawn_blocking(move || sandbox.exec(&request)).await.map_err(|_| TaskError::Sandbox)
+        // A job canceled while its program runs drops this future: the guard then kills the program, which
+        // would otherwise run on its blocking thread to its deadline.
+        let cancel = nova_sandbox::Cancel::new();
+        let _kill_on_drop = cancel.on_drop();
+        tokio::task::spawn_blocking(move || sandbox.exec_cancelable(&request, &cancel))
+            .await
+            .map_err(|_| TaskError::Sandbox)
     }
 }
 
