@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,10 @@ pub struct WorkerArgs {
     pool: PoolArgs,
     #[command(flatten)]
     log: LogArgs,
+    /// Serve this process's metrics (jobs, sandbox runs, model calls) at `http://ADDR/metrics` for
+    /// Prometheus. Off by default; the API's own `/metrics` does not see a separate worker's.
+    #[arg(long, env = "NOVA_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -30,11 +35,34 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         tokio::spawn(on_signal(shutdown.clone()));
         let sandbox = start_sandbox(args.pool.sandbox_pool).await;
         let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox);
+        let metrics = match args.metrics_listen {
+            Some(addr) => {
+                nova_server::metrics::recorder();
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?;
+                say(&format!("nova: worker metrics on http://{}/metrics", listener.local_addr()?));
+                let stop = shutdown.clone();
+                Some(tokio::spawn(nova_server::metrics::serve_alone(listener, stop.cancelled_owned())))
+            }
+            None => None,
+        };
         // The one line a script can wait for, on stdout.
-        println!("nova: worker running up to {} jobs at once", config.total_slots());
-        nova_worker::run(store.clone(), config, Arc::new(Notify::new()), shutdown.cancelled_owned()).await;
+        say(&format!("nova: worker running up to {} jobs at once", config.total_slots()));
+        nova_worker::run(store.clone(), config, Arc::new(Notify::new()), shutdown.clone().cancelled_owned()).await;
+        if let Some(metrics) = metrics {
+            shutdown.cancel();
+            let _ = metrics.await;
+        }
         store.close().await;
         info!("worker stopped");
         Ok(())
     })
+}
+
+/// A line on stdout for scripts that wait for it; a reader that went away (a closed pipe) is no reason to stop.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }

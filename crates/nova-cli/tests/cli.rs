@@ -318,3 +318,63 @@ fn json_logs_follow_a_request_id_to_its_job_and_never_show_the_key() {
     assert!(carries_id(job_end, "job"), "the worker's line carries the request's id: {job_end}");
     assert_eq!(job_end["level"], "INFO");
 }
+
+/// A separate `nova worker --metrics-listen` serves its own metrics: a job it ran is counted there.
+#[test]
+fn a_worker_process_serves_the_metrics_of_the_jobs_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, base) = start_serve(dir.path(), &["--workers", "0"], &[]);
+    let mut worker = KillOnDrop(
+        nova()
+            .args(["worker", "--concurrency", "1", "--sandbox-pool", "0", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("NOVA_LOG", "warn")
+            .env_remove("NOVA_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = String::new();
+    // Kept open while the worker runs, as a script that waits for its lines would.
+    let mut lines = BufReader::new(worker.0.stdout.take().unwrap());
+    lines.read_line(&mut banner).unwrap();
+    let metrics_url = banner
+        .trim()
+        .strip_prefix("nova: worker metrics on ")
+        .unwrap_or_else(|| panic!("banner: {banner:?}"))
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let job: Value = client
+            .post(format!("{base}/v1/jobs"))
+            .json(&serde_json::json!({"workflow": "noop"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let current: Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
+            if current["status"] == "succeeded" {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the worker did not run the job: {current}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let page = client.get(&metrics_url).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        let counted = page.lines().any(|l| {
+            l.starts_with("nova_jobs_finished_total{") && l.contains("workflow=\"noop\"") && l.ends_with(" 1")
+        });
+        assert!(counted, "{page}");
+        let other = client.get(metrics_url.replace("/metrics", "/v1/jobs")).send().await.unwrap();
+        assert_eq!(other.status(), 404, "the metrics address serves nothing else");
+    });
+}

@@ -76,6 +76,30 @@ pub(crate) async fn upkeep() {
     }
 }
 
+/// Serves this process's metrics alone (`GET /metrics`, no other route) on `listener` until `shutdown`: what
+/// `nova worker --metrics-listen` runs, for worker processes that serve no API. Anyone who reaches the
+/// address may read it, as the labels hold no ids or tenant data; bind it where only the scraper reaches.
+pub async fn serve_alone(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = tokio::spawn(upkeep());
+    let app = Router::new().route("/metrics", get(render_alone)).fallback(|| async {
+        ApiError::NotFound { code: "route_not_found", message: "this address serves GET /metrics only".into() }
+    });
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    upkeep.abort();
+    served
+}
+
+async fn render_alone() -> Result<Response, ApiError> {
+    let handle = recorder().ok_or_else(|| ApiError::Unavailable {
+        code: "metrics_unavailable",
+        message: "this process records its metrics elsewhere (another recorder was installed)".into(),
+    })?;
+    Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], handle.render()).into_response())
+}
+
 /// `GET /metrics`, for loopback peers and callers with an API key.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new().route("/metrics", get(scrape)).route_layer(from_fn_with_state(state.clone(), scrapers_only))
