@@ -4,9 +4,8 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use common::{dev_dir, start_serve};
+use common::{dev_dir, start_serve, wait_succeeded};
 use nova_llm::testing::{ModelServer, Reply, GOOD, LAYOUT_A, LAYOUT_A2, TOTALS_PER_SELLER};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -33,25 +32,11 @@ impl Api {
         self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
     }
 
-    /// The job once it has ended.
-    async fn finished(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            let job: Value = self.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap();
-            if ["succeeded", "failed", "canceled"].contains(&job["status"].as_str().unwrap_or("")) {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the job did not end: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn run(&self, body: Value) -> Value {
         let (status, job) = self.submit(body).await;
         assert_eq!(status, 202, "{job}");
         let id = job["id"].as_str().unwrap().to_string();
-        let done = self.finished(&id).await;
-        assert_eq!(done["status"], "succeeded", "{done}");
+        wait_succeeded(|| self.client.get(format!("{}/v1/jobs/{id}", self.base))).await;
         self.get(&format!("/v1/jobs/{id}/result")).await.json().await.unwrap()
     }
 }

@@ -3,13 +3,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-use common::{dev_dir, nova, start_serve, KillOnDrop};
+use common::{dev_dir, nova, start_serve, wait_succeeded, KillOnDrop};
 
 fn dev_inputs() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -131,15 +130,7 @@ fn serve_runs_and_stops_on_sigterm() {
         let input = serde_json::json!({"workflow": "invoice.extract", "input": {"document_id": doc["id"]}});
         let job = send(client.post(format!("{base}/v1/jobs")).json(&input)).await;
         let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = send(client.get(&job_url)).await;
-            if status["status"] == "succeeded" {
-                break;
-            }
-            assert!(status["status"] != "failed" && tokio::time::Instant::now() < deadline, "{status}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_succeeded(|| client.get(&job_url)).await;
         let invoice = send(client.get(format!("{job_url}/result"))).await;
         assert_eq!(invoice["seller"]["name"], "CRONUS DE");
     });
@@ -203,15 +194,7 @@ fn serve_runs_programs_in_the_sandbox() {
         let (status, job) = submit(serde_json::json!({"language": "python", "code": "print(sum(range(10)))"})).await;
         assert_eq!(status, 202, "{job}");
         let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let current: Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
-            if current["status"] == "succeeded" {
-                break;
-            }
-            assert!(current["status"] != "failed" && tokio::time::Instant::now() < deadline, "{current}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_succeeded(|| client.get(&job_url)).await;
         let result: Value = client.get(format!("{job_url}/result")).send().await.unwrap().json().await.unwrap();
         assert_eq!((result["status"].as_str(), result["stdout"].as_str()), (Some("ok"), Some("45\n")), "{result}");
         // Each run counts in the usage: the four executions that ran, and the one code.run job.
@@ -287,16 +270,8 @@ fn json_logs_follow_a_request_id_to_its_job_and_never_show_the_key() {
         assert_eq!(submitted.headers()["x-request-id"], "cli-req-0042");
         let job: Value = submitted.json().await.unwrap();
         let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let current: Value = client.get(&job_url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-            if current["status"] == "succeeded" {
-                assert_eq!(current["request_id"], "cli-req-0042");
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{current}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let done = wait_succeeded(|| client.get(&job_url).bearer_auth(&key)).await;
+        assert_eq!(done["request_id"], "cli-req-0042");
     });
     let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(kill.success());
@@ -358,15 +333,7 @@ fn a_worker_process_serves_the_metrics_of_the_jobs_it_runs() {
             .await
             .unwrap();
         let job_url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let current: Value = client.get(&job_url).send().await.unwrap().json().await.unwrap();
-            if current["status"] == "succeeded" {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the worker did not run the job: {current}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_succeeded(|| client.get(&job_url)).await;
         let page = client.get(&metrics_url).send().await.unwrap();
         assert_eq!(page.status(), 200);
         let page = page.text().await.unwrap();

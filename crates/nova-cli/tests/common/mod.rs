@@ -47,3 +47,18 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Polls the job that `get` asks for (a `GET /v1/jobs/{id}`) until it has succeeded, and returns it; fails the
+/// test when it fails, is canceled, or has not succeeded within a minute.
+pub async fn wait_succeeded(get: impl Fn() -> reqwest::RequestBuilder) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let job: serde_json::Value = get().send().await.unwrap().json().await.unwrap();
+        if job["status"] == "succeeded" {
+            return job;
+        }
+        let ended = job["status"] == "failed" || job["status"] == "canceled";
+        assert!(!ended && tokio::time::Instant::now() < deadline, "the job did not succeed: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
