@@ -72,7 +72,7 @@ impl Store {
             .bind(&id)
             .bind(sha.as_str())
             .bind(&doc.filename)
-            .bind(kind_str(doc.kind))
+            .bind(doc.kind.as_str())
             .bind(doc.kind.content_type())
             .bind(size)
             .bind(doc.page_count.map(i64::from))
@@ -118,14 +118,6 @@ impl Store {
         let Some(meta) = self.get_document(id).await? else { return Ok(None) };
         let bytes = self.blobs().get(&meta.sha256).await?;
         Ok(Some((meta, bytes)))
-    }
-}
-
-fn kind_str(kind: DocumentKind) -> &'static str {
-    match kind {
-        DocumentKind::Pdf => "pdf",
-        DocumentKind::Xml => "xml",
-        DocumentKind::Text => "text",
     }
 }
 
