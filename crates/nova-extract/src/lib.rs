@@ -180,29 +180,49 @@ pub fn extract_with_engines(
     engines: Engines<'_>,
     templates: &TemplateSet,
 ) -> Result<Invoice, ExtractError> {
+    read_with_engines(bytes, engines, templates).map(|read| read.invoice)
+}
+
+/// A document read once: its invoice, and the text the rules read for callers that reason over the text
+/// themselves.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub invoice: Invoice,
+    /// The text layer (what OCR read where pages have none) or the plain text; for a PDF whose embedded
+    /// e-invoice answered, its text layer when it has one; `None` for an XML document.
+    pub text: Option<String>,
+}
+
+/// [`extract_with_engines`], keeping the text it read: one pass over the document (one OCR of a scan) for
+/// callers that need both.
+pub fn read_with_engines(bytes: &[u8], engines: Engines<'_>, templates: &TemplateSet) -> Result<Read, ExtractError> {
     match sniff(bytes)? {
         DocumentKind::Pdf => {
             let file = pdf::PdfFile::open(bytes)?;
             for xml in file.embedded_xml_files() {
                 // An attachment that is not an invoice (or is broken) must not hide the printed one.
                 match einvoice::parse(&xml.data) {
-                    Ok(invoice) => return Ok(invoice),
+                    Ok(invoice) => return Ok(Read { invoice, text: file.text().ok() }),
                     Err(err) => tracing::debug!(file = %xml.name, %err, "embedded XML is not a usable e-invoice"),
                 }
             }
             let pages = file.page_texts();
-            let Some(ocr) = engines.ocr else { return Ok(from_text(&pdf::join_page_texts(pages)?, templates)) };
-            Ok(match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
-                ocr::PdfText::Text(text) => from_text(&text, templates),
-                ocr::PdfText::Ocr(text) => ocr::invoice_from_ocr(&text, "ocr", templates),
-                ocr::PdfText::Mixed(text) => ocr::invoice_from_ocr(&text, "text+ocr", templates),
-            })
+            let Some(ocr) = engines.ocr else {
+                let text = pdf::join_page_texts(pages)?;
+                return Ok(Read { invoice: from_text(&text, templates), text: Some(text) });
+            };
+            let (invoice, text) = match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
+                ocr::PdfText::Text(text) => (from_text(&text, templates), text),
+                ocr::PdfText::Ocr(text) => (ocr::invoice_from_ocr(&text, "ocr", templates), text),
+                ocr::PdfText::Mixed(text) => (ocr::invoice_from_ocr(&text, "text+ocr", templates), text),
+            };
+            Ok(Read { invoice, text: Some(text) })
         }
-        DocumentKind::Xml => einvoice::parse(bytes),
+        DocumentKind::Xml => Ok(Read { invoice: einvoice::parse(bytes)?, text: None }),
         DocumentKind::Text => {
             // `sniff` only says Text for valid UTF-8.
-            let text = String::from_utf8_lossy(bytes);
-            Ok(from_text(&text, templates))
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            Ok(Read { invoice: from_text(&text, templates), text: Some(text) })
         }
     }
 }

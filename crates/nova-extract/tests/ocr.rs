@@ -117,6 +117,18 @@ fn a_vendor_template_reads_ocr_text_too() {
 }
 
 #[test]
+fn one_read_gives_the_invoice_and_its_text_with_one_ocr_pass() {
+    let engine = FixedWords(Default::default());
+    let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
+    let read = nova_extract::read_with_engines(&dev_scan(), engines, &nova_extract::TemplateSet::empty()).unwrap();
+    assert_eq!(read.invoice.invoice_number.as_deref(), Some("INV-2024-17"));
+    assert!(read.text.as_deref().is_some_and(|t| t.contains("INV-2024-17")), "{:?}", read.text);
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the page is read once for both");
+    let xml = nova_extract::read_with_engines(b"<?xml version=\"1.0\"?><x/>", engines, &Default::default());
+    assert!(xml.is_err(), "not an invoice");
+}
+
+#[test]
 fn the_text_of_a_scan_is_what_ocr_reads() {
     assert_eq!(nova_extract::text(&dev_scan()).unwrap_err().code(), "no_text", "no engine, no text");
     let engine = FixedWords(Default::default());

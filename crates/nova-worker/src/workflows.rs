@@ -229,15 +229,12 @@ async fn task_run(
                 return Err(WorkflowError::Transient(internal("reading the documents")));
             }
         };
-        let read = tokio::task::spawn_blocking(move || {
-            let invoice = extract_invoice(&bytes);
-            let text = std::panic::catch_unwind(|| nova_extract::text_with_engines(&bytes, engines()));
-            (invoice, text.ok().and_then(Result::ok))
-        });
-        let (invoice, text) = read.await.map_err(|_| WorkflowError::Permanent(internal("reading a document")))?;
-        let (invoice, error) = match invoice {
-            Ok(invoice) => (serde_json::to_value(invoice).ok(), None),
-            Err(e) => (None, Some(format!("{}: {}", e.code, e.message))),
+        // One pass over the document (one OCR of a scan) for both its invoice and its text.
+        let read = tokio::task::spawn_blocking(move || read_document(&bytes));
+        let read = read.await.map_err(|_| WorkflowError::Permanent(internal("reading a document")))?;
+        let (invoice, text, error) = match read {
+            Ok(read) => (serde_json::to_value(read.invoice).ok(), read.text, None),
+            Err(e) => (None, None, Some(format!("{}: {}", e.code, e.message))),
         };
         documents.push(nova_llm::TaskDocument {
             id: id.to_string(),
@@ -335,9 +332,18 @@ pub fn engines() -> nova_extract::Engines<'static> {
 
 /// [`extract_invoice`] with the given vendor templates (an empty set: the generic rules alone).
 pub fn extract_invoice_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<Invoice, JobError> {
+    read_document_with(bytes, templates).map(|read| read.invoice)
+}
+
+/// [`extract_invoice`], keeping the text the rules read ([`nova_extract::read_with_engines`]).
+pub fn read_document(bytes: &[u8]) -> Result<nova_extract::Read, JobError> {
+    read_document_with(bytes, &TEMPLATES)
+}
+
+fn read_document_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<nova_extract::Read, JobError> {
     // The extractor contains its own panics; this is the last line of defence for the process.
-    match std::panic::catch_unwind(|| nova_extract::extract_with_engines(bytes, engines(), templates)) {
-        Ok(Ok(invoice)) => Ok(invoice),
+    match std::panic::catch_unwind(|| nova_extract::read_with_engines(bytes, engines(), templates)) {
+        Ok(Ok(read)) => Ok(read),
         Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: error_chain(&e) }),
         Err(_) => Err(JobError { code: "invalid_document".into(), message: "the document could not be read".into() }),
     }
