@@ -141,8 +141,8 @@ pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<TemplateS
 fn extract_file(path: &PathBuf, limit: u64, templates: &TemplateSet, ai: &Ai) -> Record {
     let file = path.display().to_string();
     let result = read_file(path, limit).and_then(|bytes| {
-        let rules = nova_worker::workflows::extract_invoice_with(&bytes, templates)?;
-        ai.apply(bytes, rules)
+        let read = nova_worker::workflows::read_document_with(&bytes, templates)?;
+        ai.apply(read.text.as_deref(), read.invoice)
     });
     match result {
         Ok(invoice) => Record { file, invoice: Some(invoice), error: None },
@@ -342,17 +342,16 @@ impl Ai {
     }
 
     /// The rules' result, or what the model made of the document when the strategy asks for it.
-    fn apply(&self, bytes: Vec<u8>, rules: Invoice) -> Result<Invoice, JobError> {
+    fn apply(&self, text: Option<&str>, rules: Invoice) -> Result<Invoice, JobError> {
         let Some(model) = &self.model else { return Ok(rules) };
         let mut usage = nova_llm::Usage::default();
         let applied = model.runtime.block_on(nova_llm::apply(
             self.strategy,
             nova_llm::from_env(),
             model.sandbox.clone(),
-            nova_worker::workflows::engines(),
             &model.store,
             TenantId::DEFAULT,
-            bytes.into(),
+            text,
             rules,
             &mut usage,
         ));

@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, LazyLock};
 
-use bytes::Bytes;
-
 use nova_core::{Invoice, Strategy, TenantId};
 use nova_sandbox::Sandbox;
 use nova_store::Store;
@@ -39,7 +37,7 @@ pub enum ApplyError {
     #[error("no sandbox to run the model's program in: {0}")]
     NoSandbox(String),
     #[error("the document has no text for the model to read")]
-    NoText(#[source] nova_extract::ExtractError),
+    NoText,
     #[error("the AI path failed")]
     Loop(#[from] LoopError),
 }
@@ -51,7 +49,7 @@ impl ApplyError {
             ApplyError::Strategy(_) => "llm_not_configured",
             ApplyError::Config(_) => "llm_misconfigured",
             ApplyError::NoSandbox(_) => "sandbox_unavailable",
-            ApplyError::NoText(_) => "no_text",
+            ApplyError::NoText => "no_text",
             ApplyError::Loop(LoopError::Model(_)) => "llm_unavailable",
             ApplyError::Loop(_) => "llm_failed",
         }
@@ -63,19 +61,18 @@ impl ApplyError {
     }
 }
 
-/// Follows `strategy` for the document `bytes` whose rules' result is `rules`. With no model configured,
-/// `llm` is refused and `auto` is the rules. The model reads the document's text as the rules did: its text
-/// layer, and what the `engines` read of pages without one (a scan's OCR). What the AI path uses is added to
-/// `usage` as it goes, whether or not it then succeeds.
+/// Follows `strategy` for a document whose rules' result is `rules`. With no model configured, `llm` is
+/// refused and `auto` is the rules. The model reads `text`, the text the rules read (the text layer, and
+/// OCR of pages without one: [`nova_extract::read_with_engines`]). What the AI path uses is added to `usage`
+/// as it goes, whether or not it then succeeds.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     strategy: Strategy,
     client: &Result<Option<ChatClient>, String>,
     sandbox: Result<Arc<dyn Sandbox>, String>,
-    engines: nova_extract::Engines<'static>,
     store: &Store,
     tenant: TenantId,
-    bytes: Bytes,
+    text: Option<&str>,
     rules: Invoice,
     usage: &mut Usage,
 ) -> Result<Applied, ApplyError> {
@@ -91,11 +88,8 @@ pub async fn apply(
     }
     let Some(client) = client else { return Ok(Applied { invoice: rules, model_ran: false }) };
     let sandbox = sandbox.map_err(ApplyError::NoSandbox)?;
-    let text = tokio::task::spawn_blocking(move || nova_extract::text_with_engines(&bytes, engines))
-        .await
-        .map_err(|_| ApplyError::Loop(LoopError::Sandbox))?
-        .map_err(ApplyError::NoText)?;
+    let text = text.ok_or(ApplyError::NoText)?;
     let extractor = LlmExtractor::new(client.clone(), sandbox, store.clone()).for_tenant(tenant);
-    let extraction = extractor.extract_counting(&text, &rules, usage).await?;
+    let extraction = extractor.extract_counting(text, &rules, usage).await?;
     Ok(Applied { invoice: extraction.invoice, model_ran: true })
 }

@@ -64,13 +64,13 @@ pub async fn execute(
                 }
             };
             progress.report(serde_json::json!({"step": "extracting", "bytes": bytes.len()})).await;
-            // A second handle on the same bytes (no copy), for the AI path.
-            let shared = bytes.clone();
-            let invoice = tokio::task::spawn_blocking(move || extract_invoice(&bytes))
+            // The invoice and the text it was read from, in one pass: the AI path reads the same text.
+            let read = tokio::task::spawn_blocking(move || read_document(&bytes))
                 .await
                 .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
                 .map_err(WorkflowError::Permanent)?;
-            llm_pass(store, sandbox, input.strategy.unwrap_or_default(), tenant, shared, invoice, progress).await
+            let strategy = input.strategy.unwrap_or_default();
+            llm_pass(store, sandbox, strategy, tenant, read.text.as_deref(), read.invoice, progress).await
         }
         Workflow::CodeRun => {
             let spec: ProgramSpec = serde_json::from_value(job.input.clone()).map_err(|e| {
@@ -161,14 +161,14 @@ async fn llm_pass(
     sandbox: Option<&SandboxHandle>,
     strategy: nova_core::Strategy,
     tenant: TenantId,
-    bytes: bytes::Bytes,
+    text: Option<&str>,
     rules: Invoice,
     progress: &Progress<'_>,
 ) -> Result<serde_json::Value, WorkflowError> {
     let sandbox = sandbox.map(|s| s.0.clone()).ok_or_else(|| "this worker has no sandbox".to_string());
     let mut usage = nova_llm::Usage::default();
     let client = nova_llm::from_env();
-    let applied = nova_llm::apply(strategy, client, sandbox, engines(), store, tenant, bytes, rules, &mut usage).await;
+    let applied = nova_llm::apply(strategy, client, sandbox, store, tenant, text, rules, &mut usage).await;
     // Counted whether or not the pass then succeeded: a model call made is a model call paid for.
     if usage.model_calls > 0 || usage.sandbox_runs > 0 {
         record_usage(store, tenant, Workflow::InvoiceExtract, llm_usage(&usage)).await;
@@ -340,7 +340,8 @@ pub fn read_document(bytes: &[u8]) -> Result<nova_extract::Read, JobError> {
     read_document_with(bytes, &TEMPLATES)
 }
 
-fn read_document_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<nova_extract::Read, JobError> {
+/// [`read_document`] with the given vendor templates.
+pub fn read_document_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<nova_extract::Read, JobError> {
     // The extractor contains its own panics; this is the last line of defence for the process.
     match std::panic::catch_unwind(|| nova_extract::read_with_engines(bytes, engines(), templates)) {
         Ok(Ok(read)) => Ok(read),
