@@ -323,6 +323,23 @@ fn refill(pool: &Pool, config: &JailConfig, started: &AtomicUsize) {
     }
 }
 
+/// Forwards what the helper and the jail's own processes write on stderr (a panic, a traceback of the
+/// zygote while the jail is torn down) to this process's log, an event a line, so that the server's stderr
+/// keeps its log format (`--log-format json`). A program's own output never comes here: it has its pipes.
+fn forward_stderr(stderr: std::process::ChildStderr) {
+    let forward = move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !line.trim().is_empty() {
+                let line: String = line.chars().take(2_000).collect();
+                tracing::warn!(target: "nova_sandbox::jail", "jail helper: {line}");
+            }
+        }
+    };
+    // Without the thread the pipe closes, and the helper's writes to it fail without harm.
+    let _ = std::thread::Builder::new().name("nova-jail-stderr".into()).spawn(forward);
+}
+
 /// A helper process whose jail is built and whose zygote waits for the next execution.
 struct WarmJail {
     child: Child,
@@ -340,9 +357,12 @@ impl WarmJail {
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting the jail helper {}: {e}", config.helper.display()))?;
+        if let Some(stderr) = child.stderr.take() {
+            forward_stderr(stderr);
+        }
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let setup = serde_json::to_string(&config.setup()).expect("setups serialise");

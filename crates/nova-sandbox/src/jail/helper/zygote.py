@@ -208,7 +208,12 @@ def _zygote():
             message = b""
         if not message:
             os._exit(0)
-        _run(fds, kernel, own_pids, control, python_path)
+        try:
+            _run(fds, kernel, own_pids, control, python_path)
+        except BaseException:
+            # A pipe of the run broke: the jail is being torn down (its init or helper is gone). End quietly,
+            # as the EOF above does: a traceback would land on the stderr the server logs to.
+            os._exit(1)
 
 
 _zygote()
