@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lopdf::{dictionary, Document, Object, Stream};
+mod common;
+
+use lopdf::{dictionary, Stream};
 use nova_extract::tesseract::Tesseract;
 use nova_extract::{extract, extract_with, ExtractError, Ocr, OcrPage, OcrWord};
 
@@ -22,31 +24,22 @@ fn dev_scan() -> Vec<u8> {
 
 /// A one-page PDF whose page is a single image XObject with the given dictionary entries and data.
 fn image_pdf(width: i64, height: i64, filter: &str, data: Vec<u8>) -> Vec<u8> {
-    let mut doc = Document::with_version("1.4");
-    let pages_id = doc.new_object_id();
-    let image = Stream::new(
-        dictionary! {
-            "Type" => "XObject", "Subtype" => "Image", "Width" => width, "Height" => height,
-            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8, "Filter" => filter,
-        },
-        data,
-    );
-    let image_id = doc.add_object(image);
-    let content = doc.add_object(Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec()));
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => content,
-        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
-    );
-    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).expect("an in-memory PDF saves");
-    bytes
+    common::pdf(|doc, pages_id| {
+        let image = Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image", "Width" => width, "Height" => height,
+                "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8, "Filter" => filter,
+            },
+            data,
+        );
+        let image_id = doc.add_object(image);
+        let content = doc.add_object(Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec()));
+        vec![doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+        })]
+    })
 }
 
 /// An engine that reads every page as the same invoice, and counts its calls.
@@ -56,23 +49,7 @@ impl Ocr for FixedWords {
     fn recognize(&self, page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         assert!((140..=160).contains(&page.dpi), "the scan is read at its own 150 dpi, got {}", page.dpi);
-        let word = |text: &str, left: u32, top: u32, line: u32| OcrWord {
-            text: text.into(),
-            left,
-            top,
-            width: 16 * text.len() as u32,
-            height: 24,
-            confidence: 90.0,
-            line: (1, 1, line),
-        };
-        Ok(vec![
-            word("Invoice", 100, 100, 1),
-            word("number:", 220, 100, 1),
-            word("INV-2024-17", 360, 100, 1),
-            word("Total", 100, 400, 2),
-            word("EUR", 600, 400, 2),
-            word("1.234,50", 700, 400, 2),
-        ])
+        Ok(common::invoice_words())
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lopdf::{dictionary, Document, Object, Stream};
+use lopdf::{dictionary, Object, Stream};
 use nova_extract::pdftoppm::Pdftoppm;
 use nova_extract::render::{PageRenderer, RenderRequest};
 use nova_extract::tesseract::Tesseract;
@@ -18,6 +18,8 @@ use nova_extract::{
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
+
+mod common;
 
 /// The dev invoice whose glyphs are Type3 procedures and which holds no image.
 fn type3_invoice() -> PathBuf {
@@ -38,22 +40,13 @@ fn extract_with_both(
 
 /// A one-page PDF with the given media box and content, no image and no font: nothing to read as text.
 fn drawn_pdf(media_box: [f64; 4], content: &[u8]) -> Vec<u8> {
-    let mut doc = Document::with_version("1.4");
-    let pages_id = doc.new_object_id();
-    let content = doc.add_object(Stream::new(dictionary! {}, content.to_vec()));
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => content,
-        "MediaBox" => media_box.iter().map(|v| Object::Real(*v as f32)).collect::<Vec<_>>(),
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
-    );
-    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).expect("an in-memory PDF saves");
-    bytes
+    common::pdf(|doc, pages_id| {
+        let content = doc.add_object(Stream::new(dictionary! {}, content.to_vec()));
+        vec![doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content,
+            "MediaBox" => media_box.iter().map(|v| Object::Real(*v as f32)).collect::<Vec<_>>(),
+        })]
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -78,23 +71,7 @@ impl Ocr for FixedWords {
     fn recognize(&self, page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         assert_eq!(page.dpi, 200, "a rendered page is read at the resolution it was rendered at");
-        let word = |text: &str, left: u32, top: u32, line: u32| OcrWord {
-            text: text.into(),
-            left,
-            top,
-            width: 16 * text.len() as u32,
-            height: 24,
-            confidence: 90.0,
-            line: (1, 1, line),
-        };
-        Ok(vec![
-            word("Invoice", 100, 100, 1),
-            word("number:", 220, 100, 1),
-            word("INV-2024-17", 360, 100, 1),
-            word("Total", 100, 400, 2),
-            word("EUR", 600, 400, 2),
-            word("1.234,50", 700, 400, 2),
-        ])
+        Ok(common::invoice_words())
     }
 }
 
@@ -126,41 +103,31 @@ fn a_gigantic_page_is_refused_before_rendering() {
 
 /// Builds a two-page PDF: page 1 shows text in Helvetica, page 2 holds only a large image.
 fn mixed_pdf() -> Vec<u8> {
-    let mut doc = Document::with_version("1.4");
-    let pages_id = doc.new_object_id();
-    let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
-    let text = b"BT /F1 12 Tf 72 760 Td (Seller Example Trading GmbH, Musterstrasse 1, Berlin) Tj ET".to_vec();
-    let text_content = doc.add_object(Stream::new(dictionary! {}, text));
-    let media_box = || vec![0.into(), 0.into(), 595.into(), 842.into()];
-    let text_page = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => text_content, "MediaBox" => media_box(),
-        "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
-    });
-    let (width, height) = (1000i64, 1400i64);
-    let image = Stream::new(
-        dictionary! {
-            "Type" => "XObject", "Subtype" => "Image", "Width" => width, "Height" => height,
-            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
-        },
-        vec![255u8; (width * height) as usize],
-    );
-    let image_id = doc.add_object(image);
-    let image_content = doc.add_object(Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec()));
-    let image_page = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => image_content, "MediaBox" => media_box(),
-        "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages", "Kids" => vec![text_page.into(), image_page.into()], "Count" => 2,
-        }),
-    );
-    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).expect("an in-memory PDF saves");
-    bytes
+    common::pdf(|doc, pages_id| {
+        let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let text = b"BT /F1 12 Tf 72 760 Td (Seller Example Trading GmbH, Musterstrasse 1, Berlin) Tj ET".to_vec();
+        let text_content = doc.add_object(Stream::new(dictionary! {}, text));
+        let media_box = || vec![0.into(), 0.into(), 595.into(), 842.into()];
+        let text_page = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => text_content, "MediaBox" => media_box(),
+            "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+        });
+        let (width, height) = (1000i64, 1400i64);
+        let image = Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image", "Width" => width, "Height" => height,
+                "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+            },
+            vec![255u8; (width * height) as usize],
+        );
+        let image_id = doc.add_object(image);
+        let image_content = doc.add_object(Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec()));
+        let image_page = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => image_content, "MediaBox" => media_box(),
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+        });
+        vec![text_page, image_page]
+    })
 }
 
 /// An engine for scanned pages, which come at the scan's own resolution.
@@ -170,7 +137,7 @@ struct ScanWords(AtomicUsize);
 impl Ocr for ScanWords {
     fn recognize(&self, _page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
         self.0.fetch_add(1, Ordering::Relaxed);
-        FixedWords::default().recognize(&OcrPage { image: GrayImage::blank(1, 1), dpi: 200 })
+        Ok(common::invoice_words())
     }
 }
 

@@ -1,0 +1,44 @@
+//! Fixtures shared by the OCR and rendering tests: in-memory PDFs and the words a stand-in OCR engine reads.
+
+#![allow(dead_code)]
+
+use lopdf::{dictionary, Document, Object, ObjectId};
+use nova_extract::OcrWord;
+
+/// A PDF whose pages `build` adds to the document, each with the given page-tree node as its `Parent`; it
+/// returns their ids in order.
+pub fn pdf(build: impl FnOnce(&mut Document, ObjectId) -> Vec<ObjectId>) -> Vec<u8> {
+    let mut doc = Document::with_version("1.4");
+    let pages_id = doc.new_object_id();
+    let pages = build(&mut doc, pages_id);
+    let count = pages.len() as i64;
+    let kids: Vec<Object> = pages.into_iter().map(Object::from).collect();
+    doc.objects
+        .insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }));
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).expect("an in-memory PDF saves");
+    bytes
+}
+
+/// The words of a page that reads as one small invoice: number `INV-2024-17`, total `EUR 1.234,50`.
+pub fn invoice_words() -> Vec<OcrWord> {
+    let word = |text: &str, left: u32, top: u32, line: u32| OcrWord {
+        text: text.into(),
+        left,
+        top,
+        width: 16 * text.len() as u32,
+        height: 24,
+        confidence: 90.0,
+        line: (1, 1, line),
+    };
+    vec![
+        word("Invoice", 100, 100, 1),
+        word("number:", 220, 100, 1),
+        word("INV-2024-17", 360, 100, 1),
+        word("Total", 100, 400, 2),
+        word("EUR", 600, 400, 2),
+        word("1.234,50", 700, 400, 2),
+    ]
+}
