@@ -87,8 +87,9 @@ impl Default for Limits {
 }
 
 /// How an execution ended, in the manner of isolate's status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExecutionStatus)]
 pub enum Status {
     /// Exited with code 0.
     Ok,

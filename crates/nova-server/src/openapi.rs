@@ -361,28 +361,13 @@ pub(crate) struct SpecLimitsSchema {
     processes: Option<u32>,
 }
 
-/// How an execution ended.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub(crate) enum ExecutionStatus {
-    Ok,
-    NonzeroExit,
-    Signaled,
-    Timeout,
-    MemoryLimit,
-    OutputLimit,
-    Canceled,
-    SandboxError,
-}
-
 /// What happened to one execution (also the result of a `code.run` job). Output is text, invalid UTF-8
 /// replaced.
 #[derive(ToSchema)]
 #[schema(as = ExecutionOutcome)]
 #[allow(dead_code)]
 pub(crate) struct ExecutionOutcomeSchema {
-    status: ExecutionStatus,
+    status: nova_sandbox::Status,
     exit_code: Option<i32>,
     signal: Option<i32>,
     stdout: String,
