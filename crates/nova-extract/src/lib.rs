@@ -228,28 +228,13 @@ pub fn read_with_engines(bytes: &[u8], engines: Engines<'_>, templates: &Templat
 }
 
 /// The text of a PDF's text layer (columns kept apart by runs of spaces, pages by a blank line) or of a
-/// plain-text document: what the rules read, for callers that reason over the text themselves. An XML
-/// document has no printed text: [`ExtractError::InvalidXml`].
+/// plain-text document, without OCR: a scan is [`ExtractError::NoText`] (see [`read_with_engines`] for the
+/// text OCR reads). An XML document has no printed text: [`ExtractError::InvalidXml`].
 pub fn text(bytes: &[u8]) -> Result<String, ExtractError> {
-    text_with_engines(bytes, Engines::default())
-}
-
-/// [`text`], with the pages that have no readable text layer read by the `engines` as extraction reads them
-/// (OCR of scans, rendering of Type3 pages): the text of a scan, or of a PDF that is partly one.
-pub fn text_with_engines(bytes: &[u8], engines: Engines<'_>) -> Result<String, ExtractError> {
-    match (sniff(bytes)?, engines.ocr) {
-        (DocumentKind::Pdf, Some(ocr)) => {
-            let file = pdf::PdfFile::open(bytes)?;
-            let pages = file.page_texts();
-            Ok(match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
-                ocr::PdfText::Text(text) | ocr::PdfText::Ocr(text) | ocr::PdfText::Mixed(text) => text,
-            })
-        }
-        (DocumentKind::Pdf, None) => pdf::PdfFile::open(bytes)?.text(),
-        (DocumentKind::Xml, _) => {
-            Err(ExtractError::InvalidXml { reason: "an XML document has no printed text".into() })
-        }
-        (DocumentKind::Text, _) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+    match sniff(bytes)? {
+        DocumentKind::Pdf => pdf::PdfFile::open(bytes)?.text(),
+        DocumentKind::Xml => Err(ExtractError::InvalidXml { reason: "an XML document has no printed text".into() }),
+        DocumentKind::Text => Ok(String::from_utf8_lossy(bytes).into_owned()),
     }
 }
 

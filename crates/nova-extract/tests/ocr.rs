@@ -101,22 +101,13 @@ fn one_read_gives_the_invoice_and_its_text_with_one_ocr_pass() {
     assert_eq!(read.invoice.invoice_number.as_deref(), Some("INV-2024-17"));
     assert!(read.text.as_deref().is_some_and(|t| t.contains("INV-2024-17")), "{:?}", read.text);
     assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the page is read once for both");
+    assert_eq!(nova_extract::text(&dev_scan()).unwrap_err().code(), "no_text", "text() runs no OCR");
+    // A text layer is read as before, with no OCR call.
+    let plain = nova_extract::read_with_engines(b"Invoice 7\nTotal 3.00", engines, &Default::default()).unwrap();
+    assert_eq!(plain.text.as_deref(), Some("Invoice 7\nTotal 3.00"));
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     let xml = nova_extract::read_with_engines(b"<?xml version=\"1.0\"?><x/>", engines, &Default::default());
     assert!(xml.is_err(), "not an invoice");
-}
-
-#[test]
-fn the_text_of_a_scan_is_what_ocr_reads() {
-    assert_eq!(nova_extract::text(&dev_scan()).unwrap_err().code(), "no_text", "no engine, no text");
-    let engine = FixedWords(Default::default());
-    let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
-    let text = nova_extract::text_with_engines(&dev_scan(), engines).expect("the scan is read");
-    assert!(text.contains("INV-2024-17") && text.contains("1.234,50"), "{text}");
-    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1);
-    // A text layer is read as before, with no OCR call.
-    let plain = nova_extract::text_with_engines(b"Invoice 7\nTotal 3.00", engines).unwrap();
-    assert_eq!(plain, "Invoice 7\nTotal 3.00");
-    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[test]

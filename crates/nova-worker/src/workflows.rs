@@ -318,29 +318,21 @@ fn llm_usage(usage: &nova_llm::Usage) -> UsageDelta {
     }
 }
 
-/// The `invoice.extract` workflow on bytes in hand: what the queue runs for a stored document, and what
-/// `nova extract` runs on a local file. CPU-bound (a scan waits on OCR too): call it from a blocking thread.
-/// Vendor templates come from `NOVA_TEMPLATES_DIR`.
-pub fn extract_invoice(bytes: &[u8]) -> Result<Invoice, JobError> {
-    extract_invoice_with(bytes, &TEMPLATES)
-}
-
 /// The OCR engine and page renderer this process lends to extraction (configured from the environment).
 pub fn engines() -> nova_extract::Engines<'static> {
     nova_extract::Engines { ocr: Some(&*OCR), renderer: Some(&*RENDERER) }
 }
 
-/// [`extract_invoice`] with the given vendor templates (an empty set: the generic rules alone).
-pub fn extract_invoice_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<Invoice, JobError> {
-    read_document_with(bytes, templates).map(|read| read.invoice)
-}
-
-/// [`extract_invoice`], keeping the text the rules read ([`nova_extract::read_with_engines`]).
+/// The `invoice.extract` workflow on bytes in hand, keeping the text the rules read
+/// ([`nova_extract::read_with_engines`]): what the queue runs for a stored document (and `task.run` for each
+/// of its documents). CPU-bound (a scan waits on OCR too): call it from a blocking thread. Vendor templates
+/// come from `NOVA_TEMPLATES_DIR`.
 pub fn read_document(bytes: &[u8]) -> Result<nova_extract::Read, JobError> {
     read_document_with(bytes, &TEMPLATES)
 }
 
-/// [`read_document`] with the given vendor templates.
+/// [`read_document`] with the given vendor templates (an empty set: the generic rules alone): what
+/// `nova extract` and `nova eval` run on a local file.
 pub fn read_document_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<nova_extract::Read, JobError> {
     // The extractor contains its own panics; this is the last line of defence for the process.
     match std::panic::catch_unwind(|| nova_extract::read_with_engines(bytes, engines(), templates)) {

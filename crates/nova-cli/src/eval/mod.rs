@@ -166,14 +166,15 @@ fn evaluate(dir: &Path, answer_path: &Path, input: &Path, templates: &TemplateSe
         Ok(bytes) => {
             let pages = nova_extract::inspect(&bytes).map_or(0, |info| info.page_count.unwrap_or(1));
             let start = Instant::now();
-            let result = nova_worker::workflows::extract_invoice_with(&bytes, templates);
+            let read = nova_worker::workflows::read_document_with(&bytes, templates);
             let seconds = start.elapsed().as_secs_f64();
-            // Which template matched, for the per-document report; outside the time measured.
-            let template = match templates.is_empty() {
-                true => None,
-                false => nova_extract::text(&bytes).ok().and_then(|text| templates.find(&text)).map(|m| m.template),
+            // Which template matched the text the rules read, for the per-document report; outside the time
+            // measured.
+            let template = match (&read, templates.is_empty()) {
+                (Ok(read), false) => read.text.as_deref().and_then(|text| templates.find(text)).map(|m| m.template),
+                _ => None,
             };
-            (result, pages, seconds, template)
+            (read.map(|read| read.invoice), pages, seconds, template)
         }
         Err(e) => {
             let error = JobError { code: "unreadable_file".into(), message: format!("{}: {e}", input.display()) };
