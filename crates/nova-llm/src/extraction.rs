@@ -74,10 +74,6 @@ impl Usage {
         self.cost = config.prices.cost(&config.model, self.input_tokens, self.output_tokens);
     }
 
-    pub(crate) fn add_run(&mut self, run: &Run) {
-        self.add_sandbox(run.wall_time, run.cpu_time);
-    }
-
     /// Counts one sandbox run that took `wall` and `cpu` time.
     pub(crate) fn add_sandbox(&mut self, wall: Duration, cpu: Duration) {
         self.sandbox_runs += 1;
@@ -182,7 +178,7 @@ impl LlmExtractor {
         let retire_after = self.client.config().retire_after_failures;
         for (similarity, program) in candidates.into_iter().take(MAX_CACHED_TRIES) {
             let run = self.run(&program.code, text).await?;
-            usage.add_run(&run);
+            usage.add_sandbox(run.wall_time, run.cpu_time);
             let checked = run.result.ok().and_then(|output| check(&output, text).ok());
             match checked {
                 Some(checked) if checked.passed() => {
@@ -220,7 +216,7 @@ impl LlmExtractor {
             usage.add_completion(&completion, config);
             let code = code_from_reply(&completion.content);
             let run = self.run(&code, text).await?;
-            usage.add_run(&run);
+            usage.add_sandbox(run.wall_time, run.cpu_time);
             let failure = match run.result.map(|output| check(&output, text)) {
                 Err(failure) => failure.0,
                 Ok(Err(not_schema)) => not_schema,

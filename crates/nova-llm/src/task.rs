@@ -147,8 +147,9 @@ impl TaskRunner {
         usage: &mut Usage,
     ) -> Result<TaskOutput, TaskError> {
         let config = self.client.config();
-        let files = Arc::new(work_files(documents));
-        let mut messages = vec![Message::system(SYSTEM), Message::user(first(prompt, documents))];
+        let index = index(documents);
+        let mut messages = vec![Message::system(SYSTEM), Message::user(first(prompt, &index, documents))];
+        let files = Arc::new(work_files(index, documents));
         let mut last = String::new();
         for round in 0..=config.max_repair_rounds {
             let completion = self.client.complete(&messages).await?;
@@ -228,8 +229,8 @@ fn judge(outcome: &nova_sandbox::Outcome, timeout: Duration) -> Result<(), Strin
 }
 
 /// The work directory's input files: the index and each document's text.
-fn work_files(documents: &[TaskDocument]) -> Vec<InputFile> {
-    let mut files = vec![InputFile { path: "documents/index.json".into(), contents: index(documents).into_bytes() }];
+fn work_files(index: String, documents: &[TaskDocument]) -> Vec<InputFile> {
+    let mut files = vec![InputFile { path: "documents/index.json".into(), contents: index.into_bytes() }];
     for doc in documents {
         if let Some(text) = &doc.text {
             files.push(InputFile { path: format!("documents/{}.txt", doc.id), contents: text.as_bytes().to_vec() });
@@ -252,8 +253,7 @@ fn index(documents: &[TaskDocument]) -> String {
 }
 
 /// The first request: the task, the data's shape (the index, cut when long) and a sample of one text.
-fn first(prompt: &str, documents: &[TaskDocument]) -> String {
-    let index = index(documents);
+fn first(prompt: &str, index: &str, documents: &[TaskDocument]) -> String {
     let shown: String = index.chars().take(MAX_INDEX_CHARS).collect();
     let cut = if shown.len() < index.len() { "\n... (cut here; the file holds every document)" } else { "" };
     let sample = documents
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn the_work_directory_holds_the_index_and_each_text() {
         let docs = [doc("doc_a", Some("Invoice A")), doc("doc_b", None)];
-        let files = work_files(&docs);
+        let files = work_files(index(&docs), &docs);
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["documents/index.json", "documents/doc_a.txt"]);
         let index: Value = serde_json::from_slice(&files[0].contents).unwrap();
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn the_first_request_shows_the_task_and_cuts_a_long_index() {
         let docs: Vec<TaskDocument> = (0..400).map(|i| doc(&format!("doc_{i:03}"), Some("Total 5.00"))).collect();
-        let request = first("sum the totals", &docs);
+        let request = first("sum the totals", &index(&docs), &docs);
         assert!(request.contains("sum the totals") && request.contains("The 400 document(s)"));
         assert!(request.contains("cut here") && request.contains("Total 5.00"));
         assert!(request.chars().count() < MAX_INDEX_CHARS + SAMPLE_TEXT_CHARS + 1_000);
