@@ -257,7 +257,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.
-    println!("nova: listening on http://{addr}");
+    say(&format!("nova: listening on http://{addr}"));
     nova_server::serve(listener, state, shutdown.clone().cancelled_owned()).await.context("serving HTTP")?;
     if let Some(workers) = workers {
         workers.await.context("the worker pool panicked")?;
@@ -325,4 +325,12 @@ pub fn init_logging(format: LogFormat) {
         // The event's fields at the top level, and every enclosing span's (request, job) under `spans`.
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),
     }
+}
+
+/// A line on stdout for scripts that wait for it (`nova serve`'s address, `nova worker`'s start); a reader
+/// that went away (a closed pipe) is no reason to stop.
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::serve::{init_logging, on_signal, runtime, start_sandbox, LogArgs, PoolArgs, StoreArgs};
+use crate::serve::{init_logging, on_signal, runtime, say, start_sandbox, LogArgs, PoolArgs, StoreArgs};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -58,11 +58,4 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         info!("worker stopped");
         Ok(())
     })
-}
-
-/// A line on stdout for scripts that wait for it; a reader that went away (a closed pipe) is no reason to stop.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
