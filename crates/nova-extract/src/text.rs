@@ -615,7 +615,14 @@ static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)^(?:name|firma
 /// A label that introduces the buyer: names on its line and just below belong to the buyer.
 static BUYER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:\bkäufer|livraison|delivery\s*address|shipping\s*address|lieferadresse|lieferanschrift|bill(?:ed)?\s*to|invoice\s*to|sold\s*to|ship(?:ped)?\s*to|deliver(?:ed)?\s*to|customer|client|kunde|rechnung\s*an|rechnungsempfänger|empfänger|adressat|facturé\s*à|adressé\s*à|destinataire|comprador|destinatario|cessionario|committente|klant|afnemer|factuuradres|nabywca|odbiorca|buyer|recipient|attn|z\.\s*hd)",
+        r"(?i)(?:\bkäufer|livraison|delivery\s*address|shipping\s*address|lieferadresse|lieferanschrift|bill(?:ed)?\s*to|invoice\s*to|sold\s*to|ship(?:ped)?\s*to|deliver(?:ed)?\s*to|customer|client|kunde|rechnung\s*an|rechnungsempfänger|empfänger|adressat|facturé\s*à|adressé\s*à|destinataire|comprador|destinatario|cessionario|committente|klant|afnemer|factuuradres|nabywca|odbiorca|buyer|recipient|attn|z\.\s*hd|t\.\s*a\.\s*v\.)",
+    )
+});
+/// A line that opens with "for the attention of" (`Attn:`, `FAO`, `z. Hd.`, `T.a.v.`, `à l'attention de`,
+/// `a la atención de`, `all'attenzione di`, `do rąk`): the name on the line above is the addressee's.
+static ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:attn\b|attention\b|for\s+the\s+attention|fao\b|z\.\s*hd\.?|zu\s+h(?:ä|ae)nden|t\.\s*a\.\s*v\.|ter\s+attentie|(?:à|a)\s+l['’]attention|a\s+la\s+atenci[óo]n|all['’]attenzione|do\s+r[ąa]k)",
     )
 });
 static EMAIL_OR_URL_DOMAIN: LazyLock<Regex> =
@@ -647,8 +654,8 @@ const GENERIC_DOMAINS: &[&str] = &[
 ];
 
 /// Scores name-like cells: +3 when it contains the stem of a domain printed in the document (the issuer's
-/// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line,
-/// −3 just below one; then +1 for a cell printed more than once. The best cell scoring at least 2 wins;
+/// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line or
+/// just above an attention line, −3 just below one; then +1 for a cell printed more than once. The best cell scoring at least 2 wins;
 /// ties go to the earliest.
 fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
     let stems = domain_stems(doc);
@@ -671,7 +678,8 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
             seller_block_until = i + 5;
             continue;
         }
-        let buyer_line = BUYER_LABEL.is_match(line);
+        let addressee = doc.lines.get(i + 1).is_some_and(|next| ATTENTION.is_match(next));
+        let buyer_line = BUYER_LABEL.is_match(line) || addressee;
         if buyer_line {
             buyer_block_until = i + 4;
             seller_block_until = seller_block_until.min(i);
@@ -879,6 +887,14 @@ mod tests {
             Some("Acme Tools GmbH"),
         );
         check("Lieferschein\nLieferschein", "seller", None);
+        // The company above an attention line is the addressee; the sender is the other one.
+        check("Strategic Corp\nT.a.v. J. Jansen\nFakestraat 46", "seller", None);
+        check(
+            "Nordwind GmbH\nz. Hd. Frau Berg\nHafenweg 2\n\nSüdlicht AG\nwww.suedlicht.de",
+            "seller",
+            Some("Südlicht AG"),
+        );
+        check("Strategic Corp\nFakestraat 46", "seller", Some("Strategic Corp"));
     }
 
     #[test]

@@ -60,24 +60,46 @@ static TAX_COLUMN: LazyLock<Regex> =
 
 /// The lines of the item table, or none when they do not reconcile with the totals.
 pub(crate) fn line_items(doc: &Text<'_>, block: &TotalsBlock) -> Vec<Line> {
-    let mut rows = table_rows(doc);
-    // A row of nothing (no quantity, no amount) is a section heading inside the table, not an item.
-    rows.retain(|r| !(r.quantity.is_some_and(|q| q.is_zero()) && r.line_total.is_some_and(|t| t.is_zero())));
+    let mut printed_nets = net_amounts(doc);
+    printed_nets.extend(line_sums(doc));
+    let rows = table_rows(doc, Fit::Exact);
+    if reconciles(doc, block, &rows, &printed_nets, Fit::Exact) {
+        return rows;
+    }
+    // A price printed rounded (2,7700 for 2,773) breaks a row's own arithmetic by up to half a cent per unit.
+    // Such rows are taken only when, with them, the table adds up to a total the document confirms.
+    let rows = table_rows(doc, Fit::RoundedPrice);
+    if reconciles(doc, block, &rows, &printed_nets, Fit::RoundedPrice) {
+        return rows;
+    }
+    Vec::new()
+}
+
+/// How closely quantity × price must give a row's amount.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fit {
+    /// To the cent.
+    Exact,
+    /// Within half a cent per unit and a cent: the price was printed rounded to the cent.
+    RoundedPrice,
+}
+
+/// Whether rows add up to what the totals block confirmed, a printed net or line sum, or (prices with tax) the
+/// grand total. Exact rows with no total to check against stand on their own arithmetic; rounded ones never do.
+fn reconciles(doc: &Text<'_>, block: &TotalsBlock, rows: &[Line], printed_nets: &[Decimal], fit: Fit) -> bool {
     if rows.is_empty() {
-        return Vec::new();
+        return false;
     }
     // Checked: hostile numbers must not overflow into a panic.
     let Some(sum) = rows.iter().filter_map(|r| r.line_total).try_fold(Decimal::ZERO, |a, v| a.checked_add(v)) else {
-        return Vec::new();
+        return false;
     };
-    let mut printed_nets = net_amounts(doc);
-    printed_nets.extend(line_sums(doc));
     let allowance_row = rows.iter().any(|r| r.name.as_deref().is_some_and(is_allowance_or_charge));
     // Prices that include tax (a header `Prijs incl. BTW`, `Preis inkl. MwSt`, `Prix TTC`): the lines add up to
     // the confirmed grand total instead.
     let gross = block.grand_total.is_some_and(|g| g == sum)
         && doc.lines.iter().any(|line| is_header(line) && GROSS_COLUMN.is_match(line));
-    let reconciled = gross
+    gross
         || match (block.line_total, block.tax_basis_total) {
             // No allowance or charge: the lines add up to the confirmed net.
             (Some(lines), _) => sum == lines,
@@ -86,13 +108,8 @@ pub(crate) fn line_items(doc: &Text<'_>, block: &TotalsBlock) -> Vec<Line> {
             (None, Some(basis)) => (sum == basis && !allowance_row) || (sum != basis && printed_nets.contains(&sum)),
             // Nothing confirmed: a printed net must agree, and with none printed each row's own arithmetic is all
             // the evidence there is.
-            (None, None) => printed_nets.is_empty() || printed_nets.contains(&sum),
-        };
-    if reconciled {
-        rows
-    } else {
-        Vec::new()
-    }
+            (None, None) => (fit == Fit::Exact && printed_nets.is_empty()) || printed_nets.contains(&sum),
+        }
 }
 
 /// A column of amounts that include tax.
@@ -120,8 +137,9 @@ fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
         .collect()
 }
 
-/// Rows whose quantity × price = amount, read from every item table of the document.
-fn table_rows(doc: &Text<'_>) -> Vec<Line> {
+/// Rows whose quantity × price = amount, read from every item table of the document. A row of nothing (no
+/// quantity, no amount) is a section heading inside the table, not an item.
+fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
     let mut rows = Vec::new();
     let mut in_table = false;
     let mut tax_column = false;
@@ -152,7 +170,7 @@ fn table_rows(doc: &Text<'_>) -> Vec<Line> {
             pending.clear();
             continue;
         }
-        if let Some(row) = read_row(&pending, line, tax_column) {
+        if let Some(row) = read_row(&pending, line, tax_column, fit) {
             rows.push(row);
             pending.clear();
             continue;
@@ -162,6 +180,7 @@ fn table_rows(doc: &Text<'_>) -> Vec<Line> {
         }
         pending.push(line);
     }
+    rows.retain(|r| !(r.quantity.is_some_and(|q| q.is_zero()) && r.line_total.is_some_and(|t| t.is_zero())));
     rows
 }
 
@@ -200,10 +219,10 @@ enum Token<'a> {
 
 /// Reads a row from its last line and the description lines before it, when three of its numbers satisfy
 /// quantity × price = amount.
-fn read_row(pending: &[&str], line: &str, tax_column: bool) -> Option<Line> {
+fn read_row(pending: &[&str], line: &str, tax_column: bool, fit: Fit) -> Option<Line> {
     let tokens = tokenize(pending, line);
     let last_start = tokens.len() - tokenize(&[], line).len();
-    let (q, p, t, values) = arithmetic(&tokens, last_start)?;
+    let (q, p, t, values) = arithmetic(&tokens, last_start, fit)?;
     let name = description(&tokens, [q, p, t], last_start, pending.last().copied())?;
     let percents: Vec<Decimal> = tokens
         .iter()
@@ -281,10 +300,14 @@ fn number_values(s: &str) -> Vec<Decimal> {
 /// last two numbers, on the row's last line (tokens from `last_start` on), with two decimals; quantity and
 /// price are two neighbouring earlier numbers, in either order, nearest to the amount first, the later of
 /// them on the last line. The amount may carry a sign the product does not (a credit note), or be the
-/// product less a percentage printed on the row (a line discount). A zero price is taken only
-/// for a zero amount (a free item).
+/// product less a percentage printed on the row (a line discount), or with [`Fit::RoundedPrice`] be off by the
+/// rounding of a price printed to the cent. A zero price is taken only for a zero amount (a free item).
 #[allow(clippy::type_complexity)]
-fn arithmetic(tokens: &[Token<'_>], last_start: usize) -> Option<(usize, usize, usize, (Decimal, Decimal, Decimal))> {
+fn arithmetic(
+    tokens: &[Token<'_>],
+    last_start: usize,
+    fit: Fit,
+) -> Option<(usize, usize, usize, (Decimal, Decimal, Decimal))> {
     let numbers: Vec<usize> =
         tokens.iter().enumerate().filter(|(_, t)| matches!(t, Token::Number(..))).map(|(i, _)| i).collect();
     let numbers = &numbers[numbers.len().saturating_sub(MAX_ROW_NUMBERS)..];
@@ -323,8 +346,16 @@ fn arithmetic(tokens: &[Token<'_>], last_start: usize) -> Option<(usize, usize, 
                     let discounted = |d: Decimal| {
                         product.checked_mul(Decimal::ONE_HUNDRED - d).map(|v| (v / Decimal::ONE_HUNDRED).round_dp(2))
                     };
+                    // Half a cent per unit, and a cent: a price rounded to the cent.
+                    let rounded_price = || {
+                        let slack =
+                            q.1.abs().checked_mul(Decimal::new(5, 3)).and_then(|v| v.checked_add(Decimal::new(1, 2)));
+                        let off = product.checked_sub(total.abs()).map(|v| v.abs());
+                        nonzero && slack.zip(off).is_some_and(|(slack, off)| off <= slack)
+                    };
                     let fits = product.round_dp(2) == total.abs()
-                        || nonzero && row_percents.iter().any(|&d| discounted(d) == Some(total.abs()));
+                        || nonzero && row_percents.iter().any(|&d| discounted(d) == Some(total.abs()))
+                        || fit == Fit::RoundedPrice && rounded_price();
                     if fits && (nonzero || free) {
                         return Some((q.0, p.0, t, (q.1, p.1, total)));
                     }
@@ -339,7 +370,7 @@ fn arithmetic(tokens: &[Token<'_>], last_start: usize) -> Option<(usize, usize, 
 /// before the second of quantity and price on the row's last line (a lone integer inside the run kept, `iPhone 15
 /// Pro`). A run that goes on from the line before (it starts in lower case or has under three letters, or
 /// that line ends with a comma or hyphen, or is a few words alone) takes that line's words in front; a last
-/// line without words before its numbers takes its name from the lines before.
+/// line without words before its numbers takes its name from the lines before: their last run with a few letters.
 fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before: Option<&str>) -> Option<String> {
     let second_number = used[0].max(used[1]);
     let own = (second_number >= last_start)
@@ -357,7 +388,13 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
                 None => own.join(" "),
             }
         }
-        None => longest_run(&tokens[..last_start], &used)?,
+        // The description nearest the numbers: lines further up may be notes on the row before.
+        None => word_runs(&tokens[..last_start], &used)
+            .into_iter()
+            .rev()
+            .find(|run| letters(run) >= 3)
+            .map(|run| run.join(" "))
+            .or_else(|| longest_run(&tokens[..last_start], &used))?,
     };
     let name = name.trim_matches(|c: char| c == ':' || c == ',' || c == '-' || c.is_whitespace());
     name.chars().any(char::is_alphabetic).then(|| name.to_string())
@@ -550,6 +587,32 @@ Gesamtbetrag 217,98";
     }
 
     #[test]
+    fn a_price_printed_rounded_is_taken_only_when_the_table_then_adds_up() {
+        // 20 × 2,7700 is 55,40; the amount 55,46 came from a price of 2,773 printed to the cent.
+        let text = "Beschreibung Nettopreis Menge Nettobetrag\nKunstrasen 3,3333 3 10,00\nPfand 2,7700 20 55,46\n\
+                    Positionssumme 65,46\nRechnungssumme ohne USt. 65,46\nSteuerbetrag 12,44\nBruttosumme 77,90";
+        assert_eq!(items(text), vec![row("Kunstrasen", "3", "3.3333", "10.00"), row("Pfand", "20", "2.77", "55.46")]);
+        // Nothing confirms the sum: the row whose arithmetic fails is no line, and the rest alone do not add up.
+        let unconfirmed = "Beschreibung Nettopreis Menge Nettobetrag\nKunstrasen 3,3333 3 10,00\nPfand 2,7700 20 55,46";
+        assert_eq!(items(unconfirmed), vec![row("Kunstrasen", "3", "3.3333", "10.00")]);
+        // Off by more than the price's rounding (half a cent per unit): no row, and the table does not reconcile.
+        let far = text.replace("55,46", "55,56").replace("65,46", "65,56").replace("77,90", "78,00");
+        assert_eq!(items(&far), vec![]);
+    }
+
+    #[test]
+    fn a_name_above_the_numbers_is_the_nearest_one() {
+        // The line after a row's numbers is a note on that row; the next row's name is the run just above its
+        // numbers.
+        let text = "Beschreibung Nettopreis Menge Nettobetrag\nSchweinesteak 5,5000 5 27,50\nBruttopreis: 5,5000\n\
+                    aus Deutschland\n3 GTRWA5 4000001234561 (GTIN)\n1,0000\nMineralwasser Medium\n 5,4900 20 109,80\n\
+                    Positionssumme 137,30";
+        let got = items(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1], row("Mineralwasser Medium", "20", "5.49", "109.80"));
+    }
+
+    #[test]
     fn tax_rates_only_under_a_tax_column_and_never_a_discount() {
         let rates = |text: &str| {
             let doc = Text::new(text);
@@ -621,6 +684,6 @@ Gross price : 80,0006";
             text.push_str("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 1.00\n");
         }
         let doc = Text::new(&text);
-        assert!(table_rows(&doc).len() <= MAX_ROWS);
+        assert!(table_rows(&doc, Fit::RoundedPrice).len() <= MAX_ROWS);
     }
 }
