@@ -17,7 +17,8 @@
 //! [`ExtractError::NoText`]. A page whose text cannot be read and that has no image (Type3 glyphs, outlined
 //! text) is rendered by the caller's [`PageRenderer`] ([`render`], [`extract_with_engines`]) and read the
 //! same way. A PDF with a text layer on some pages only has its other pages read by OCR (`source =
-//! "text+ocr"`).
+//! "text+ocr"`), and one whose text names no seller has the larger images of its first page read for it (a
+//! letterhead pasted as a picture, [`ocr`]).
 //!
 //! Both entry points take untrusted bytes. They never panic out: the PDF libraries run inside
 //! [`std::panic::catch_unwind`] and a panic becomes [`ExtractError::InvalidPdf`]; every loop over document
@@ -212,7 +213,13 @@ pub fn read_with_engines(bytes: &[u8], engines: Engines<'_>, templates: &Templat
                 return Ok(Read { invoice: from_text(&text, templates), text: Some(text) });
             };
             let (invoice, text) = match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
-                ocr::PdfText::Text(text) => (from_text(&text, templates), text),
+                ocr::PdfText::Text(text) => {
+                    let mut invoice = from_text(&text, templates);
+                    match ocr::seller_from_images(&file, &text, &mut invoice, ocr) {
+                        Some(images_text) => (invoice, format!("{text}\n\n{images_text}")),
+                        None => (invoice, text),
+                    }
+                }
                 ocr::PdfText::Ocr(text) => (ocr::invoice_from_ocr(&text, "ocr", templates), text),
                 ocr::PdfText::Mixed(text) => (ocr::invoice_from_ocr(&text, "text+ocr", templates), text),
             };

@@ -139,6 +139,80 @@ pub(crate) fn invoice_from_ocr(text: &str, source: &str, templates: &crate::Temp
     invoice
 }
 
+/// Images on the first page of a text PDF at least this large may hold a letterhead (a logo alone is smaller
+/// or holds no name the rules take).
+const MIN_LETTERHEAD_PIXELS: u64 = 40_000;
+/// Images of the first page read for a missing seller, largest first.
+const MAX_LETTERHEAD_IMAGES: usize = 3;
+/// The resolution images of unknown placement are read at: as they are, never scaled up.
+const LETTERHEAD_DPI: u32 = 150;
+
+/// The seller of a text PDF printed as a picture (a letterhead or a footer pasted as an image): when the rules
+/// found no seller name in `text`, the first page's larger images are read by OCR, and the seller's name, VAT id
+/// and the IBAN the rules find in the text and those images together fill what `invoice` lacks, their
+/// confidences lowered by [`OCR_CONFIDENCE_FACTOR`] and the source marked `+ocr`. Returns the text the images
+/// held when it filled anything, for callers that keep the text read.
+pub(crate) fn seller_from_images(
+    file: &PdfFile,
+    text: &str,
+    invoice: &mut Invoice,
+    engine: &dyn Ocr,
+) -> Option<String> {
+    if invoice.seller.as_ref().is_some_and(|s| s.name.is_some()) {
+        return None;
+    }
+    let page = *file.ocr_pages().first()?;
+    let mut images_text = String::new();
+    for encoded in file.page_images(page, MIN_LETTERHEAD_PIXELS, MAX_LETTERHEAD_IMAGES) {
+        let decoded = catch_unwind(AssertUnwindSafe(|| raster::decode(&encoded))).ok().and_then(Result::ok);
+        let Some(image) = decoded else { continue };
+        match engine.recognize(&OcrPage { image, dpi: LETTERHEAD_DPI }) {
+            Ok(words) => {
+                images_text.push_str(&layout(&words));
+                images_text.push_str("\n\n");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "an image on a text page could not be read by OCR");
+                if matches!(e, ExtractError::OcrUnavailable { .. }) {
+                    return None;
+                }
+            }
+        }
+    }
+    if !has_text(&images_text) {
+        return None;
+    }
+    let both = crate::text::extract(&format!("{text}\n\n{images_text}"));
+    let found = both.seller.unwrap_or_default();
+    let seller = invoice.seller.get_or_insert_with(Default::default);
+    let mut filled = Vec::new();
+    if let Some(name) = found.name {
+        seller.name = Some(name);
+        filled.push("seller.name");
+    }
+    if seller.vat_id.is_none() && found.vat_id.is_some() {
+        seller.vat_id = found.vat_id;
+        filled.push("seller.vat_id");
+    }
+    if invoice.payment_iban.is_none() && both.payment_iban.is_some() {
+        invoice.payment_iban = both.payment_iban;
+        filled.push("payment_iban");
+    }
+    if filled.is_empty() {
+        if invoice.seller.as_ref().is_some_and(|s| *s == Default::default()) {
+            invoice.seller = None;
+        }
+        return None;
+    }
+    for field in filled {
+        if let Some(&confidence) = both.confidence.get(field) {
+            invoice.confidence.insert(field.to_string(), confidence * OCR_CONFIDENCE_FACTOR);
+        }
+    }
+    invoice.source = Some(format!("{}+ocr", invoice.source.as_deref().unwrap_or("text")));
+    Some(images_text)
+}
+
 /// Where a page without a text layer is read from, if at all: rendered when it shows text that could not
 /// be read (Type3 glyphs, fonts without a Unicode mapping) and a renderer is given; else its largest image
 /// (in a PDF with a text layer elsewhere (`scan` false), only one large enough to be a scanned page); else,

@@ -201,25 +201,44 @@ impl PdfFile {
     }
 
     fn largest_image(&self, page: ObjectId) -> Option<Result<EncodedImage, ExtractError>> {
-        let (direct, inherited) = self.doc.get_page_resources(page).ok()?;
+        self.image_streams(page).first().map(|(_, stream)| self.encoded_image(stream))
+    }
+
+    /// The page's images of at least `min_pixels`, largest first, at most `limit` of them: a letterhead or a
+    /// footer pasted onto a page with text as a picture. Images NOVA cannot decode are left out.
+    pub fn page_images(&self, page: PdfPage, min_pixels: u64, limit: usize) -> Vec<EncodedImage> {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.image_streams(page.id)
+                .into_iter()
+                .take_while(|(pixels, _)| *pixels >= min_pixels)
+                .take(limit)
+                .filter_map(|(_, stream)| self.encoded_image(stream).ok())
+                .collect()
+        }))
+        .unwrap_or_default()
+    }
+
+    /// The image XObjects of a page's (possibly inherited) resources with their pixel counts, largest first.
+    fn image_streams(&self, page: ObjectId) -> Vec<(u64, &lopdf::Stream)> {
+        let Ok((direct, inherited)) = self.doc.get_page_resources(page) else { return Vec::new() };
         let resources = direct.into_iter().chain(inherited.iter().filter_map(|id| self.doc.get_dictionary(*id).ok()));
-        let mut best: Option<&lopdf::Stream> = None;
         let pixels = |s: &lopdf::Stream| {
             let dim = |key: &[u8]| s.dict.get(key).and_then(Object::as_i64).unwrap_or(0).max(0) as u64;
             dim(b"Width").saturating_mul(dim(b"Height"))
         };
+        let mut images: Vec<(u64, &lopdf::Stream)> = Vec::new();
         for resources in resources.take(MAX_TREE_DEPTH) {
             let Some(xobjects) = self.deref_dict(resources.get(b"XObject").ok()) else { continue };
             for (_, object) in xobjects.iter().take(MAX_TREE_NODES) {
                 let Object::Stream(stream) = self.deref(object) else { continue };
-                if stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image")
-                    && best.is_none_or(|b| pixels(stream) > pixels(b))
-                {
-                    best = Some(stream);
+                if stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image") {
+                    images.push((pixels(stream), stream));
                 }
             }
         }
-        best.map(|stream| self.encoded_image(stream))
+        // Stable: of images of one size, the first listed stays first.
+        images.sort_by_key(|(pixels, _)| std::cmp::Reverse(*pixels));
+        images
     }
 
     fn encoded_image(&self, stream: &lopdf::Stream) -> Result<EncodedImage, ExtractError> {

@@ -148,3 +148,89 @@ fn tesseract_reads_a_dev_scan() {
     assert_eq!(invoice.source.as_deref(), Some("ocr"));
     assert!(invoice.invoice_number.is_some() || invoice.totals.grand_total.is_some(), "{invoice:?}");
 }
+
+/// A one-page PDF with a text layer (`text`, one line) and two gray images: a small one (a logo) and one large
+/// enough to hold a letterhead.
+fn text_pdf_with_images(text: &str) -> Vec<u8> {
+    common::pdf(|doc, pages_id| {
+        let font = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let mut content = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            content.extend(format!("BT /F1 12 Tf 72 {} Td ({line}) Tj ET\n", 700 - 20 * i).bytes());
+        }
+        content.extend(b"q 100 0 0 100 72 750 cm /Logo Do Q q 400 0 0 150 72 40 cm /Letterhead Do Q".iter());
+        let content = doc.add_object(Stream::new(dictionary! {}, content));
+        let mut image = |width: i64, height: i64| {
+            doc.add_object(Stream::new(
+                dictionary! {
+                    "Type" => "XObject", "Subtype" => "Image", "Width" => width, "Height" => height,
+                    "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+                },
+                vec![255u8; (width * height) as usize],
+            ))
+        };
+        let (logo, letterhead) = (image(100, 100), image(400, 150));
+        vec![doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            "Resources" => dictionary! {
+                "Font" => dictionary! { "F1" => font },
+                "XObject" => dictionary! { "Logo" => logo, "Letterhead" => letterhead },
+            },
+        })]
+    })
+}
+
+/// An engine that reads a seller's letterhead in every image, and records the images' sizes.
+#[derive(Default)]
+struct LetterheadWords(std::sync::Mutex<Vec<(usize, usize)>>);
+
+impl Ocr for LetterheadWords {
+    fn recognize(&self, page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
+        self.0.lock().unwrap().push((page.image.width, page.image.height));
+        let word = |text: &str, left: u32, line: u32| OcrWord {
+            text: text.into(),
+            left,
+            top: 40 * line,
+            width: 12 * text.len() as u32,
+            height: 20,
+            confidence: 90.0,
+            line: (1, 1, line),
+        };
+        Ok(vec![
+            word("Nordlicht", 10, 1),
+            word("Handel", 124, 1),
+            word("GmbH", 202, 1),
+            word("IBAN", 10, 2),
+            word("DE89370400440532013000", 64, 2),
+        ])
+    }
+}
+
+#[test]
+fn a_seller_printed_as_a_picture_on_a_text_page_is_read_by_ocr() {
+    let pdf = text_pdf_with_images("Invoice number: INV-77\nTotal EUR 119.00");
+    let engine = LetterheadWords::default();
+    let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
+    let read = nova_extract::read_with_engines(&pdf, engines, &Default::default()).expect("the PDF is read");
+    assert_eq!(*engine.0.lock().unwrap(), vec![(400, 150)], "the letterhead is read, the small logo is not");
+    let invoice = &read.invoice;
+    assert_eq!(invoice.invoice_number.as_deref(), Some("INV-77"), "the text layer is still read");
+    assert_eq!(invoice.seller.as_ref().and_then(|s| s.name.as_deref()), Some("Nordlicht Handel GmbH"));
+    assert_eq!(invoice.payment_iban.as_deref(), Some("DE89370400440532013000"));
+    assert_eq!(invoice.source.as_deref(), Some("text+ocr"));
+    assert!(invoice.confidence["seller.name"] <= 0.8 * 0.85, "{:?}", invoice.confidence);
+    assert!(read.text.as_deref().is_some_and(|t| t.contains("INV-77") && t.contains("Nordlicht")), "{:?}", read.text);
+
+    // Without an engine the text layer alone, and no seller.
+    let text_only = extract(&pdf).unwrap();
+    assert_eq!((text_only.seller, text_only.source.as_deref()), (None, Some("text")));
+
+    // A seller the text layer names already: no OCR at all.
+    let named = text_pdf_with_images("Sonnenweg Vertrieb GmbH\nInvoice number: INV-78\nTotal EUR 119.00");
+    let engine = LetterheadWords::default();
+    let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
+    let invoice = nova_extract::extract_with_engines(&named, engines, &Default::default()).unwrap();
+    assert_eq!(invoice.seller.and_then(|s| s.name).as_deref(), Some("Sonnenweg Vertrieb GmbH"));
+    assert!(engine.0.lock().unwrap().is_empty());
+}
