@@ -1,11 +1,12 @@
-//! Generic rules over an invoice's text: labels in English, German and French, the value beside or below
-//! them.
+//! Generic rules over an invoice's text: labels in English, German, French, Spanish, Dutch, Italian and Polish,
+//! the value beside or below them.
 //!
 //! The rules know no vendor. Each field is found by a label (`Invoice number`, `Rechnungsnummer`,
 //! `Facture n°`, ...) and a value of the right shape on the same line after it, or in the same column of the
 //! next line when the text is laid out as a table. A field whose value cannot be found with confidence stays
 //! `None`: a wrong value is worse than a missing one. Every field that is set gets a confidence. Item lines
-//! come from the table under a column header, only when their arithmetic reconciles ([`lines`]).
+//! come from the table under a column header, only when their arithmetic reconciles ([`lines`]); the parties'
+//! addresses and the buyer's name from the address blocks ([`parties`]).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -19,6 +20,7 @@ use crate::parse::{day_month_order, find_dates, is_order_ambiguous, parse_amount
 
 pub(crate) mod ids;
 mod lines;
+mod parties;
 mod totals;
 mod vat;
 
@@ -64,11 +66,13 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.currency = Some(currency.to_string());
         invoice.confidence.insert("currency".into(), confidence);
     }
-    if let Some((name, confidence)) = seller_name(&doc) {
-        invoice.seller = Some(Party { name: Some(name), ..Party::default() });
-        invoice.confidence.insert("seller.name".into(), confidence);
+    let seller = seller_name(&doc);
+    if let Some((name, confidence, _)) = &seller {
+        invoice.seller = Some(Party { name: Some(name.clone()), ..Party::default() });
+        invoice.confidence.insert("seller.name".into(), *confidence);
     }
     let (seller_vat, buyer_vat) = vat_ids(&doc);
+    let found = parties::parties(&doc, seller.map(|(_, _, at)| at), seller_vat.as_deref(), buyer_vat.as_deref());
     if let Some(vat) = seller_vat {
         invoice.seller.get_or_insert_with(Party::default).vat_id = Some(vat);
         invoice.confidence.insert("seller.vat_id".into(), 0.8);
@@ -76,6 +80,24 @@ pub(crate) fn extract(text: &str) -> Invoice {
     if let Some(vat) = buyer_vat {
         invoice.buyer.get_or_insert_with(Party::default).vat_id = Some(vat);
         invoice.confidence.insert("buyer.vat_id".into(), 0.75);
+    }
+    if let Some(name) = found.buyer_name {
+        invoice.buyer.get_or_insert_with(Party::default).name = Some(name);
+        invoice.confidence.insert("buyer.name".into(), 0.6);
+    }
+    for (party, address, prefix) in
+        [(&mut invoice.seller, found.seller, "seller"), (&mut invoice.buyer, found.buyer, "buyer")]
+    {
+        let Some(address) = address else { continue };
+        let party = party.get_or_insert_with(Party::default);
+        party.postcode = Some(address.postcode);
+        party.city = Some(address.city);
+        invoice.confidence.insert(format!("{prefix}.postcode"), 0.65);
+        invoice.confidence.insert(format!("{prefix}.city"), 0.65);
+        if let Some(country) = address.country {
+            party.country = Some(country);
+            invoice.confidence.insert(format!("{prefix}.country"), 0.65);
+        }
     }
     invoice
 }
@@ -388,7 +410,7 @@ fn vat_ids(doc: &Text<'_>) -> (Option<String>, Option<String>) {
     let mut buyer: Vec<String> = Vec::new();
     let mut buyer_block_until = 0;
     for (i, line) in doc.lines.iter().enumerate() {
-        let buyer_line = BUYER_LABEL.is_match(line);
+        let buyer_line = is_buyer_label(line);
         if buyer_line {
             buyer_block_until = i + 6;
         }
@@ -601,13 +623,13 @@ static LEGAL_FORM_CAPS: LazyLock<Regex> = LazyLock::new(|| {
 /// A label that introduces the seller.
 static SELLER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)^(?:from|seller|supplier|vendor|issuer|issued\s+by|sold\s+by|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:\s*",
+        r"(?i)^(?:from|seller|supplier|vendor|issuer|issued\s+by|sold\s+by|ver\s?käufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:\s*",
     )
 });
 /// A heading alone on its line over the seller's block (`Verkäufer`, `Seller`, `From`).
 static SELLER_HEADING: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|verkäufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:?\s*$",
+        r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|ver\s?käufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:?\s*$",
     )
 });
 /// A generic name label inside a party block.
@@ -625,6 +647,10 @@ static ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^\s*(?:attn\b|attention\b|for\s+the\s+attention|fao\b|z\.\s*hd\.?|zu\s+h(?:ä|ae)nden|t\.\s*a\.\s*v\.|ter\s+attentie|(?:à|a)\s+l['’]attention|a\s+la\s+atenci[óo]n|all['’]attenzione|do\s+r[ąa]k)",
     )
 });
+/// A buyer label that is not a seller's (`Verkäufer` holds `käufer`; a text layer may print it `Ver käufer`).
+fn is_buyer_label(line: &str) -> bool {
+    BUYER_LABEL.is_match(line) && !SELLER_HEADING.is_match(line) && !SELLER_LABEL.is_match(line.trim_start())
+}
 static EMAIL_OR_URL_DOMAIN: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)(?:@|www\.|https?://)((?:[a-z0-9-]+\.)+[a-z]{2,})"));
 
@@ -657,7 +683,7 @@ const GENERIC_DOMAINS: &[&str] = &[
 /// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line or
 /// just above an attention line, −3 just below one; then +1 for a cell printed more than once. The best cell scoring at least 2 wins;
 /// ties go to the earliest.
-fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
+fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
     let stems = domain_stems(doc);
     // How often each name-like cell is printed: the issuer's name tends to repeat (letterhead, sender line,
     // footer), a product or a heading less so.
@@ -672,21 +698,21 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
     }
     let mut buyer_block_until = 0;
     let mut seller_block_until = 0;
-    let mut best: Option<(i32, String)> = None;
+    let mut best: Option<(i32, String, parties::NameAt)> = None;
     for (i, line) in doc.lines.iter().enumerate() {
         if SELLER_HEADING.is_match(line) {
             seller_block_until = i + 5;
             continue;
         }
         let addressee = doc.lines.get(i + 1).is_some_and(|next| ATTENTION.is_match(next));
-        let buyer_line = BUYER_LABEL.is_match(line) || addressee;
+        let buyer_line = is_buyer_label(line) || addressee;
         if buyer_line {
             buyer_block_until = i + 4;
             seller_block_until = seller_block_until.min(i);
         } else if line.trim().is_empty() && i > buyer_block_until.saturating_sub(3) {
             buyer_block_until = buyer_block_until.min(i);
         }
-        for (_, cell) in cells(line) {
+        for (index, (_, cell)) in cells(line).into_iter().enumerate() {
             let (cell, labelled) = match SELLER_LABEL.find(cell) {
                 Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
                 _ => (cell, false),
@@ -721,12 +747,12 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
             // Repetition ranks candidates but does not make one.
             let repeated = printed.get(&cell.to_lowercase()).is_some_and(|n| *n > 1);
             let score = if score >= 2 && repeated { score + 1 } else { score };
-            if score >= 2 && best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, cell.to_string()));
+            if score >= 2 && best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, cell.to_string(), parties::NameAt { line: i, cell: index }));
             }
         }
     }
-    best.map(|(score, name)| {
+    best.map(|(score, name, at)| {
         (
             name,
             if score >= 5 {
@@ -736,6 +762,7 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32)> {
             } else {
                 0.55
             },
+            at,
         )
     })
 }
