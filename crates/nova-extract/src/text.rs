@@ -53,6 +53,9 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.type_code = Some("381".to_string());
         invoice.confidence.insert("type_code".into(), 0.8);
         positive_credit_note_amounts(&mut invoice);
+    } else if let Some((code, confidence)) = type_code(&doc) {
+        invoice.type_code = Some(code.to_string());
+        invoice.confidence.insert("type_code".into(), confidence);
     }
     if let Some((date, confidence)) = due_date(&doc) {
         invoice.due_date = Some(date);
@@ -113,6 +116,56 @@ static CREDIT_NOTE_TITLE: LazyLock<Regex> = LazyLock::new(|| {
 
 fn is_credit_note(doc: &Text<'_>) -> bool {
     doc.lines.iter().take(60).any(|line| CREDIT_NOTE_TITLE.is_match(line))
+}
+
+/// A document type (UNTDID 1001) printed in parentheses after a title word: `Handelsrechnung (380)`,
+/// `Gutschrift (Selbst ausgestellte Rechnung) (389)`.
+static PRINTED_TYPE_CODE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:\S*(?:rechnung|invoice|facture|factura|fattura|factuur|faktura|gutschrift|avoir)\b[^()]*(?:\([^()]*\)\s*)?)\((\d{3})\)",
+    )
+});
+/// The invoice type codes of EN 16931 (UNTDID 1001 subset) a printed code is taken from.
+const TYPE_CODES: &[&str] = &[
+    "326", "380", "381", "383", "384", "386", "387", "388", "389", "393", "394", "395", "396", "420", "456", "457",
+    "458", "527", "532", "553", "575", "623", "633", "751", "780", "817", "870", "875", "876", "877", "935",
+];
+/// A corrected invoice's title.
+static CORRECTION_TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:rechnungs\s?kor\s?rektur|korrekturrechnung|corrected\s+invoice|facture\s+rectificative|factura\s+rectificativa|faktura\s+korygująca|fattura\s+di\s+rettifica|correctiefactuur)\b",
+    )
+});
+/// A self-billed invoice (the buyer issues it).
+static SELF_BILLED: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"(?i)(?:selbst\s*ausgestellte\s+rechnung|self[-\s]billed\s+invoice|autofacturation|autofactura|autofattura)")
+});
+/// An invoice's title: the word alone, or followed by its number or number label (`Invoice 103767`,
+/// `Rechnung # RE-17`, `Facture n° 12`), not by other words (`Rechnung des Versicherers`).
+static INVOICE_TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"^\s*(?i:(?:tax\s+|commercial\s+|vat\s+)?(?:invoice|rechnung|handelsrechnung|facture|factura|fattura|factuur|faktura(?:\s+vat)?))(?:\s*$|\s+(?i:n[°o]\.?|nr\.?|no\.?|number|nummer|numéro|número|numero|numer)?\s*:?\s*[A-Z0-9#])",
+    )
+});
+
+/// The document's type from its title near the top: a code printed beside it, a corrected or self-billed
+/// invoice (384, 389), or a commercial invoice (380). Anything else (an insurer's invoice, a booking aid that
+/// says it is no invoice) stays empty.
+fn type_code(doc: &Text<'_>) -> Option<(&'static str, f32)> {
+    let top = || doc.lines.iter().take(40);
+    if let Some(code) = top().find_map(|line| PRINTED_TYPE_CODE.captures(line)).and_then(|c| {
+        let code = c.get(1)?.as_str();
+        TYPE_CODES.iter().find(|known| **known == code).copied()
+    }) {
+        return Some((code, 0.85));
+    }
+    if top().any(|line| CORRECTION_TITLE.is_match(line)) {
+        return Some(("384", 0.7));
+    }
+    if top().any(|line| SELF_BILLED.is_match(line)) {
+        return Some(("389", 0.7));
+    }
+    top().any(|line| INVOICE_TITLE.is_match(line)).then_some(("380", 0.6))
 }
 
 /// EN 16931 credit notes (type 381) carry positive amounts, the sign being in the type; a printed credit
@@ -922,6 +975,23 @@ mod tests {
             Some("Südlicht AG"),
         );
         check("Strategic Corp\nFakestraat 46", "seller", Some("Strategic Corp"));
+    }
+
+    #[test]
+    fn document_types_from_the_title() {
+        let code = |text: &str| extract(text).type_code;
+        assert_eq!(code("Invoice 103767\nTotal 10.00").as_deref(), Some("380"));
+        assert_eq!(code("Rechnung # RE-20171118/506 von 18.11.2017").as_deref(), Some("380"));
+        assert_eq!(code("Handelsrechnung (380) 05.06.2018  Nr. 471102").as_deref(), Some("380"));
+        assert_eq!(code("Mietrechnung (387) 01.10.2018").as_deref(), Some("387"));
+        assert_eq!(code("Gutschrift (Selbst ausgestellte Rechnung) (389) 31.10.2018").as_deref(), Some("389"));
+        assert_eq!(code("Rechnungskorrektur Nr. RK21012345 vom 16.09.2018").as_deref(), Some("384"));
+        assert_eq!(code("Avoir AV-2017-0005\nTotal TTC 10,00 €").as_deref(), Some("381"));
+        // Not an invoice's title: a booking aid, an insurer's invoice, a label, a code not of invoices.
+        assert_eq!(code("Buchungshilfe - KEINE Rechnung Nr. 471102 vom 13.11.2019"), None);
+        assert_eq!(code("Rechnung des Versicherers Nr. 01.234.567.8-2018-1 vom"), None);
+        assert_eq!(code("Rechnungsnummer: 2014-03"), None);
+        assert_eq!(code("Rechnung (999) 01.01.2020"), None);
     }
 
     #[test]

@@ -117,10 +117,20 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
         let has_prepaid_label = doc.lines.iter().any(|line| PREPAID_LABEL.is_match(line));
         let dues = labelled_amounts(doc, |line| DUE_LABEL.find(line).map(|m| m.end()));
         let prepaids = labelled_amounts(doc, |line| PREPAID_LABEL.find(line).map(|_| 0));
-        let paid = prepaids.iter().copied().find(|&p| p != Decimal::ZERO && dues.contains(&(g - p)));
+        // A payment received may be printed as a deduction (`Erhaltene Anzahlungen -50,00`).
+        let paid = prepaids
+            .iter()
+            .map(|p| p.abs())
+            .find(|&p| p != Decimal::ZERO && g.checked_sub(p).is_some_and(|due| dues.contains(&due)));
         if let Some(p) = paid {
             block.prepaid = Some(p);
             block.due_payable = Some(g - p);
+        } else if dues.contains(&g) {
+            // The amount due printed equal to the grand total: nothing was paid, whatever the labels say.
+            block.due_payable = Some(g);
+            if prepaids.iter().any(|p| p.is_zero()) {
+                block.prepaid = Some(Decimal::ZERO);
+            }
         } else if !has_prepaid_label {
             // Nothing paid in advance: the amount due is the grand total (BR-CO-16 with BT-113 = 0).
             block.due_payable = Some(g);
@@ -230,6 +240,17 @@ mod tests {
         assert_eq!(b.tax_basis_total, None);
         assert_eq!(b.tax_total, None);
         assert_eq!(b.grand_total, None);
+    }
+
+    #[test]
+    fn a_payment_printed_as_a_deduction_and_a_zero_one() {
+        let b = block("Bruttosumme 197,65\nErhaltene Anzahlungen -50,00\nZahlbetrag 147,65");
+        assert_eq!((b.prepaid, b.due_payable), (d("50.00"), d("147.65")));
+        let b = block("Bruttosumme 59,50\nErhaltene Anzahlungen -0,00\nZahlbetrag 59,50");
+        assert_eq!((b.prepaid, b.due_payable), (d("0"), d("59.50")));
+        // A payment label without any amount due printed: nothing is confirmed.
+        let b = block("Bruttosumme 59,50\nErhaltene Anzahlungen 10,00");
+        assert_eq!((b.prepaid, b.due_payable), (None, None));
     }
 
     #[test]
