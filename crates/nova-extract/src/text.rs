@@ -1000,9 +1000,9 @@ mod tests {
         assert_eq!(invoice.type_code.as_deref(), Some("381"));
         assert_eq!(invoice.totals.grand_total.map(|d| d.to_string()).as_deref(), Some("233.47"));
         assert_eq!(invoice.totals.tax_total.map(|d| d.to_string()).as_deref(), Some("14.99"));
-        // A correction invoice keeps its negative amounts and gets no credit-note type.
+        // A corrected invoice keeps its negative amounts and gets its own type, not the credit note's.
         let invoice = extract("Rechnungskorrektur 471102\nNettobetrag -7,67 €\nUSt -1,12 €\nGesamtbetrag -8,79 €");
-        assert_eq!(invoice.type_code, None);
+        assert_eq!(invoice.type_code.as_deref(), Some("384"));
         assert_eq!(invoice.totals.grand_total.map(|d| d.to_string()).as_deref(), Some("-8.79"));
     }
 
