@@ -61,6 +61,15 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.due_date = Some(date);
         invoice.confidence.insert("due_date".into(), confidence);
     }
+    for (field, label, slot) in [
+        ("order_reference", &*ORDER_LABEL, &mut invoice.order_reference),
+        ("buyer_reference", &*BUYER_REFERENCE_LABEL, &mut invoice.buyer_reference),
+    ] {
+        if let Some((reference, confidence)) = labelled_reference(&doc, label) {
+            *slot = Some(reference);
+            invoice.confidence.insert(field.into(), confidence);
+        }
+    }
     if let Some(iban) = payment_iban(&doc) {
         invoice.payment_iban = Some(iban);
         invoice.confidence.insert("payment_iban".into(), 0.85);
@@ -326,6 +335,45 @@ fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
         .iter()
         .find_map(|line| TITLE_NUMBER.captures(line).and_then(|c| number_like(&c[1], doc.order)))
         .map(|number| (number, 0.75))
+}
+
+/// The buyer's purchase order (BT-13): `Order No.`, `PO number`, `Your order`, `Bestellung`, `Bestell-Nr.`,
+/// `Ihre Auftragsnummer`, `N° de commande`, `Pedido`, `Bestelnummer`, `Ordine`, `Zamówienie`.
+static ORDER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:^|\s{2}|\t)\s*(?:purchase\s*order(?:\s*(?:no\.?|number|#|ref(?:erence)?))?|p\.?\s?o\.?\s*(?:no\.?|number|#)|order\s*(?:no\.?|number|#|ref(?:erence)?)|your\s+order(?:\s*(?:no\.?|number))?|bestellung(?:\s*nr\.?)?|bestell-?nr\.?|bestellnummer|ihre\s+bestellung|ihre\s+auftragsnummer|n[°o]\s*(?:de\s+)?commande|bon\s+de\s+commande|votre\s+commande|n[úu]mero\s+de\s+pedido|pedido|su\s+pedido|bestelnummer|uw\s+bestelling|(?:n\.\s*|numero\s+)?ordine|nr\s+zam[óo]wienia|zam[óo]wienie)",
+    )
+});
+/// The reference the buyer asked to be quoted (BT-10): `Buyer reference`, `Your reference`, `Leitweg-ID`,
+/// `Ihr Zeichen`, `Votre référence`, `Su referencia`, `Uw referentie`, `Vostro riferimento`.
+static BUYER_REFERENCE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:^|\s{2}|\t)\s*(?:buyer\s*reference|your\s+ref(?:erence|\.)?|leitwege?-?id|käuferreferenz|ihr\s+zeichen|ihre\s+referenz|votre\s+r[ée]f[ée]rence|v/r[ée]f\.?|su\s+referencia|uw\s+referentie|uw\s+kenmerk|vostro\s+riferimento|wasz\s+znak)",
+    )
+});
+
+/// A reference after its label, the label opening a cell (not inside a sentence: `gemäß Bestellung Nr. 5`): on
+/// its line, or in the same column of the next line.
+fn labelled_reference(doc: &Text<'_>, label: &Regex) -> Option<(String, f32)> {
+    for (i, line) in doc.lines.iter().enumerate() {
+        let Some(m) = label.find(line) else { continue };
+        // A whole word: `Order` is no label in `Orders`.
+        if line[m.end()..].starts_with(char::is_alphanumeric) {
+            continue;
+        }
+        // The rest of the label's cell (a value one gap away may be in the next cell, as in `Nr.:   4711`).
+        let rest = line[m.end()..].trim_start_matches([':', ' ']);
+        let own = CELL_GAP.split(&line[m.end()..]).next().unwrap_or_default().trim_matches([':', ' ']);
+        if let Some(reference) = NUMBER_TOKEN.captures(rest).and_then(|c| number_like(&c[1], doc.order)) {
+            return Some((reference, 0.75));
+        }
+        if own.is_empty() {
+            if let Some(reference) = doc.value_below(i, m.start()).and_then(|v| number_like(v, doc.order)) {
+                return Some((reference, 0.6));
+            }
+        }
+    }
+    None
 }
 
 /// A plausible invoice number: one token with a digit, not a date, not absurdly long.
@@ -975,6 +1023,26 @@ mod tests {
             Some("Südlicht AG"),
         );
         check("Strategic Corp\nFakestraat 46", "seller", Some("Strategic Corp"));
+    }
+
+    #[test]
+    fn order_and_buyer_references_after_their_labels() {
+        let refs = |text: &str| {
+            let invoice = extract(text);
+            (invoice.order_reference, invoice.buyer_reference)
+        };
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            refs("Bestellung: 2018-471331\nLeitwege-ID: 04011000-12345-34"),
+            (some("2018-471331"), some("04011000-12345-34"))
+        );
+        assert_eq!(refs("Your order AB321"), (some("AB321"), None));
+        assert_eq!(refs("Votre référence PO445"), (None, some("PO445")));
+        assert_eq!(refs("Order No.  Shipment Method\n101628     UPS"), (some("101628"), None));
+        // In a sentence, a date, or a label without a value: none.
+        assert_eq!(refs("Rechnung gemäß Bestellung Nr. 2018-471331 vom 01.03.2018."), (None, None));
+        assert_eq!(refs("Bestell-Datum : 01.08.2018"), (None, None));
+        assert_eq!(refs("Your Reference  Salesperson\n  Detlef Hembrock"), (None, None));
     }
 
     #[test]
