@@ -209,6 +209,8 @@ fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock) {
         ("totals.tax_basis_total", block.tax_basis_total, &mut invoice.totals.tax_basis_total),
         ("totals.tax_total", block.tax_total, &mut invoice.totals.tax_total),
         ("totals.line_total", block.line_total, &mut invoice.totals.line_total),
+        ("totals.allowance_total", block.allowance_total, &mut invoice.totals.allowance_total),
+        ("totals.charge_total", block.charge_total, &mut invoice.totals.charge_total),
         ("totals.prepaid", block.prepaid, &mut invoice.totals.prepaid),
         ("totals.due_payable", block.due_payable, &mut invoice.totals.due_payable),
     ];

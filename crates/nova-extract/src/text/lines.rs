@@ -128,7 +128,7 @@ static LINE_SUM_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The amounts printed after a line-sum label.
-fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
+pub(super) fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
     doc.lines
         .iter()
         .filter_map(|line| LINE_SUM_LABEL.find(line).map(|m| &line[m.end()..]))

@@ -19,8 +19,11 @@ pub(crate) struct TotalsBlock {
     pub grand_total: Option<Decimal>,
     pub tax_basis_total: Option<Decimal>,
     pub tax_total: Option<Decimal>,
-    /// Set when the document shows no allowance or charge, so the sum of lines is the tax basis (BR-CO-13).
+    /// Set when the document shows no allowance or charge, so the sum of lines is the tax basis (BR-CO-13);
+    /// or when a printed sum of lines, less the allowances and plus the charges printed, gives it.
     pub line_total: Option<Decimal>,
+    pub allowance_total: Option<Decimal>,
+    pub charge_total: Option<Decimal>,
     pub prepaid: Option<Decimal>,
     pub due_payable: Option<Decimal>,
 }
@@ -56,6 +59,19 @@ static PREPAID_LABEL: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:prepaid|pre-paid|paid\s*amount|amount\s*paid|already\s*paid|payments?\s*received|deposit|advance|anzahlung|bereits\s*(?:bezahlt|gezahlt|erhalten)|geleistet|vorauszahlung|acompte|déjà\s*(?:payé|réglé|versé)|avance|anticipo|pagado|vooruitbetaald|reeds\s*betaald|acconto|zaliczka|zapłacono|virement|règlement)",
     )
 });
+/// The document's allowances summed (BT-107): `Gesamtbetrag der Abschläge`, `Total discount`, `Remise`.
+static ALLOWANCE_TOTAL_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:(?:gesamtbetrag|summe)\s+(?:der\s+)?)?(?:abschl[äa]ge|nachl[äa]sse|rabatte?|(?:total\s+)?(?:discounts?|allowances?)(?:\s+total)?|(?:total\s+(?:des\s+)?)?remises?|(?:total\s+)?descuentos?|(?:totaal\s+)?kortingen?|(?:totale\s+)?sconti|rabaty?)\b",
+    )
+});
+/// The document's charges summed (BT-108): `Gesamtbetrag der Zuschläge`, `Total charges`, `Frais`.
+static CHARGE_TOTAL_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:(?:gesamtbetrag|summe)\s+(?:der\s+)?)?(?:zuschl[äa]ge|(?:total\s+)?(?:sur)?charges(?:\s+total)?|(?:total\s+(?:des\s+)?)?frais|(?:total\s+)?recargos|toeslagen|maggiorazioni|dopłaty)\b",
+    )
+});
+
 /// Words that, on a line with an amount, mean the document may carry allowances or charges.
 static ALLOWANCE_OR_CHARGE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
@@ -112,6 +128,10 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
         }
     }
 
+    if let Some(basis) = block.tax_basis_total {
+        allowances_and_charges(doc, basis, &mut block);
+    }
+
     let grand = block.grand_total.or(grand_total);
     if let Some(g) = grand {
         let has_prepaid_label = doc.lines.iter().any(|line| PREPAID_LABEL.is_match(line));
@@ -137,6 +157,45 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
         }
     }
     block
+}
+
+/// The sum of lines, allowances and charges, when a printed line sum less the printed allowances plus the
+/// printed charges is the confirmed tax basis (BR-CO-13), and only one set does it. Allowances and charges may
+/// be printed negative or positive; a kind without a label counts as none.
+fn allowances_and_charges(doc: &Text<'_>, basis: Decimal, block: &mut TotalsBlock) {
+    let sums = super::lines::line_sums(doc);
+    let labelled = |label: &Regex| {
+        let found: Vec<Decimal> =
+            labelled_amounts(doc, |line| label.find(line).map(|m| m.end())).iter().map(|v| v.abs()).collect();
+        let printed = doc.lines.iter().any(|line| label.is_match(line));
+        (found, printed)
+    };
+    let (allowances, allowance_printed) = labelled(&ALLOWANCE_TOTAL_LABEL);
+    let (charges, charge_printed) = labelled(&CHARGE_TOTAL_LABEL);
+    if !allowance_printed && !charge_printed {
+        return;
+    }
+    let or_none = |found: Vec<Decimal>, printed: bool| if printed { found } else { vec![Decimal::ZERO] };
+    let (allowances, charges) = (or_none(allowances, allowance_printed), or_none(charges, charge_printed));
+    let mut solutions = Vec::new();
+    for &lines in &sums {
+        for &a in &allowances {
+            for &c in &charges {
+                let fits = lines.checked_sub(a).and_then(|v| v.checked_add(c)) == Some(basis);
+                if fits && !solutions.contains(&(lines, a, c)) {
+                    solutions.push((lines, a, c));
+                }
+            }
+        }
+    }
+    if let [(lines, a, c)] = solutions[..] {
+        if block.line_total.is_some_and(|known| known != lines) {
+            return;
+        }
+        block.line_total = Some(lines);
+        block.allowance_total = allowance_printed.then_some(a);
+        block.charge_total = charge_printed.then_some(c);
+    }
 }
 
 /// Every amount printed after a net label (a sub-total, a net total), confirmed or not.
@@ -240,6 +299,23 @@ mod tests {
         assert_eq!(b.tax_basis_total, None);
         assert_eq!(b.tax_total, None);
         assert_eq!(b.grand_total, None);
+    }
+
+    #[test]
+    fn allowances_and_charges_between_the_line_sum_and_the_net() {
+        let text = "Positionssumme 180,76\nGesamtbetrag der Zuschläge 5,80\nGesamtbetrag der Abschläge -9,07\n\
+                    Rechnungssumme ohne USt. 177,49\nSteuerbetrag 20,16\nBruttosumme 197,65";
+        let b = block(text);
+        assert_eq!((b.line_total, b.allowance_total, b.charge_total), (d("180.76"), d("9.07"), d("5.80")));
+        // Printed zeros are totals of zero.
+        let b = block(
+            "Positionssumme 59,50\nGesamtbetrag der Zuschläge 0,00\nGesamtbetrag der Abschläge -0,00\n\
+                       Rechnungssumme ohne USt. 59,50\nSteuerbetrag 0,00\nBruttosumme 59,50",
+        );
+        assert_eq!((b.line_total, b.allowance_total, b.charge_total), (d("59.50"), d("0"), d("0")));
+        // A line sum that does not add up is not taken.
+        let b = block(&text.replace("180,76", "181,76"));
+        assert_eq!((b.line_total, b.allowance_total, b.charge_total), (None, None, None));
     }
 
     #[test]
