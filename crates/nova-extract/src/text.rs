@@ -468,9 +468,12 @@ fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(Naiv
 /// `Date d'échéance`, `Fecha de vencimiento`, `Vervaldatum`, `Data di scadenza`, `Termin płatności`.
 static DUE_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:due\s*(?:date|on|by)|payment\s*due|\bdate\s?due\b|pay(?:able)?\s*(?:by|before|until)|fällig(?:keitsdatum|\s*am|\s*bis|\s*zum)?|faellig|zahlbar\s*(?:bis|am)|zahlungsziel|(?:überweisen|zahlen)\s*sie\s*(?:bitte\s*)?bis(?:\s*zum)?|date\s*(?:d'|de\s*l')\s*échéance|échéance|echeance|payer\s*avant\s*le|vencimiento|vervaldatum|vervaldag|te\s*betalen\s*(?:voor|vóór)|scadenza|termin\s*płatności|termin\s*zapłaty)",
+        r"(?i)(?:due\s*(?:date|on|by)|payment\s*due|\bdate\s?due\b|pay(?:able)?\s*(?:by|before|until)|(?:remit|payment)\s*(?:by|before|until)|(?:payable|zahlbar)\b[^.,;:]{0,40}?\b(?:by|until|bis(?:\s*zum)?)\b|fällig(?:keitsdatum|\s*am|\s*bis|\s*zum)?|faellig|zahlbar\s*(?:bis|am)|zahlungsziel|(?:überweisen|zahlen)\s*sie\s*(?:bitte\s*)?bis(?:\s*zum)?|date\s*(?:d'|de\s*l')\s*échéance|échéance|echeance|payer\s*avant\s*le|vencimiento|vervaldatum|vervaldag|te\s*betalen\s*(?:voor|vóór)|scadenza|termin\s*płatności|termin\s*zapłaty)",
     )
 });
+
+/// A word that names some date in a header (`Lieferdatum`, `Invoice date`, `Fecha`, `Data`).
+static DATE_WORD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:date|datum|fecha|\bdata\b|termin)"));
 
 /// The date right after a due-date label, or in the same column below it.
 fn due_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
@@ -483,6 +486,20 @@ fn due_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
             let below = doc.value_below(i, m.start()).and_then(|v| find_dates(v, doc.order).into_iter().next());
             if let Some(found) = below {
                 return Some((found.date, 0.75));
+            }
+            // A header row whose only date label is this one, over a row whose cells do not line up with it
+            // (an empty cell, a wrapped one) and that holds one date: that date.
+            let others = format!("{}{}", &line[..m.start()], &line[m.end()..]);
+            if rest.trim().is_empty() || !find_dates(rest, doc.order).is_empty() {
+                continue;
+            }
+            if DATE_WORD.is_match(&others) {
+                continue;
+            }
+            if let Some(next) = doc.next_nonblank(i) {
+                if let [only] = find_dates(doc.lines[next], doc.order)[..] {
+                    return Some((only.date, 0.65));
+                }
             }
         }
     }
@@ -1083,6 +1100,21 @@ mod tests {
         assert_eq!(due("Bitte überweisen Sie bis zum 09.12.2017.").as_deref(), Some("2017-12-09"));
         assert_eq!(due("Due Date\n03/03/2026").as_deref(), None, "no column below a lone label");
         assert_eq!(due("Invoice date  Due date\n01.02.2026    03.03.2026").as_deref(), Some("2026-03-03"));
+        assert_eq!(due("Please remit until 2019-07-01.").as_deref(), Some("2019-07-01"));
+        assert_eq!(
+            due("Zahlbar innerhalb 30 Tagen netto bis 04.04.2020, 3% Skonto innerhalb 10 Tagen bis 15.03.2020.")
+                .as_deref(),
+            Some("2020-04-04")
+        );
+        // A header whose cells the values do not line up with: the one date below is the due date's.
+        assert_eq!(
+            due("Your Reference  Salesperson  Due Date  Payment Terms\n  Detlef Hembrock  March 3, 2026  14 days")
+                .as_deref(),
+            Some("2026-03-03")
+        );
+        assert_eq!(due("Beschreibung Fälligkeit Teilzahlung\n30.11.2018").as_deref(), Some("2018-11-30"));
+        // With another date's label in the header, a lone date below may be that one.
+        assert_eq!(due("Lieferdatum  Fälligkeit  Betrag\n30.11.2018").as_deref(), None);
         assert_eq!(due("Invoice date 01.02.2026").as_deref(), None);
     }
 
