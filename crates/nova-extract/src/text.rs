@@ -867,7 +867,12 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
             // Repetition ranks candidates but does not make one.
             let repeated = printed.get(&cell.to_lowercase()).is_some_and(|n| *n > 1);
             let score = if score >= 2 && repeated { score + 1 } else { score };
-            if score >= 2 && best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            // Ties go to the earliest, unless that one is all lower case (a logo's wordmark) and this one is not.
+            let lower = |name: &str| !name.chars().any(char::is_uppercase);
+            let better = |(s, name, _): &(i32, String, parties::NameAt)| {
+                score > *s || (score == *s && lower(name) && !lower(cell))
+            };
+            if score >= 2 && best.as_ref().is_none_or(better) {
                 best = Some((score, cell.to_string(), parties::NameAt { line: i, cell: index }));
             }
         }
@@ -1034,6 +1039,8 @@ mod tests {
             Some("Acme Tools GmbH"),
         );
         check("Lieferschein\nLieferschein", "seller", None);
+        // A logo's lower-case wordmark and the name in the letterhead score alike: the letterhead's wins.
+        check("cronus\nAdatum Corporation  CRONUS DE\nEmail info@cronus.com", "seller", Some("CRONUS DE"));
         // The company above an attention line is the addressee; the sender is the other one.
         check("Strategic Corp\nT.a.v. J. Jansen\nFakestraat 46", "seller", None);
         check(

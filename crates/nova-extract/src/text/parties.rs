@@ -18,7 +18,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{cells, is_buyer_label, name_like, regex, Text, ATTENTION, NAME_LABEL, SELLER_HEADING, SELLER_LABEL};
+use super::{
+    cells, is_buyer_label, name_like, regex, Text, ATTENTION, LEGAL_FORM_ANY_CASE, LEGAL_FORM_CAPS, NAME_LABEL,
+    SELLER_HEADING, SELLER_LABEL,
+};
 
 /// A postal address, as much of it as the text tells.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,10 +77,10 @@ static SALUTATION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^(?:herrn?|frau|firma|mr\.?|mrs\.?|ms\.?|miss|monsieur|madame|m\.|mme\.?|sr\.?|sra\.?|señor|señora|dhr\.?|mevr\.?|de\s+heer|mevrouw|sig\.?|sig\.ra|pan|pani)$",
     )
 });
-/// Document titles that may stand above an address block without being a name.
+/// Document titles and page numbers that may stand above an address block without being a name.
 static TITLE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)^(?:invoice|rechnung|gutschrift|facture|avoir|factura|fattura|faktura|factuur|credit\s*note|receipt|quittung)\b",
+        r"(?i)^(?:invoice|rechnung|gutschrift|facture|avoir|factura|fattura|faktura|factuur|credit\s*note|receipt|quittung|page|seite|pagina|página|strona|blatt)\b",
     )
 });
 /// A label and a number: a customer number or a global id inside an address block.
@@ -208,8 +211,7 @@ pub(crate) fn parties(
     // The seller's name over a block makes it the seller's, whatever label stands above it.
     let sellers_block = |a: &Anchor| {
         let (Some(at), Some(name)) = (seller_at, block_name(doc, a)) else { return false };
-        let seller_name = cells(doc.lines[at.line]).get(at.cell).map(|(_, c)| c.to_lowercase());
-        seller_name.is_some_and(|s| s.contains(&name.to_lowercase()) || name.to_lowercase().contains(&s))
+        cells(doc.lines[at.line]).get(at.cell).is_some_and(|(_, seller)| same_name(&name, seller))
     };
     let buyer = anchors
         .iter()
@@ -240,6 +242,18 @@ pub(crate) fn parties(
         buyer: buyer.map(|a| with_country(a, buyer_vat)),
         buyer_name: buyer.and_then(|a| block_name(doc, a)),
     }
+}
+
+/// Whether a block's name is the seller's (its cell, which may hold a label before the name): one holds the
+/// other, case aside.
+fn same_name(name: &str, seller_cell: &str) -> bool {
+    let (name, seller) = (name.to_lowercase(), seller_cell.to_lowercase());
+    !name.is_empty() && (seller.contains(&name) || name.contains(&seller))
+}
+
+/// A name with a legal form: a company's.
+fn is_company(name: &str) -> bool {
+    LEGAL_FORM_ANY_CASE.is_match(name) || LEGAL_FORM_CAPS.is_match(name)
 }
 
 /// The country of a VAT id: its prefix, Greece's `EL` as `GR`, Northern Ireland's `XI` as `GB`.
@@ -299,14 +313,17 @@ fn seller_anchor<'a>(
         return Some(a);
     }
     let at = at?;
+    let seller_cell = cells(doc.lines[at.line]).get(at.cell).map(|(_, c)| c.to_lowercase()).unwrap_or_default();
     anchors.iter().find(|a| {
         a.line > at.line
                 && a.line <= at.line + BLOCK_LINES
                 && (a.cell == at.cell || a.cells == 1)
                 && !in_block(a, Block::Buyer)
                 && !in_block(a, Block::Delivery)
-                // Another name between (a block of its own) makes it another party's.
+                // Another label or another name over it (a block of its own) makes it another party's.
                 && !(at.line + 1..a.line).any(|l| starts_block(doc, l))
+                // A company's name in the block that is not the seller's.
+                && !block_names(doc, a).iter().any(|name| !same_name(name, &seller_cell) && is_company(name))
     })
 }
 
@@ -389,10 +406,21 @@ fn address_in(segment: &str) -> Option<Address> {
     }
 }
 
-/// The name at the top of an address block: walking up from the postcode line over at most two street lines
-/// to at most two name lines, in the anchor's column. A label (`Name:`, `Bill to:`) ends the walk with the name
-/// after it. A courtesy title keeps the name below it.
+/// The name at the top of an address block ([`block_names`]); a courtesy title keeps the name below it.
 fn block_name(doc: &Text<'_>, anchor: &Anchor) -> Option<String> {
+    let mut names = block_names(doc, anchor);
+    let top = names.pop()?;
+    match names.pop() {
+        Some(below) if SALUTATION.is_match(&top) => Some(format!("{top} {below}")),
+        _ if SALUTATION.is_match(&top) => None,
+        _ => Some(top),
+    }
+}
+
+/// The name lines of an address block, nearest the street first: walking up from the postcode line over at
+/// most two street lines to at most two name lines, in the anchor's column. A label (`Name:`, `Bill to:`)
+/// ends the walk with the name after it.
+fn block_names(doc: &Text<'_>, anchor: &Anchor) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut streets = 0;
     let mut looked = 0;
@@ -442,12 +470,7 @@ fn block_name(doc: &Text<'_>, anchor: &Anchor) -> Option<String> {
             break;
         }
     }
-    let top = names.pop()?;
-    match names.pop() {
-        Some(below) if SALUTATION.is_match(&top) => Some(format!("{top} {below}")),
-        _ if SALUTATION.is_match(&top) => None,
-        _ => Some(top),
-    }
+    names
 }
 
 #[cfg(test)]
@@ -525,6 +548,17 @@ mod tests {
         assert_eq!(got.seller, address("20097", "Hamburg", Some("DE")));
         assert_eq!(got.buyer, address("48436", "Düsseldorf", None));
         assert_eq!(got.buyer_name.as_deref(), Some("Adatum Corporation"));
+        // A page number above the block is no name.
+        let got = read(&format!("Page  1/1\n{text}"), Some((1, 1)));
+        assert_eq!(got.buyer_name.as_deref(), Some("Adatum Corporation"));
+    }
+
+    #[test]
+    fn the_seller_address_below_its_name_is_not_another_named_block() {
+        // The seller's name stands alone above the buyer's window block; its own address comes after.
+        let text =
+            "cronus\nAdatum Corporation\nStation Road, 21\n48436 Düsseldorf  Benrath\n20097 Hamburg\nDeutschland";
+        assert_eq!(read(text, Some((0, 0))).seller, address("20097", "Hamburg", Some("DE")));
     }
 
     #[test]
