@@ -193,6 +193,13 @@ fn positive_credit_note_amounts(invoice: &mut Invoice) {
             *v = v.abs();
         }
     }
+    for row in &mut invoice.tax_breakdown {
+        for slot in [&mut row.basis, &mut row.amount] {
+            if let Some(v) = slot.as_mut() {
+                *v = v.abs();
+            }
+        }
+    }
     for line in &mut invoice.lines {
         for slot in [&mut line.line_total, &mut line.net_price, &mut line.quantity] {
             if let Some(v) = slot.as_mut() {

@@ -145,6 +145,7 @@ fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
     let mut tax_column = false;
     let mut in_header = false;
     let mut pending: Vec<&str> = Vec::new();
+    let mut open_name: Option<&str> = None;
     for line in &doc.lines {
         if rows.len() >= MAX_ROWS {
             break;
@@ -171,9 +172,25 @@ fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
             continue;
         }
         if let Some(row) = read_row(&pending, line, tax_column, fit) {
+            // A name printed with a comma or a hyphen after it on the row's line goes on below the row.
+            open_name = row.name.as_deref().and_then(|n| n.split_whitespace().last()).and_then(|last| {
+                if line.contains(&format!("{last},")) {
+                    Some(", ")
+                } else {
+                    line.contains(&format!("{last}-")).then_some("-")
+                }
+            });
             rows.push(row);
             pending.clear();
             continue;
+        }
+        // `Schreibtischstuhl,` over `blau`: a short line of words right after such a row finishes its name.
+        if let Some(separator) = open_name.take().filter(|_| continues_name(line)) {
+            if let Some(name) = rows.last_mut().and_then(|r| r.name.as_mut()) {
+                name.push_str(separator);
+                name.push_str(line.trim());
+                continue;
+            }
         }
         if pending.len() == MAX_PENDING_LINES {
             pending.remove(0);
@@ -400,6 +417,12 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
     name.chars().any(char::is_alphabetic).then(|| name.to_string())
 }
 
+/// The end of a name wrapped below its row: one to three words, no digit, no label colon.
+fn continues_name(line: &str) -> bool {
+    let words = line.split_whitespace().count();
+    (1..=3).contains(&words) && !line.contains(':') && !line.chars().any(|c| c.is_ascii_digit())
+}
+
 /// A line that reads as the first part of a name wrapped onto the row's line: one to three words, no digit,
 /// no label colon.
 fn wrapped_name(line: &str) -> bool {
@@ -598,6 +621,18 @@ Gesamtbetrag 217,98";
         // Off by more than the price's rounding (half a cent per unit): no row, and the table does not reconcile.
         let far = text.replace("55,46", "55,56").replace("65,46", "65,56").replace("77,90", "78,00");
         assert_eq!(items(&far), vec![]);
+    }
+
+    #[test]
+    fn a_name_cut_at_a_comma_goes_on_below_its_row() {
+        let text = "No.  Description  Quantity  Unit Price  Amount\n1908-S  LONDON Schreibtischstuhl,  3 Piece  191.00  573.00\n\
+                    blau\nSubtotal  573.00";
+        assert_eq!(items(text)[0].0, "1908-S LONDON Schreibtischstuhl, blau");
+        // Without the comma the line below is not part of the name.
+        assert_eq!(
+            items(&text.replace("Schreibtischstuhl,", "Schreibtischstuhl"))[0].0,
+            "1908-S LONDON Schreibtischstuhl"
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
     let mut triples: Vec<(Decimal, Decimal, Decimal)> = Vec::new();
     for &net in &nets {
         for &tax in &taxes {
-            let gross = net + tax;
+            // A credit note's tax printed without its minus (or OCR that lost it): the tax takes the sign of
+            // the net it is charged on.
+            let tax = if net < Decimal::ZERO && tax > Decimal::ZERO { -tax } else { tax };
+            let Some(gross) = net.checked_add(tax) else { continue };
             if net != Decimal::ZERO && grands.contains(&gross) && !triples.contains(&(net, tax, gross)) {
                 triples.push((net, tax, gross));
             }
@@ -299,6 +302,12 @@ mod tests {
         assert_eq!(b.tax_basis_total, None);
         assert_eq!(b.tax_total, None);
         assert_eq!(b.grand_total, None);
+    }
+
+    #[test]
+    fn a_negative_net_takes_the_tax_with_its_sign() {
+        let b = block("Total HT -218,48 €\nTotal taxes 14,99 €\nTotal TTC -233,47 €");
+        assert_eq!((b.tax_basis_total, b.tax_total, b.grand_total), (d("-218.48"), d("-14.99"), d("-233.47")));
     }
 
     #[test]

@@ -35,17 +35,24 @@ type Row = (Decimal, Decimal, Decimal);
 
 /// The VAT rows the totals confirm; empty when they confirm none.
 pub(crate) fn tax_rows(doc: &Text<'_>, block: &TotalsBlock) -> Vec<TaxRow> {
-    // A credit note may print its amounts negative; its rows carry them positive, as its totals do.
+    // Rows are matched on magnitudes, then carry the sign of the confirmed totals: negative on a corrected
+    // invoice (a credit note's are made positive with its totals afterwards).
     let Some(tax_total) = block.tax_total.map(|t| t.abs()) else { return Vec::new() };
+    let negative =
+        block.tax_total.is_some_and(|t| t < Decimal::ZERO) || block.tax_basis_total.is_some_and(|b| b < Decimal::ZERO);
     let mut candidates: BTreeSet<Row> = BTreeSet::new();
     for line in &doc.lines {
         candidates.extend(rows_in(line));
     }
     let candidates: Vec<Row> = candidates.into_iter().collect();
-    if let Some(rows) = unique_sum(&candidates, tax_total, block.tax_basis_total.map(|b| b.abs())) {
-        return rows.into_iter().map(to_tax_row).collect();
-    }
-    single_rate(doc, block).map(|row| vec![to_tax_row(row)]).unwrap_or_default()
+    let rows = match unique_sum(&candidates, tax_total, block.tax_basis_total.map(|b| b.abs())) {
+        Some(rows) => rows,
+        None => single_rate(doc, block).into_iter().collect(),
+    };
+    rows.into_iter()
+        .map(|(rate, basis, amount)| if negative { (rate, -basis, -amount) } else { (rate, basis, amount) })
+        .map(to_tax_row)
+        .collect()
 }
 
 /// The rows one line can hold: each rate on it with each pair of its amounts that the rate relates.
@@ -173,6 +180,17 @@ mod tests {
 
     fn row(rate: &str, basis: &str, amount: &str) -> (String, String, String) {
         (rate.into(), basis.into(), amount.into())
+    }
+
+    #[test]
+    fn rows_of_negative_totals_are_negative() {
+        let text = "Umsatzsteuer  (S) -4,85 19 -0,92\nUmsatzsteuer  (S) -2,82 7 -0,20";
+        assert_eq!(
+            rows(text, &block("-7.67", "-1.12")),
+            vec![row("7.00", "-2.82", "-0.20"), row("19.00", "-4.85", "-0.92")]
+        );
+        // With positive totals (a credit note's, made positive), the same rows are positive.
+        assert_eq!(rows(text, &block("7.67", "1.12")), vec![row("7.00", "2.82", "0.20"), row("19.00", "4.85", "0.92")]);
     }
 
     #[test]
