@@ -392,7 +392,9 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
     let second_number = used[0].max(used[1]);
     let own = (second_number >= last_start)
         .then(|| {
-            word_runs(&tokens[last_start..second_number], &used.map(|i| i.wrapping_sub(last_start))).into_iter().next()
+            word_runs(&tokens[last_start..second_number], &used.map(|i| i.wrapping_sub(last_start)), true)
+                .into_iter()
+                .next()
         })
         .flatten();
     let name = match own {
@@ -406,7 +408,7 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
             }
         }
         // The description nearest the numbers: lines further up may be notes on the row before.
-        None => word_runs(&tokens[..last_start], &used)
+        None => word_runs(&tokens[..last_start], &used, false)
             .into_iter()
             .rev()
             .find(|run| letters(run) >= 3)
@@ -435,7 +437,7 @@ fn wrapped_name(line: &str) -> bool {
 
 /// The run of words with the most letters, the numbers at `used` breaking runs.
 fn longest_run(tokens: &[Token<'_>], used: &[usize]) -> Option<String> {
-    let runs = word_runs(tokens, used);
+    let runs = word_runs(tokens, used, false);
     runs.into_iter().max_by_key(|run| (letters(run), std::cmp::Reverse(run.len()))).map(|run| run.join(" "))
 }
 
@@ -443,14 +445,25 @@ fn letters(run: &[&str]) -> usize {
     run.iter().map(|w| w.chars().filter(|c| c.is_alphabetic()).count()).sum()
 }
 
-/// Runs of words (a lone integer inside a run kept), broken by the other numbers, rates and currency codes.
-fn word_runs<'a>(tokens: &[Token<'a>], used: &[usize]) -> Vec<Vec<&'a str>> {
+/// Runs of words (a lone integer inside a run kept, and on `one_line` a decimal number between two words),
+/// broken by the other numbers, rates and currency codes. Over several lines a decimal is more likely a
+/// value of the row above than part of a name.
+fn word_runs<'a>(tokens: &[Token<'a>], used: &[usize], one_line: bool) -> Vec<Vec<&'a str>> {
     let mut runs: Vec<Vec<&'a str>> = Vec::new();
     let mut run: Vec<&'a str> = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         match token {
             Token::Word(w) if !is_currency(w) => run.push(w),
             Token::Number(raw, _, false) if !used.contains(&i) && !run.is_empty() => run.push(raw),
+            // A version or a size between words (`HP USB 3.0 Port Replicator`) is part of the name.
+            Token::Number(raw, _, true)
+                if one_line
+                    && !used.contains(&i)
+                    && !run.is_empty()
+                    && matches!(tokens.get(i + 1), Some(Token::Word(w)) if !is_currency(w)) =>
+            {
+                run.push(raw)
+            }
             _ => end_run(&mut run, &mut runs),
         }
     }
@@ -621,6 +634,13 @@ Gesamtbetrag 217,98";
         // Off by more than the price's rounding (half a cent per unit): no row, and the table does not reconcile.
         let far = text.replace("55,46", "55,56").replace("65,46", "65,56").replace("77,90", "78,00");
         assert_eq!(items(&far), vec![]);
+    }
+
+    #[test]
+    fn a_version_number_inside_a_name_stays_in_it() {
+        let text = "Artikel Aantal Prijs per stuk BTW Prijs incl. BTW\n\
+                    HP USB 3.0 Port Replicator 3005pr (H1L08ET) 1 € 159,99 21% € 159,99\nTotaal € 159,99";
+        assert_eq!(items(text)[0].0, "HP USB 3.0 Port Replicator 3005pr (H1L08ET)");
     }
 
     #[test]
