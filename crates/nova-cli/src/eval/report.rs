@@ -149,23 +149,39 @@ impl Group {
 /// Sources in a fixed order (the ones SCHEMA.md names first), then layouts.
 const SOURCE_ORDER: [&str; 3] = ["facturx", "invoice2data", "parsee"];
 
-/// Groups `all`, then each source, then each layout, leaving out empty ones.
+/// The extraction paths, in the order of the columns, and the `source` values of a result each one holds: a
+/// result OCR had a part in (a scan, a scanned page beside text pages, a letterhead picture) is the OCR path's.
+const PATHS: [(&str, &[&str]); 3] = [
+    ("path: e-invoice", &["einvoice"]),
+    ("path: text", &["text", "template"]),
+    ("path: OCR", &["ocr", "template+ocr", "text+ocr"]),
+];
+
+/// Groups `all`, then each source, then each layout, then each extraction path the results name (the e-invoice
+/// XML, the text layer with rules or templates, OCR), leaving out empty ones. A failed document has no path.
 pub fn groups(docs: &[Document]) -> Vec<Group> {
     let mut all = Group { name: "all".into(), ..Group::default() };
     let mut sources: BTreeMap<String, Group> = BTreeMap::new();
     let mut layouts: BTreeMap<String, Group> = BTreeMap::new();
+    let named = |name: &str| Group { name: name.to_string(), ..Group::default() };
+    let mut paths: Vec<Group> = PATHS.iter().map(|(name, _)| named(name)).collect();
     for doc in docs {
         all.add(doc);
-        let named = |name: &str| Group { name: name.to_string(), ..Group::default() };
         sources.entry(doc.source.clone()).or_insert_with(|| named(&doc.source)).add(doc);
         if let Some(layout) = &doc.layout {
             layouts.entry(layout.clone()).or_insert_with(|| named(layout)).add(doc);
+        }
+        let path =
+            PATHS.iter().position(|(_, sources)| doc.extracted_by.as_deref().is_some_and(|s| sources.contains(&s)));
+        if let Some(path) = path {
+            paths[path].add(doc);
         }
     }
     let rank = |name: &str| SOURCE_ORDER.iter().position(|s| *s == name).unwrap_or(SOURCE_ORDER.len());
     let mut sources: Vec<Group> = sources.into_values().collect();
     sources.sort_by(|a, b| rank(&a.name).cmp(&rank(&b.name)).then_with(|| a.name.cmp(&b.name)));
-    std::iter::once(all).chain(sources).chain(layouts.into_values()).collect()
+    paths.retain(|group| group.documents > 0);
+    std::iter::once(all).chain(sources).chain(layouts.into_values()).chain(paths).collect()
 }
 
 /// The run as a whole, for the header of the table and the top of the JSON.
