@@ -184,26 +184,20 @@ pub(crate) fn seller_from_images(
     }
     let both = crate::text::extract(&format!("{text}\n\n{images_text}"));
     let found = both.seller.unwrap_or_default();
-    let seller = invoice.seller.get_or_insert_with(Default::default);
-    let mut filled = Vec::new();
-    if let Some(name) = found.name {
-        seller.name = Some(name);
-        filled.push("seller.name");
-    }
-    if seller.vat_id.is_none() && found.vat_id.is_some() {
-        seller.vat_id = found.vat_id;
-        filled.push("seller.vat_id");
-    }
-    if invoice.payment_iban.is_none() && both.payment_iban.is_some() {
-        invoice.payment_iban = both.payment_iban;
-        filled.push("payment_iban");
-    }
+    let vat_id = found.vat_id.filter(|_| invoice.seller.as_ref().is_none_or(|s| s.vat_id.is_none()));
+    let iban = both.payment_iban.filter(|_| invoice.payment_iban.is_none());
+    let filled: Vec<&str> =
+        [("seller.name", found.name.is_some()), ("seller.vat_id", vat_id.is_some()), ("payment_iban", iban.is_some())]
+            .into_iter()
+            .filter_map(|(field, found)| found.then_some(field))
+            .collect();
     if filled.is_empty() {
-        if invoice.seller.as_ref().is_some_and(|s| *s == Default::default()) {
-            invoice.seller = None;
-        }
         return None;
     }
+    let seller = invoice.seller.get_or_insert_with(Default::default);
+    seller.name = found.name.or(seller.name.take());
+    seller.vat_id = vat_id.or(seller.vat_id.take());
+    invoice.payment_iban = iban.or(invoice.payment_iban.take());
     for field in filled {
         if let Some(&confidence) = both.confidence.get(field) {
             invoice.confidence.insert(field.to_string(), confidence * OCR_CONFIDENCE_FACTOR);

@@ -205,7 +205,7 @@ pub(crate) fn parties(
     }
     let blocks = labelled_blocks(doc);
     let in_block = |a: &Anchor, kind: Block| {
-        blocks.iter().any(|(k, start)| *k == kind && (start..&(start + BLOCK_LINES)).contains(&&a.line))
+        blocks.iter().any(|&(k, start)| k == kind && (start..start + BLOCK_LINES).contains(&a.line))
     };
     let seller = seller_anchor(doc, &anchors, seller_at, &in_block);
     // The seller's name over a block makes it the seller's, whatever label stands above it.
@@ -248,7 +248,7 @@ pub(crate) fn parties(
 /// other, case aside.
 fn same_name(name: &str, seller_cell: &str) -> bool {
     let (name, seller) = (name.to_lowercase(), seller_cell.to_lowercase());
-    !name.is_empty() && (seller.contains(&name) || name.contains(&seller))
+    !name.is_empty() && !seller.is_empty() && (seller.contains(&name) || name.contains(&seller))
 }
 
 /// A name with a legal form: a company's.
