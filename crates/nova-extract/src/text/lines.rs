@@ -146,6 +146,10 @@ fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
     let mut in_header = false;
     let mut pending: Vec<&str> = Vec::new();
     let mut open_name: Option<&str> = None;
+    // Rows read in the current table, and whether its first row came straight under the header: cells aligned
+    // at their top, so a description that wraps goes on below its row's numbers.
+    let mut table_rows_read = 0;
+    let mut top_aligned = false;
     for line in &doc.lines {
         if rows.len() >= MAX_ROWS {
             break;
@@ -153,6 +157,7 @@ fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
         if is_header(line) {
             in_table = true;
             in_header = true;
+            table_rows_read = 0;
             tax_column = TAX_COLUMN.is_match(line);
             pending.clear();
             continue;
@@ -171,7 +176,31 @@ fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
             pending.clear();
             continue;
         }
-        if let Some(row) = read_row(&pending, line, tax_column, fit) {
+        // Under top-aligned cells, short lines between two rows finish the name of the row above, when the
+        // row below has a name of its own on its line.
+        let below = top_aligned
+            && table_rows_read > 0
+            && !pending.is_empty()
+            && pending.iter().all(|l| continuation_line(l))
+            && rows.last().is_some_and(|r: &Line| r.name.is_some());
+        let read = below
+            .then(|| read_row(&[], line, tax_column, fit))
+            .flatten()
+            .map(|row| (row, true))
+            .or_else(|| read_row(&pending, line, tax_column, fit).map(|row| (row, false)));
+        if let Some((row, continued_above)) = read {
+            if continued_above {
+                if let Some(name) = rows.last_mut().and_then(|r| r.name.as_mut()) {
+                    for continuation in &pending {
+                        name.push(' ');
+                        name.push_str(continuation.trim());
+                    }
+                }
+            }
+            if table_rows_read == 0 {
+                top_aligned = pending.is_empty();
+            }
+            table_rows_read += 1;
             // A name printed with a comma or a hyphen after it on the row's line goes on below the row.
             open_name = row.name.as_deref().and_then(|n| n.split_whitespace().last()).and_then(|last| {
                 if line.contains(&format!("{last},")) {
@@ -419,6 +448,11 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
     name.chars().any(char::is_alphabetic).then(|| name.to_string())
 }
 
+/// A line that may go on a name from the row above: one to four words, no digit.
+fn continuation_line(line: &str) -> bool {
+    (1..=4).contains(&line.split_whitespace().count()) && !line.chars().any(|c| c.is_ascii_digit())
+}
+
 /// The end of a name wrapped below its row: one to three words, no digit, no label colon.
 fn continues_name(line: &str) -> bool {
     let words = line.split_whitespace().count();
@@ -634,6 +668,20 @@ Gesamtbetrag 217,98";
         // Off by more than the price's rounding (half a cent per unit): no row, and the table does not reconcile.
         let far = text.replace("55,46", "55,56").replace("65,46", "65,56").replace("77,90", "78,00");
         assert_eq!(items(&far), vec![]);
+    }
+
+    #[test]
+    fn under_top_aligned_cells_a_wrapped_name_goes_on_below_its_row() {
+        let text = "Menge  Produkt  USt.  Preis  Gesamtbetrag\n1,00  Künstlerische Gestaltung  7%  160,00 €  160,00 €\n\
+                    (Stunde): Einer\nBeispielrechnung\n400,00  Luftballon: Bunt  19%  0,79 €  316,00 €\nNettobetrag: 476,00 €";
+        let names: Vec<String> = items(text).into_iter().map(|r| r.0).collect();
+        assert_eq!(names, ["Künstlerische Gestaltung (Stunde): Einer Beispielrechnung", "Luftballon: Bunt"]);
+        // The first row under lines of its own: cells aligned at the bottom, lines before a row are its own.
+        let text =
+            "Beschreibung Preis Menge Betrag\nGelierzucker\nExtra 250g 1,45 2 2,90\nFeiner\nZucker 1,25 5 6,25\n\
+                    Nettobetrag 9,15";
+        let names: Vec<String> = items(text).into_iter().map(|r| r.0).collect();
+        assert_eq!(names, ["Gelierzucker Extra 250g", "Feiner Zucker"]);
     }
 
     #[test]
