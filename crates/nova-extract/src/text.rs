@@ -497,7 +497,7 @@ fn due_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
             // A header row whose only date label is this one, over a row whose cells do not line up with it
             // (an empty cell, a wrapped one) and that holds one date: that date.
             let others = format!("{}{}", &line[..m.start()], &line[m.end()..]);
-            if rest.trim().is_empty() || !find_dates(rest, doc.order).is_empty() {
+            if others.trim().is_empty() || !find_dates(rest, doc.order).is_empty() {
                 continue;
             }
             if DATE_WORD.is_match(&others) {
@@ -774,6 +774,10 @@ static ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^\s*(?:attn\b|attention\b|for\s+the\s+attention|fao\b|z\.\s*hd\.?|zu\s+h(?:ä|ae)nden|t\.\s*a\.\s*v\.|ter\s+attentie|(?:à|a)\s+l['’]attention|a\s+la\s+atenci[óo]n|all['’]attenzione|do\s+r[ąa]k)",
     )
 });
+/// Whether line `i` stands just above an attention line: it names the addressee.
+fn above_attention(doc: &Text<'_>, i: usize) -> bool {
+    doc.lines.get(i + 1).is_some_and(|next| ATTENTION.is_match(next))
+}
 /// A buyer label that is not a seller's (`Verkäufer` holds `käufer`; a text layer may print it `Ver käufer`).
 fn is_buyer_label(line: &str) -> bool {
     BUYER_LABEL.is_match(line) && !SELLER_HEADING.is_match(line) && !SELLER_LABEL.is_match(line.trim_start())
@@ -808,8 +812,9 @@ const GENERIC_DOMAINS: &[&str] = &[
 
 /// Scores name-like cells: +3 when it contains the stem of a domain printed in the document (the issuer's
 /// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line or
-/// just above an attention line, −3 just below one; then +1 for a cell printed more than once. The best cell scoring at least 2 wins;
-/// ties go to the earliest.
+/// just above an attention line, −3 just below one; then +1 for a cell printed more than once. The best cell
+/// scoring at least 2 wins, with where it stands; ties go to the earliest, unless that one is all lower case
+/// (a logo's wordmark) and a later one is not.
 fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
     let stems = domain_stems(doc);
     // How often each name-like cell is printed: the issuer's name tends to repeat (letterhead, sender line,
@@ -831,8 +836,7 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
             seller_block_until = i + 5;
             continue;
         }
-        let addressee = doc.lines.get(i + 1).is_some_and(|next| ATTENTION.is_match(next));
-        let buyer_line = is_buyer_label(line) || addressee;
+        let buyer_line = is_buyer_label(line) || above_attention(doc, i);
         if buyer_line {
             buyer_block_until = i + 4;
             seller_block_until = seller_block_until.min(i);
@@ -874,7 +878,6 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
             // Repetition ranks candidates but does not make one.
             let repeated = printed.get(&cell.to_lowercase()).is_some_and(|n| *n > 1);
             let score = if score >= 2 && repeated { score + 1 } else { score };
-            // Ties go to the earliest, unless that one is all lower case (a logo's wordmark) and this one is not.
             let lower = |name: &str| !name.chars().any(char::is_uppercase);
             let better = |(s, name, _): &(i32, String, parties::NameAt)| {
                 score > *s || (score == *s && lower(name) && !lower(cell))
@@ -1127,6 +1130,7 @@ mod tests {
             Some("2026-03-03")
         );
         assert_eq!(due("Beschreibung Fälligkeit Teilzahlung\n30.11.2018").as_deref(), Some("2018-11-30"));
+        assert_eq!(due("Beschreibung  Teilzahlung  Fälligkeit\n30.11.2018").as_deref(), Some("2018-11-30"));
         // With another date's label in the header, a lone date below may be that one.
         assert_eq!(due("Lieferdatum  Fälligkeit  Betrag\n30.11.2018").as_deref(), None);
         assert_eq!(due("Invoice date 01.02.2026").as_deref(), None);

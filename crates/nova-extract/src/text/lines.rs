@@ -214,7 +214,7 @@ fn table_rows(doc: &Text<'_>, fit: Fit) -> Vec<Line> {
             continue;
         }
         // `Schreibtischstuhl,` over `blau`: a short line of words right after such a row finishes its name.
-        if let Some(separator) = open_name.take().filter(|_| continues_name(line)) {
+        if let Some(separator) = open_name.take().filter(|_| wrapped_name(line)) {
             if let Some(name) = rows.last_mut().and_then(|r| r.name.as_mut()) {
                 name.push_str(separator);
                 name.push_str(line.trim());
@@ -448,25 +448,20 @@ fn description(tokens: &[Token<'_>], used: [usize; 3], last_start: usize, before
     name.chars().any(char::is_alphabetic).then(|| name.to_string())
 }
 
-/// A line that may go on a name from the row above: one to four words, no digit.
+/// A short line of words: one to `max_words` of them, no digit.
+fn few_words(line: &str, max_words: usize) -> bool {
+    (1..=max_words).contains(&line.split_whitespace().count()) && !line.chars().any(|c| c.is_ascii_digit())
+}
+
+/// A line that may go on a name from the row above it (under top-aligned cells): a few words.
 fn continuation_line(line: &str) -> bool {
-    (1..=4).contains(&line.split_whitespace().count()) && !line.chars().any(|c| c.is_ascii_digit())
+    few_words(line, 4)
 }
 
-/// The end of a name wrapped below its row: one to three words, no digit, no label colon.
-fn continues_name(line: &str) -> bool {
-    let words = line.split_whitespace().count();
-    (1..=3).contains(&words) && !line.contains(':') && !line.chars().any(|c| c.is_ascii_digit())
-}
-
-/// A line that reads as the first part of a name wrapped onto the row's line: one to three words, no digit,
-/// no label colon.
+/// A piece of a name wrapped onto the row's line, or below it after a comma: one to three words with some
+/// letters, no digit, no label colon.
 fn wrapped_name(line: &str) -> bool {
-    let words = line.split_whitespace().count();
-    (1..=3).contains(&words)
-        && !line.contains(':')
-        && !line.chars().any(|c| c.is_ascii_digit())
-        && line.chars().filter(|c| c.is_alphabetic()).count() >= 3
+    few_words(line, 3) && !line.contains(':') && line.chars().filter(|c| c.is_alphabetic()).count() >= 3
 }
 
 /// The run of words with the most letters, the numbers at `used` breaking runs.

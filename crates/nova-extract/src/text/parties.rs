@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::{
-    cells, is_buyer_label, name_like, regex, Text, ATTENTION, LEGAL_FORM_ANY_CASE, LEGAL_FORM_CAPS, NAME_LABEL,
+    above_attention, cells, is_buyer_label, name_like, regex, Text, LEGAL_FORM_ANY_CASE, LEGAL_FORM_CAPS, NAME_LABEL,
     SELLER_HEADING, SELLER_LABEL,
 };
 
@@ -286,9 +286,7 @@ fn labelled_blocks(doc: &Text<'_>) -> Vec<(Block, usize)> {
             blocks.push((Block::Seller, i));
         } else if DELIVERY_LABEL.is_match(line) && label_like(trimmed) {
             blocks.push((Block::Delivery, i));
-        } else if (is_buyer_label(line) && label_like(trimmed))
-            || doc.lines.get(i + 1).is_some_and(|next| ATTENTION.is_match(next))
-        {
+        } else if (is_buyer_label(line) && label_like(trimmed)) || above_attention(doc, i) {
             blocks.push((Block::Buyer, i));
         }
     }
