@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use nova_core::{Invoice, JobError, Party, TenantId};
 use nova_extract::TemplateSet;
+use nova_worker::extractor::Extractor;
 use serde::Serialize;
 
 #[derive(Args)]
@@ -40,6 +41,8 @@ pub struct ExtractArgs {
     strategy: StrategyArg,
     #[command(flatten)]
     store: crate::serve::StoreArgs,
+    #[command(flatten)]
+    extraction: crate::isolation::ExtractionArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,18 +72,24 @@ pub fn run(args: ExtractArgs) -> ExitCode {
     let threads =
         args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).clamp(1, total);
     let limit = args.max_file_mb * 1024 * 1024;
-    let templates = match load_templates(args.templates.as_deref()) {
-        Ok(templates) => templates,
-        Err(e) => {
-            eprintln!("nova extract: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Loaded here to report the files that do not load (and a folder that cannot be read) once; the
+    // extraction processes load them again for themselves.
+    if let Err(e) = load_templates(args.templates.as_deref()) {
+        eprintln!("nova extract: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let ai = match Ai::start(args.strategy, &args.store) {
         Ok(ai) => ai,
         Err(e) => {
             eprintln!("nova extract: {e:#}");
             return ExitCode::from(2);
+        }
+    };
+    let extractor = match args.extraction.extractor(args.templates.as_deref(), threads) {
+        Ok(extractor) => extractor,
+        Err(e) => {
+            eprintln!("nova extract: {e:#}");
+            return ExitCode::FAILURE;
         }
     };
     let progress = progress_bar(total);
@@ -92,11 +101,11 @@ pub fn run(args: ExtractArgs) -> ExitCode {
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let tx = tx.clone();
-            let (files, next, templates, ai) = (&args.files, &next, &templates, &ai);
+            let (files, next, extractor, ai) = (&args.files, &next, &extractor, &ai);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(i) else { break };
-                if tx.send((i, extract_file(path, limit, templates, ai))).is_err() {
+                if tx.send((i, extract_file(path, limit, extractor, ai))).is_err() {
                     break;
                 }
             });
@@ -138,10 +147,10 @@ pub fn load_templates(dir: Option<&std::path::Path>) -> anyhow::Result<TemplateS
     Ok(loaded.set)
 }
 
-fn extract_file(path: &PathBuf, limit: u64, templates: &TemplateSet, ai: &Ai) -> Record {
+fn extract_file(path: &PathBuf, limit: u64, extractor: &Extractor, ai: &Ai) -> Record {
     let file = path.display().to_string();
     let result = read_file(path, limit).and_then(|bytes| {
-        let read = nova_worker::workflows::read_document_with(&bytes, templates)?;
+        let read = extractor.read(&bytes)?;
         ai.apply(read.text.as_deref(), read.invoice)
     });
     match result {

@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod exec;
 mod extract;
+mod isolation;
 mod keys;
 mod serve;
 mod worker;
@@ -42,6 +43,11 @@ fn main() -> ExitCode {
     // exists, because it forks into new namespaces and must be single-threaded.
     if std::env::args_os().nth(1).is_some_and(|arg| arg == exec::JAIL_HELPER_ARG) {
         nova_sandbox::jail::helper_main();
+    }
+    // An extraction process (see `isolation`): single-threaded until it has confined itself.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == nova_worker::extractor::HELPER_ARG) {
+        isolation::helper_main(&args[2..]);
     }
     let cli = Cli::parse();
     match cli.command {

@@ -161,6 +161,8 @@ pub struct PoolArgs {
         value_parser = parse_workflow_slots
     )]
     workflow_concurrency: Vec<(Workflow, usize)>,
+    #[command(flatten)]
+    pub extraction: crate::isolation::ExtractionArgs,
 }
 
 fn parse_workflow_slots(arg: &str) -> Result<(Workflow, usize), String> {
@@ -174,7 +176,13 @@ fn parse_workflow_slots(arg: &str) -> Result<(Workflow, usize), String> {
 }
 
 impl PoolArgs {
-    pub fn config(&self, concurrency: Option<usize>, sandbox: &SandboxResult) -> WorkerConfig {
+    /// The workers' configuration; `extractor` reads their documents.
+    pub fn config(
+        &self,
+        concurrency: Option<usize>,
+        sandbox: &SandboxResult,
+        extractor: nova_worker::extractor::Extractor,
+    ) -> WorkerConfig {
         let lease = Duration::from_secs(self.lease_secs);
         WorkerConfig {
             concurrency: concurrency.unwrap_or_else(|| WorkerConfig::default().concurrency),
@@ -187,6 +195,7 @@ impl PoolArgs {
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
             retention: (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 24 * 3600)),
             sandbox: sandbox.as_ref().ok().map(|s| nova_worker::SandboxHandle(s.clone())),
+            extractor,
         }
     }
 }
@@ -211,7 +220,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let wake = Arc::new(Notify::new());
     let sandbox = start_sandbox(args.pool.sandbox_pool).await;
-    let worker_config = args.pool.config(args.workers, &sandbox);
+    // Documents (uploads checked by the API, and jobs' documents) are read in extraction processes.
+    let templates = templates_dir();
+    let extractor = args.pool.extraction.extractor(templates.as_deref(), 1)?;
+    let worker_config = args.pool.config(args.workers, &sandbox, extractor.clone());
     let workers = (worker_config.total_slots() > 0).then(|| {
         tokio::spawn(nova_worker::run(
             store.clone(),
@@ -254,6 +266,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wake_workers: wake,
         sandbox,
         limiter,
+        extractor,
     };
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.
@@ -265,6 +278,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     info!("NOVA stopped");
     Ok(())
+}
+
+/// The vendor templates' folder of the workers: `NOVA_TEMPLATES_DIR`, when set and not empty. Its files are
+/// loaded once here, to report the ones that do not load.
+pub fn templates_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("NOVA_TEMPLATES_DIR").filter(|d| !d.is_empty()).map(PathBuf::from)?;
+    match nova_extract::TemplateSet::load_dir(&dir) {
+        Ok(loaded) => {
+            for e in &loaded.errors {
+                tracing::warn!(error = %nova_core::error_chain(e), "a template was not loaded");
+            }
+            info!(templates = loaded.set.len(), failed = loaded.errors.len(), "vendor templates loaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %nova_core::error_chain(&e), "NOVA_TEMPLATES_DIR cannot be read; no vendor templates");
+            return None;
+        }
+    }
+    Some(dir)
 }
 
 /// A started sandbox, or why there is none.

@@ -34,7 +34,8 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
         let sandbox = start_sandbox(args.pool.sandbox_pool).await;
-        let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox);
+        let extractor = args.pool.extraction.extractor(crate::serve::templates_dir().as_deref(), 1)?;
+        let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox, extractor);
         let metrics = match args.metrics_listen {
             Some(addr) => {
                 nova_server::metrics::recorder();

@@ -127,6 +127,18 @@ pub struct DocumentMeta {
     /// Pages of a PDF; `None` for other kinds.
     pub page_count: Option<u32>,
     pub created_at: DateTime<Utc>,
+    /// Set once the document took extraction down (a crash, its memory or time limit) on a job's last
+    /// attempt: new `invoice.extract` jobs for it then fail at once unless they say `force`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extraction_failure: Option<ExtractionFailure>,
+}
+
+/// How reading a document failed in a way that harms the reader, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExtractionFailure {
+    /// `extraction_crashed`, `memory_limit` or `timeout`.
+    pub code: String,
+    pub at: DateTime<Utc>,
 }
 
 #[cfg(test)]

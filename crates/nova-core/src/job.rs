@@ -72,6 +72,10 @@ pub struct InvoiceExtractInput {
     /// Rules, the model, or the model only when the rules are unsure. Absent: `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// Read the document even though it crashed extraction before (its `extraction_failure`); without it,
+    /// such a job fails at once with that failure's code.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// How an invoice is extracted when it carries no e-invoice XML.

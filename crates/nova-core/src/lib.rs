@@ -9,7 +9,7 @@ pub mod invoice;
 pub mod job;
 pub mod net;
 
-pub use document::{DocumentKind, DocumentMeta, Sha256Hex};
+pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, Sha256Hex};
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
 pub use job::{

@@ -25,13 +25,16 @@
 //! structure is bounded, and embedded files are inflated with a size cap.
 
 mod einvoice;
+mod inflate;
 pub mod ocr;
 mod parse;
 mod pdf;
 pub mod pdftoppm;
 mod piped;
+mod prepare;
 mod raster;
 pub mod render;
+mod repair;
 pub mod template;
 pub mod tesseract;
 mod text;
@@ -49,6 +52,36 @@ pub struct DocumentInfo {
     pub kind: DocumentKind,
     /// Pages of a PDF; `None` for XML and text.
     pub page_count: Option<u32>,
+}
+
+/// Bounds on what one PDF may make the parser do, each a setting with its own error when hit. The defaults
+/// are far above what invoices need (a few pages, streams of tens of KiB, thousands of operators a page)
+/// and far below what would hurt a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Pages in the document ([`ExtractError::TooManyPages`]).
+    pub max_pages: u32,
+    /// Bytes one stream may inflate to ([`ExtractError::StreamTooLarge`]).
+    pub max_stream_bytes: u64,
+    /// Bytes all the streams read from one document may inflate to ([`ExtractError::DecodedTooLarge`]).
+    pub max_decoded_bytes: u64,
+    /// Content operators on one page, with the forms it draws expanded ([`ExtractError::TooManyOperators`]).
+    pub max_operators: u64,
+    /// Forms drawn inside forms ([`ExtractError::NestingTooDeep`]).
+    pub max_nesting: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pages: 5_000,
+            max_stream_bytes: 64 * 1024 * 1024,
+            max_decoded_bytes: 256 * 1024 * 1024,
+            max_operators: 2_000_000,
+            max_nesting: 24,
+        }
+    }
 }
 
 /// Why a document could not be read.
@@ -98,6 +131,21 @@ pub enum ExtractError {
     /// Nothing to read: zero bytes or only whitespace.
     #[error("the document is empty")]
     Empty,
+    /// More pages than [`Limits::max_pages`].
+    #[error("the PDF has {pages} pages, more than the limit of {limit}")]
+    TooManyPages { pages: u64, limit: u32 },
+    /// A stream that inflates past [`Limits::max_stream_bytes`] (a compression bomb, or an absurd page).
+    #[error("a stream of the PDF inflates to more than {limit} bytes")]
+    StreamTooLarge { limit: u64 },
+    /// Streams that together inflate past [`Limits::max_decoded_bytes`].
+    #[error("the PDF's streams inflate to more than {limit} bytes in all")]
+    DecodedTooLarge { limit: u64 },
+    /// A page with more operators than [`Limits::max_operators`], its forms expanded.
+    #[error("a page draws more than {limit} operators")]
+    TooManyOperators { limit: u64 },
+    /// Forms nested deeper than [`Limits::max_nesting`].
+    #[error("the PDF nests forms more than {limit} deep")]
+    NestingTooDeep { limit: u32 },
 }
 
 impl ExtractError {
@@ -118,6 +166,11 @@ impl ExtractError {
             Self::InvalidImage { .. } => "invalid_image",
             Self::ImageTooLarge { .. } => "image_too_large",
             Self::Empty => "empty_document",
+            Self::TooManyPages { .. } => "too_many_pages",
+            Self::StreamTooLarge { .. } => "stream_too_large",
+            Self::DecodedTooLarge { .. } => "decoded_too_large",
+            Self::TooManyOperators { .. } => "too_many_operators",
+            Self::NestingTooDeep { .. } => "nesting_too_deep",
         }
     }
 }
@@ -128,9 +181,14 @@ impl ExtractError {
 /// interpreted; XML is checked for well-formedness only, so a non-invoice XML is accepted here and refused by
 /// [`extract`].
 pub fn inspect(bytes: &[u8]) -> Result<DocumentInfo, ExtractError> {
+    inspect_limited(bytes, &Limits::default())
+}
+
+/// [`inspect`] within `limits`.
+pub fn inspect_limited(bytes: &[u8], limits: &Limits) -> Result<DocumentInfo, ExtractError> {
     match sniff(bytes)? {
         DocumentKind::Pdf => {
-            let pages = pdf::PdfFile::open(bytes)?.page_count();
+            let pages = pdf::PdfFile::open(bytes, limits)?.page_count();
             Ok(DocumentInfo { kind: DocumentKind::Pdf, page_count: Some(pages) })
         }
         DocumentKind::Xml => {
@@ -197,41 +255,86 @@ pub struct Read {
 /// [`extract_with_engines`], keeping the text it read: one pass over the document (one OCR of a scan) for
 /// callers that need both.
 pub fn read_with_engines(bytes: &[u8], engines: Engines<'_>, templates: &TemplateSet) -> Result<Read, ExtractError> {
+    read_limited(bytes, engines, templates, &Limits::default())
+}
+
+/// [`read_with_engines`] within `limits`.
+pub fn read_limited(
+    bytes: &[u8],
+    engines: Engines<'_>,
+    templates: &TemplateSet,
+    limits: &Limits,
+) -> Result<Read, ExtractError> {
+    let mut read = read_unwarned(bytes, engines, templates, limits)?;
+    read.invoice.warnings.append(&mut read.warnings);
+    Ok(Read { invoice: read.invoice, text: read.text })
+}
+
+/// A read whose document-level warnings (a repaired file, a cut form) are not yet on the invoice.
+struct Unwarned {
+    invoice: Invoice,
+    text: Option<String>,
+    warnings: Vec<String>,
+}
+
+fn read_unwarned(
+    bytes: &[u8],
+    engines: Engines<'_>,
+    templates: &TemplateSet,
+    limits: &Limits,
+) -> Result<Unwarned, ExtractError> {
+    let plain = |invoice, text| Unwarned { invoice, text, warnings: Vec::new() };
     match sniff(bytes)? {
         DocumentKind::Pdf => {
-            let file = pdf::PdfFile::open(bytes)?;
-            for xml in file.embedded_xml_files() {
-                // An attachment that is not an invoice (or is broken) must not hide the printed one.
-                match einvoice::parse(&xml.data) {
-                    Ok(invoice) => return Ok(Read { invoice, text: file.text().ok() }),
-                    Err(err) => tracing::debug!(file = %xml.name, %err, "embedded XML is not a usable e-invoice"),
-                }
+            let mut file = pdf::PdfFile::open(bytes, limits)?;
+            let mut warnings = file.prepare_text_pages(limits)?;
+            if file.repaired {
+                // Every invoice read from the file carries it: e-invoice, text layer or OCR.
+                warnings.insert(0, repair::REPAIRED_WARNING.to_string());
             }
-            let pages = file.page_texts();
-            let Some(ocr) = engines.ocr else {
-                let text = pdf::join_page_texts(pages)?;
-                return Ok(Read { invoice: from_text(&text, templates), text: Some(text) });
-            };
-            let (invoice, text) = match ocr::read_pdf(&file, bytes, pages, ocr, engines.renderer)? {
-                ocr::PdfText::Text(text) => {
-                    let mut invoice = from_text(&text, templates);
-                    match ocr::seller_from_images(&file, &text, &mut invoice, ocr) {
-                        Some(images_text) => (invoice, format!("{text}\n\n{images_text}")),
-                        None => (invoice, text),
-                    }
-                }
-                ocr::PdfText::Ocr(text) => (ocr::invoice_from_ocr(&text, "ocr", templates), text),
-                ocr::PdfText::Mixed(text) => (ocr::invoice_from_ocr(&text, "text+ocr", templates), text),
-            };
-            Ok(Read { invoice, text: Some(text) })
+            let read = read_pdf(&file, bytes, engines, templates)?;
+            Ok(Unwarned { invoice: read.invoice, text: read.text, warnings })
         }
-        DocumentKind::Xml => Ok(Read { invoice: einvoice::parse(bytes)?, text: None }),
+        DocumentKind::Xml => Ok(plain(einvoice::parse(bytes)?, None)),
         DocumentKind::Text => {
             // `sniff` only says Text for valid UTF-8.
             let text = String::from_utf8_lossy(bytes).into_owned();
-            Ok(Read { invoice: from_text(&text, templates), text: Some(text) })
+            Ok(plain(from_text(&text, templates), Some(text)))
         }
     }
+}
+
+/// A PDF, opened and prepared: its embedded e-invoice, else its text layer (OCR where pages have none).
+fn read_pdf(
+    file: &pdf::PdfFile,
+    bytes: &[u8],
+    engines: Engines<'_>,
+    templates: &TemplateSet,
+) -> Result<Read, ExtractError> {
+    for xml in file.embedded_xml_files() {
+        // An attachment that is not an invoice (or is broken) must not hide the printed one.
+        match einvoice::parse(&xml.data) {
+            Ok(invoice) => return Ok(Read { invoice, text: file.text().ok() }),
+            Err(err) => tracing::debug!(file = %xml.name, %err, "embedded XML is not a usable e-invoice"),
+        }
+    }
+    let pages = file.page_texts();
+    let Some(ocr) = engines.ocr else {
+        let text = pdf::join_page_texts(pages)?;
+        return Ok(Read { invoice: from_text(&text, templates), text: Some(text) });
+    };
+    let (invoice, text) = match ocr::read_pdf(file, bytes, pages, ocr, engines.renderer)? {
+        ocr::PdfText::Text(text) => {
+            let mut invoice = from_text(&text, templates);
+            match ocr::seller_from_images(file, &text, &mut invoice, ocr) {
+                Some(images_text) => (invoice, format!("{text}\n\n{images_text}")),
+                None => (invoice, text),
+            }
+        }
+        ocr::PdfText::Ocr(text) => (ocr::invoice_from_ocr(&text, "ocr", templates), text),
+        ocr::PdfText::Mixed(text) => (ocr::invoice_from_ocr(&text, "text+ocr", templates), text),
+    };
+    Ok(Read { invoice, text: Some(text) })
 }
 
 /// The text of a PDF's text layer (columns kept apart by runs of spaces, pages by a blank line) or of a
@@ -239,7 +342,12 @@ pub fn read_with_engines(bytes: &[u8], engines: Engines<'_>, templates: &Templat
 /// text OCR reads). An XML document has no printed text: [`ExtractError::InvalidXml`].
 pub fn text(bytes: &[u8]) -> Result<String, ExtractError> {
     match sniff(bytes)? {
-        DocumentKind::Pdf => pdf::PdfFile::open(bytes)?.text(),
+        DocumentKind::Pdf => {
+            let limits = Limits::default();
+            let mut file = pdf::PdfFile::open(bytes, &limits)?;
+            file.prepare_text_pages(&limits)?;
+            file.text()
+        }
         DocumentKind::Xml => Err(ExtractError::InvalidXml { reason: "an XML document has no printed text".into() }),
         DocumentKind::Text => Ok(String::from_utf8_lossy(bytes).into_owned()),
     }

@@ -1,7 +1,7 @@
 //! PDF access: loading, page count, embedded e-invoice files, the text layer and page images.
 //!
 //! This is the only module that touches `lopdf` and `pdf-extract` (with `text_layer`, which lays out the
-//! glyphs `pdf-extract` reports). Both are lenient parsers with `unwrap`s
+//! glyphs `pdf-extract` reports, and `prepare`, which readies a page for `pdf-extract` within the limits). Both are lenient parsers with `unwrap`s
 //! and index arithmetic inside, so every call into them goes through [`guarded`], which turns a panic into
 //! [`ExtractError::InvalidPdf`]. Walks over the object graph are bounded in depth and in nodes, because a
 //! hostile PDF can make its name tree cyclic or huge.
@@ -79,6 +79,10 @@ pub(crate) fn has_text(text: &str) -> bool {
 /// A loaded, structurally valid PDF.
 pub(crate) struct PdfFile {
     doc: Document,
+    /// Whether the file was damaged and repaired ([`crate::repair`]: rebuilt from a scan of its bytes, or
+    /// references to its lost objects dropped): what is read from it may be incomplete, as the invoice's
+    /// warnings say.
+    pub repaired: bool,
 }
 
 /// One XML file attached to a PDF.
@@ -90,8 +94,9 @@ pub(crate) struct EmbeddedFile {
 impl PdfFile {
     /// Parses the bytes; a PDF without a catalog or without pages is refused, since lenient loading turns
     /// some garbage into an empty document instead of an error.
-    pub fn open(bytes: &[u8]) -> Result<Self, ExtractError> {
-        let mut doc = guarded("loading", || Document::load_mem(bytes).map_err(|e| e.to_string()))?;
+    pub fn open(bytes: &[u8], limits: &crate::Limits) -> Result<Self, ExtractError> {
+        let loaded = guarded("loading", || Document::load_mem(bytes).map_err(|e| e.to_string()));
+        let (mut doc, repaired) = crate::repair::load(bytes, loaded)?;
         if doc.is_encrypted() {
             // Many invoices are "encrypted" with an empty user password only to forbid editing.
             let reason = match catch_unwind(AssertUnwindSafe(|| doc.decrypt(""))) {
@@ -103,14 +108,36 @@ impl PdfFile {
                 return Err(ExtractError::EncryptedPdf { reason });
             }
         }
-        let file = Self { doc };
+        let file = Self { doc, repaired };
         if file.doc.catalog().is_err() {
             return Err(invalid("no document catalog"));
         }
-        if file.page_count() == 0 {
+        let pages = file.page_count();
+        if pages == 0 {
             return Err(ExtractError::NoPages);
         }
+        if pages > limits.max_pages {
+            return Err(ExtractError::TooManyPages { pages: u64::from(pages), limit: limits.max_pages });
+        }
         Ok(file)
+    }
+
+    /// Makes the pages whose text is read safe for `pdf-extract` within `limits` ([`crate::prepare`]): their
+    /// streams decoded under caps, forms that draw themselves cut. Returns warnings for the invoice; an error
+    /// is a limit the document exceeds.
+    pub fn prepare_text_pages(&mut self, limits: &crate::Limits) -> Result<Vec<String>, ExtractError> {
+        let pages: Vec<ObjectId> = catch_unwind(AssertUnwindSafe(|| {
+            self.doc.get_pages().into_values().take(MAX_TEXT_PAGES as usize).collect()
+        }))
+        .unwrap_or_default();
+        let mut preparer = crate::prepare::Preparer::new(limits);
+        for page in pages {
+            match catch_unwind(AssertUnwindSafe(|| preparer.page(&mut self.doc, page))) {
+                Ok(result) => result?,
+                Err(_) => return Err(invalid("a page's resources are malformed")),
+            }
+        }
+        Ok(preparer.warnings)
     }
 
     pub fn page_count(&self) -> u32 {

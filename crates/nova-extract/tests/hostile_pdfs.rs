@@ -100,6 +100,70 @@ fn a_pdf_without_pages_is_no_pages() {
     assert_eq!(code_of(extract(&pdf)), "no_pages");
 }
 
+fn read_dev(name: &str) -> Vec<u8> {
+    std::fs::read(dev_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn says_repaired(invoice: &nova_core::Invoice) -> bool {
+    invoice.warnings.iter().any(|w| w.contains("damaged and repaired"))
+}
+
+#[test]
+fn a_truncated_dev_pdf_reads_its_invoice_number_and_says_it_was_repaired() {
+    let whole = read_dev("facturx/zfc_zf22__EN16931_OEPNV.noxml.pdf");
+    let intact = extract(&whole).expect("the whole file reads");
+    assert!(!says_repaired(&intact), "{:?}", intact.warnings);
+    // Cut at two fifths, as an interrupted download: no cross-reference table, no trailer.
+    let cut = &whole[..whole.len() * 2 / 5];
+    assert!(Document::load_mem(cut).is_err(), "lopdf alone cannot read it");
+    assert_eq!(inspect(cut).expect("repaired").page_count, inspect(&whole).expect("whole").page_count);
+    let invoice = extract(cut).expect("repaired");
+    assert_eq!(invoice.invoice_number.as_deref(), Some("E2018092011804"));
+    assert_eq!(invoice.invoice_number, intact.invoice_number);
+    assert!(says_repaired(&invoice), "{:?}", invoice.warnings);
+}
+
+#[test]
+fn a_pdf_whose_offsets_all_lie_reads() {
+    // Bytes inserted after the header move every object away from the offset its table gives.
+    let pdf = build_pdf(|_, _| {});
+    let header_end = pdf.iter().position(|&b| b == b'\n').expect("a header line") + 1;
+    let mut shifted = pdf[..header_end].to_vec();
+    shifted.extend_from_slice(&[b"% inserted by a broken writer\n".as_slice(); 8].concat());
+    shifted.extend_from_slice(&pdf[header_end..]);
+    assert!(Document::load_mem(&shifted).map_or(true, |doc| doc.catalog().is_err()), "the table lies");
+    assert_eq!(inspect(&shifted).expect("repaired").page_count, Some(1));
+    let invoice = extract(&shifted).expect("repaired");
+    assert_eq!(invoice.invoice_number.as_deref(), Some("INV-2024-17"));
+    assert!(says_repaired(&invoice), "{:?}", invoice.warnings);
+}
+
+#[test]
+fn a_pdf_with_object_streams_and_a_lost_cross_reference_stream_reads() {
+    // PDF 1.5: most objects packed in object streams, their offsets in a cross-reference stream.
+    let whole = read_dev("facturx/mustang__zugferd_invoice.noxml.pdf");
+    let intact = extract(&whole).expect("the whole file reads");
+    let at = whole.windows(9).rposition(|w| w == b"startxref").expect("startxref");
+    let mut broken = whole[..at].to_vec();
+    broken.extend_from_slice(b"startxref\n17\n%%EOF\n");
+    assert!(Document::load_mem(&broken).is_err(), "lopdf alone cannot read it");
+    let invoice = extract(&broken).expect("repaired");
+    assert!(intact.invoice_number.is_some());
+    assert_eq!(invoice.invoice_number, intact.invoice_number);
+    assert!(says_repaired(&invoice), "{:?}", invoice.warnings);
+}
+
+#[test]
+fn a_pdf_that_cannot_be_repaired_is_still_invalid_pdf() {
+    let whole = read_dev("invoice2data/oyo.pdf");
+    let header_only = &whole[..whole.iter().position(|&b| b == b'\n').expect("a header line") + 1];
+    let words = b"%PDF-1.4\nthis upload starts like a PDF and then holds only words, no objects at all\n".as_slice();
+    for bytes in [header_only, words] {
+        assert_eq!(code_of(inspect(bytes)), "invalid_pdf");
+        assert_eq!(code_of(extract(bytes)), "invalid_pdf");
+    }
+}
+
 /// xorshift64*: a deterministic stream of mutations without a dependency.
 struct Rng(u64);
 

@@ -9,6 +9,7 @@
 //! The calls block: from async code, run them on a blocking thread (`tokio::task::spawn_blocking`).
 
 mod cancel;
+pub mod confined;
 pub mod jail;
 mod os;
 pub mod spec;

@@ -464,3 +464,35 @@ pub fn keep_fds_and_die_with_parent(command: &mut std::process::Command, fds: Ve
         });
     }
 }
+
+/// Makes `command`'s process start with the rlimits `limits` (`(resource, soft and hard value)`) and die with
+/// `SIGKILL` when the calling thread ends.
+pub fn limit_and_die_with_parent(command: &mut std::process::Command, limits: Vec<(libc::__rlimit_resource_t, u64)>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe calls
+    // (setrlimit, prctl) on values it owns; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for &(resource, value) in &limits {
+                let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
+                check(libc::setrlimit(resource, &limit) as _)?;
+            }
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) as _).map(drop)
+        });
+    }
+}
+
+/// The CPU time (user and system) this process has used so far.
+pub fn cpu_time_self() -> io::Result<std::time::Duration> {
+    // SAFETY: a zeroed rusage is a valid value of the plain C struct, and getrusage writes into it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        check(libc::getrusage(libc::RUSAGE_SELF, &mut usage) as _)?;
+        usage
+    };
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(time(usage.ru_utime) + time(usage.ru_stime))
+}

@@ -76,6 +76,8 @@ pub struct AppState {
     pub sandbox: Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>,
     /// Where request rates are counted (see [`ratelimit`]).
     pub limiter: Limiter,
+    /// Where uploads are checked: parsing untrusted bytes happens in its processes, not the server's.
+    pub extractor: nova_worker::extractor::Extractor,
 }
 
 /// The whole API as an axum router. Its event streams end only with their jobs; [`serve`] also ends them

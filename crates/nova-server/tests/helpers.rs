@@ -82,6 +82,7 @@ impl TestApp {
             wake_workers: wake,
             sandbox: Err("not in these tests".into()),
             limiter: options.limiter,
+            extractor: nova_worker::extractor::Extractor::default(),
         };
         let server = tokio::spawn({
             let shutdown = shutdown.clone();

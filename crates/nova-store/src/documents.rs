@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use chrono::Utc;
-use nova_core::{DocumentId, DocumentKind, DocumentMeta, Sha256Hex, TenantId};
+use nova_core::{DocumentId, DocumentKind, DocumentMeta, ExtractionFailure, Sha256Hex, TenantId};
 use sqlx::Row;
 
 use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError};
@@ -113,6 +113,20 @@ impl Store {
         row.as_ref().map(document_from_row).transpose()
     }
 
+    /// Marks a document as one that took extraction down with `code` (see
+    /// [`DocumentMeta::extraction_failure`]); `None` clears the mark (a forced job read it after all).
+    pub async fn set_extraction_failure(&self, id: DocumentId, code: Option<&str>) -> Result<(), StoreError> {
+        let at = code.map(|_| to_millis(Utc::now()));
+        let _turn = self.write_turn().await;
+        sqlx::query("UPDATE documents SET extraction_failure_code = $1, extraction_failure_at = $2 WHERE id = $3")
+            .bind(code)
+            .bind(at)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The document and its bytes.
     pub async fn document_content(&self, id: DocumentId) -> Result<Option<(DocumentMeta, Bytes)>, StoreError> {
         let Some(meta) = self.get_document(id).await? else { return Ok(None) };
@@ -138,5 +152,12 @@ pub(crate) fn document_from_row(row: &sqlx::any::AnyRow) -> Result<DocumentMeta,
         sha256: Sha256Hex::try_from(sha).map_err(StoreError::Corrupt)?,
         page_count: row.try_get::<Option<i64>, _>("page_count")?.map(|n| n as u32),
         created_at: from_millis(row.try_get("created_at")?)?,
+        extraction_failure: match (
+            row.try_get::<Option<String>, _>("extraction_failure_code")?,
+            row.try_get::<Option<i64>, _>("extraction_failure_at")?,
+        ) {
+            (Some(code), Some(at)) => Some(ExtractionFailure { code, at: from_millis(at)? }),
+            _ => None,
+        },
     })
 }

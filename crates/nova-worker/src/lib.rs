@@ -4,6 +4,7 @@
 //! outcome while renewing its lease; [`run`] claims jobs up to the configured concurrency and drains them on
 //! shutdown. Workflows are plain functions ([`workflows`]) that the command line also calls in-process.
 
+pub mod extractor;
 pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +42,8 @@ pub struct WorkerConfig {
     pub retention: Option<Duration>,
     /// The sandbox that `code.run` jobs run in; without one they are retried (another worker may have one).
     pub sandbox: Option<SandboxHandle>,
+    /// Where documents are read: in confined helper processes (what the binary sets up) or in this one.
+    pub extractor: extractor::Extractor,
 }
 
 impl WorkerConfig {
@@ -76,6 +79,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             sandbox: None,
+            extractor: extractor::Extractor::default(),
         }
     }
 }
@@ -296,7 +300,8 @@ async fn attempt(
     let limit = Duration::from_secs(job.timeout_seconds);
     let work = async {
         let progress = workflows::Progress { store: &store, job: job.id, token };
-        tokio::time::timeout(limit, workflows::execute(&store, &job, tenant, &progress, config.sandbox.as_ref()))
+        let services = workflows::Services { extractor: &config.extractor, sandbox: config.sandbox.as_ref() };
+        tokio::time::timeout(limit, workflows::execute(&store, &job, attempt, tenant, &progress, services))
             .await
             .unwrap_or_else(|_| {
                 Err(WorkflowError::Permanent(JobError {

@@ -2,12 +2,14 @@
 //! trying again could help.
 
 use nova_core::{
-    AttemptToken, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, TaskRunInput, TenantId, Workflow,
+    AttemptToken, DocumentId, Invoice, InvoiceExtractInput, Job, JobError, JobId, NoopInput, TaskRunInput, TenantId,
+    Workflow,
 };
 use nova_sandbox::spec::{outcome_json, ProgramSpec, MAX_JOB_PROGRAM_MS};
 use nova_store::{NewArtifact, Store, UsageDelta};
 use tracing::{debug, error, warn};
 
+use crate::extractor::{Extractor, CRASH_CODES};
 use crate::{error_chain, internal, SandboxHandle};
 
 /// Why a workflow did not produce a result.
@@ -36,14 +38,23 @@ impl Progress<'_> {
     }
 }
 
-/// Runs `job`'s workflow to its JSON result.
+/// What a workflow runs with besides its job: where documents are read, and the sandbox.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub extractor: &'a Extractor,
+    pub sandbox: Option<&'a SandboxHandle>,
+}
+
+/// Runs `job`'s workflow to its JSON result; `attempt` is this attempt's number, from 1.
 pub async fn execute(
     store: &Store,
     job: &Job,
+    attempt: u32,
     tenant: TenantId,
     progress: &Progress<'_>,
-    sandbox: Option<&SandboxHandle>,
+    services: Services<'_>,
 ) -> Result<serde_json::Value, WorkflowError> {
+    let sandbox = services.sandbox;
     match job.workflow {
         Workflow::InvoiceExtract => {
             let input: InvoiceExtractInput = serde_json::from_value(job.input.clone()).map_err(|e| {
@@ -51,7 +62,19 @@ pub async fn execute(
             })?;
             progress.report(serde_json::json!({"step": "reading_document"})).await;
             let bytes = match store.document_content(input.document_id).await {
-                Ok(Some((_, bytes))) => bytes,
+                Ok(Some((meta, bytes))) => match meta.extraction_failure {
+                    Some(failure) if !input.force => {
+                        return Err(WorkflowError::Permanent(JobError {
+                            message: format!(
+                                "document {} took extraction down before ({} at {}); submit the job with \"force\": \
+                                 true to read it again",
+                                input.document_id, failure.code, failure.at
+                            ),
+                            code: failure.code,
+                        }));
+                    }
+                    _ => bytes,
+                },
                 Ok(None) => {
                     return Err(WorkflowError::Permanent(JobError {
                         code: "document_not_found".into(),
@@ -65,10 +88,14 @@ pub async fn execute(
             };
             progress.report(serde_json::json!({"step": "extracting", "bytes": bytes.len()})).await;
             // The invoice and the text it was read from, in one pass: the AI path reads the same text.
-            let read = tokio::task::spawn_blocking(move || read_document(&bytes))
+            let extractor = services.extractor.clone();
+            let read = tokio::task::spawn_blocking(move || extractor.read(&bytes))
                 .await
-                .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?
-                .map_err(WorkflowError::Permanent)?;
+                .map_err(|_| WorkflowError::Permanent(internal("extracting the invoice")))?;
+            let read = match read {
+                Ok(read) => read,
+                Err(e) => return Err(extraction_failed(store, input.document_id, attempt, e).await),
+            };
             let strategy = input.strategy.unwrap_or_default();
             llm_pass(store, sandbox, strategy, tenant, read.text.as_deref(), read.invoice, progress).await
         }
@@ -107,7 +134,7 @@ pub async fn execute(
         Workflow::TaskRun => {
             let input = TaskRunInput::parse(&job.input)
                 .map_err(|message| WorkflowError::Permanent(JobError { code: "invalid_input".into(), message }))?;
-            task_run(store, tenant, input, progress, sandbox).await
+            task_run(store, tenant, input, progress, services.extractor, sandbox).await
         }
         Workflow::Noop => {
             let input = NoopInput::parse(&job.input)
@@ -131,28 +158,6 @@ static OCR: std::sync::LazyLock<nova_extract::tesseract::Tesseract> =
 /// missing binary is that job's `renderer_unavailable` error.
 static RENDERER: std::sync::LazyLock<nova_extract::pdftoppm::Pdftoppm> =
     std::sync::LazyLock::new(nova_extract::pdftoppm::Pdftoppm::from_env);
-
-/// The vendor templates tried before the generic rules: the invoice2data-format files under
-/// `NOVA_TEMPLATES_DIR`, loaded once; none when it is unset. A file that does not load is logged and
-/// left out; an unreadable folder leaves the set empty, logged.
-static TEMPLATES: std::sync::LazyLock<nova_extract::TemplateSet> = std::sync::LazyLock::new(|| {
-    let Some(dir) = std::env::var_os("NOVA_TEMPLATES_DIR").filter(|d| !d.is_empty()) else {
-        return nova_extract::TemplateSet::empty();
-    };
-    match nova_extract::TemplateSet::load_dir(std::path::Path::new(&dir)) {
-        Ok(loaded) => {
-            for e in &loaded.errors {
-                tracing::warn!(error = %error_chain(e), "a template was not loaded");
-            }
-            tracing::info!(templates = loaded.set.len(), failed = loaded.errors.len(), "vendor templates loaded");
-            loaded.set
-        }
-        Err(e) => {
-            error!(error = %error_chain(&e), "NOVA_TEMPLATES_DIR cannot be read; no vendor templates");
-            nova_extract::TemplateSet::empty()
-        }
-    }
-});
 
 /// The AI path after the rules (`nova_llm::apply`), with the model configured by `NOVA_LLM_*`; the result is
 /// the invoice, with the model's usage under `llm_usage` when it ran.
@@ -203,6 +208,7 @@ async fn task_run(
     tenant: TenantId,
     input: TaskRunInput,
     progress: &Progress<'_>,
+    extractor: &Extractor,
     sandbox: Option<&SandboxHandle>,
 ) -> Result<serde_json::Value, WorkflowError> {
     let permanent = |code: &str, message: String| WorkflowError::Permanent(JobError { code: code.into(), message });
@@ -230,7 +236,8 @@ async fn task_run(
             }
         };
         // One pass over the document (one OCR of a scan) for both its invoice and its text.
-        let read = tokio::task::spawn_blocking(move || read_document(&bytes));
+        let extractor = extractor.clone();
+        let read = tokio::task::spawn_blocking(move || extractor.read(&bytes));
         let read = read.await.map_err(|_| WorkflowError::Permanent(internal("reading a document")))?;
         let (invoice, text, error) = match read {
             Ok(read) => (serde_json::to_value(read.invoice).ok(), read.text, None),
@@ -294,6 +301,22 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// The error of a document that could not be read. One that took its reader down (a crash, its memory or
+/// time limit) is tried once more, in case the machine was at fault; on a later attempt it fails the job for
+/// good and marks the document, so new jobs for it fail at once (a poison pill is not read again and again).
+async fn extraction_failed(store: &Store, document: DocumentId, attempt: u32, error: JobError) -> WorkflowError {
+    if !CRASH_CODES.contains(&error.code.as_str()) {
+        return WorkflowError::Permanent(error);
+    }
+    if attempt < 2 {
+        return WorkflowError::Transient(error);
+    }
+    if let Err(e) = store.set_extraction_failure(document, Some(&error.code)).await {
+        warn!(%document, error = %error_chain(&e), "marking the document that took extraction down failed");
+    }
+    WorkflowError::Permanent(error)
+}
+
 /// Adds what an attempt used to its tenant's usage of the day. A sum that cannot be written is logged: the
 /// work is done, and usage is an account of it, not a condition of it.
 async fn record_usage(store: &Store, tenant: TenantId, workflow: Workflow, used: UsageDelta) {
@@ -321,23 +344,4 @@ fn llm_usage(usage: &nova_llm::Usage) -> UsageDelta {
 /// The OCR engine and page renderer this process lends to extraction (configured from the environment).
 pub fn engines() -> nova_extract::Engines<'static> {
     nova_extract::Engines { ocr: Some(&*OCR), renderer: Some(&*RENDERER) }
-}
-
-/// The `invoice.extract` workflow on bytes in hand, keeping the text the rules read
-/// ([`nova_extract::read_with_engines`]): what the queue runs for a stored document (and `task.run` for each
-/// of its documents). CPU-bound (a scan waits on OCR too): call it from a blocking thread. Vendor templates
-/// come from `NOVA_TEMPLATES_DIR`.
-pub fn read_document(bytes: &[u8]) -> Result<nova_extract::Read, JobError> {
-    read_document_with(bytes, &TEMPLATES)
-}
-
-/// [`read_document`] with the given vendor templates (an empty set: the generic rules alone): what
-/// `nova extract` and `nova eval` run on a local file.
-pub fn read_document_with(bytes: &[u8], templates: &nova_extract::TemplateSet) -> Result<nova_extract::Read, JobError> {
-    // The extractor contains its own panics; this is the last line of defence for the process.
-    match std::panic::catch_unwind(|| nova_extract::read_with_engines(bytes, engines(), templates)) {
-        Ok(Ok(read)) => Ok(read),
-        Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: error_chain(&e) }),
-        Err(_) => Err(JobError { code: "invalid_document".into(), message: "the document could not be read".into() }),
-    }
 }

@@ -17,6 +17,7 @@ use clap::{Args, ValueEnum};
 use nova_core::JobError;
 use nova_extract::TemplateSet;
 
+use nova_worker::extractor::Extractor;
 use score::{DocScore, Expected};
 
 #[derive(Args)]
@@ -34,6 +35,8 @@ pub struct EvalArgs {
     /// it the generic rules run alone (`NOVA_TEMPLATES_DIR` is not read, so a run says what it measures).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    #[command(flatten)]
+    extraction: crate::isolation::ExtractionArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +107,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             (loaded.set, Some(summary))
         }
     };
+    // Each document is read in an extraction process, as `nova serve` reads it: the time measured includes
+    // handing it over.
+    let extractor = args.extraction.extractor(args.templates.as_deref(), 1)?;
     let mut documents = Vec::new();
     let mut skipped = 0;
     for answer in &answers {
@@ -111,7 +117,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             skipped += 1;
             continue;
         };
-        documents.push(evaluate(&args.dir, answer, &input, &templates)?);
+        documents.push(evaluate(&args.dir, answer, &input, &templates, &extractor)?);
     }
     let run = report::Run {
         dir: &args.dir.display().to_string(),
@@ -153,7 +159,13 @@ fn input_for(answer: &Path, variant: Variant) -> Option<PathBuf> {
 }
 
 /// Extracts one input and scores it against its answer. Only a broken answer file is an error.
-fn evaluate(dir: &Path, answer_path: &Path, input: &Path, templates: &TemplateSet) -> anyhow::Result<Document> {
+fn evaluate(
+    dir: &Path,
+    answer_path: &Path,
+    input: &Path,
+    templates: &TemplateSet,
+    extractor: &Extractor,
+) -> anyhow::Result<Document> {
     let answer: serde_json::Value = std::fs::read(answer_path)
         .map_err(anyhow::Error::from)
         .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
@@ -164,9 +176,9 @@ fn evaluate(dir: &Path, answer_path: &Path, input: &Path, templates: &TemplateSe
 
     let (result, pages, seconds, template) = match std::fs::read(input) {
         Ok(bytes) => {
-            let pages = nova_extract::inspect(&bytes).map_or(0, |info| info.page_count.unwrap_or(1));
+            let pages = extractor.inspect(&bytes).map_or(0, |info| info.page_count.unwrap_or(1));
             let start = Instant::now();
-            let read = nova_worker::workflows::read_document_with(&bytes, templates);
+            let read = extractor.read(&bytes);
             let seconds = start.elapsed().as_secs_f64();
             // Which template matched the text the rules read, for the per-document report; outside the time
             // measured.
@@ -251,7 +263,9 @@ mod tests {
         let (first, second) = inputs.split_at(inputs.len() / 2);
         let run = |part: &[(PathBuf, PathBuf)]| -> Vec<Document> {
             let templates = TemplateSet::empty();
-            part.iter().map(|(a, i)| evaluate(&dir, a, i, &templates).expect("the answers read")).collect()
+            // In this process: the test binary is no `nova` to start extraction processes from.
+            let extractor = Extractor::default();
+            part.iter().map(|(a, i)| evaluate(&dir, a, i, &templates, &extractor).expect("the answers read")).collect()
         };
         let documents: Vec<Document> = std::thread::scope(|s| {
             let other = s.spawn(|| run(second));

@@ -7,7 +7,7 @@
 
 mod cgroup;
 mod helper;
-mod seccomp;
+pub(crate) mod seccomp;
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};

@@ -82,6 +82,23 @@ const CLONE_NAMESPACES: u64 = (libc::CLONE_NEWUSER
 /// Compiles the filter for this machine's architecture. Done before the jail forks, so a compile error
 /// surfaces as a setup step.
 pub fn compile() -> Result<Filters, String> {
+    compile_with(|_| Ok(()))
+}
+
+/// The filter of a confined helper process ([`crate::confined`]): the jail's deny list, and no socket but a
+/// Unix one, so the helper has no network whether or not it has a network namespace of its own.
+pub fn compile_for_helper() -> Result<Filters, String> {
+    compile_with(|rules| {
+        let not_unix = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, libc::AF_UNIX as u64)?;
+        rules.entry(libc::SYS_socket).or_default().push(SeccompRule::new(vec![not_unix])?);
+        Ok(())
+    })
+}
+
+/// Builds the filters from the deny list and whatever rules `extra` adds.
+fn compile_with(
+    extra: impl FnOnce(&mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), seccompiler::BackendError>,
+) -> Result<Filters, String> {
     let arch = std::env::consts::ARCH.try_into().map_err(|e| format!("seccomp: unsupported architecture: {e:?}"))?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|&nr| (nr, vec![])).collect();
     let cond = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value);
@@ -105,6 +122,7 @@ pub fn compile() -> Result<Filters, String> {
         Ok(())
     };
     build().map_err(|e| format!("seccomp: building rules: {e}"))?;
+    extra(&mut rules).map_err(|e| format!("seccomp: building rules: {e}"))?;
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
         .map_err(|e| format!("seccomp: building the filter: {e}"))?;
     let program: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: compiling: {e:?}"))?;
@@ -127,6 +145,15 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// Installs both filters on every thread of this process (after `no_new_privs`, which the kernel
+    /// requires of a process without `CAP_SYS_ADMIN`).
+    pub fn install(&self) -> Result<(), String> {
+        for program in [&self.clone3, &self.main] {
+            seccompiler::apply_filter_all_threads(program).map_err(|e| format!("seccomp: installing: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Both programs as hex text of raw `struct sock_filter` arrays, the clone3 rule first, separated by a
     /// comma: the form in which the program installs them on itself (`PR_SET_SECCOMP`), after
     /// `no_new_privs`, as the last step before the program.

@@ -9,8 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use nova_core::{DocumentId, DocumentMeta};
-use nova_extract::ExtractError;
+use nova_core::{DocumentId, DocumentMeta, JobError};
 use nova_store::NewDocument;
 use serde::Deserialize;
 
@@ -85,7 +84,8 @@ async fn upload(
 
     // Recognise and validate the bytes off the async runtime: PDF parsing is CPU work on untrusted input.
     let probe = bytes.clone();
-    let info = tokio::task::spawn_blocking(move || nova_extract::inspect(&probe))
+    let extractor = app.extractor.clone();
+    let info = tokio::task::spawn_blocking(move || extractor.inspect(&probe))
         .await
         .map_err(|e| ApiError::internal("inspecting the upload", &e))?
         .map_err(rejected_document)?;
@@ -257,16 +257,41 @@ fn clean_filename(name: &str) -> String {
     base.chars().filter(|c| !c.is_control()).take(255).collect()
 }
 
-fn rejected_document(e: ExtractError) -> ApiError {
-    let message = e.to_string();
-    match e {
-        ExtractError::UnsupportedDocument => ApiError::UnsupportedMediaType {
-            code: e.code(),
+fn rejected_document(e: JobError) -> ApiError {
+    // The codes an upload check answers with, as the static strings the API's errors carry.
+    const CODES: &[&str] = &[
+        "invalid_pdf",
+        "encrypted_pdf",
+        "no_pages",
+        "invalid_xml",
+        "too_many_pages",
+        "stream_too_large",
+        "decoded_too_large",
+        "too_many_operators",
+        "nesting_too_deep",
+        "extraction_crashed",
+        "memory_limit",
+        "timeout",
+        "output_limit",
+    ];
+    match e.code.as_str() {
+        "unsupported_document" => ApiError::UnsupportedMediaType {
+            code: "unsupported_document",
             message: "NOVA takes PDF, e-invoice XML (CII, UBL) and plain-text documents; these bytes are none of them"
                 .into(),
         },
-        ExtractError::Empty => ApiError::BadRequest { code: e.code(), message },
-        _ => ApiError::Unprocessable { code: e.code(), message },
+        "empty_document" => ApiError::BadRequest { code: "empty_document", message: e.message },
+        "extraction_unavailable" => {
+            tracing::error!(error = %e.message, "uploads cannot be checked");
+            ApiError::Unavailable {
+                code: "extraction_unavailable",
+                message: "documents cannot be read on this server right now".into(),
+            }
+        }
+        code => match CODES.iter().find(|&&c| c == code) {
+            Some(code) => ApiError::Unprocessable { code, message: e.message },
+            None => ApiError::Unprocessable { code: "invalid_document", message: e.message },
+        },
     }
 }
 
