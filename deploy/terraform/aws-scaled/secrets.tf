@@ -1,0 +1,46 @@
+# Secrets Manager holds what NOVA must not see in plain configuration. ECS hands them to the containers as
+# environment variables (`secrets` in the task definitions): ECS cannot mount a Secrets Manager secret as a
+# file, so NOVA's *_FILE variables are for Kubernetes and the single VM.
+
+resource "aws_secretsmanager_secret" "database_url" {
+  #checkov:skip=CKV2_AWS_57:Rotating the password needs a rotation Lambda and a rolling restart of NOVA's tasks (each reads NOVA_DATABASE_URL once at start); rotate by updating random_password and redeploying.
+  name_prefix             = "${var.name}/database-url-"
+  description             = "NOVA_DATABASE_URL: postgres://nova:PASSWORD@HOST:5432/nova"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "database_url" {
+  secret_id     = aws_secretsmanager_secret.database_url.id
+  secret_string = "postgres://nova:${random_password.db.result}@${aws_db_instance.main.address}:${aws_db_instance.main.port}/nova"
+}
+
+resource "aws_secretsmanager_secret" "llm_api_key" {
+  #checkov:skip=CKV2_AWS_57:A model provider's key is rotated at the provider; put the new value with `aws secretsmanager put-secret-value` and redeploy.
+  name_prefix             = "${var.name}/llm-api-key-"
+  description             = "NOVA_LLM_API_KEY: the model provider's key (a placeholder until you put the real one)"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = 7
+}
+
+# A placeholder, so that tasks start before a key is set; the real key is put out of band and Terraform
+# leaves it alone (it never enters the state).
+resource "aws_secretsmanager_secret_version" "llm_api_key" {
+  secret_id     = aws_secretsmanager_secret.llm_api_key.id
+  secret_string = "unset"
+
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
+}
+
+# The operators' NOVA API key (`nova keys create --tenant ops`, run through ECS Exec so that it never reaches
+# a log), for Prometheus scrapes of the API's /metrics from outside and for administration. NOVA itself reads
+# no key: it checks clients' keys against their hashes in PostgreSQL, so no task gets this secret.
+resource "aws_secretsmanager_secret" "api_key" {
+  #checkov:skip=CKV2_AWS_57:A NOVA API key is rotated with `nova keys create` and `nova keys revoke`, not by a rotation Lambda.
+  name_prefix             = "${var.name}/api-key-"
+  description             = "An operator's NOVA API key (nova_...), put by hand after `nova keys create`"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = 7
+}
