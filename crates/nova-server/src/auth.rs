@@ -10,7 +10,9 @@
 //! - With no key at all, the server answers loopback clients only, as the default tenant, and refuses every
 //!   other peer (`403 loopback_only`). It refuses per request rather than refusing to listen on other
 //!   addresses, so a server started on `0.0.0.0` becomes usable from elsewhere the moment a key exists,
-//!   without a restart.
+//!   without a restart. A request that came through a proxy (it carries `Forwarded`, `X-Forwarded-For` or
+//!   `X-Real-IP`) is not a loopback client, whatever its connection's peer: behind a reverse proxy on the
+//!   same host, every client would be one.
 //!
 //! Keys are never logged: the key's id names it in logs and lists.
 
@@ -41,7 +43,7 @@ pub struct Caller {
 /// The middleware: finds the [`Caller`] or answers `401`/`403` itself.
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let authorization = req.headers().get(AUTHORIZATION).cloned();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+    let peer = direct_peer(&req);
     match identify(&app, authorization.as_ref(), peer).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -49,6 +51,16 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// The peer of a request that came straight from it: `None` when the request says it was forwarded by a
+/// proxy (the peer is then the proxy, not the client) or when the router was served without `ConnectInfo`.
+pub(crate) fn direct_peer(req: &Request) -> Option<SocketAddr> {
+    const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+    if PROXY_HEADERS.iter().any(|name| req.headers().contains_key(*name)) {
+        return None;
+    }
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0)
 }
 
 /// The caller of a request with this `Authorization` header (if any) from `peer` (if known).
@@ -77,8 +89,9 @@ async fn identify(
     }
     Err(ApiError::Forbidden {
         code: "loopback_only",
-        message: "this server has no API key yet, so it answers loopback clients only; \
-                  create a key with `nova keys create --tenant NAME` and send it as `Authorization: Bearer ...`"
+        message: "this server has no API key yet, so it answers loopback clients only (not requests forwarded \
+                  by a proxy); create a key with `nova keys create --tenant NAME` and send it as \
+                  `Authorization: Bearer ...`"
             .into(),
     })
 }

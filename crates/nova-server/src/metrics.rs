@@ -13,12 +13,11 @@
 //! Who may scrape: loopback peers always; others with a valid API key (any tenant's), or with no key yet
 //! made, not at all (as [`crate::auth`] answers `/v1`). The page holds counts only, no tenant's data.
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::Method;
 use axum::middleware::{from_fn_with_state, Next};
@@ -147,9 +146,10 @@ async fn scrape(State(app): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], handle.render()).into_response())
 }
 
-/// Loopback peers pass; anyone else is who [`crate::auth::authenticate`] lets through (a valid API key).
+/// Loopback peers pass (not requests forwarded by a proxy); anyone else is who
+/// [`crate::auth::authenticate`] lets through (a valid API key).
 async fn scrapers_only(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+    let peer = crate::auth::direct_peer(&req);
     if peer.is_some_and(|peer| peer.ip().to_canonical().is_loopback()) {
         return next.run(req).await;
     }

@@ -56,6 +56,23 @@ fn idle() -> Options {
 }
 
 #[tokio::test]
+async fn without_keys_a_request_forwarded_by_a_proxy_is_not_a_loopback_client() {
+    // Behind a reverse proxy on the same host every client is a loopback peer: the proxy's headers say who
+    // it is not.
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), idle()).await;
+    for (header, value) in
+        [("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9"), ("x-real-ip", "203.0.113.9")]
+    {
+        for path in ["/v1/documents", "/metrics"] {
+            let response = app.client.get(app.url(path)).header(header, value).send().await.unwrap();
+            assert_eq!(response.status(), 403, "{header} on {path}");
+            assert_eq!(error_code(&response.json::<Value>().await.unwrap()), "loopback_only", "{header} on {path}");
+        }
+    }
+    assert_eq!(get(&app, "/v1/documents", None).await.0, 200, "a direct loopback client is still served");
+}
+
+#[tokio::test]
 async fn without_keys_loopback_is_served_and_the_first_key_closes_the_server_at_once() {
     let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), idle()).await;
     let (status, page) = get(&app, "/v1/jobs", None).await;
