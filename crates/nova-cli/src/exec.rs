@@ -1,12 +1,12 @@
 //! `nova exec`: runs a Python program in the jail sandbox, prints its output and exits with its status.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use nova_sandbox::jail::{JailConfig, JailSandbox};
+use nova_sandbox::jail::{JailConfig, JailSandbox, PythonRuntime};
 use nova_sandbox::{ExecRequest, Limits, Sandbox, Status};
 
 /// The hidden first argument that turns `nova` into the sandbox's jail helper (see `main`).
@@ -31,22 +31,26 @@ pub struct ExecArgs {
     file: Option<PathBuf>,
 }
 
-/// A jail configuration whose helper is this very binary.
-pub fn jail_config(pool_size: usize) -> anyhow::Result<JailConfig> {
+/// A jail configuration whose helper is this very binary, with the interpreter `python` (`python3` from
+/// `PATH` when `None`; `NOVA_SANDBOX_PYTHON`).
+pub fn jail_config(pool_size: usize, python: Option<&Path>) -> anyhow::Result<JailConfig> {
     let exe = std::env::current_exe().context("finding the nova binary for the jail helper")?;
-    let mut config = JailConfig::detect(exe, &[JAIL_HELPER_ARG]).context("finding the host's python3")?;
+    let python = PythonRuntime::detect(python).with_context(|| {
+        format!("finding the host's {}", python.map_or_else(|| "python3".into(), |p| p.display().to_string()))
+    })?;
+    let mut config = JailConfig::new(exe, &[JAIL_HELPER_ARG], python);
     config.pool_size = pool_size;
     Ok(config)
 }
 
-pub fn run(args: ExecArgs) -> ExitCode {
-    match execute(args) {
+pub fn run(args: ExecArgs, settings: &crate::config::Settings) -> ExitCode {
+    match execute(args, settings) {
         Ok(code) => code,
         Err(e) => crate::report(Err(e)),
     }
 }
 
-fn execute(args: ExecArgs) -> anyhow::Result<ExitCode> {
+fn execute(args: ExecArgs, settings: &crate::config::Settings) -> anyhow::Result<ExitCode> {
     let code = match (&args.code, &args.file) {
         (Some(code), _) => code.clone(),
         (None, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
@@ -59,7 +63,7 @@ fn execute(args: ExecArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number of seconds");
     let millis = (args.timeout * 1000.0).ceil() as u64;
     let limits = Limits { wall_ms: millis, cpu_ms: millis, memory_bytes: args.memory << 20, ..Limits::default() };
-    let sandbox = JailSandbox::new(jail_config(0)?);
+    let sandbox = JailSandbox::new(jail_config(0, settings.sandbox_python.as_deref())?);
     let outcome = sandbox.exec(&ExecRequest { code, stdin, limits, network: args.network, ..Default::default() });
     std::io::stdout().write_all(&outcome.stdout)?;
     std::io::stderr().write_all(&outcome.stderr)?;

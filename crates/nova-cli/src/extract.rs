@@ -67,7 +67,7 @@ struct Record {
     error: Option<JobError>,
 }
 
-pub fn run(args: ExtractArgs) -> ExitCode {
+pub fn run(args: ExtractArgs, settings: &crate::config::Settings) -> ExitCode {
     let total = args.files.len();
     let threads =
         args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).clamp(1, total);
@@ -78,14 +78,14 @@ pub fn run(args: ExtractArgs) -> ExitCode {
         eprintln!("nova extract: {e:#}");
         return ExitCode::FAILURE;
     }
-    let ai = match Ai::start(args.strategy, &args.store) {
+    let ai = match Ai::start(args.strategy, &args.store, settings) {
         Ok(ai) => ai,
         Err(e) => {
             eprintln!("nova extract: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let extractor = match args.extraction.extractor(args.templates.as_deref(), threads) {
+    let extractor = match args.extraction.extractor(args.templates.as_deref(), threads, settings) {
         Ok(extractor) => extractor,
         Err(e) => {
             eprintln!("nova extract: {e:#}");
@@ -312,6 +312,7 @@ struct Ai {
 }
 
 struct AiModel {
+    client: nova_llm::ModelClient,
     runtime: tokio::runtime::Runtime,
     store: nova_store::Store,
     sandbox: Result<std::sync::Arc<dyn nova_sandbox::Sandbox>, String>,
@@ -319,14 +320,19 @@ struct AiModel {
 
 impl Ai {
     /// Refuses `llm` without a model; starts what the model needs when one is configured.
-    fn start(strategy: StrategyArg, store: &crate::serve::StoreArgs) -> anyhow::Result<Ai> {
+    fn start(
+        strategy: StrategyArg,
+        store: &crate::serve::StoreArgs,
+        settings: &crate::config::Settings,
+    ) -> anyhow::Result<Ai> {
         let strategy = match strategy {
             StrategyArg::Rules => nova_core::Strategy::Rules,
             StrategyArg::Llm => nova_core::Strategy::Llm,
             StrategyArg::Auto => nova_core::Strategy::Auto,
         };
         let usage = Default::default();
-        let configured = match nova_llm::from_env() {
+        let client = nova_llm::model_client(&settings.model);
+        let configured = match &client {
             Ok(client) => client.is_some(),
             Err(e) if strategy == nova_core::Strategy::Llm => anyhow::bail!("the model configuration: {e}"),
             Err(_) => false,
@@ -338,16 +344,18 @@ impl Ai {
             return Ok(Ai { strategy, model: None, usage });
         }
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        let store = runtime.block_on(store.open())?;
-        let sandbox = crate::exec::jail_config(1).map_err(|e| format!("{e:#}")).and_then(|config| {
-            let jail = nova_sandbox::jail::JailSandbox::new(config);
-            jail.check()?;
-            Ok(std::sync::Arc::new(jail) as std::sync::Arc<dyn nova_sandbox::Sandbox>)
-        });
+        let store = runtime.block_on(store.open(&settings.s3))?;
+        let sandbox = crate::exec::jail_config(1, settings.sandbox_python.as_deref())
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|config| {
+                let jail = nova_sandbox::jail::JailSandbox::new(config);
+                jail.check()?;
+                Ok(std::sync::Arc::new(jail) as std::sync::Arc<dyn nova_sandbox::Sandbox>)
+            });
         if let Err(e) = &sandbox {
             anyhow::ensure!(strategy != nova_core::Strategy::Llm, "the sandbox does not work here: {e}");
         }
-        Ok(Ai { strategy, model: Some(AiModel { runtime, store, sandbox }), usage })
+        Ok(Ai { strategy, model: Some(AiModel { client, runtime, store, sandbox }), usage })
     }
 
     /// The rules' result, or what the model made of the document when the strategy asks for it.
@@ -356,7 +364,7 @@ impl Ai {
         let mut usage = nova_llm::Usage::default();
         let applied = model.runtime.block_on(nova_llm::apply(
             self.strategy,
-            nova_llm::from_env(),
+            &model.client,
             model.sandbox.clone(),
             &model.store,
             TenantId::DEFAULT,

@@ -5,9 +5,17 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use nova_sandbox::confined::{HelperCommand, HelperLimits};
-use nova_worker::extractor::{Extractor, HELPER_ARG};
+use nova_worker::extractor::{EngineConfig, Extractor, HELPER_ARG};
+
+use crate::config::Settings;
+
+/// The argument of an extraction process that carries its OCR and rendering settings (as JSON).
+const ENGINES_ARG: &str = "--engines";
+/// The argument of an extraction process that names its vendor templates' folder.
+const TEMPLATES_ARG: &str = "--templates";
 
 /// The limits of document reading, shared by every command that reads documents.
 #[derive(Args, Clone, Debug)]
@@ -40,22 +48,6 @@ pub struct ExtractionArgs {
     pdf_max_nesting: u32,
 }
 
-/// The environment an extraction process gets: what finds and configures its OCR and rendering programs,
-/// and the log filter. Nothing else (no database URL, no model key) reaches the process that parses
-/// untrusted bytes.
-const PASSED_ENV: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "TESSDATA_PREFIX",
-    "NOVA_TESSERACT",
-    "NOVA_OCR_LANGUAGES",
-    "NOVA_OCR_TIMEOUT_SECS",
-    "NOVA_PDFTOPPM",
-    "NOVA_RENDER_TIMEOUT_SECS",
-    "NOVA_LOG",
-];
-
 impl ExtractionArgs {
     /// The parser's limits.
     pub fn limits(&self) -> nova_extract::Limits {
@@ -69,16 +61,18 @@ impl ExtractionArgs {
     }
 
     /// Isolated extraction with vendor templates from `templates` (none without), `warm` processes kept
-    /// ready.
-    pub fn extractor(&self, templates: Option<&Path>, warm: usize) -> anyhow::Result<Extractor> {
+    /// ready, OCR and rendering as `settings` say. The processes get their settings on their command line
+    /// and an environment of `settings.extraction_env` only.
+    pub fn extractor(&self, templates: Option<&Path>, warm: usize, settings: &Settings) -> anyhow::Result<Extractor> {
         let program = std::env::current_exe()
             .map_err(|e| anyhow::anyhow!("finding this program to start extraction processes: {e}"))?;
-        let mut args: Vec<OsString> = vec![HELPER_ARG.into()];
+        let engines = serde_json::to_string(&settings.engines).context("encoding the OCR and rendering settings")?;
+        let mut args: Vec<OsString> = vec![HELPER_ARG.into(), ENGINES_ARG.into(), engines.into()];
         if let Some(dir) = templates {
-            args.push("--templates".into());
+            args.push(TEMPLATES_ARG.into());
             args.push(dir.as_os_str().to_owned());
         }
-        let env = PASSED_ENV.iter().filter_map(|&k| std::env::var_os(k).map(|v| (OsString::from(k), v))).collect();
+        let env = settings.extraction_env.clone();
         let limits = HelperLimits {
             memory_bytes: self.extract_memory_mb.saturating_mul(1024 * 1024),
             cpu_seconds: self.extract_cpu_secs,
@@ -90,14 +84,29 @@ impl ExtractionArgs {
     }
 }
 
-/// `nova __extract [--templates DIR]`: an extraction process. Runs before the command line is parsed (the
-/// process must stay single-threaded until it is confined) and never returns.
+/// `nova __extract --engines JSON [--templates DIR]`: an extraction process, as [`ExtractionArgs::extractor`]
+/// starts it. Runs before the command line is parsed (the process must stay single-threaded until it is
+/// confined) and never returns.
 pub fn helper_main(args: &[OsString]) -> ! {
-    let templates = match args {
-        [flag, dir] if flag == "--templates" => load_templates(&PathBuf::from(dir)),
-        _ => nova_extract::TemplateSet::empty(),
-    };
-    nova_worker::extractor::helper_main(templates)
+    let mut templates = nova_extract::TemplateSet::empty();
+    let mut engines = EngineConfig::default();
+    for pair in args.chunks(2) {
+        match pair {
+            [flag, dir] if flag == TEMPLATES_ARG => templates = load_templates(&PathBuf::from(dir)),
+            [flag, json] if flag == ENGINES_ARG => match json.to_str().map(serde_json::from_str::<EngineConfig>) {
+                Some(Ok(config)) => engines = config,
+                _ => {
+                    eprintln!("nova __extract: unreadable OCR and rendering settings: {json:?}");
+                    std::process::exit(2);
+                }
+            },
+            _ => {
+                eprintln!("nova __extract: unexpected arguments: {pair:?}");
+                std::process::exit(2);
+            }
+        }
+    }
+    nova_worker::extractor::helper_main(templates, &engines)
 }
 
 /// The templates of an extraction process; the parent process reported the files that do not load.

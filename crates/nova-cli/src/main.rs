@@ -1,6 +1,7 @@
 //! `nova`: the one binary.
 
 mod bench;
+mod config;
 mod eval;
 mod exec;
 mod extract;
@@ -18,6 +19,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A TOML file of settings (keys: the `NOVA_*` variables' names without `NOVA_`, in lower case), below the
+    /// environment and the flags; `nova config show` prints the result.
+    #[arg(long, global = true, env = config::CONFIG_VAR, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +41,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Measure NOVA's pieces against what a user would run instead.
     Bench(bench::Bench),
+    /// The configuration: defaults, then the file (--config), then NOVA_* variables, then flags.
+    Config(config::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,15 +56,26 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|arg| arg == nova_worker::extractor::HELPER_ARG) {
         isolation::helper_main(&args[2..]);
     }
-    let cli = Cli::parse();
+    // The configuration file and the secrets' files, below the environment and the flags: read before clap
+    // parses the command line (whose `env` then sees them) and before any thread starts.
+    let loaded = match config::load(&args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            report(Err(e));
+            return ExitCode::from(2);
+        }
+    };
+    let settings = config::Settings::from_env();
+    let cli = Cli::parse_from(&args);
     match cli.command {
-        Command::Serve(args) => report(serve::run(args)),
+        Command::Serve(args) => report(serve::run(args, &settings)),
         Command::Keys(args) => report(keys::run(args)),
-        Command::Worker(args) => report(worker::run(args)),
-        Command::Extract(args) => extract::run(args),
-        Command::Eval(args) => report(eval::run(args)),
-        Command::Exec(args) => exec::run(args),
-        Command::Bench(args) => report(bench::run(args)),
+        Command::Worker(args) => report(worker::run(args, &settings)),
+        Command::Extract(args) => extract::run(args, &settings),
+        Command::Eval(args) => report(eval::run(args, &settings)),
+        Command::Exec(args) => exec::run(args, &settings),
+        Command::Bench(args) => report(bench::run(args, &settings)),
+        Command::Config(args) => config::run(args, &loaded, &settings),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `nova serve`: the API and in-process workers over the data directory, until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ use nova_worker::WorkerConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+use crate::config::Settings;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -105,12 +107,14 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub async fn open(&self) -> anyhow::Result<Store> {
+    /// The database and the blob store; `s3` are the S3 settings of an `s3://` blob URL (`AWS_*`).
+    pub async fn open(&self, s3: &[(String, String)]) -> anyhow::Result<Store> {
         let store = self.open_database().await?;
         match &self.blob_url {
             None => Ok(store),
             Some(url) => {
-                let blobs = BlobStore::from_url(url).with_context(|| format!("the blob store {url}"))?;
+                let s3 = s3.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let blobs = BlobStore::from_url_with(url, s3).with_context(|| format!("the blob store {url}"))?;
                 blobs.ping().await.with_context(|| format!("reaching the blob store {url}"))?;
                 Ok(store.with_blobs(blobs))
             }
@@ -176,12 +180,13 @@ fn parse_workflow_slots(arg: &str) -> Result<(Workflow, usize), String> {
 }
 
 impl PoolArgs {
-    /// The workers' configuration; `extractor` reads their documents.
+    /// The workers' configuration; `extractor` reads their documents, `model` is the AI path's.
     pub fn config(
         &self,
         concurrency: Option<usize>,
         sandbox: &SandboxResult,
         extractor: nova_worker::extractor::Extractor,
+        model: nova_llm::ModelClient,
     ) -> WorkerConfig {
         let lease = Duration::from_secs(self.lease_secs);
         WorkerConfig {
@@ -196,21 +201,22 @@ impl PoolArgs {
             retention: (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 24 * 3600)),
             sandbox: sandbox.as_ref().ok().map(|s| nova_worker::SandboxHandle(s.clone())),
             extractor,
+            model,
         }
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log.log_format);
-    runtime()?.block_on(serve(args))
+pub fn run(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
+    init_logging(args.log.log_format, settings.log.as_deref());
+    runtime()?.block_on(serve(args, settings))
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = args.store.open().await?;
+async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
+    let store = args.store.open(&settings.s3).await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -219,11 +225,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(on_signal(shutdown.clone()));
 
     let wake = Arc::new(Notify::new());
-    let sandbox = start_sandbox(args.pool.sandbox_pool).await;
+    let sandbox = start_sandbox(args.pool.sandbox_pool, settings.sandbox_python.clone()).await;
     // Documents (uploads checked by the API, and jobs' documents) are read in extraction processes.
-    let templates = templates_dir();
-    let extractor = args.pool.extraction.extractor(templates.as_deref(), 1)?;
-    let worker_config = args.pool.config(args.workers, &sandbox, extractor.clone());
+    let templates = templates_dir(settings.templates_dir.as_deref());
+    let extractor = args.pool.extraction.extractor(templates.as_deref(), 1, settings)?;
+    let model = nova_llm::model_client(&settings.model);
+    let worker_config = args.pool.config(args.workers, &sandbox, extractor.clone(), model);
     let workers = (worker_config.total_slots() > 0).then(|| {
         tokio::spawn(nova_worker::run(
             store.clone(),
@@ -280,10 +287,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The vendor templates' folder of the workers: `NOVA_TEMPLATES_DIR`, when set and not empty. Its files are
-/// loaded once here, to report the ones that do not load.
-pub fn templates_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("NOVA_TEMPLATES_DIR").filter(|d| !d.is_empty()).map(PathBuf::from)?;
+/// The vendor templates' folder of the workers (`NOVA_TEMPLATES_DIR`, [`Settings::templates_dir`]), when it
+/// can be read. Its files are loaded once here, to report the ones that do not load.
+pub fn templates_dir(dir: Option<&Path>) -> Option<PathBuf> {
+    let dir = dir?.to_path_buf();
     match nova_extract::TemplateSet::load_dir(&dir) {
         Ok(loaded) => {
             for e in &loaded.errors {
@@ -302,11 +309,11 @@ pub fn templates_dir() -> Option<PathBuf> {
 /// A started sandbox, or why there is none.
 pub type SandboxResult = Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>;
 
-/// The jail sandbox with its warm pool, or why this host cannot run one (the server still serves everything
-/// else, and says so at start).
-pub async fn start_sandbox(pool: usize) -> SandboxResult {
+/// The jail sandbox with its warm pool and the interpreter `python` (`python3` when `None`), or why this host
+/// cannot run one (the server still serves everything else, and says so at start).
+pub async fn start_sandbox(pool: usize, python: Option<PathBuf>) -> SandboxResult {
     let started = tokio::task::spawn_blocking(move || {
-        let config = crate::exec::jail_config(pool).map_err(|e| format!("{e:#}"))?;
+        let config = crate::exec::jail_config(pool, python.as_deref()).map_err(|e| format!("{e:#}"))?;
         let jail = nova_sandbox::jail::JailSandbox::new(config);
         jail.check()?;
         Ok::<_, String>(jail)
@@ -344,10 +351,10 @@ pub async fn on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Logs to stderr in `format`, at the levels `NOVA_LOG` names (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Logs to stderr in `format`, at the levels `filter` names (`NOVA_LOG`; `info` when unset or invalid).
+pub fn init_logging(format: LogFormat, filter: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("NOVA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter.and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => {

@@ -27,15 +27,17 @@ pub struct WorkerArgs {
     metrics_listen: Option<std::net::SocketAddr>,
 }
 
-pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    init_logging(args.log.log_format);
+pub fn run(args: WorkerArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
+    init_logging(args.log.log_format, settings.log.as_deref());
     runtime()?.block_on(async {
-        let store = args.store.open().await?;
+        let store = args.store.open(&settings.s3).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
-        let sandbox = start_sandbox(args.pool.sandbox_pool).await;
-        let extractor = args.pool.extraction.extractor(crate::serve::templates_dir().as_deref(), 1)?;
-        let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox, extractor);
+        let sandbox = start_sandbox(args.pool.sandbox_pool, settings.sandbox_python.clone()).await;
+        let templates = crate::serve::templates_dir(settings.templates_dir.as_deref());
+        let extractor = args.pool.extraction.extractor(templates.as_deref(), 1, settings)?;
+        let model = nova_llm::model_client(&settings.model);
+        let config = args.pool.config(args.concurrency.map(|n| n as usize), &sandbox, extractor, model);
         let metrics = match args.metrics_listen {
             Some(addr) => {
                 nova_server::metrics::recorder();

@@ -113,6 +113,77 @@ fn usage_errors_exit_with_2() {
     assert_eq!(out.status.code(), Some(2), "the environment is checked the same way");
 }
 
+/// `nova` with none of the caller's `NOVA_*` or `AWS_*` settings: what it sees is what the test gives it.
+fn nova_without_settings() -> Command {
+    let mut command = nova();
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("NOVA_") || name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The configuration's layers as `nova config show` prints them (defaults, the file, the environment, a secret
+/// from a `_FILE`, masked), the same layers reaching a command (its flag over the file), and an unknown key.
+#[test]
+fn config_show_layers_the_file_the_environment_and_secret_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nova.toml");
+    std::fs::write(
+        &config,
+        "listen = \"0.0.0.0:9999\"\nworkers = 3\nmax_upload_mb = 0\nllm_model = \"file-model\"\n\
+         database_url = \"postgres://nova:from-the-file@db.internal/nova\"\n",
+    )
+    .unwrap();
+    let secret = dir.path().join("database-url");
+    std::fs::write(&secret, "postgres://nova:s3cret-password@db.internal:5432/nova\n").unwrap();
+    let out = nova_without_settings()
+        .args(["config", "show", "--config"])
+        .arg(&config)
+        .env("NOVA_WORKERS", "5")
+        .env("NOVA_DATABASE_URL_FILE", &secret)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "listen = \"0.0.0.0:9999\" # file",
+        "workers = 5 # env (NOVA_WORKERS)",
+        "database_url = \"postgres://nova:***@db.internal:5432/nova\" # env (NOVA_DATABASE_URL_FILE)",
+        "llm_model = \"file-model\" # file",
+        "shutdown_grace = 30 # default",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no line {line:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("s3cret-password") && !shown.contains("from-the-file"), "a secret shows:\n{shown}");
+
+    // The file reaches the commands below their flags: `max_upload_mb = 0` refuses every file, the flag lifts it.
+    let invoice = dir.path().join("invoice.txt");
+    std::fs::write(&invoice, "Invoice 1\n").unwrap();
+    let extract = |flags: &[&str]| {
+        let out = nova_without_settings()
+            .arg("--config")
+            .arg(&config)
+            .args(["extract", "--strategy", "rules"])
+            .args(flags)
+            .arg(&invoice)
+            .output()
+            .unwrap();
+        jsonl(&out.stdout).remove(0)
+    };
+    assert_eq!(extract(&[])["error"]["code"], "payload_too_large");
+    assert_ne!(extract(&["--max-file-mb", "1"])["error"]["code"], "payload_too_large");
+
+    // An unknown key is an error that names it (and the file).
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\nwrkers = 3\n").unwrap();
+    let out = nova_without_settings().args(["config", "show"]).env("NOVA_CONFIG", &config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown key `wrkers`") && err.contains("nova.toml"), "{err}");
+}
+
 /// `nova serve` as a process: it answers, takes an invoice end to end, and stops cleanly on SIGTERM.
 #[test]
 fn serve_runs_and_stops_on_sigterm() {

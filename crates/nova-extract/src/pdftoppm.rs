@@ -9,9 +9,12 @@
 //! pixel bounds the request sets (`-W`/`-H` crop the page, so a page larger than its `MediaBox` said cannot
 //! allocate more).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::raster::GrayImage;
 use crate::render::{parse_pgm, PageRenderer, RenderRequest};
@@ -27,35 +30,56 @@ const PGM_HEADER_BYTES: u64 = 64;
 /// Exit status of `prlimit` when it cannot find the program it should run.
 const EXIT_NOT_FOUND: i32 = 127;
 
-/// How to run pdftoppm.
+/// How to run pdftoppm: the settings the binary reads (`NOVA_PDFTOPPM`, `NOVA_RENDER_TIMEOUT_SECS`) and passes
+/// down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdftoppmConfig {
+    /// The program: a path, or a name looked up in `search_path` (default `pdftoppm`).
+    pub binary: PathBuf,
+    /// Time one page may take (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+    /// The `PATH` the renderer runs with, its only environment variable (the caller's own `PATH`, as the
+    /// binary passes it); `None`: [`DEFAULT_SEARCH_PATH`].
+    pub search_path: Option<OsString>,
+}
+
+impl Default for PdftoppmConfig {
+    fn default() -> Self {
+        Self { binary: PathBuf::from("pdftoppm"), timeout: DEFAULT_TIMEOUT, search_path: None }
+    }
+}
+
+/// The renderer's `PATH` when the caller gives none.
+pub const DEFAULT_SEARCH_PATH: &str = "/usr/bin:/bin";
+
+/// The pdftoppm renderer, as configured.
 #[derive(Debug, Clone)]
 pub struct Pdftoppm {
     binary: PathBuf,
     prlimit: PathBuf,
     timeout: Duration,
     memory_limit: u64,
+    search_path: OsString,
+}
+
+impl Default for Pdftoppm {
+    /// `pdftoppm` from [`DEFAULT_SEARCH_PATH`] with the default limits.
+    fn default() -> Self {
+        Self::new(PdftoppmConfig::default())
+    }
 }
 
 impl Pdftoppm {
-    /// Runs `binary` (a path, or a name looked up in `PATH`) with the default limits.
-    pub fn new(binary: impl Into<PathBuf>) -> Self {
+    /// Runs as `config` says, with the default memory limit.
+    pub fn new(config: PdftoppmConfig) -> Self {
+        let PdftoppmConfig { binary, timeout, search_path } = config;
         Self {
-            binary: binary.into(),
+            binary,
             prlimit: PathBuf::from("prlimit"),
-            timeout: DEFAULT_TIMEOUT,
+            timeout,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            search_path: search_path.unwrap_or_else(|| DEFAULT_SEARCH_PATH.into()),
         }
-    }
-
-    /// Configured from the environment: `NOVA_PDFTOPPM` (the binary, default `pdftoppm` from `PATH`) and
-    /// `NOVA_RENDER_TIMEOUT_SECS` (per page, default 20).
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut renderer = Self::new(var("NOVA_PDFTOPPM").unwrap_or_else(|| "pdftoppm".to_string()));
-        if let Some(secs) = var("NOVA_RENDER_TIMEOUT_SECS").and_then(|s| s.trim().parse::<u64>().ok()) {
-            renderer.timeout = Duration::from_secs(secs.max(1));
-        }
-        renderer
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -92,7 +116,7 @@ impl Pdftoppm {
             .arg("-")
             // Nothing of the caller's environment but the search path; poppler needs no configuration.
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("PATH", &self.search_path)
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::ocr::{parse_tsv, Ocr, OcrPage, OcrWord};
 use crate::{piped, ExtractError};
 
@@ -20,7 +22,25 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most TSV read from one page: a dense page is about 100 KiB.
 const MAX_OUTPUT_BYTES: u64 = 8 * 1024 * 1024;
 
-/// How to run tesseract.
+/// How to run tesseract: the settings the binary reads (`NOVA_TESSERACT`, `NOVA_OCR_LANGUAGES`,
+/// `NOVA_OCR_TIMEOUT_SECS`) and passes down. Tesseract itself reads `TESSDATA_PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TesseractConfig {
+    /// The program: a path, or a name looked up in `PATH` (default `tesseract`).
+    pub binary: PathBuf,
+    /// Tesseract's `-l` (default [`DEFAULT_LANGUAGES`]).
+    pub languages: String,
+    /// Time one page may take (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl Default for TesseractConfig {
+    fn default() -> Self {
+        Self { binary: PathBuf::from("tesseract"), languages: DEFAULT_LANGUAGES.to_string(), timeout: DEFAULT_TIMEOUT }
+    }
+}
+
+/// The tesseract engine, as configured.
 #[derive(Debug, Clone)]
 pub struct Tesseract {
     binary: PathBuf,
@@ -28,25 +48,17 @@ pub struct Tesseract {
     timeout: Duration,
 }
 
-impl Tesseract {
-    /// Runs `binary` (a path, or a name looked up in `PATH`) with the default languages and time limit.
-    pub fn new(binary: impl Into<PathBuf>) -> Self {
-        Self { binary: binary.into(), languages: DEFAULT_LANGUAGES.to_string(), timeout: DEFAULT_TIMEOUT }
+impl Default for Tesseract {
+    /// `tesseract` from `PATH` with the default languages and time limit.
+    fn default() -> Self {
+        Self::new(TesseractConfig::default())
     }
+}
 
-    /// Configured from the environment: `NOVA_TESSERACT` (the binary, default `tesseract` from `PATH`),
-    /// `NOVA_OCR_LANGUAGES` (tesseract's `-l`, default [`DEFAULT_LANGUAGES`]) and `NOVA_OCR_TIMEOUT_SECS`
-    /// (per page, default 60). Tesseract itself reads `TESSDATA_PREFIX`.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut engine = Self::new(var("NOVA_TESSERACT").unwrap_or_else(|| "tesseract".to_string()));
-        if let Some(languages) = var("NOVA_OCR_LANGUAGES") {
-            engine.languages = languages;
-        }
-        if let Some(secs) = var("NOVA_OCR_TIMEOUT_SECS").and_then(|s| s.trim().parse::<u64>().ok()) {
-            engine.timeout = Duration::from_secs(secs.max(1));
-        }
-        engine
+impl Tesseract {
+    pub fn new(config: TesseractConfig) -> Self {
+        let TesseractConfig { binary, languages, timeout } = config;
+        Self { binary, languages, timeout }
     }
 
     pub fn with_languages(mut self, languages: &str) -> Self {

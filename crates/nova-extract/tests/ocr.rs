@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use lopdf::{dictionary, Stream};
-use nova_extract::tesseract::Tesseract;
+use nova_extract::tesseract::{Tesseract, TesseractConfig};
 use nova_extract::{extract, extract_with, ExtractError, Ocr, OcrPage, OcrWord};
 
 fn dev_scan() -> Vec<u8> {
@@ -112,7 +112,8 @@ fn one_read_gives_the_invoice_and_its_text_with_one_ocr_pass() {
 
 #[test]
 fn a_missing_tesseract_is_a_clear_error() {
-    let engine = Tesseract::new("/nonexistent/bin/tesseract");
+    let engine =
+        Tesseract::new(TesseractConfig { binary: "/nonexistent/bin/tesseract".into(), ..TesseractConfig::default() });
     let err = extract_with(&dev_scan(), Some(&engine)).unwrap_err();
     assert_eq!(err.code(), "ocr_unavailable", "{err}");
     assert!(err.to_string().contains("/nonexistent/bin/tesseract"), "{err}");
@@ -120,7 +121,7 @@ fn a_missing_tesseract_is_a_clear_error() {
 
 #[test]
 fn missing_language_data_is_a_clear_error() {
-    let engine = Tesseract::new("tesseract").with_languages("xx_no_such_language");
+    let engine = Tesseract::default().with_languages("xx_no_such_language");
     let err = extract_with(&dev_scan(), Some(&engine)).unwrap_err();
     assert_eq!(err.code(), "ocr_unavailable", "{err}");
 }
@@ -144,7 +145,7 @@ fn corrupt_and_huge_page_images_are_clear_errors() {
 
 #[test]
 fn tesseract_reads_a_dev_scan() {
-    let invoice = extract_with(&dev_scan(), Some(&Tesseract::from_env())).expect("tesseract reads the scan");
+    let invoice = extract_with(&dev_scan(), Some(&Tesseract::default())).expect("tesseract reads the scan");
     assert_eq!(invoice.source.as_deref(), Some("ocr"));
     assert!(invoice.invoice_number.is_some() || invoice.totals.grand_total.is_some(), "{invoice:?}");
 }

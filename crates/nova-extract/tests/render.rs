@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lopdf::{dictionary, Object, Stream};
-use nova_extract::pdftoppm::Pdftoppm;
+use nova_extract::pdftoppm::{Pdftoppm, PdftoppmConfig};
 use nova_extract::render::{PageRenderer, RenderRequest};
 use nova_extract::tesseract::Tesseract;
 use nova_extract::{
@@ -197,7 +197,7 @@ fn pdftoppm_and_tesseract_read_the_type3_invoice() {
     let path = type3_invoice();
     let expected_path = path.with_file_name("Invoice___TeamGantt-May.expected.json");
     let expected: Value = serde_json::from_slice(&read(&expected_path)).expect("the expected answer is JSON");
-    let invoice = extract_with_both(&read(&path), &Tesseract::from_env(), &Pdftoppm::from_env())
+    let invoice = extract_with_both(&read(&path), &Tesseract::default(), &Pdftoppm::default())
         .unwrap_or_else(|e| panic!("the Type3 invoice is read ({}): {e}", e.code()));
     assert_eq!(invoice.source.as_deref(), Some("ocr"));
     let got = serde_json::to_value(&invoice).expect("an invoice is JSON");
@@ -220,11 +220,12 @@ fn pdftoppm_and_tesseract_read_the_type3_invoice() {
 
 #[test]
 fn a_missing_pdftoppm_is_a_clear_error() {
-    let renderer = Pdftoppm::new("/nonexistent/bin/pdftoppm");
+    let renderer =
+        Pdftoppm::new(PdftoppmConfig { binary: "/nonexistent/bin/pdftoppm".into(), ..PdftoppmConfig::default() });
     let err = extract_with_both(&read(&type3_invoice()), &FixedWords::default(), &renderer).unwrap_err();
     assert_eq!(err.code(), "renderer_unavailable", "{err}");
     assert!(err.to_string().contains("poppler-utils"), "names the package: {err}");
-    let no_prlimit = Pdftoppm::from_env().with_prlimit("/nonexistent/bin/prlimit");
+    let no_prlimit = Pdftoppm::default().with_prlimit("/nonexistent/bin/prlimit");
     let err = extract_with_both(&read(&type3_invoice()), &FixedWords::default(), &no_prlimit).unwrap_err();
     assert_eq!(err.code(), "renderer_unavailable", "{err}");
 }
@@ -236,27 +237,27 @@ fn request(pdf: &[u8]) -> RenderRequest<'_> {
 #[test]
 fn pdftoppm_renders_within_the_bounds_asked_for() {
     let pdf = read(&type3_invoice());
-    let image = Pdftoppm::from_env().render(&request(&pdf)).expect("the page renders");
+    let image = Pdftoppm::default().render(&request(&pdf)).expect("the page renders");
     assert!((1653..=1654).contains(&image.width) && (2339..=2340).contains(&image.height), "{image:?}");
     assert!(image.pixels.iter().any(|&p| p < 64), "the page has ink");
     // A smaller bound crops rather than scales or overflows.
     let small = RenderRequest { max_width: 300, max_height: 200, ..request(&pdf) };
-    let image = Pdftoppm::from_env().render(&small).expect("the page renders");
+    let image = Pdftoppm::default().render(&small).expect("the page renders");
     assert_eq!((image.width, image.height), (300, 200));
 }
 
 #[test]
 fn garbage_and_truncated_pdfs_fail_quickly_and_clearly() {
     let started = Instant::now();
-    let err = Pdftoppm::from_env().render(&request(b"%PDF-1.7\nnot a pdf at all")).unwrap_err();
+    let err = Pdftoppm::default().render(&request(b"%PDF-1.7\nnot a pdf at all")).unwrap_err();
     assert_eq!(err.code(), "render_failed", "{err}");
     let pdf = read(&type3_invoice());
     let truncated = &pdf[..pdf.len() / 2];
-    let err = Pdftoppm::from_env().render(&request(truncated)).err();
+    let err = Pdftoppm::default().render(&request(truncated)).err();
     // Poppler reconstructs what it can of a truncated file; whatever it does, it answers.
     assert!(err.as_ref().is_none_or(|e| e.code() == "render_failed"), "{err:?}");
     let code =
-        extract_with_both(truncated, &Tesseract::from_env(), &Pdftoppm::from_env()).map_or_else(|e| e.code(), |_| "ok");
+        extract_with_both(truncated, &Tesseract::default(), &Pdftoppm::default()).map_or_else(|e| e.code(), |_| "ok");
     assert!(matches!(code, "invalid_pdf" | "render_failed" | "no_text" | "ok"), "{code}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
@@ -267,7 +268,8 @@ fn a_renderer_past_its_time_limit_is_killed() {
     let script = dir.path().join("slow-renderer");
     std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").expect("the script is written");
     std::process::Command::new("chmod").arg("+x").arg(&script).status().expect("chmod runs");
-    let renderer = Pdftoppm::new(&script).with_timeout(Duration::from_secs(1));
+    let renderer = Pdftoppm::new(PdftoppmConfig { binary: script.clone(), ..PdftoppmConfig::default() })
+        .with_timeout(Duration::from_secs(1));
     let started = Instant::now();
     let err = renderer.render(&request(b"%PDF-1.4")).unwrap_err();
     assert_eq!(err.code(), "render_failed", "{err}");
@@ -277,7 +279,7 @@ fn a_renderer_past_its_time_limit_is_killed() {
 
 #[test]
 fn a_renderer_over_its_memory_limit_fails_clearly() {
-    let renderer = Pdftoppm::from_env().with_memory_limit(8 * 1024 * 1024);
+    let renderer = Pdftoppm::default().with_memory_limit(8 * 1024 * 1024);
     let err = renderer.render(&request(&read(&type3_invoice()))).unwrap_err();
     assert_eq!(err.code(), "render_failed", "{err}");
 }

@@ -1,8 +1,9 @@
 //! The model's configuration: where it is, how to call it, and what its tokens cost.
 //!
-//! Read once from the environment at the edge ([`LlmConfig::from_env`]) into typed values. The API key is an
-//! [`ApiKey`], which prints as `***` in `Debug` output and has no `Display`, so it cannot reach a log by
-//! accident.
+//! The binary reads the settings once (its environment and configuration file) and hands them to
+//! [`LlmConfig::from_lookup`], which turns the `NOVA_LLM_*` names into typed values; this crate reads no
+//! environment. The API key is an [`ApiKey`], which prints as `***` in `Debug` output and has no `Display`, so
+//! it cannot reach a log by accident.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -65,13 +66,9 @@ impl LlmConfig {
         }
     }
 
-    /// Reads `NOVA_LLM_*` from the environment. `Ok(None)` when no model is configured
+    /// The configuration that the `NOVA_LLM_*` settings describe, each looked up by that name through `get`
+    /// (the binary's configuration; an empty value counts as unset). `Ok(None)` when no model is configured
     /// (`NOVA_LLM_MODEL` unset or empty): the AI path is then off.
-    pub fn from_env() -> Result<Option<LlmConfig>, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// [`LlmConfig::from_env`] over any source of variables.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<LlmConfig>, ConfigError> {
         let get = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let Some(model) = get("NOVA_LLM_MODEL") else { return Ok(None) };

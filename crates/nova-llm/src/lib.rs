@@ -28,7 +28,7 @@ pub use client::{ChatClient, Completion, LlmError, Message};
 pub use config::{ApiKey, ConfigError, LlmConfig, Price, PriceTable};
 pub use extraction::{Extraction, LlmExtractor, LoopError, Usage};
 use nova_core::{Invoice, Strategy};
-pub use strategy::{apply, from_env, Applied, ApplyError};
+pub use strategy::{apply, model_client, Applied, ApplyError, ModelClient};
 pub use task::{TaskDocument, TaskError, TaskOutput, TaskRunner};
 
 pub(crate) use nova_core::error_chain;

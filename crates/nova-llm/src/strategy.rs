@@ -1,7 +1,7 @@
 //! The AI path after the rules, as a job's strategy asks: the one entry point of the worker's
 //! `invoice.extract` and of `nova extract`.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use nova_core::{Invoice, Strategy, TenantId};
 use nova_sandbox::Sandbox;
@@ -10,13 +10,16 @@ use nova_store::Store;
 use crate::extraction::{LlmExtractor, LoopError, Usage};
 use crate::{plan, ChatClient, ConfigError, LlmConfig, Plan};
 
-/// The model configured by `NOVA_LLM_*`, read once per process: `Ok(None)` when none is configured.
-pub fn from_env() -> &'static Result<Option<ChatClient>, String> {
-    static CLIENT: LazyLock<Result<Option<ChatClient>, String>> = LazyLock::new(|| {
-        let config = LlmConfig::from_env().map_err(|e: ConfigError| e.to_string())?;
-        config.map(ChatClient::new).transpose().map_err(|e| crate::error_chain(&e))
-    });
-    &CLIENT
+/// The model a process works with: `Ok(None)` when none is configured, `Err` (the reason) when its
+/// configuration cannot be used. Made once by the binary ([`model_client`]) and passed to [`apply`] and the
+/// `task.run` workflow.
+pub type ModelClient = Result<Option<ChatClient>, String>;
+
+/// The client for the model that `config` describes (the binary's reading of the `NOVA_LLM_*` settings, see
+/// [`LlmConfig::from_lookup`]).
+pub fn model_client(config: &Result<Option<LlmConfig>, ConfigError>) -> ModelClient {
+    let config = config.as_ref().map_err(ConfigError::to_string)?;
+    config.clone().map(ChatClient::new).transpose().map_err(|e| crate::error_chain(&e))
 }
 
 /// What the rules and, where asked, the model made of a document.
@@ -68,7 +71,7 @@ impl ApplyError {
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     strategy: Strategy,
-    client: &Result<Option<ChatClient>, String>,
+    client: &ModelClient,
     sandbox: Result<Arc<dyn Sandbox>, String>,
     store: &Store,
     tenant: TenantId,

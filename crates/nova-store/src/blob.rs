@@ -48,13 +48,14 @@ impl BlobStore {
     }
 
     /// The store a URL names: a path or `file:///path` (a local directory, created if missing), or
-    /// `s3://bucket[/prefix]` with its settings from the `AWS_*` environment variables.
+    /// `s3://bucket[/prefix]` with no S3 settings but the bucket (see [`BlobStore::from_url_with`]).
     pub fn from_url(url: &str) -> Result<Self, BlobError> {
         Self::from_url_with(url, std::iter::empty::<(&str, &str)>())
     }
 
     /// [`BlobStore::from_url`] with S3 settings given as `aws_*` keys (`aws_endpoint`, `aws_allow_http`,
-    /// `aws_access_key_id`, ...) that take precedence over the environment.
+    /// `aws_access_key_id`, ...; the binary passes the `AWS_*` variables of its environment, see
+    /// [`BlobStore::s3_settings`]). An unknown key is an error.
     pub fn from_url_with<'a>(
         url: &str,
         options: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -65,7 +66,7 @@ impl BlobStore {
             if bucket.is_empty() {
                 return Err(bad("no bucket named (s3://bucket/prefix)"));
             }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
             for (key, value) in options {
                 let key: AmazonS3ConfigKey = key.parse().map_err(|_| bad(&format!("unknown S3 setting {key}")))?;
                 builder = builder.with_config(key, value);
@@ -83,6 +84,16 @@ impl BlobStore {
             return Err(bad("only file:// (or a plain path) and s3:// are supported"));
         }
         Self::local(Path::new(url))
+    }
+
+    /// The S3 settings among environment variables, as `object_store`'s `from_env` takes them: each `AWS_*`
+    /// variable that names a setting, as its key (`AWS_REGION` as `aws_region`); the others are left out.
+    pub fn s3_settings(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+        vars.into_iter()
+            .filter(|(name, _)| name.starts_with("AWS_"))
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .filter(|(key, _)| key.parse::<AmazonS3ConfigKey>().is_ok())
+            .collect()
     }
 
     /// The SHA-256 of `bytes`.
@@ -143,6 +154,13 @@ impl BlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_settings_are_the_aws_variables_that_name_one() {
+        let vars = [("AWS_REGION", "eu-central-1"), ("AWS_PROFILE_NOT_A_SETTING", "x"), ("HOME", "/root")];
+        let settings = BlobStore::s3_settings(vars.map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(settings, vec![("aws_region".to_string(), "eu-central-1".to_string())]);
+    }
 
     #[tokio::test]
     async fn the_same_bytes_are_stored_once_and_read_back_verified() {

@@ -97,9 +97,9 @@ impl Store {
     }
 
     /// Adds `n` finished `noop` jobs that finished long ago, with their attempts and events, then refreshes the planner's
-    /// statistics: the history that benchmarks and query-plan tests need.
+    /// statistics unless `analyze` is false: the history that benchmarks and query-plan tests need.
     #[doc(hidden)]
-    pub async fn insert_history(&self, n: u64) -> Result<(), StoreError> {
+    pub async fn insert_history(&self, n: u64, analyze: bool) -> Result<(), StoreError> {
         let rows = match self.dialect {
             Dialect::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)",
             Dialect::Postgres => "WITH n(i) AS (SELECT generate_series(1, $1::BIGINT))",
@@ -138,7 +138,7 @@ impl Store {
             // had the history grown job by job.
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         }
-        if std::env::var_os("NOVA_NO_ANALYZE").is_none() {
+        if analyze {
             sqlx::query("ANALYZE").execute(&self.pool).await?;
         }
         Ok(())

@@ -151,7 +151,7 @@ async fn documents_are_listed_newest_first_a_page_at_a_time(b: Backend) {
 
 async fn list_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    f.store.insert_history(20_000).await.unwrap();
+    f.store.insert_history(20_000, true).await.unwrap();
     f.store.insert_document_history(20_000).await.unwrap();
     enqueue(&f.store, Workflow::CodeRun).await;
     let plans = f.store.explain_list_queries().await.unwrap();

@@ -299,7 +299,7 @@ async fn retention_prunes_only_old_finished_jobs_with_their_history(b: Backend) 
 
 async fn queue_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    f.store.insert_history(20_000).await.unwrap();
+    f.store.insert_history(20_000, true).await.unwrap();
     f.store.enqueue(job(1)).await.unwrap();
     let plans = f.store.explain_queue_queries().await.unwrap();
     let parts: Vec<&str> = plans.split("--\n").collect();

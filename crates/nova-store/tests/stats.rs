@@ -51,7 +51,7 @@ async fn queue_stats_count_ready_scheduled_and_running_jobs_per_workflow(b: Back
 
 async fn queue_stats_read_only_the_queue_indexes_with_a_long_history(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    f.store.insert_history(20_000).await.unwrap();
+    f.store.insert_history(20_000, true).await.unwrap();
     f.store.enqueue(NewJob::new(Workflow::Noop, json!({}))).await.unwrap();
     let plan = f.store.explain_queue_stats().await.unwrap();
     for index in ["jobs_ready", "jobs_leased"] {

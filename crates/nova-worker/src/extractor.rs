@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use nova_core::{DocumentKind, Invoice, JobError};
-use nova_extract::{DocumentInfo, Limits, TemplateSet};
+use nova_extract::pdftoppm::{Pdftoppm, PdftoppmConfig};
+use nova_extract::tesseract::{Tesseract, TesseractConfig};
+use nova_extract::{DocumentInfo, Engines, Limits, TemplateSet};
 use nova_sandbox::confined::{CallError, HelperCommand, HelperLimits, HelperPool};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,30 @@ pub const HELPER_ARG: &str = "__extract";
 /// poison-pill codes (see the `invoice.extract` workflow).
 pub const CRASH_CODES: &[&str] = &["extraction_crashed", "memory_limit", "timeout"];
 
+/// How the OCR engine and the page renderer run, as the binary configured them. An extraction process gets it
+/// from its command line ([`helper_main`]); in-process extraction, from [`Extractor::in_process`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    pub ocr: TesseractConfig,
+    pub renderer: PdftoppmConfig,
+}
+
+/// The engines of one configuration, lent to extraction.
+struct OwnedEngines {
+    ocr: Tesseract,
+    renderer: Pdftoppm,
+}
+
+impl OwnedEngines {
+    fn new(config: &EngineConfig) -> Self {
+        Self { ocr: Tesseract::new(config.ocr.clone()), renderer: Pdftoppm::new(config.renderer.clone()) }
+    }
+
+    fn lend(&self) -> Engines<'_> {
+        Engines { ocr: Some(&self.ocr), renderer: Some(&self.renderer) }
+    }
+}
+
 /// Extraction of untrusted documents, isolated or in-process. Cheap to clone.
 #[derive(Clone)]
 pub struct Extractor {
@@ -31,7 +57,7 @@ pub struct Extractor {
 
 enum Inner {
     Isolated { pool: HelperPool, limits: Limits },
-    InProcess { templates: Arc<TemplateSet>, limits: Limits },
+    InProcess { templates: Arc<TemplateSet>, limits: Limits, engines: OwnedEngines },
 }
 
 impl std::fmt::Debug for Extractor {
@@ -44,9 +70,9 @@ impl std::fmt::Debug for Extractor {
 }
 
 impl Default for Extractor {
-    /// In-process, with no vendor templates and the default limits: for tests and tools.
+    /// In-process, with no vendor templates, the default limits and the default engines: for tests and tools.
     fn default() -> Self {
-        Self::in_process(TemplateSet::empty(), Limits::default())
+        Self::in_process(TemplateSet::empty(), Limits::default(), &EngineConfig::default())
     }
 }
 
@@ -61,8 +87,9 @@ impl Extractor {
 
     /// Extraction in this process: a document that crashes the parser crashes the process. For tests and
     /// for callers that read only trusted files.
-    pub fn in_process(templates: TemplateSet, limits: Limits) -> Self {
-        Self { inner: Arc::new(Inner::InProcess { templates: Arc::new(templates), limits }) }
+    pub fn in_process(templates: TemplateSet, limits: Limits, engines: &EngineConfig) -> Self {
+        let engines = OwnedEngines::new(engines);
+        Self { inner: Arc::new(Inner::InProcess { templates: Arc::new(templates), limits, engines }) }
     }
 
     /// Whether documents are read in helper processes.
@@ -74,7 +101,7 @@ impl Extractor {
     /// blocking thread.
     pub fn read(&self, bytes: &[u8]) -> Result<nova_extract::Read, JobError> {
         match &*self.inner {
-            Inner::InProcess { templates, limits } => read_here(bytes, templates, limits),
+            Inner::InProcess { templates, limits, engines } => read_here(bytes, engines, templates, limits),
             Inner::Isolated { pool, limits } => match call(pool, Op::Read, limits, bytes)? {
                 Answer::Read { invoice, text } => Ok(nova_extract::Read { invoice: *invoice, text }),
                 Answer::Error(e) => Err(e),
@@ -98,12 +125,14 @@ impl Extractor {
 }
 
 /// The helper's side: answers extraction requests on stdin until it ends, confined. Call it first thing in
-/// `main` when the first argument is [`HELPER_ARG`]. `templates` are the vendor templates to try.
-pub fn helper_main(templates: TemplateSet) -> ! {
+/// `main` when the first argument is [`HELPER_ARG`]. `templates` are the vendor templates to try, `engines`
+/// how OCR and rendering run (both as the starting process passed them on the command line).
+pub fn helper_main(templates: TemplateSet, engines: &EngineConfig) -> ! {
+    let engines = OwnedEngines::new(engines);
     nova_sandbox::confined::serve(|request| {
         let answer = match parse_request(request) {
             Ok((header, bytes)) => match header.op {
-                Op::Read => match read_here(bytes, &templates, &header.limits) {
+                Op::Read => match read_here(bytes, &engines, &templates, &header.limits) {
                     Ok(read) => Answer::Read { invoice: Box::new(read.invoice), text: read.text },
                     Err(e) => Answer::Error(e),
                 },
@@ -175,10 +204,14 @@ fn protocol_error() -> JobError {
     JobError { code: "internal_error".into(), message: "the extraction helper answered something unreadable".into() }
 }
 
-fn read_here(bytes: &[u8], templates: &TemplateSet, limits: &Limits) -> Result<nova_extract::Read, JobError> {
+fn read_here(
+    bytes: &[u8],
+    engines: &OwnedEngines,
+    templates: &TemplateSet,
+    limits: &Limits,
+) -> Result<nova_extract::Read, JobError> {
     // The extractor contains its own panics; this is the last line of defence.
-    match std::panic::catch_unwind(|| nova_extract::read_limited(bytes, crate::workflows::engines(), templates, limits))
-    {
+    match std::panic::catch_unwind(|| nova_extract::read_limited(bytes, engines.lend(), templates, limits)) {
         Ok(Ok(read)) => Ok(read),
         Ok(Err(e)) => Err(JobError { code: e.code().to_string(), message: nova_core::error_chain(&e) }),
         Err(_) => Err(JobError { code: "invalid_document".into(), message: "the document could not be read".into() }),

@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub sandbox: Option<SandboxHandle>,
     /// Where documents are read: in confined helper processes (what the binary sets up) or in this one.
     pub extractor: extractor::Extractor,
+    /// The model of `invoice.extract`'s AI path and of `task.run` (none by default).
+    pub model: nova_llm::ModelClient,
 }
 
 impl WorkerConfig {
@@ -80,6 +82,7 @@ impl Default for WorkerConfig {
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             sandbox: None,
             extractor: extractor::Extractor::default(),
+            model: Ok(None),
         }
     }
 }
@@ -300,7 +303,11 @@ async fn attempt(
     let limit = Duration::from_secs(job.timeout_seconds);
     let work = async {
         let progress = workflows::Progress { store: &store, job: job.id, token };
-        let services = workflows::Services { extractor: &config.extractor, sandbox: config.sandbox.as_ref() };
+        let services = workflows::Services {
+            extractor: &config.extractor,
+            sandbox: config.sandbox.as_ref(),
+            model: &config.model,
+        };
         tokio::time::timeout(limit, workflows::execute(&store, &job, attempt, tenant, &progress, services))
             .await
             .unwrap_or_else(|_| {

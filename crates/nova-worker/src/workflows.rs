@@ -38,11 +38,12 @@ impl Progress<'_> {
     }
 }
 
-/// What a workflow runs with besides its job: where documents are read, and the sandbox.
+/// What a workflow runs with besides its job: where documents are read, the sandbox, and the model.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
     pub extractor: &'a Extractor,
     pub sandbox: Option<&'a SandboxHandle>,
+    pub model: &'a nova_llm::ModelClient,
 }
 
 /// Runs `job`'s workflow to its JSON result; `attempt` is this attempt's number, from 1.
@@ -97,7 +98,8 @@ pub async fn execute(
                 Err(e) => return Err(extraction_failed(store, input.document_id, attempt, e).await),
             };
             let strategy = input.strategy.unwrap_or_default();
-            llm_pass(store, sandbox, strategy, tenant, read.text.as_deref(), read.invoice, progress).await
+            let text = read.text.as_deref();
+            llm_pass(store, sandbox, services.model, strategy, tenant, text, read.invoice, progress).await
         }
         Workflow::CodeRun => {
             let spec: ProgramSpec = serde_json::from_value(job.input.clone()).map_err(|e| {
@@ -134,7 +136,7 @@ pub async fn execute(
         Workflow::TaskRun => {
             let input = TaskRunInput::parse(&job.input)
                 .map_err(|message| WorkflowError::Permanent(JobError { code: "invalid_input".into(), message }))?;
-            task_run(store, tenant, input, progress, services.extractor, sandbox).await
+            task_run(store, tenant, input, progress, services).await
         }
         Workflow::Noop => {
             let input = NoopInput::parse(&job.input)
@@ -147,23 +149,13 @@ pub async fn execute(
     }
 }
 
-/// The OCR engine for scans: tesseract as a subprocess, configured from the environment once
-/// (`NOVA_TESSERACT`, `NOVA_OCR_LANGUAGES`, `NOVA_OCR_TIMEOUT_SECS`). A missing binary is found when a scan
-/// needs it, and is that job's `ocr_unavailable` error.
-static OCR: std::sync::LazyLock<nova_extract::tesseract::Tesseract> =
-    std::sync::LazyLock::new(nova_extract::tesseract::Tesseract::from_env);
-
-/// The renderer for pages with neither readable text nor an image (Type3 glyphs), whose rendering OCR then
-/// reads: poppler's pdftoppm as a confined subprocess (`NOVA_PDFTOPPM`, `NOVA_RENDER_TIMEOUT_SECS`). A
-/// missing binary is that job's `renderer_unavailable` error.
-static RENDERER: std::sync::LazyLock<nova_extract::pdftoppm::Pdftoppm> =
-    std::sync::LazyLock::new(nova_extract::pdftoppm::Pdftoppm::from_env);
-
-/// The AI path after the rules (`nova_llm::apply`), with the model configured by `NOVA_LLM_*`; the result is
-/// the invoice, with the model's usage under `llm_usage` when it ran.
+/// The AI path after the rules (`nova_llm::apply`), with the worker's model; the result is the invoice, with
+/// the model's usage under `llm_usage` when it ran.
+#[allow(clippy::too_many_arguments)]
 async fn llm_pass(
     store: &Store,
     sandbox: Option<&SandboxHandle>,
+    client: &nova_llm::ModelClient,
     strategy: nova_core::Strategy,
     tenant: TenantId,
     text: Option<&str>,
@@ -172,7 +164,6 @@ async fn llm_pass(
 ) -> Result<serde_json::Value, WorkflowError> {
     let sandbox = sandbox.map(|s| s.0.clone()).ok_or_else(|| "this worker has no sandbox".to_string());
     let mut usage = nova_llm::Usage::default();
-    let client = nova_llm::from_env();
     let applied = nova_llm::apply(strategy, client, sandbox, store, tenant, text, rules, &mut usage).await;
     // Counted whether or not the pass then succeeded: a model call made is a model call paid for.
     if usage.model_calls > 0 || usage.sandbox_runs > 0 {
@@ -208,11 +199,11 @@ async fn task_run(
     tenant: TenantId,
     input: TaskRunInput,
     progress: &Progress<'_>,
-    extractor: &Extractor,
-    sandbox: Option<&SandboxHandle>,
+    services: Services<'_>,
 ) -> Result<serde_json::Value, WorkflowError> {
+    let Services { extractor, sandbox, model } = services;
     let permanent = |code: &str, message: String| WorkflowError::Permanent(JobError { code: code.into(), message });
-    let client = match nova_llm::from_env() {
+    let client = match model {
         Ok(Some(client)) => client.clone(),
         Ok(None) => return Err(permanent("llm_not_configured", TASK_NEEDS_A_MODEL.into())),
         Err(e) => return Err(permanent("llm_misconfigured", format!("the model configuration is invalid: {e}"))),
@@ -339,9 +330,4 @@ fn llm_usage(usage: &nova_llm::Usage) -> UsageDelta {
         sandbox_cpu_ms: usage.sandbox_cpu_ms,
         sandbox_wall_ms: usage.sandbox_wall_ms,
     }
-}
-
-/// The OCR engine and page renderer this process lends to extraction (configured from the environment).
-pub fn engines() -> nova_extract::Engines<'static> {
-    nova_extract::Engines { ocr: Some(&*OCR), renderer: Some(&*RENDERER) }
 }

@@ -22,9 +22,9 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
 }
 
-pub fn run(bench: Bench) -> anyhow::Result<()> {
+pub fn run(bench: Bench, settings: &crate::config::Settings) -> anyhow::Result<()> {
     match bench.command {
-        BenchCommand::Sandbox(args) => sandbox::run(args),
+        BenchCommand::Sandbox(args) => sandbox::run(args, settings.sandbox_python.as_deref()),
         BenchCommand::Queue(args) => queue::run(args),
         BenchCommand::Api(args) => api::run(args),
     }

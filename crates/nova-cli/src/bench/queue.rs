@@ -38,6 +38,9 @@ pub struct QueueBenchArgs {
     /// postgres://postgres@127.0.0.1:5432/postgres. Without it, only SQLite is measured.
     #[arg(long, env = "NOVA_BENCH_POSTGRES_URL", hide_env_values = true)]
     postgres: Option<String>,
+    /// Leave the planner's statistics as they are after inserting the history (no `ANALYZE`).
+    #[arg(long, env = "NOVA_NO_ANALYZE", hide = true)]
+    no_analyze: bool,
 }
 
 /// One backend's figures.
@@ -83,7 +86,7 @@ async fn measure(store: &Store, args: &QueueBenchArgs) -> anyhow::Result<Figures
     let complete_per_s = drain(store, args, &wake).await?;
     let (pickup_p50_ms, pickup_p99_ms) = pickup(store, args, &wake).await?;
     eprintln!("inserting {} finished jobs of history...", args.history);
-    store.insert_history(args.history).await?;
+    store.insert_history(args.history, !args.no_analyze).await?;
     enqueue_all(store, args.jobs, args.clients).await?;
     let complete_with_history_per_s = drain(store, args, &wake).await?;
     Ok(Figures { enqueue_per_s, complete_per_s, pickup_p50_ms, pickup_p99_ms, complete_with_history_per_s })

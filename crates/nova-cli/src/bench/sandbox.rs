@@ -26,12 +26,12 @@ pub struct SandboxBenchArgs {
 
 const CODE: &str = "print(1)";
 
-pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
+pub fn run(args: SandboxBenchArgs, interpreter: Option<&Path>) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.runs > 0 && args.pool > 0 && args.concurrency > 0,
         "--runs, --pool and --concurrency must be positive"
     );
-    let config = crate::exec::jail_config(args.pool)?;
+    let config = crate::exec::jail_config(args.pool, interpreter)?;
     let python = config.python.executable.clone();
     let prefix_bind = config.python.binds.last().cloned().unwrap_or_else(|| PathBuf::from("/usr"));
     println!("nova bench sandbox: {} runs of {CODE:?} per variant; interpreter {}", args.runs, python.display());
@@ -50,7 +50,7 @@ pub fn run(args: SandboxBenchArgs) -> anyhow::Result<()> {
         None => println!("{:<44} bwrap not installed (apt-get install bubblewrap); skipped", "bwrap"),
     }
 
-    let cold_sandbox = JailSandbox::new(crate::exec::jail_config(0)?);
+    let cold_sandbox = JailSandbox::new(crate::exec::jail_config(0, interpreter)?);
     cold_sandbox.check().map_err(anyhow::Error::msg).context("the jail does not work here")?;
     let request = ExecRequest { code: CODE.into(), ..Default::default() };
     let cold = time_runs(args.runs, || outcome_ok(cold_sandbox.exec(&request)))?;

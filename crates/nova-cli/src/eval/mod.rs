@@ -90,7 +90,7 @@ pub struct Document {
     pub template: Option<String>,
 }
 
-pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+pub fn run(args: EvalArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
     let answers = find_answers(&args.dir)?;
     if answers.is_empty() {
         bail!("no *{ANSWER_SUFFIX} files under {}", args.dir.display());
@@ -109,7 +109,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     // Each document is read in an extraction process, as `nova serve` reads it: the time measured includes
     // handing it over.
-    let extractor = args.extraction.extractor(args.templates.as_deref(), 1)?;
+    let extractor = args.extraction.extractor(args.templates.as_deref(), 1, settings)?;
     let mut documents = Vec::new();
     let mut skipped = 0;
     for answer in &answers {

@@ -55,13 +55,10 @@ pub struct PythonRuntime {
 }
 
 impl PythonRuntime {
-    /// Finds the interpreter `python` (a name on `PATH` or a path; `python3` by default) and what to bind
-    /// for it, by asking it once. `NOVA_SANDBOX_PYTHON` overrides the default.
+    /// Finds the interpreter `python` (a name on `PATH` or a path; `python3` by default: the binary passes
+    /// `NOVA_SANDBOX_PYTHON`) and what to bind for it, by asking it once.
     pub fn detect(python: Option<&Path>) -> io::Result<PythonRuntime> {
-        let name = python
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("NOVA_SANDBOX_PYTHON").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("python3"));
+        let name = python.map_or_else(|| PathBuf::from("python3"), Path::to_path_buf);
         let probe = "import sys, site; print(sys.executable); print(sys.base_prefix); \
                      print(*site.getsitepackages(), sep='\\n')";
         let output = Command::new(&name).args(["-I", "-c", probe]).stdin(Stdio::null()).output()?;
@@ -89,16 +86,21 @@ impl PythonRuntime {
 }
 
 impl JailConfig {
-    /// A configuration that runs `helper helper_args...` with the detected host Python and no pool.
+    /// A configuration that runs `helper helper_args...` with the detected host `python3` and no pool.
     pub fn detect(helper: impl Into<PathBuf>, helper_args: &[&str]) -> io::Result<JailConfig> {
-        Ok(JailConfig {
+        Ok(Self::new(helper, helper_args, PythonRuntime::detect(None)?))
+    }
+
+    /// A configuration that runs `helper helper_args...` with `python` and no pool.
+    pub fn new(helper: impl Into<PathBuf>, helper_args: &[&str], python: PythonRuntime) -> JailConfig {
+        JailConfig {
             helper: helper.into(),
             helper_args: helper_args.iter().map(|s| s.to_string()).collect(),
-            python: PythonRuntime::detect(None)?,
+            python,
             pool_size: 0,
             warm_limits: Limits::default(),
             network_tool: None,
-        })
+        }
     }
 
     fn setup(&self) -> Setup {
