@@ -277,13 +277,7 @@ fn deref<'d>(doc: &'d Document, object: &'d Object) -> &'d Object {
 pub(crate) fn decode_stream(stream: &Stream, max: u64) -> Result<Vec<u8>, ExtractError> {
     let too_large = || ExtractError::StreamTooLarge { limit: max };
     let Ok(filters) = stream.filters() else { return Ok(stream.content.clone()) };
-    let predictor = stream
-        .dict
-        .get(b"DecodeParms")
-        .and_then(Object::as_dict)
-        .and_then(|p| p.get(b"Predictor"))
-        .and_then(Object::as_i64)
-        .unwrap_or(1);
+    let predictor = predictor(stream);
     let decoded = match filters.as_slice() {
         [] => stream.content.clone(),
         [b"FlateDecode" | b"Fl"] if predictor <= 1 => inflate(&stream.content, max)?,
@@ -302,6 +296,17 @@ pub(crate) fn decode_stream(stream: &Stream, max: u64) -> Result<Vec<u8>, Extrac
         return Err(too_large());
     }
     Ok(decoded)
+}
+
+/// The PNG or TIFF predictor a stream's `/DecodeParms` name (1: none).
+pub(crate) fn predictor(stream: &Stream) -> i64 {
+    stream
+        .dict
+        .get(b"DecodeParms")
+        .and_then(Object::as_dict)
+        .and_then(|p| p.get(b"Predictor"))
+        .and_then(Object::as_i64)
+        .unwrap_or(1)
 }
 
 /// Inflates a Flate stream leniently ([`crate::inflate`]); more than `max` bytes is

@@ -542,13 +542,7 @@ fn inflate_cut_stream(stream: &mut lopdf::Stream) {
         }
         _ => false,
     };
-    let predictor = stream
-        .dict
-        .get(b"DecodeParms")
-        .and_then(Object::as_dict)
-        .and_then(|p| p.get(b"Predictor"))
-        .and_then(Object::as_i64)
-        .unwrap_or(1);
+    let predictor = crate::prepare::predictor(stream);
     let image = stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|s| s == b"Image");
     if !flate || predictor > 1 || image {
         return;
