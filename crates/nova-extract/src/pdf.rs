@@ -83,6 +83,8 @@ pub(crate) struct PdfFile {
     /// references to its lost objects dropped): what is read from it may be incomplete, as the invoice's
     /// warnings say.
     pub repaired: bool,
+    /// Pages in the page tree, counted when the file was opened.
+    pages: u32,
 }
 
 /// One XML file attached to a PDF.
@@ -108,11 +110,15 @@ impl PdfFile {
                 return Err(ExtractError::EncryptedPdf { reason });
             }
         }
-        let file = Self { doc, repaired };
-        if file.doc.catalog().is_err() {
+        if doc.catalog().is_err() {
             return Err(invalid("no document catalog"));
         }
-        let pages = file.page_count();
+        // Counted once: walking the page tree is the costly part of an upload's check.
+        let pages = catch_unwind(AssertUnwindSafe(|| doc.get_pages().len()))
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let file = Self { doc, repaired, pages };
         if pages == 0 {
             return Err(ExtractError::NoPages);
         }
@@ -141,10 +147,7 @@ impl PdfFile {
     }
 
     pub fn page_count(&self) -> u32 {
-        catch_unwind(AssertUnwindSafe(|| self.doc.get_pages().len()))
-            .ok()
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0)
+        self.pages
     }
 
     /// The XML attachments, the conventional e-invoice names first. Broken attachments are skipped.
