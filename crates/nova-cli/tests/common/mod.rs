@@ -51,14 +51,21 @@ impl Drop for KillOnDrop {
 /// Polls the job that `get` asks for (a `GET /v1/jobs/{id}`) until it has succeeded, and returns it; fails the
 /// test when it fails, is canceled, or has not succeeded within a minute.
 pub async fn wait_succeeded(get: impl Fn() -> reqwest::RequestBuilder) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = wait_finished(get, std::time::Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "succeeded", "the job did not succeed: {job}");
+    job
+}
+
+/// Polls the job that `get` asks for until it has ended (succeeded, failed or canceled) and returns it; fails
+/// the test when it has not ended within `limit`.
+pub async fn wait_finished(get: impl Fn() -> reqwest::RequestBuilder, limit: std::time::Duration) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let job: serde_json::Value = get().send().await.unwrap().json().await.unwrap();
-        if job["status"] == "succeeded" {
+        if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "canceled")) {
             return job;
         }
-        let ended = job["status"] == "failed" || job["status"] == "canceled";
-        assert!(!ended && tokio::time::Instant::now() < deadline, "the job did not succeed: {job}");
+        assert!(tokio::time::Instant::now() < deadline, "the job has not ended in {limit:?}: {job}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
