@@ -78,6 +78,8 @@ impl ExtractionArgs {
             cpu_seconds: self.extract_cpu_secs,
             wall: Duration::from_secs(self.extract_timeout_secs),
             warm: warm.max(1),
+            // At least as many at work as the caller reads at once (`nova extract -j`).
+            max_busy: HelperLimits::default().max_busy.max(warm),
             ..HelperLimits::default()
         };
         Ok(Extractor::isolated(HelperCommand { program, args, env }, limits, self.limits()))

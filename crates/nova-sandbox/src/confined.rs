@@ -24,7 +24,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::os;
@@ -53,6 +53,9 @@ pub struct HelperLimits {
     pub requests_per_helper: u32,
     /// Idle helpers kept ready.
     pub warm: usize,
+    /// Helpers at work at once; more requests wait for one to finish, so a flood of documents cannot start
+    /// a process each.
+    pub max_busy: usize,
 }
 
 impl Default for HelperLimits {
@@ -64,6 +67,7 @@ impl Default for HelperLimits {
             max_answer_bytes: 64 * 1024 * 1024,
             requests_per_helper: 500,
             warm: 1,
+            max_busy: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct HelperPool {
 struct PoolInner {
     limits: HelperLimits,
     idle: Mutex<VecDeque<Helper>>,
+    /// Helpers at work now, and a signal when one is done (see [`HelperLimits::max_busy`]).
+    busy: Mutex<usize>,
+    done: Condvar,
     /// Asks the spawning thread for a new helper.
     spawn: Mutex<mpsc::Sender<mpsc::Sender<Result<Helper, CallError>>>>,
 }
@@ -118,7 +125,15 @@ impl HelperPool {
         if let Err(e) = std::thread::Builder::new().name("nova-helper-spawn".into()).spawn(spawner) {
             tracing::error!(target: "nova_sandbox::confined", error = %e, "the helper spawning thread did not start");
         }
-        Self { inner: Arc::new(PoolInner { limits, idle: Mutex::new(VecDeque::new()), spawn: Mutex::new(spawn) }) }
+        Self {
+            inner: Arc::new(PoolInner {
+                limits,
+                idle: Mutex::new(VecDeque::new()),
+                busy: Mutex::new(0),
+                done: Condvar::new(),
+                spawn: Mutex::new(spawn),
+            }),
+        }
     }
 
     /// A new helper, from the spawning thread.
@@ -143,6 +158,7 @@ impl HelperPool {
     /// Sends `request` to an idle helper (started if none is) and waits for its answer. Blocks: call it from
     /// a blocking thread.
     pub fn call(&self, request: &[u8]) -> Result<Vec<u8>, CallError> {
+        let _slot = self.busy_slot();
         let mut helper = match self.take_idle() {
             Some(helper) => helper,
             None => self.start()?,
@@ -172,6 +188,18 @@ impl HelperPool {
                 Err(error)
             }
         }
+    }
+
+    /// Waits until fewer than [`HelperLimits::max_busy`] helpers are at work, and counts this caller in until
+    /// the guard drops.
+    fn busy_slot(&self) -> BusySlot<'_> {
+        let max = self.inner.limits.max_busy.max(1);
+        let mut busy = self.inner.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= max {
+            busy = self.inner.done.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+        BusySlot(&self.inner)
     }
 
     fn take_idle(&self) -> Option<Helper> {
@@ -227,6 +255,16 @@ impl Drop for PoolInner {
         for helper in idle.drain(..) {
             helper.retire();
         }
+    }
+}
+
+/// A caller's place among the helpers at work; dropping it lets the next one in.
+struct BusySlot<'a>(&'a PoolInner);
+
+impl Drop for BusySlot<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.done.notify_one();
     }
 }
 
@@ -492,4 +530,44 @@ fn no_writes() -> Result<(), landlock::RulesetError> {
 fn set_cpu_budget(seconds: u32) -> io::Result<()> {
     let used = os::cpu_time_self()?.as_secs();
     os::set_rlimit(0, libc::RLIMIT_CPU, used + u64::from(seconds.max(1)) + 1, libc::RLIM_INFINITY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A helper that speaks the protocol without confining itself: it answers each request with its pid.
+    const ECHO_PID: &str = "import os, sys\n\
+        inp, out = sys.stdin.buffer, sys.stdout.buffer\n\
+        while True:\n\
+        \x20   head = inp.read(12)\n\
+        \x20   if len(head) < 12: break\n\
+        \x20   inp.read(int.from_bytes(head[:8], 'little'))\n\
+        \x20   answer = str(os.getpid()).encode()\n\
+        \x20   out.write(len(answer).to_bytes(8, 'little') + answer)\n\
+        \x20   out.flush()\n";
+
+    #[test]
+    fn callers_past_max_busy_wait_for_a_helper_instead_of_starting_one() {
+        let command = HelperCommand {
+            program: "python3".into(),
+            args: vec!["-c".into(), ECHO_PID.into()],
+            env: std::env::vars_os().filter(|(k, _)| k == "PATH").collect(),
+        };
+        let pool = HelperPool::new(command, HelperLimits { warm: 0, max_busy: 1, ..HelperLimits::default() });
+        let start = std::sync::Barrier::new(4);
+        let pids: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        pool.call(b"request").expect("the helper answers")
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().expect("the call returned")).collect()
+        });
+        // Four callers at once, one allowed at work: each waited for the one helper to be free again.
+        assert!(pids.iter().all(|pid| pid == &pids[0]), "one helper served all: {pids:?}");
+    }
 }
