@@ -34,6 +34,7 @@ pub const SECRET_VARS: &[&str] = &[
     "NOVA_DATABASE_URL",
     "NOVA_REDIS_URL",
     "NOVA_LLM_API_KEY",
+    "NOVA_API_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -149,6 +150,7 @@ settings! {
     blob_url: String = "NOVA_BLOB_URL", Unset("documents' bytes under data_dir"), Plain;
     // The API (`serve`).
     listen: String = "NOVA_LISTEN", Value("127.0.0.1:8080"), Plain;
+    api_key: String = "NOVA_API_KEY", Unset("none: listening beyond loopback, serve makes one at first start"), Secret;
     max_upload_mb: u64 = "NOVA_MAX_UPLOAD_MB", Value("50"), Plain;
     rate_limit: String = "NOVA_RATE_LIMIT", Value("50/s,burst=100"), Plain;
     redis_url: String = "NOVA_REDIS_URL", Unset("request rates counted in memory"), SecretUrl;
@@ -318,6 +320,9 @@ pub struct Settings {
     pub log: Option<String>,
     /// The S3 settings of the blob store: the `AWS_*` variables that name one.
     pub s3: Vec<(String, String)>,
+    /// An API key for the default tenant that `nova serve` adds at start (`NOVA_API_KEY`, a deployment's
+    /// secret); never a flag, so it does not show in the process list.
+    pub api_key: Option<String>,
     /// The environment of an extraction process: what its OCR and rendering programs need, and the log
     /// filter. Nothing else (no database URL, no model key) reaches the process that parses untrusted bytes.
     pub extraction_env: Vec<(OsString, OsString)>,
@@ -339,6 +344,7 @@ impl Settings {
             s3: nova_store::BlobStore::s3_settings(
                 std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
             ),
+            api_key: var("NOVA_API_KEY").filter(|v| !v.is_empty()),
             extraction_env: EXTRACTION_ENV
                 .iter()
                 .filter_map(|&k| std::env::var_os(k).map(|v| (OsString::from(k), v)))

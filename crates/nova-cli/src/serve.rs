@@ -275,9 +275,18 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         limiter,
         extractor,
     };
+    let first_key = api_key(&store, settings.api_key.as_deref(), addr).await?;
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.
     say(&format!("nova: listening on http://{addr}"));
+    if let Some(key) = first_key {
+        // On stdout, once, never through the log.
+        say(&format!(
+            "nova: no API key existed and this server listens beyond loopback, so it made one for the tenant \
+             `default` ({}); it is shown only this once:\n{}",
+            key.id, key.secret
+        ));
+    }
     nova_server::serve(listener, state, shutdown.clone().cancelled_owned()).await.context("serving HTTP")?;
     if let Some(workers) = workers {
         workers.await.context("the worker pool panicked")?;
@@ -285,6 +294,34 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
     store.close().await;
     info!("NOVA stopped");
     Ok(())
+}
+
+/// The tenant that a key given by `NOVA_API_KEY`, or made at first start, belongs to: the one a keyless
+/// loopback client is served as.
+const FIRST_TENANT: &str = "default";
+
+/// Makes sure the API never runs open beyond loopback: adds the key `given` (`NOVA_API_KEY`) when there is
+/// one; else, when the server listens on a non-loopback address and no key was ever made, makes a key for
+/// the default tenant and returns it to be printed once.
+async fn api_key(store: &Store, given: Option<&str>, addr: SocketAddr) -> anyhow::Result<Option<nova_store::NewKey>> {
+    if let Some(secret) = given {
+        let (id, added) = store.add_key(FIRST_TENANT, secret).await.context("NOVA_API_KEY")?;
+        match added {
+            nova_store::AddedKey::Added => {
+                info!(key = %id, "the key of NOVA_API_KEY was added for the tenant `default`")
+            }
+            nova_store::AddedKey::Present => info!(key = %id, "the key of NOVA_API_KEY is in place"),
+            nova_store::AddedKey::Revoked => anyhow::bail!(
+                "NOVA_API_KEY is a revoked key ({id}): it opens nothing; give a new one (or none, and make keys with \
+                 `nova keys create`)"
+            ),
+        }
+        return Ok(None);
+    }
+    if addr.ip().to_canonical().is_loopback() || store.keys_exist().await.context("checking for API keys")? {
+        return Ok(None);
+    }
+    Ok(Some(store.create_key(FIRST_TENANT).await.context("making the first API key")?))
 }
 
 /// The vendor templates' folder of the workers (`NOVA_TEMPLATES_DIR`, [`Settings::templates_dir`]), when it

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{dev_dir, nova, start_serve, wait_succeeded, KillOnDrop};
+use common::{dev_dir, nova, start_serve, start_serve_on, wait_succeeded, KillOnDrop};
 
 fn dev_inputs() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -211,6 +211,93 @@ fn serve_runs_and_stops_on_sigterm() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "nova serve exits cleanly on SIGTERM: {status:?}");
     assert!(Path::new(&dir.path().join("nova.db")).exists());
+}
+
+/// Stops `nova serve` with SIGTERM, checks it exits cleanly, and returns what it wrote on stdout after its
+/// banner.
+fn stop(mut child: KillOnDrop, mut stdout: impl std::io::Read) -> String {
+    let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.0.wait().unwrap().success(), "nova serve exits cleanly on SIGTERM");
+    rest
+}
+
+/// The status of `GET /v1/documents` at `base`, with `key` if given.
+fn list_documents(base: &str, key: Option<&str>) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut request = reqwest::Client::new().get(format!("{base}/v1/documents"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.unwrap().status().as_u16()
+    })
+}
+
+/// Listening beyond loopback, a server never runs open: with no key at all it makes one at its first start
+/// and prints it once; a key given by `NOVA_API_KEY_FILE` is added instead, at every start, and a revoked one
+/// stops the server from starting.
+#[test]
+fn a_server_listening_beyond_loopback_starts_with_a_key() {
+    let quiet = ["--workers", "0", "--sandbox-pool", "0"];
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base, mut stdout) = start_serve_on("0.0.0.0:0", dir.path(), &quiet, &[]);
+    let base = base.replace("0.0.0.0", "127.0.0.1");
+    let (mut notice, mut key) = (String::new(), String::new());
+    stdout.read_line(&mut notice).unwrap();
+    stdout.read_line(&mut key).unwrap();
+    assert!(notice.contains("it is shown only this once"), "{notice}");
+    let key = key.trim().to_string();
+    assert!(key.len() == 69 && key.starts_with("nova_"), "{key:?}");
+    assert_eq!(list_documents(&base, None), 401, "a loopback client needs the key too");
+    assert_eq!(list_documents(&base, Some(&key)), 200);
+    assert!(!stop(child, stdout).contains("nova_"), "the key is printed once");
+    // The next start makes no other key, and the first still opens.
+    let (child, base, stdout) = start_serve_on("0.0.0.0:0", dir.path(), &quiet, &[]);
+    assert_eq!(list_documents(&base.replace("0.0.0.0", "127.0.0.1"), Some(&key)), 200);
+    assert!(!stop(child, stdout).contains("nova_"), "a key exists: none is made");
+
+    // A key from a deployment's secret, as a file.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("nova_{}", "c0ffee".repeat(11));
+    let secret_file = dir.path().join("api-key");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let env = [("NOVA_API_KEY_FILE", secret_file.to_str().unwrap())];
+    for _ in 0..2 {
+        let (child, base, stdout) = start_serve_on("0.0.0.0:0", dir.path(), &quiet, &env);
+        let base = base.replace("0.0.0.0", "127.0.0.1");
+        assert_eq!(list_documents(&base, None), 401);
+        assert_eq!(list_documents(&base, Some(&secret)), 200);
+        assert!(!stop(child, stdout).contains("nova_"), "a given key is never printed");
+    }
+    let listed = nova().args(["keys", "list", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "added once, whatever the number of starts: {listed}");
+    assert!(listed.contains(&secret[..13]) && !listed.contains(&secret), "{listed}");
+    let id = listed.split_whitespace().next().unwrap();
+    assert!(nova().args(["keys", "revoke", id, "--data-dir"]).arg(dir.path()).status().unwrap().success());
+    let refused = nova()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(quiet)
+        .envs(env)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("NOVA_API_KEY is a revoked key"), "{err}");
+    // A malformed key is refused with its form, not echoed.
+    let refused = nova()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(quiet)
+        .env("NOVA_API_KEY", "hunter2-hunter2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("`nova_` followed by"), "{err}");
+    assert!(!err.contains("hunter2"), "the refused key is not echoed: {err}");
 }
 
 /// `POST /v1/executions` runs code in the jail and reports each status; bad requests get clear errors.

@@ -28,6 +28,25 @@ pub struct NewKey {
     pub secret: String,
 }
 
+/// What [`Store::add_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddedKey {
+    /// The key was not known; it is now.
+    Added,
+    /// The key was there already (another process added it, or an earlier start).
+    Present,
+    /// The key was there and has been revoked: it opens nothing, and adding it again does not change that.
+    Revoked,
+}
+
+/// Whether `secret` has the form of a key given from outside ([`Store::add_key`]): `nova_` and 32 to 195
+/// characters of `a-z`, `A-Z`, `0-9`, so at least 160 bits when they are random hex digits.
+pub fn valid_given_key(secret: &str) -> bool {
+    secret.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
+        (32..=200 - KEY_PREFIX.len()).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 /// A stored key, as `nova keys list` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyInfo {
@@ -75,6 +94,46 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(NewKey { id, tenant, tenant_name: name.to_string(), secret })
+    }
+
+    /// Adds a key made elsewhere (a deployment's secret) for tenant `name`, creating the tenant if it is new;
+    /// nothing changes when the key is known already, so every process given the same secret may call this
+    /// at start. The secret must pass [`valid_given_key`]; only its hash is stored.
+    pub async fn add_key(&self, name: &str, secret: &str) -> Result<(ApiKeyId, AddedKey), StoreError> {
+        if !valid_given_key(secret) {
+            return Err(StoreError::InvalidKey);
+        }
+        let tenant = self.ensure_tenant(name).await?;
+        let hash = hash_key(secret);
+        let added = {
+            let _turn = self.write_turn().await;
+            let added = sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(ApiKeyId::new().to_string())
+            .bind(tenant.to_string())
+            .bind(&hash)
+            .bind(&secret[..SHOWN])
+            .bind(to_millis(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+            added.rows_affected() == 1
+        };
+        if added {
+            self.keys_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let row = sqlx::query("SELECT id, revoked_at FROM api_keys WHERE hash = $1")
+            .bind(&hash)
+            .fetch_one(&self.pool)
+            .await?;
+        let id = parse_stored("key id", &row.try_get::<String, _>("id")?)?;
+        let state = match (row.try_get::<Option<i64>, _>("revoked_at")?, added) {
+            (Some(_), _) => AddedKey::Revoked,
+            (None, true) => AddedKey::Added,
+            (None, false) => AddedKey::Present,
+        };
+        Ok((id, state))
     }
 
     /// The id of tenant `name`, created if missing.

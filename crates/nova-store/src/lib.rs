@@ -45,7 +45,7 @@ pub use documents::NewDocument;
 pub use events::{JobLog, MAX_EVENTS_PER_READ};
 pub use idempotency::{Idempotent, StoredResponse};
 pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
-pub use keys::{valid_tenant_name, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};
+pub use keys::{valid_given_key, valid_tenant_name, AddedKey, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};
 pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
 pub use retention::Pruned;
@@ -82,6 +82,9 @@ pub enum StoreError {
     /// Tenant names are 1 to 64 characters of `a-z`, `0-9`, `.`, `_`, `-`.
     #[error("`{0}` is not a tenant name (1 to 64 characters of a-z, 0-9, `.`, `_`, `-`)")]
     InvalidTenantName(String),
+    /// A key given from outside is not `nova_` and 32 to 195 letters and digits.
+    #[error("not a usable API key: it must be `nova_` followed by 32 to 195 letters and digits (for example `nova_` and 64 random hex digits)")]
+    InvalidKey,
     /// The operating system gave no randomness for a new key.
     #[error("reading random bytes for a new key: {0}")]
     Random(String),

@@ -5,11 +5,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use nova_core::{DocumentKind, JobStatus, TenantId, WorkerId, Workflow};
 use nova_store::testing::{Backend, TestStore};
-use nova_store::{Idempotent, JobFilter, NewDocument, NewJob, StoreError, StoredResponse};
+use nova_store::{AddedKey, Idempotent, JobFilter, NewDocument, NewJob, StoreError, StoredResponse};
 use serde_json::json;
 
 nova_store::conformance!(
     keys_open_their_tenant_until_revoked,
+    a_key_given_from_outside_is_added_once_and_stays_revoked,
     a_tenant_sees_only_its_own_documents_and_jobs,
     job_idempotency_keys_are_per_tenant,
     idempotency_records_replay_refuse_and_expire,
@@ -70,6 +71,31 @@ fn text_document(text: &str) -> NewDocument {
         kind: DocumentKind::Text,
         page_count: None,
     }
+}
+
+async fn a_key_given_from_outside_is_added_once_and_stays_revoked(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let secret = format!("nova_{}", "7f".repeat(32));
+    for bad in ["", "nova_short", "sk_0123456789abcdef0123456789abcdef", &format!("nova_{}!", "a".repeat(40))] {
+        assert!(matches!(f.store.add_key("default", bad).await, Err(StoreError::InvalidKey)), "{bad:?}");
+    }
+    assert!(!f.store.keys_exist().await.unwrap(), "a refused key adds nothing");
+
+    let (id, added) = f.store.add_key("default", &secret).await.unwrap();
+    assert_eq!(added, AddedKey::Added);
+    assert!(f.store.keys_exist().await.unwrap());
+    let owner = f.store.authenticate(&secret).await.unwrap().expect("the given key opens");
+    assert_eq!((owner.key, owner.tenant), (id, TenantId::DEFAULT), "the default tenant's key");
+    // Every process given the same secret adds it at start: once stored, always the same key.
+    assert_eq!(f.store.add_key("default", &secret).await.unwrap(), (id, AddedKey::Present));
+    assert_eq!(f.store.list_keys().await.unwrap().len(), 1);
+    let listed = &f.store.list_keys().await.unwrap()[0];
+    assert_eq!(listed.shown, secret[..13], "only the first characters are kept in clear");
+
+    // Revoked, it stays revoked however often it is given again.
+    assert!(f.store.revoke_key(id).await.unwrap());
+    assert_eq!(f.store.add_key("default", &secret).await.unwrap(), (id, AddedKey::Revoked));
+    assert_eq!(f.store.authenticate(&secret).await.unwrap(), None);
 }
 
 async fn a_tenant_sees_only_its_own_documents_and_jobs(b: Backend) {

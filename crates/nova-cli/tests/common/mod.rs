@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// The `nova` binary under test.
 pub fn nova() -> Command {
@@ -22,18 +22,32 @@ pub fn dev_dir() -> PathBuf {
 /// process and its base URL. The server gets none of the caller's database, blob, Redis or model settings:
 /// what it uses is what the test gives it.
 pub fn start_serve(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (KillOnDrop, String) {
+    let (child, base, _) = start_serve_on("127.0.0.1:0", data_dir, args, env);
+    (child, base)
+}
+
+/// [`start_serve`] listening on `listen`; also returns the rest of the server's stdout, after its banner.
+pub fn start_serve_on(
+    listen: &str,
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (KillOnDrop, String, BufReader<ChildStdout>) {
     let mut command = nova();
-    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(args);
-    for name in ["NOVA_DATABASE_URL", "NOVA_BLOB_URL", "NOVA_REDIS_URL", "NOVA_LLM_MODEL", "NOVA_LLM_BASE_URL"] {
+    command.args(["serve", "--listen", listen, "--data-dir"]).arg(data_dir).args(args);
+    for name in
+        ["NOVA_DATABASE_URL", "NOVA_BLOB_URL", "NOVA_REDIS_URL", "NOVA_LLM_MODEL", "NOVA_LLM_BASE_URL", "NOVA_API_KEY"]
+    {
         command.env_remove(name);
     }
     command.env("NOVA_LOG", "warn").envs(env.iter().copied());
     let mut child = KillOnDrop(command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap());
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut banner = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    stdout.read_line(&mut banner).unwrap();
     let base =
         banner.trim().strip_prefix("nova: listening on ").unwrap_or_else(|| panic!("banner: {banner:?}")).to_string();
-    (child, base)
+    (child, base, stdout)
 }
 
 /// Kills the process when the test ends, however it ends.
