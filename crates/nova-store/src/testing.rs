@@ -5,7 +5,11 @@
 //! Without the variable, PostgreSQL tests are skipped with a message, except under `CI=true`, where a missing
 //! database is a failure.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -109,4 +113,98 @@ macro_rules! conformance {
             $(#[tokio::test] async fn $name() { super::$name($crate::testing::Backend::Postgres).await })*
         }
     };
+}
+
+/// An S3-compatible server for tests: moto's server mode (`pip install "moto[server]"`, which `scripts/test`
+/// does) on a free loopback port, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// A started server that answers HTTP; `None` (with a message) when moto is not installed, except under
+    /// `CI=true`, where that is a failure.
+    pub fn start() -> Option<Moto> {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let args = ["-H", "127.0.0.1", "-p", &port.to_string()];
+        let spawn = |program: &str, first: &[&str]| {
+            Command::new(program).args(first).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+        };
+        // The script pip installs, or the module where the script's directory is not on PATH.
+        let child = spawn("moto_server", &[]).or_else(|_| {
+            let has_moto =
+                Command::new("python3").args(["-c", "import moto.server"]).output().is_ok_and(|o| o.status.success());
+            if has_moto {
+                spawn("python3", &["-m", "moto.server"])
+            } else {
+                Err(std::io::Error::other("neither moto_server nor python3 -m moto.server"))
+            }
+        });
+        let child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "moto_server is needed under CI (pip install \"moto[server]\"): {e}"
+                );
+                eprintln!("skipping: moto_server not found ({e}); pip install \"moto[server]\"");
+                return None;
+            }
+        };
+        let mut moto = Moto { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        // Ready when it answers HTTP; it takes a second or two to import.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while moto.request("GET", "/").is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "moto_server did not answer within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(moto)
+    }
+
+    /// Creates bucket `name` (moto takes an unsigned request for it).
+    pub fn create_bucket(&self, name: &str) {
+        let status = self.request("PUT", &format!("/{name}")).expect("creating the bucket");
+        assert_eq!(status, 200, "creating the bucket {name}");
+    }
+
+    /// The `AWS_*` variables that point a blob store (or a `nova` process) at this server.
+    pub fn s3_settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", format!("http://{}", self.addr)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
+        ]
+    }
+
+    /// One plain HTTP/1.1 request with no body; the status code.
+    fn request(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.addr
+        )?;
+        let mut response = String::new();
+        stream.take(64 * 1024).read_to_string(&mut response)?;
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))
+    }
 }

@@ -2,109 +2,22 @@
 //! "moto[server]"`, which `scripts/test` does). Without it the test is skipped, except under `CI=true`,
 //! where it fails.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
+use nova_store::testing::Moto;
 use nova_store::{BlobError, BlobStore};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 
-/// A moto server on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Option<Moto> {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    let args = ["-H", "127.0.0.1", "-p", &port.to_string()];
-    let spawn = |program: &str, first: &[&str]| {
-        Command::new(program).args(first).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-    };
-    // The script pip installs, or the module where the script's directory is not on PATH.
-    let child = spawn("moto_server", &[]).or_else(|_| {
-        let has_moto =
-            Command::new("python3").args(["-c", "import moto.server"]).output().is_ok_and(|o| o.status.success());
-        if has_moto {
-            spawn("python3", &["-m", "moto.server"])
-        } else {
-            Err(std::io::Error::other("neither moto_server nor python3 -m moto.server"))
-        }
-    });
-    let child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "moto_server is needed under CI (pip install \"moto[server]\"): {e}"
-            );
-            eprintln!("skipping: moto_server not found ({e}); pip install \"moto[server]\"");
-            return None;
-        }
-    };
-    let mut moto = Moto { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
-    // Ready when it answers HTTP; it takes a second or two to import.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http(moto.addr, "GET", "/", b"").is_err() {
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            panic!("moto_server exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "moto_server did not answer within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(moto)
-}
-
-/// One plain HTTP/1.1 request; the status code. moto takes an unsigned request to create a bucket.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut response = String::new();
-    stream.take(64 * 1024).read_to_string(&mut response)?;
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))
-}
-
 fn s3_store(moto: &Moto, url: &str) -> BlobStore {
-    let endpoint = format!("http://{}", moto.addr);
-    BlobStore::from_url_with(
-        url,
-        [
-            ("aws_endpoint", endpoint.as_str()),
-            ("aws_allow_http", "true"),
-            ("aws_region", "us-east-1"),
-            ("aws_access_key_id", "test"),
-            ("aws_secret_access_key", "test"),
-            ("aws_virtual_hosted_style_request", "false"),
-        ],
-    )
-    .expect("an S3 store")
+    let settings: Vec<(String, String)> = moto.s3_settings().into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+    BlobStore::from_url_with(url, settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))).expect("an S3 store")
 }
 
 #[tokio::test]
 async fn blobs_live_in_an_s3_bucket_under_a_prefix() {
-    let Some(moto) = start_moto() else { return };
-    assert_eq!(http(moto.addr, "PUT", "/nova-blobs", b"").expect("create the bucket"), 200);
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("nova-blobs");
     let store = s3_store(&moto, "s3://nova-blobs/tenant-data");
     store.ping().await.expect("the bucket is reachable");
 
@@ -137,7 +50,7 @@ async fn blobs_live_in_an_s3_bucket_under_a_prefix() {
 
 #[tokio::test]
 async fn a_missing_bucket_fails_the_readiness_check() {
-    let Some(moto) = start_moto() else { return };
+    let Some(moto) = Moto::start() else { return };
     let store = s3_store(&moto, "s3://no-such-bucket");
     assert!(store.ping().await.is_err());
     assert!(store.put(Bytes::from_static(b"x")).await.is_err());

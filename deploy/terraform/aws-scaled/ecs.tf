@@ -183,7 +183,9 @@ resource "aws_ecs_task_definition" "api" {
         { name = "NOVA_REDIS_URL", value = "redis://${aws_elasticache_replication_group.main.primary_endpoint_address}:6379" },
         { name = "NOVA_DOCUMENT_RETENTION_DAYS", value = tostring(var.documents_expiration_days) },
       ])
-      secrets = local.common_secrets
+      secrets = concat(local.common_secrets, [
+        { name = "NOVA_API_KEY", valueFrom = aws_secretsmanager_secret.api_key.arn },
+      ])
       mountPoints = [
         { sourceVolume = "data", containerPath = "/var/lib/nova", readOnly = false },
         { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
@@ -237,7 +239,12 @@ resource "aws_ecs_service" "api" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_lb_listener.https]
+  # Tasks start once their secrets have values.
+  depends_on = [
+    aws_lb_listener.https,
+    aws_secretsmanager_secret_version.api_key,
+    aws_secretsmanager_secret_version.database_url,
+  ]
 }
 
 resource "aws_appautoscaling_target" "api" {
@@ -448,7 +455,7 @@ resource "aws_ecs_service" "worker" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_ecs_cluster_capacity_providers.main]
+  depends_on = [aws_ecs_cluster_capacity_providers.main, aws_secretsmanager_secret_version.database_url]
 }
 
 resource "aws_appautoscaling_target" "worker" {

@@ -54,8 +54,13 @@ output "llm_api_key_secret_arn" {
 }
 
 output "api_key_secret_arn" {
-  description = "Secrets Manager secret where operators keep their NOVA API key."
+  description = "Secrets Manager secret holding NOVA_API_KEY, the API key of the tenant default that the API tasks add at start."
   value       = aws_secretsmanager_secret.api_key.arn
+}
+
+output "api_key_command" {
+  description = "The command that prints the API key of the tenant default (an AWS CLI allowed to read the secret and use the KMS key)."
+  value       = "aws secretsmanager get-secret-value --region ${var.region} --secret-id ${aws_secretsmanager_secret.api_key.arn} --query SecretString --output text"
 }
 
 output "alarm_topic_arn" {

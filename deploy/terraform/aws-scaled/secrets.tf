@@ -34,13 +34,23 @@ resource "aws_secretsmanager_secret_version" "llm_api_key" {
   }
 }
 
-# The operators' NOVA API key (`nova keys create --tenant ops`, run through ECS Exec so that it never reaches
-# a log), for Prometheus scrapes of the API's /metrics from outside and for administration. NOVA itself reads
-# no key: it checks clients' keys against their hashes in PostgreSQL, so no task gets this secret.
+# The API key of the tenant `default`: every API task gets it as NOVA_API_KEY and adds it at start when it is
+# not there yet (so NOVA never answers beyond loopback without a key). Its value is in the Terraform state; read
+# it with the api_key_command output. More keys, and tenants of their own: `nova keys create` through ECS Exec.
+resource "random_password" "api_key" {
+  length  = 48
+  special = false
+}
+
 resource "aws_secretsmanager_secret" "api_key" {
   #checkov:skip=CKV2_AWS_57:A NOVA API key is rotated with `nova keys create` and `nova keys revoke`, not by a rotation Lambda.
   name_prefix             = "${var.name}/api-key-"
-  description             = "An operator's NOVA API key (nova_...), put by hand after `nova keys create`"
+  description             = "NOVA_API_KEY of the API tasks: the API key (nova_...) of the tenant default"
   kms_key_id              = aws_kms_key.main.arn
   recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "api_key" {
+  secret_id     = aws_secretsmanager_secret.api_key.id
+  secret_string = "nova_${random_password.api_key.result}"
 }

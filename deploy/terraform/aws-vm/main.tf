@@ -197,7 +197,7 @@ data "aws_iam_policy_document" "vm" {
   statement {
     sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = concat([aws_secretsmanager_secret.llm_api_key.arn], aws_secretsmanager_secret.database_url[*].arn)
+    resources = concat([aws_secretsmanager_secret.llm_api_key.arn, aws_secretsmanager_secret.api_key.arn], aws_secretsmanager_secret.database_url[*].arn)
   }
   statement {
     sid       = "Key"
@@ -273,6 +273,7 @@ resource "aws_instance" "nova" {
     llm_base_url            = var.llm_base_url
     llm_model               = var.llm_model
     llm_api_key_secret_arn  = aws_secretsmanager_secret.llm_api_key.arn
+    api_key_secret_arn      = aws_secretsmanager_secret.api_key.arn
     database_url_secret_arn = var.enable_rds ? aws_secretsmanager_secret.database_url[0].arn : ""
     log_group               = aws_cloudwatch_log_group.nova.name
   })
@@ -282,6 +283,9 @@ resource "aws_instance" "nova" {
   lifecycle {
     ignore_changes = [ami]
   }
+
+  # NOVA's first start reads these secrets.
+  depends_on = [aws_secretsmanager_secret_version.api_key, aws_secretsmanager_secret_version.llm_api_key]
 }
 
 resource "aws_volume_attachment" "data" {
@@ -366,6 +370,27 @@ resource "aws_secretsmanager_secret_version" "llm_api_key" {
   lifecycle {
     ignore_changes = [secret_string]
   }
+}
+
+# The API key of the tenant `default`: the VM fetches it into a root-only file, and NOVA adds it at start
+# (NOVA_API_KEY_FILE) when it is not there yet, so it never answers beyond loopback without a key. Its value is
+# in the Terraform state; read it with the api_key_command output.
+resource "random_password" "api_key" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "api_key" {
+  #checkov:skip=CKV2_AWS_57:A NOVA API key is rotated with `nova keys create` and `nova keys revoke`, not by a rotation Lambda.
+  name_prefix             = "${var.name}/vm-api-key-"
+  description             = "NOVA_API_KEY: the API key (nova_...) of the tenant default"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "api_key" {
+  secret_id     = aws_secretsmanager_secret.api_key.id
+  secret_string = "nova_${random_password.api_key.result}"
 }
 
 resource "aws_cloudwatch_log_group" "nova" {

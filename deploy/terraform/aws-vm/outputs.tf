@@ -8,6 +8,16 @@ output "api_url" {
   value       = var.domain_name == "" ? "http://${aws_eip.nova.public_ip}:8080" : "https://${var.domain_name}"
 }
 
+output "api_key_secret_arn" {
+  description = "Secrets Manager secret holding NOVA_API_KEY, the API key of the tenant default that NOVA adds at start."
+  value       = aws_secretsmanager_secret.api_key.arn
+}
+
+output "api_key_command" {
+  description = "The command that prints the API key of the tenant default (an AWS CLI allowed to read the secret and use the KMS key)."
+  value       = "aws secretsmanager get-secret-value --region ${var.region} --secret-id ${aws_secretsmanager_secret.api_key.arn} --query SecretString --output text"
+}
+
 output "instance_id" {
   description = "The VM (`aws ssm start-session --target ID`, then `sudo docker exec nova nova keys create --tenant NAME`)."
   value       = aws_instance.nova.id
