@@ -228,10 +228,19 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Connects to `url`; budgets are stored under `prefix` followed by the key.
+    /// Connects to `url` (`redis://`, or `rediss://` for TLS with the system's roots); budgets are stored under
+    /// `prefix` followed by the key. A connection attempt gives up after 2 s and is tried 3 times; a command
+    /// waits at most 1 s, so a stalled Redis costs a request a second (it then passes unlimited), not a hang.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let connection = client.get_connection_manager().await?;
+        // The manager retries its first connection without end on some errors (a refused certificate): one
+        // connection of its own first says what is wrong, at once.
+        client.get_multiplexed_async_connection().await?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(3)
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(1));
+        let connection = client.get_connection_manager_with_config(config).await?;
         Ok(Self { connection, script: redis::Script::new(GCRA_SCRIPT), prefix: prefix.to_string() })
     }
 

@@ -364,3 +364,99 @@ async fn a_tenant_s_unfinished_jobs_are_capped() {
     assert_eq!(call(&app, Method::POST, "/v1/jobs", Some(&a), Some(&noop)).await.0, 202);
     app.stop().await;
 }
+
+/// A Redis that speaks TLS only, on a free loopback port, with a certificate for `localhost` from a CA of its
+/// own (made with `openssl`); killed on drop. `None` (a skip) outside CI when redis-server or openssl is
+/// missing.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsRedis {
+    fn start() -> Option<TlsRedis> {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost"];
+        let made = |name: &str, args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir.path()).output();
+            match out {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(format!("openssl {name}: {}", String::from_utf8_lossy(&out.stderr))),
+                Err(e) => Err(format!("openssl: {e}")),
+            }
+        };
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        let certificates = made("ca", &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem"]].concat())
+            .and_then(|()| {
+                made("other ca", &[&["req", "-x509"][..], &ec, &["-keyout", "other.key", "-out", "other.pem"]].concat())
+            })
+            .and_then(|()| made("csr", &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr"]].concat()))
+            .and_then(|()| {
+                made(
+                    "sign",
+                    &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+                        .into_iter()
+                        .chain(["-days", "1", "-extfile", "san.ext", "-out", "server.pem"])
+                        .collect::<Vec<_>>(),
+                )
+            });
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let started = certificates.and_then(|()| {
+            Command::new("redis-server")
+                .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+                .args(["--tls-auth-clients", "no"])
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("redis-server: {e}"))
+        });
+        let child = match started {
+            Ok(child) => child,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("a TLS Redis is needed in CI: {e}"),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                return None;
+            }
+        };
+        let redis = TlsRedis { child, port, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_reach_a_redis_over_tls_and_check_its_certificate() {
+    let Some(redis) = TlsRedis::start() else { return };
+    let url = format!("rediss://localhost:{}", redis.port);
+    let prefix = format!("nova-test:{}:", TenantId::new());
+    // The client trusts the system's roots; SSL_CERT_FILE replaces them, as it does for every rustls client
+    // using them. This test's process runs alone (nextest), so changing its environment is safe here.
+    std::env::set_var("SSL_CERT_FILE", redis.dir.path().join("other.pem"));
+    let refused = tokio::time::timeout(Duration::from_secs(20), RedisLimiter::connect(&url, &prefix)).await;
+    let refused = refused.expect("a refused certificate fails at once").err().expect("refused");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    std::env::set_var("SSL_CERT_FILE", redis.dir.path().join("ca.pem"));
+    let limiter = RedisLimiter::connect(&url, &prefix).await.expect("connecting over TLS");
+    let rate = RateLimit { count: 1, period: Duration::from_secs(3600), burst: 2 };
+    let decisions: Vec<bool> = [
+        limiter.check("key_tls", rate).await.unwrap().allowed,
+        limiter.check("key_tls", rate).await.unwrap().allowed,
+        limiter.check("key_tls", rate).await.unwrap().allowed,
+    ]
+    .into();
+    assert_eq!(decisions, [true, true, false], "the budget is counted in the TLS Redis");
+}

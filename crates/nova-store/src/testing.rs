@@ -61,6 +61,14 @@ impl TestStore {
         Self { store, dir, url, dropper: Some(DropDatabase { admin: admin.to_string(), name }) }
     }
 
+    /// Whether `store`'s database connections are encrypted (PostgreSQL's `pg_stat_ssl` for the session).
+    pub async fn uses_tls(store: &Store) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&store.pool)
+            .await
+            .expect("reading pg_stat_ssl")
+    }
+
     /// The number `sql` (a `SELECT COUNT(*) ...`) answers, for tests of what rows remain.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.store.pool).await.expect("the count")
