@@ -170,6 +170,7 @@ resource "aws_db_parameter_group" "main" {
     value = "ddl"
   }
 
+  # TLS only (var.db_require_tls): NOVA_DATABASE_URL asks for sslmode=require.
   parameter {
     name  = "rds.force_ssl"
     value = var.db_require_tls ? "1" : "0"
@@ -186,7 +187,6 @@ resource "random_password" "db" {
 }
 
 resource "aws_db_instance" "main" {
-  #checkov:skip=CKV2_AWS_69:rds.force_ssl follows var.db_require_tls, off by default because the NOVA build's PostgreSQL client has no TLS support; the database is reachable only from NOVA's security groups inside the VPC.
   #checkov:skip=CKV_AWS_157:Multi-AZ follows var.db_multi_az (off by default for cost); turn it on for production.
   #checkov:skip=CKV_AWS_353:Performance Insights follows var.db_performance_insights; it is not offered on every small instance class.
   #checkov:skip=CKV_AWS_354:Performance Insights follows var.db_performance_insights; when on, it uses the NOVA KMS key.
@@ -257,9 +257,18 @@ resource "aws_elasticache_subnet_group" "main" {
   subnet_ids = aws_subnet.private[*].id
 }
 
+# The AUTH token: letters and digits only (ElastiCache allows a few symbols, and none of them is needed in a
+# URL), within ElastiCache's 16 to 128 characters, with the three kinds of character it recommends.
+resource "random_password" "redis" {
+  length      = 64
+  special     = false
+  min_upper   = 1
+  min_lower   = 1
+  min_numeric = 1
+}
+
 resource "aws_elasticache_replication_group" "main" {
   #checkov:skip=CKV2_AWS_50:One node holds only rate-limit counters, and NOVA lets requests through (and logs it) while Redis is away; a replica with automatic failover doubles the cost.
-  #checkov:skip=CKV_AWS_31:An AUTH token needs TLS-only transit encryption, which the NOVA build's Redis client cannot speak yet (see var.redis_transit_encryption_mode); only the API tasks' security group reaches Redis, and it holds rate-limit counters only.
   replication_group_id = var.name
   description          = "NOVA rate limits"
   engine               = "redis"
@@ -273,8 +282,13 @@ resource "aws_elasticache_replication_group" "main" {
 
   at_rest_encryption_enabled = true
   kms_key_id                 = aws_kms_key.main.arn
+  # TLS only, and the AUTH token on every connection: the API tasks get rediss://:TOKEN@HOST:6379
+  # (NOVA_REDIS_URL, a secret). ROTATE, the provider's default spelled out: a changed token is accepted beside
+  # the previous one, so that tasks still running with the old URL keep working until they are replaced.
   transit_encryption_enabled = true
-  transit_encryption_mode    = var.redis_transit_encryption_mode
+  transit_encryption_mode    = "required"
+  auth_token                 = random_password.redis.result
+  auth_token_update_strategy = "ROTATE"
 
   auto_minor_version_upgrade = true
   snapshot_retention_limit   = 1

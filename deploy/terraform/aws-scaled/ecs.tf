@@ -180,11 +180,12 @@ resource "aws_ecs_task_definition" "api" {
         { name = "NOVA_LISTEN", value = "0.0.0.0:${local.api_port}" },
         { name = "NOVA_SANDBOX_POOL", value = "0" },
         { name = "NOVA_RATE_LIMIT", value = var.rate_limit },
-        { name = "NOVA_REDIS_URL", value = "redis://${aws_elasticache_replication_group.main.primary_endpoint_address}:6379" },
         { name = "NOVA_DOCUMENT_RETENTION_DAYS", value = tostring(var.documents_expiration_days) },
       ])
       secrets = concat(local.common_secrets, [
         { name = "NOVA_API_KEY", valueFrom = aws_secretsmanager_secret.api_key.arn },
+        # rediss://:AUTH_TOKEN@HOST:6379: TLS, and the token ElastiCache asks for.
+        { name = "NOVA_REDIS_URL", valueFrom = aws_secretsmanager_secret.redis_url.arn },
       ])
       mountPoints = [
         { sourceVolume = "data", containerPath = "/var/lib/nova", readOnly = false },
@@ -244,6 +245,7 @@ resource "aws_ecs_service" "api" {
     aws_lb_listener.https,
     aws_secretsmanager_secret_version.api_key,
     aws_secretsmanager_secret_version.database_url,
+    aws_secretsmanager_secret_version.redis_url,
   ]
 }
 

@@ -28,6 +28,7 @@ data "aws_iam_policy_document" "execution_secrets" {
       aws_secretsmanager_secret.database_url.arn,
       aws_secretsmanager_secret.llm_api_key.arn,
       aws_secretsmanager_secret.api_key.arn,
+      aws_secretsmanager_secret.redis_url.arn,
     ]
   }
   statement {

@@ -44,8 +44,13 @@ output "redis_endpoint" {
 }
 
 output "database_url_secret_arn" {
-  description = "Secrets Manager secret holding NOVA_DATABASE_URL."
+  description = "Secrets Manager secret holding NOVA_DATABASE_URL (sslmode=require; prefer with db_require_tls = false)."
   value       = aws_secretsmanager_secret.database_url.arn
+}
+
+output "redis_url_secret_arn" {
+  description = "Secrets Manager secret holding NOVA_REDIS_URL of the API tasks (rediss:// with the AUTH token)."
+  value       = aws_secretsmanager_secret.redis_url.arn
 }
 
 output "llm_api_key_secret_arn" {

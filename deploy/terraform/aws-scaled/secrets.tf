@@ -2,17 +2,38 @@
 # environment variables (`secrets` in the task definitions): ECS cannot mount a Secrets Manager secret as a
 # file, so NOVA's *_FILE variables are for Kubernetes and the single VM.
 
+locals {
+  # TLS to PostgreSQL: sslmode=require encrypts without verifying the server, whose certificate is signed by the
+  # RDS CAs (not among the system's roots); verify-full needs the RDS bundle in the image and sslrootcert=PATH.
+  db_sslmode = var.db_require_tls ? "require" : "prefer"
+}
+
 resource "aws_secretsmanager_secret" "database_url" {
   #checkov:skip=CKV2_AWS_57:Rotating the password needs a rotation Lambda and a rolling restart of NOVA's tasks (each reads NOVA_DATABASE_URL once at start); rotate by updating random_password and redeploying.
   name_prefix             = "${var.name}/database-url-"
-  description             = "NOVA_DATABASE_URL: postgres://nova:PASSWORD@HOST:5432/nova"
+  description             = "NOVA_DATABASE_URL: postgres://nova:PASSWORD@HOST:5432/nova?sslmode=${local.db_sslmode}"
   kms_key_id              = aws_kms_key.main.arn
   recovery_window_in_days = 7
 }
 
 resource "aws_secretsmanager_secret_version" "database_url" {
   secret_id     = aws_secretsmanager_secret.database_url.id
-  secret_string = "postgres://nova:${random_password.db.result}@${aws_db_instance.main.address}:${aws_db_instance.main.port}/nova"
+  secret_string = "postgres://nova:${random_password.db.result}@${aws_db_instance.main.address}:${aws_db_instance.main.port}/nova?sslmode=${local.db_sslmode}"
+}
+
+# NOVA_REDIS_URL of the API tasks: TLS (rediss://, verified against the system's roots, which hold the CAs of
+# ElastiCache's certificates) with the AUTH token.
+resource "aws_secretsmanager_secret" "redis_url" {
+  #checkov:skip=CKV2_AWS_57:The AUTH token is set on the replication group by Terraform, and each API task reads NOVA_REDIS_URL once at start; rotate by replacing random_password.redis and redeploying the API service.
+  name_prefix             = "${var.name}/redis-url-"
+  description             = "NOVA_REDIS_URL: rediss://:AUTH_TOKEN@HOST:6379"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "redis_url" {
+  secret_id     = aws_secretsmanager_secret.redis_url.id
+  secret_string = "rediss://:${random_password.redis.result}@${aws_elasticache_replication_group.main.primary_endpoint_address}:${aws_elasticache_replication_group.main.port}"
 }
 
 resource "aws_secretsmanager_secret" "llm_api_key" {

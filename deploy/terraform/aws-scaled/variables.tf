@@ -207,26 +207,15 @@ variable "db_performance_insights" {
 }
 
 variable "db_require_tls" {
-  description = "Set rds.force_ssl=1. Leave false until the NOVA build's PostgreSQL client has TLS support (sqlx without a tls feature connects in plain text); traffic stays inside the VPC and its security groups."
+  description = "Require TLS on every connection to PostgreSQL: rds.force_ssl=1, and NOVA_DATABASE_URL asks for sslmode=require (encrypted; the server's certificate is not verified, see the README for verify-full). false sets rds.force_ssl=0 and sslmode=prefer: NOVA still encrypts, since RDS offers TLS, but a client without TLS (such as a NOVA image built before its PostgreSQL client had TLS) may connect in plain text."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "redis_node_type" {
   description = "ElastiCache node type (Redis holds only the API's rate-limit counters)."
   type        = string
   default     = "cache.t4g.micro"
-}
-
-variable "redis_transit_encryption_mode" {
-  description = "ElastiCache in-transit encryption mode: `preferred` accepts TLS and plain-text clients, `required` TLS only. Use `required` once the NOVA build's Redis client has TLS support; until then it connects in plain text."
-  type        = string
-  default     = "preferred"
-
-  validation {
-    condition     = contains(["preferred", "required"], var.redis_transit_encryption_mode)
-    error_message = "redis_transit_encryption_mode must be preferred or required."
-  }
 }
 
 variable "documents_ia_days" {

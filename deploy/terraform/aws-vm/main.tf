@@ -450,10 +450,10 @@ resource "aws_db_parameter_group" "main" {
     value = "ddl"
   }
 
-  # The NOVA build's PostgreSQL client has no TLS support yet; the database is reachable from the VM only.
+  # TLS only: NOVA_DATABASE_URL asks for sslmode=require.
   parameter {
     name  = "rds.force_ssl"
-    value = "0"
+    value = "1"
   }
 
   lifecycle {
@@ -469,7 +469,6 @@ resource "random_password" "db" {
 }
 
 resource "aws_db_instance" "main" {
-  #checkov:skip=CKV2_AWS_69:rds.force_ssl is off because the NOVA build's PostgreSQL client has no TLS support; only the VM's security group reaches the database, inside the VPC.
   #checkov:skip=CKV_AWS_157:A single-VM deployment has a single-AZ database; use the aws-scaled shape for Multi-AZ.
   #checkov:skip=CKV_AWS_353:Performance Insights is not offered on the small instance classes this shape uses.
   #checkov:skip=CKV_AWS_118:Enhanced monitoring adds a role and per-second metrics a single-VM deployment does not need; the basic RDS metrics remain.
@@ -512,14 +511,17 @@ resource "aws_secretsmanager_secret" "database_url" {
   count = var.enable_rds ? 1 : 0
 
   name_prefix             = "${var.name}/vm-database-url-"
-  description             = "NOVA_DATABASE_URL: postgres://nova:PASSWORD@HOST:5432/nova"
+  description             = "NOVA_DATABASE_URL: postgres://nova:PASSWORD@HOST:5432/nova?sslmode=require"
   kms_key_id              = aws_kms_key.main.arn
   recovery_window_in_days = 7
 }
 
+# TLS: sslmode=require encrypts without verifying the server, whose certificate is signed by the RDS CAs (not
+# among the system's roots); verify-full needs the RDS bundle on the VM, mounted into the container, and
+# sslrootcert=PATH added here.
 resource "aws_secretsmanager_secret_version" "database_url" {
   count = var.enable_rds ? 1 : 0
 
   secret_id     = aws_secretsmanager_secret.database_url[0].id
-  secret_string = "postgres://nova:${random_password.db[0].result}@${aws_db_instance.main[0].address}:${aws_db_instance.main[0].port}/nova"
+  secret_string = "postgres://nova:${random_password.db[0].result}@${aws_db_instance.main[0].address}:${aws_db_instance.main[0].port}/nova?sslmode=require"
 }

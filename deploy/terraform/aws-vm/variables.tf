@@ -80,7 +80,7 @@ variable "ingress_cidrs" {
 }
 
 variable "enable_rds" {
-  description = "Keep NOVA's database in RDS PostgreSQL instead of the SQLite file on the data volume (documents' bytes stay on the volume)."
+  description = "Keep NOVA's database in RDS PostgreSQL instead of the SQLite file on the data volume (documents' bytes stay on the volume). The database takes TLS connections only (rds.force_ssl=1), and NOVA connects with sslmode=require."
   type        = bool
   default     = false
 }
