@@ -12,6 +12,9 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// The fields whose accuracy is the headline figure (SCHEMA.md's *core* fields), by path.
+pub const CORE_FIELDS: [&str; 5] = ["invoice_number", "issue_date", "currency", "seller.name", "totals.grand_total"];
+
 /// One extracted invoice.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Invoice {
@@ -54,6 +57,10 @@ pub struct Invoice {
     /// Things a reader of the result should know (an arithmetic check that failed, a field left out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Whether a person should look at the result, and which fields why ([`crate::review::review`]). Ignored
+    /// by scoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::review::Review>,
 }
 
 /// A seller or buyer (BG-4, BG-7).

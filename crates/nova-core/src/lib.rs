@@ -8,14 +8,16 @@ pub mod ids;
 pub mod invoice;
 pub mod job;
 pub mod net;
+pub mod review;
 
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, Sha256Hex};
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
-pub use invoice::{Invoice, Line, Party, TaxRow, Totals};
+pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{
     Artifact, Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,
     TaskRunInput, UnknownWorkflow, Workflow,
 };
+pub use review::{review, Review, ReviewReason, Why, DEFAULT_CONFIDENCE_THRESHOLD};
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

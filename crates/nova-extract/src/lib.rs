@@ -267,6 +267,7 @@ pub fn read_limited(
 ) -> Result<Read, ExtractError> {
     let mut read = read_unwarned(bytes, engines, templates, limits)?;
     read.invoice.warnings.append(&mut read.warnings);
+    read.invoice.review = Some(nova_core::review(&read.invoice, nova_core::DEFAULT_CONFIDENCE_THRESHOLD));
     Ok(Read { invoice: read.invoice, text: read.text })
 }
 

@@ -60,7 +60,7 @@ impl LlmConfig {
             max_repair_rounds: 3,
             program_timeout: Duration::from_secs(5),
             task_timeout: Duration::from_secs(60),
-            auto_threshold: 0.8,
+            auto_threshold: nova_core::DEFAULT_CONFIDENCE_THRESHOLD,
             retire_after_failures: 3,
             prices: PriceTable::default(),
         }

@@ -33,8 +33,7 @@ pub use task::{TaskDocument, TaskError, TaskOutput, TaskRunner};
 
 pub(crate) use nova_core::error_chain;
 
-/// The core fields of the invoice schema.
-const CORE: [&str; 5] = ["invoice_number", "issue_date", "currency", "seller.name", "totals.grand_total"];
+use nova_core::CORE_FIELDS as CORE;
 
 /// The rules' confidence in a result: the least confidence among the core fields, 0 when one is missing.
 /// An e-invoice read from its XML is exact (1).

@@ -93,6 +93,8 @@ pub async fn apply(
     let sandbox = sandbox.map_err(ApplyError::NoSandbox)?;
     let text = text.ok_or(ApplyError::NoText)?;
     let extractor = LlmExtractor::new(client.clone(), sandbox, store.clone()).for_tenant(tenant);
-    let extraction = extractor.extract_counting(text, &rules, usage).await?;
-    Ok(Applied { invoice: extraction.invoice, model_ran: true })
+    let mut invoice = extractor.extract_counting(text, &rules, usage).await?.invoice;
+    // The model's result is judged anew: what it left missing, and whether its sums close.
+    invoice.review = Some(nova_core::review(&invoice, threshold));
+    Ok(Applied { invoice, model_ran: true })
 }

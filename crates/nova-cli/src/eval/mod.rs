@@ -35,6 +35,10 @@ pub struct EvalArgs {
     /// it the generic rules run alone (`NOVA_TEMPLATES_DIR` is not read, so a run says what it measures).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// The confidence from which a value counts as confident: the table gives how often such values are
+    /// wrong, and which documents `auto` would hand to the model (its `NOVA_LLM_AUTO_THRESHOLD`).
+    #[arg(long, env = "NOVA_LLM_AUTO_THRESHOLD", default_value_t = nova_core::DEFAULT_CONFIDENCE_THRESHOLD)]
+    threshold: f32,
     #[command(flatten)]
     extraction: crate::isolation::ExtractionArgs,
 }
@@ -88,6 +92,10 @@ pub struct Document {
     pub extracted_by: Option<String>,
     /// The vendor template that matched the document's text, if any.
     pub template: Option<String>,
+    /// Scored values filled with a confidence at or above the threshold: (correct, wrong).
+    pub confident: (usize, usize),
+    /// Whether the `auto` strategy would hand the rules' result to the model.
+    pub asks_model: bool,
 }
 
 pub fn run(args: EvalArgs, settings: &crate::config::Settings) -> anyhow::Result<()> {
@@ -117,7 +125,7 @@ pub fn run(args: EvalArgs, settings: &crate::config::Settings) -> anyhow::Result
             skipped += 1;
             continue;
         };
-        documents.push(evaluate(&args.dir, answer, &input, &templates, &extractor)?);
+        documents.push(evaluate(&args.dir, answer, &input, &templates, &extractor, args.threshold)?);
     }
     let run = report::Run {
         dir: &args.dir.display().to_string(),
@@ -125,6 +133,7 @@ pub fn run(args: EvalArgs, settings: &crate::config::Settings) -> anyhow::Result
         skipped,
         documents: &documents,
         templates: templates_summary.as_deref(),
+        threshold: args.threshold,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report::json(&run))?);
@@ -165,6 +174,7 @@ fn evaluate(
     input: &Path,
     templates: &TemplateSet,
     extractor: &Extractor,
+    threshold: f32,
 ) -> anyhow::Result<Document> {
     let answer: serde_json::Value = std::fs::read(answer_path)
         .map_err(anyhow::Error::from)
@@ -197,6 +207,20 @@ fn evaluate(
         Ok(invoice) => (Some(invoice), None),
         Err(error) => (None, Some(error)),
     };
+    let score = score::score(&expected, invoice.as_ref());
+    let mut confident = (0, 0);
+    for &(path, verdict) in &score.fields {
+        if score.confidence.get(path).is_some_and(|&c| c >= threshold) {
+            match verdict {
+                score::Verdict::Correct => confident.0 += 1,
+                score::Verdict::Wrong => confident.1 += 1,
+                score::Verdict::Missing => {}
+            }
+        }
+    }
+    let asks_model = invoice.as_ref().is_some_and(|invoice| {
+        nova_llm::plan(nova_core::Strategy::Auto, true, invoice, threshold) == Ok(nova_llm::Plan::Model)
+    });
     Ok(Document {
         file: input.strip_prefix(dir).unwrap_or(input).display().to_string(),
         source: source_of(text("source").as_deref(), answer_path.strip_prefix(dir).unwrap_or(answer_path)),
@@ -204,9 +228,11 @@ fn evaluate(
         error,
         pages,
         seconds,
-        score: score::score(&expected, invoice.as_ref()),
+        score,
         extracted_by: invoice.and_then(|i| i.source),
         template,
+        confident,
+        asks_model,
     })
 }
 
@@ -265,7 +291,12 @@ mod tests {
             let templates = TemplateSet::empty();
             // In this process: the test binary is no `nova` to start extraction processes from.
             let extractor = Extractor::default();
-            part.iter().map(|(a, i)| evaluate(&dir, a, i, &templates, &extractor).expect("the answers read")).collect()
+            part.iter()
+                .map(|(a, i)| {
+                    evaluate(&dir, a, i, &templates, &extractor, nova_core::DEFAULT_CONFIDENCE_THRESHOLD)
+                        .expect("the answers read")
+                })
+                .collect()
         };
         let documents: Vec<Document> = std::thread::scope(|s| {
             let other = s.spawn(|| run(second));

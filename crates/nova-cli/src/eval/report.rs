@@ -85,6 +85,37 @@ fn ratio(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
+/// The lower bounds of the confidence bins of the calibration table; the last bin reaches 1.
+pub const BINS: [f32; 7] = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+
+/// Filled values by the confidence the extraction gave them: (correct, wrong) per bin of [`BINS`], and for
+/// values filled without one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Calibration {
+    pub bins: [(usize, usize); BINS.len()],
+    pub unrated: (usize, usize),
+}
+
+impl Calibration {
+    fn add(&mut self, confidence: Option<f32>, verdict: Verdict) {
+        let cell = match confidence {
+            Some(c) => &mut self.bins[BINS.iter().rposition(|&low| c >= low).unwrap_or(0)],
+            None => &mut self.unrated,
+        };
+        match verdict {
+            Verdict::Correct => cell.0 += 1,
+            Verdict::Wrong => cell.1 += 1,
+            Verdict::Missing => {}
+        }
+    }
+
+    /// A bin's label: `0.80-0.90`, the last `0.95-1.00`.
+    pub fn label(bin: usize) -> String {
+        let high = BINS.get(bin + 1).copied().unwrap_or(1.0);
+        format!("{:.2}-{high:.2}", BINS[bin])
+    }
+}
+
 /// Everything summed over one group of documents.
 #[derive(Debug, Clone, Default)]
 pub struct Group {
@@ -100,6 +131,11 @@ pub struct Group {
     pub all_fields: Tally,
     pub lines: ListTally,
     pub tax_breakdown: ListTally,
+    pub calibration: Calibration,
+    /// Values filled with a confidence at or above the run's threshold: (correct, wrong).
+    pub confident: (usize, usize),
+    /// Documents whose rules' result the `auto` strategy would hand to the model.
+    pub to_model: usize,
 }
 
 impl Group {
@@ -112,6 +148,17 @@ impl Group {
             self.seconds += doc.seconds;
         }
         self.add_score(&doc.score);
+        for &(path, verdict) in &doc.score.fields {
+            self.calibration.add(doc.score.confidence.get(path).copied(), verdict);
+        }
+        self.confident.0 += doc.confident.0;
+        self.confident.1 += doc.confident.1;
+        self.to_model += usize::from(doc.asks_model);
+    }
+
+    /// Wrong among the values filled at or above the threshold.
+    pub fn confident_wrong(&self) -> Option<f64> {
+        ratio(self.confident.1, self.confident.0 + self.confident.1)
     }
 
     fn add_score(&mut self, score: &DocScore) {
@@ -142,6 +189,18 @@ impl Group {
             "pages": self.pages, "seconds": self.seconds, "pages_per_second": self.pages_per_second(),
             "core": self.core.to_json(), "all_fields": self.all_fields.to_json(), "fields": fields,
             "lines": self.lines.to_json(), "tax_breakdown": self.tax_breakdown.to_json(),
+            "confident": {"correct": self.confident.0, "wrong": self.confident.1, "wrong_rate": self.confident_wrong()},
+            "to_model": self.to_model,
+            "calibration": (0..BINS.len())
+                .map(|bin| {
+                    let (correct, wrong) = self.calibration.bins[bin];
+                    json!({"bin": Calibration::label(bin), "correct": correct, "wrong": wrong})
+                })
+                .chain(std::iter::once({
+                    let (correct, wrong) = self.calibration.unrated;
+                    json!({"bin": "none", "correct": correct, "wrong": wrong})
+                }))
+                .collect::<Vec<_>>(),
         })
     }
 }
@@ -193,6 +252,8 @@ pub struct Run<'a> {
     pub documents: &'a [Document],
     /// The vendor templates tried first, described (`DIR: N loaded, M not loaded`); `None`: generic rules only.
     pub templates: Option<&'a str>,
+    /// The confidence from which a value counts as confident, and `auto` keeps the rules' result.
+    pub threshold: f32,
 }
 
 const LABEL: usize = 24;
@@ -238,6 +299,12 @@ pub fn table(run: &Run<'_>) -> String {
     row(&mut out, "  matched/exp/pred", &|g| counts_cell(g.lines));
     row(&mut out, "VAT rows P R F1", &|g| list_cell(g.tax_breakdown));
     row(&mut out, "  matched/exp/pred", &|g| counts_cell(g.tax_breakdown));
+    let threshold = run.threshold;
+    row(&mut out, &format!("confident wrong >={threshold:.2}"), &|g| {
+        g.confident_wrong()
+            .map_or("-".into(), |r| format!("{:>5} of {}", percent(Some(r)), g.confident.0 + g.confident.1))
+    });
+    row(&mut out, "auto asks the model", &|g| format!("{}/{} docs", g.to_model, g.documents));
     row(&mut out, "pages extracted", &|g| g.pages.to_string());
     row(&mut out, "pages/s (one thread)", &|g| g.pages_per_second().map_or("-".into(), |r| format!("{r:.1}")));
     let _ = writeln!(out);
@@ -248,8 +315,19 @@ pub fn table(run: &Run<'_>) -> String {
             row(&mut out, &label, &|g| g.fields.get(field.path).map_or("-".into(), |t| tally_cell(*t)));
         }
     }
-    let _ =
-        writeln!(out, "\n* core field. A failed document counts as every field missing; its pages are not counted. A text file is one page.");
+    let _ = writeln!(out, "\ncalibration: the values filled, by the confidence given them: correct %, values\n");
+    for bin in (0..BINS.len()).rev() {
+        row(&mut out, &format!("confidence {}", Calibration::label(bin)), &|g| {
+            calibration_cell(g.calibration.bins[bin])
+        });
+    }
+    row(&mut out, "no confidence", &|g| calibration_cell(g.calibration.unrated));
+    let _ = writeln!(
+        out,
+        "\n* core field. A failed document counts as every field missing; its pages are not counted. A text file is one page.\n\
+         confident wrong: wrong among the values filled with a confidence of at least {threshold:.2} (an e-invoice's values count as 1).\n\
+         auto asks the model: documents whose core fields are not all at or above {threshold:.2} (never an e-invoice)."
+    );
     out
 }
 
@@ -277,6 +355,14 @@ fn tally_cell(t: Tally) -> String {
         return "-".into();
     }
     format!("{:>5} {:>5} {:>4}", percent(t.accuracy()), percent(t.wrong_rate()), t.expected)
+}
+
+fn calibration_cell((correct, wrong): (usize, usize)) -> String {
+    let filled = correct + wrong;
+    if filled == 0 {
+        return "-".into();
+    }
+    format!("{:>5} {:>4}", percent(ratio(correct, filled)), filled)
 }
 
 fn list_cell(t: ListTally) -> String {
@@ -309,12 +395,14 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
                 "pages": doc.pages, "seconds": doc.seconds,
                 "correct": paths(Verdict::Correct), "wrong": paths(Verdict::Wrong), "missing": paths(Verdict::Missing),
                 "lines": doc.score.lines, "tax_breakdown": doc.score.tax_breakdown,
+                "confidence": doc.score.confidence, "asks_model": doc.asks_model,
             })
         })
         .collect();
     let groups: Vec<serde_json::Value> = groups(run.documents).iter().map(Group::to_json).collect();
     json!({
         "dir": run.dir, "variant": run.variant, "skipped": run.skipped, "templates": run.templates,
+        "threshold": run.threshold,
         "core_fields": CORE, "groups": groups, "documents": documents,
     })
 }
@@ -333,6 +421,29 @@ mod tests {
         assert_eq!(t.accuracy(), Some(0.5));
         assert_eq!(t.wrong_rate(), Some(0.25));
         assert_eq!(Tally::default().accuracy(), None);
+    }
+
+    #[test]
+    fn values_fall_in_the_bin_of_their_confidence() {
+        let mut c = Calibration::default();
+        let cases = [
+            (Some(0.0), Verdict::Correct),
+            (Some(0.49), Verdict::Wrong),
+            (Some(0.8), Verdict::Correct),
+            (Some(0.8999), Verdict::Wrong),
+            (Some(1.0), Verdict::Correct),
+            (None, Verdict::Wrong),
+            (Some(0.9), Verdict::Missing),
+        ];
+        for (confidence, verdict) in cases {
+            c.add(confidence, verdict);
+        }
+        assert_eq!(c.bins, [(1, 1), (0, 0), (0, 0), (0, 0), (1, 1), (0, 0), (1, 0)]);
+        assert_eq!(c.unrated, (0, 1));
+        assert_eq!(
+            (Calibration::label(0), Calibration::label(4), Calibration::label(6)),
+            ("0.00-0.50".into(), "0.80-0.90".into(), "0.95-1.00".into())
+        );
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! error rather than a field silently left unscored. A field the answer does not hold is not scored; a
 //! field the extraction left empty is *missing*; a value that is there and not correct is *wrong*.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use nova_core::{Invoice, Line, Party, TaxRow};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 /// The fields of SCHEMA.md whose accuracy is the headline figure.
-pub const CORE: [&str; 5] = ["invoice_number", "issue_date", "currency", "seller.name", "totals.grand_total"];
+pub use nova_core::CORE_FIELDS as CORE;
 
 /// An expected answer: the `fields` of a `<stem>.expected.json`.
 #[derive(Debug, Clone)]
@@ -63,6 +65,9 @@ pub struct ListMatch {
 pub struct DocScore {
     /// Every field the answer holds, by path (`seller.name`), in the order of [`FIELDS`].
     pub fields: Vec<(&'static str, Verdict)>,
+    /// The confidence of each scored field the extraction filled: the one it gave, 1 for an e-invoice's
+    /// values (exact), none when it gave none.
+    pub confidence: BTreeMap<&'static str, f32>,
     /// `None` when the answer has no `lines`.
     pub lines: Option<ListMatch>,
     /// `None` when the answer has no `tax_breakdown`.
@@ -83,11 +88,25 @@ pub fn score(expected: &Expected, predicted: Option<&Invoice>) -> DocScore {
             Some((field.path, verdict))
         })
         .collect();
+    let confidence = predicted
+        .map(|p| {
+            let exact = p.source.as_deref() == Some("einvoice");
+            FIELDS
+                .iter()
+                .filter(|field| (field.get)(&expected.fields).is_some() && (field.get)(p).is_some())
+                .filter_map(|field| {
+                    let given = p.confidence.get(field.path).copied();
+                    given.or(exact.then_some(1.0)).map(|c| (field.path, c))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let no_lines = Vec::new();
     let no_rows = Vec::new();
     let (lines, rows) = predicted.map_or((&no_lines, &no_rows), |p| (&p.lines, &p.tax_breakdown));
     DocScore {
         fields,
+        confidence,
         lines: expected.has_lines.then(|| pair(&expected.fields.lines, lines, lines_match)),
         tax_breakdown: expected.has_tax_breakdown.then(|| pair(&expected.fields.tax_breakdown, rows, tax_rows_match)),
     }
