@@ -43,9 +43,10 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.confidence.insert("totals.grand_total".into(), total.confidence);
     }
     let block = totals::totals_block(&doc, total.as_ref().map(|t| t.value));
-    set_totals(&mut invoice, &block);
+    set_totals(&mut invoice, &block, total.as_ref().map_or(0.9, |t| t.confidence));
     invoice.lines = lines::line_items(&doc, &block);
     invoice.tax_breakdown = vat::tax_rows(&doc, &block);
+    totals_confidence(&mut invoice);
     if !invoice.tax_breakdown.is_empty() {
         invoice.confidence.insert("tax_breakdown".into(), 0.8);
     }
@@ -210,7 +211,7 @@ fn positive_credit_note_amounts(invoice: &mut Invoice) {
 }
 
 /// Copies the amounts the arithmetic confirmed; a confirmed grand total replaces a merely labelled one.
-fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock) {
+fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock, grand_total_confidence: f32) {
     let fields = [
         ("totals.grand_total", block.grand_total, &mut invoice.totals.grand_total),
         ("totals.tax_basis_total", block.tax_basis_total, &mut invoice.totals.tax_basis_total),
@@ -224,8 +225,67 @@ fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock) {
     for (name, value, slot) in fields {
         if let Some(value) = value {
             *slot = Some(value);
-            invoice.confidence.insert(name.into(), 0.9);
+            let label = if name == "totals.grand_total" { grand_total_confidence.max(0.9) } else { 0.9 };
+            invoice.confidence.insert(name.into(), label);
         }
+    }
+}
+
+/// How far apart two amounts may be and still agree: EN 16931 rounds per line and per VAT row.
+const SUM_TOLERANCE: Decimal = Decimal::from_parts(2, 0, 0, false, 2);
+
+/// Weighs the totals by the EN 16931 sums they take part in (BR-CO-10, 13, 14, 15, 16): a total that a sum
+/// confirms keeps its label's confidence (at least 0.9); one that no sum can check is held below the `auto`
+/// threshold (0.75), since a lone amount may be the wrong one of several; one in a sum that does not close
+/// is doubtful (0.5). The label finds a candidate; the arithmetic is what makes it trustworthy.
+fn totals_confidence(invoice: &mut Invoice) {
+    let t = &invoice.totals;
+    let zero = Decimal::ZERO;
+    let agree = |a: Decimal, b: Decimal| (a - b).abs() <= SUM_TOLERANCE;
+    // Each sum: the fields it checks, and whether it closes (None: a term is missing).
+    let mut sums: Vec<(Vec<&'static str>, Option<bool>)> = vec![
+        (
+            vec!["totals.grand_total", "totals.tax_basis_total", "totals.tax_total"],
+            t.tax_basis_total.zip(t.tax_total).zip(t.grand_total).map(|((b, v), g)| agree(b + v, g)),
+        ),
+        (
+            vec!["totals.tax_basis_total", "totals.line_total", "totals.allowance_total", "totals.charge_total"],
+            t.line_total
+                .zip(t.tax_basis_total)
+                .map(|(l, b)| agree(l - t.allowance_total.unwrap_or(zero) + t.charge_total.unwrap_or(zero), b)),
+        ),
+        (
+            vec!["totals.due_payable", "totals.prepaid"],
+            t.grand_total.zip(t.due_payable).map(|(g, d)| agree(g - t.prepaid.unwrap_or(zero), d)),
+        ),
+    ];
+    let rows = &invoice.tax_breakdown;
+    if !rows.is_empty() {
+        let amounts: Option<Decimal> = rows.iter().map(|r| r.amount).sum();
+        let bases: Option<Decimal> = rows.iter().map(|r| r.basis).sum();
+        sums.push((vec!["totals.tax_total"], amounts.zip(t.tax_total).map(|(a, v)| agree(a, v))));
+        sums.push((vec!["totals.tax_basis_total"], bases.zip(t.tax_basis_total).map(|(a, b)| agree(a, b))));
+    }
+    if !invoice.lines.is_empty() {
+        let lines: Option<Decimal> = invoice.lines.iter().map(|l| l.line_total).sum();
+        sums.push((vec!["totals.line_total"], lines.zip(t.line_total).map(|(a, l)| agree(a, l))));
+    }
+    for (field, confidence) in invoice.confidence.iter_mut() {
+        if !field.starts_with("totals.") {
+            continue;
+        }
+        let verdicts: Vec<bool> = sums
+            .iter()
+            .filter(|(fields, _)| fields.contains(&field.as_str()))
+            .filter_map(|(_, closes)| *closes)
+            .collect();
+        *confidence = if verdicts.contains(&false) {
+            confidence.min(0.5)
+        } else if verdicts.contains(&true) {
+            confidence.max(0.9)
+        } else {
+            confidence.min(0.75)
+        };
     }
 }
 
@@ -406,10 +466,11 @@ static STRONG_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// `Date`, `Datum`: the issue date unless something nearby says otherwise.
 static WEAK_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:date|datum)\b"));
-/// Words that make a date some other date (due, delivery, order, period, payment).
+/// Words that make a date some other date (due, delivery, order, period, payment), or the date of something
+/// other than the invoice (a print, a template's or a program's version).
 static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:due|fällig|faellig|échéance|echeance|payment|paid|zahl|deliver|liefer|leistung|shipment|ship|period|zeitraum|order|bestell|auftrag|next|expir|valid|start|end|from|until|bis|commande|livraison|print|druck)",
+        r"(?i)(?:due|fällig|faellig|échéance|echeance|payment|paid|zahl|deliver|liefer|leistung|shipment|ship|period|zeitraum|order|bestell|auftrag|next|expir|valid|start|end|from|until|bis|commande|livraison|print|druck|version)",
     )
 });
 
@@ -431,7 +492,9 @@ fn dated_number_line(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
         let label = NUMBER_LABEL.find(line).or_else(|| TITLE_THEN_NUMBER_LABEL.find(line))?;
         let rest = &line[label.end()..];
         let dated = NUMBER_THEN_DATE.find(rest).filter(|m| m.start() <= 40)?;
-        let found = find_dates(&rest[dated.end()..], doc.order).into_iter().next().filter(|f| f.start == 0)?;
+        // Columns of a text layer are often set apart by runs of spaces: `Nr. 4711   vom   15.11.2025`.
+        let after = rest[dated.end()..].trim_start();
+        let found = find_dates(after, doc.order).into_iter().next().filter(|f| f.start == 0)?;
         Some((found.date, 0.85))
     })
 }
@@ -479,6 +542,11 @@ static DUE_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// Early-payment discount terms: `Skonto`, `discount`, `escompte`, `sconto`, `descuento`, `korting`,
+/// `rabat`.
+static DISCOUNT: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?i)(?:skonto|discount|escompte|sconto|descuento|korting|rabat)"));
+
 /// A word that names some date in a header (`Lieferdatum`, `Invoice date`, `Fecha`, `Data`).
 static DATE_WORD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:date|datum|fecha|\bdata\b|termin)"));
 
@@ -488,9 +556,18 @@ fn due_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
         for m in DUE_DATE_LABEL.find_iter(line) {
             let rest = &line[m.end()..];
             if let Some(found) = find_dates(rest, doc.order).into_iter().next().filter(|f| f.start <= 24) {
-                return Some((found.date, 0.85));
+                // `Pay by 14.02. for a 2% discount`: the rest of the clause says it is a discount's deadline.
+                let clause = rest[found.end..].split([',', ';']).next().unwrap_or_default();
+                if !DISCOUNT.is_match(&rest[..found.start]) && !DISCOUNT.is_match(clause) {
+                    return Some((found.date, 0.85));
+                }
+                continue;
             }
-            let below = doc.value_below(i, m.start()).and_then(|v| find_dates(v, doc.order).into_iter().next());
+            // Not a discount's deadline (`Bis zum 14.02. 2 % Skonto`): paying early is not the due date.
+            let below = doc
+                .value_below(i, m.start())
+                .filter(|_| doc.next_nonblank(i).is_none_or(|next| !DISCOUNT.is_match(doc.lines[next])))
+                .and_then(|v| find_dates(v, doc.order).into_iter().next());
             if let Some(found) = below {
                 return Some((found.date, 0.75));
             }
@@ -505,7 +582,9 @@ fn due_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
             }
             if let Some(next) = doc.next_nonblank(i) {
                 if let [only] = find_dates(doc.lines[next], doc.order)[..] {
-                    return Some((only.date, 0.65));
+                    if !DISCOUNT.is_match(doc.lines[next]) {
+                        return Some((only.date, 0.5));
+                    }
                 }
             }
         }
@@ -1005,6 +1084,19 @@ mod tests {
         check("Factuurdatum: 1 mei 2023", "issue_date", Some("2023-05-01"));
         check("29 maart 2014  Factuurdatum:\n28 maart 2014  Orderdatum:", "issue_date", Some("2014-03-29"));
         check("Paid 29 maart 2014 by card  Factuurdatum:", "issue_date", None);
+        // Columns set apart by runs of spaces between the number, its connector and the date.
+        check("Handelsrechnung (380)   Nr. 4711   vom   15.11.2025", "issue_date", Some("2025-11-15"));
+        // A template's or program's version stamp is not the day of issue.
+        check(
+            "Stylesheet-Version: 2.6 vom 10.11.2025
+
+Rechnung 12
+
+01.10.2025",
+            "issue_date",
+            Some("2025-10-01"),
+        );
+        check("Software version 3 released 01.02.2024", "issue_date", None);
     }
 
     #[test]
@@ -1133,6 +1225,12 @@ mod tests {
         assert_eq!(due("Beschreibung  Teilzahlung  Fälligkeit\n30.11.2018").as_deref(), Some("2018-11-30"));
         // With another date's label in the header, a lone date below may be that one.
         assert_eq!(due("Lieferdatum  Fälligkeit  Betrag\n30.11.2018").as_deref(), None);
+        // The deadline of an early-payment discount below the header is not the due date.
+        assert_eq!(
+            due("Beschreibung Fälligkeit Teilzahlung\nBis zum 14.02.2025 erhalten Sie 2 % Skonto").as_deref(),
+            None
+        );
+        assert_eq!(due("Description  Due  Amount\nPay by 14.02.2025 for a 2% discount").as_deref(), None);
         assert_eq!(due("Invoice date 01.02.2026").as_deref(), None);
     }
 
@@ -1144,5 +1242,30 @@ mod tests {
         let (seller, _) = vat_ids(&Text::new("VAT DE136695976\nVAT DE811128135"));
         assert_eq!(seller, None, "two seller candidates are ambiguous");
         check("Thank you for your order", "seller", None);
+    }
+
+    #[test]
+    fn the_totals_are_trusted_as_far_as_their_sums_close() {
+        let confidence = |text: &str, field: &str| extract(text).confidence.get(field).copied();
+        // Net plus VAT is the total: all three confirmed.
+        let closing = "Net amount 100.00 EUR\nVAT 19% 19.00 EUR\nTotal amount 119.00 EUR";
+        assert_eq!(extract(closing).totals.grand_total.map(|d| d.to_string()).as_deref(), Some("119.00"));
+        for field in ["totals.grand_total", "totals.tax_basis_total", "totals.tax_total"] {
+            assert!(confidence(closing, field).is_some_and(|c| c >= 0.9), "{field}: {:?}", confidence(closing, field));
+        }
+        // A lone total: nothing checks it, so it stays below the threshold.
+        let lone = "Invoice 7\nTotal amount 119.00 EUR";
+        assert!(
+            confidence(lone, "totals.grand_total").is_some_and(|c| c < 0.8),
+            "{:?}",
+            confidence(lone, "totals.grand_total")
+        );
+        // Net plus VAT is not the total: not trusted.
+        let broken = "Net amount 100.00 EUR\nVAT 19% 19.00 EUR\nTotal amount 129.00 EUR";
+        assert!(
+            confidence(broken, "totals.grand_total").is_some_and(|c| c < 0.8),
+            "{:?}",
+            confidence(broken, "totals.grand_total")
+        );
     }
 }
