@@ -922,6 +922,20 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
         } else if line.trim().is_empty() && i > buyer_block_until.saturating_sub(3) {
             buyer_block_until = buyer_block_until.min(i);
         }
+        // The return address above a window envelope's address (`Acme GmbH | Hauptstr. 4 | 53229 Bonn`):
+        // its first part is the sender, the issuer; the block under it is the addressee, the buyer.
+        if let Some(sender) = sender_line(line).filter(|_| i < SENDER_LINE_WITHIN) {
+            if let Some(next) = doc.next_nonblank(i) {
+                buyer_block_until = next + 3;
+            }
+            if name_like(sender) {
+                let score = 3 + i32::from(LEGAL_FORM_ANY_CASE.is_match(sender) || LEGAL_FORM_CAPS.is_match(sender));
+                if best.as_ref().is_none_or(|(s, ..)| score > *s) {
+                    best = Some((score, sender.to_string(), parties::NameAt { line: i, cell: 0 }));
+                }
+            }
+            continue;
+        }
         for (index, (_, cell)) in cells(line).into_iter().enumerate() {
             let (cell, labelled) = match SELLER_LABEL.find(cell) {
                 Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
@@ -980,6 +994,26 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
         )
     })
 }
+
+/// A return address on one line, `Name | Street 4 | 12345 City` (or with `·`, `•`, `–`, ` - ` between the
+/// parts): at least three parts, the last but one or the last a postcode and a place. Its first part, the
+/// sender's name.
+fn sender_line(line: &str) -> Option<&str> {
+    let parts: Vec<&str> = SENDER_SEPARATOR.split(line.trim()).map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.len() < 3 || !parts.iter().skip(1).any(|p| POSTCODE_PLACE.is_match(p)) {
+        return None;
+    }
+    // A name, not a street: the address of a footer line starts with its street.
+    Some(trim_cell(parts[0])).filter(|name| !name.contains(|c: char| c.is_ascii_digit()))
+}
+
+/// The lines from the top within which a return address sits: above the window envelope's address, on the
+/// first page; further down, a line of that shape is a footer.
+const SENDER_LINE_WITHIN: usize = 25;
+static SENDER_SEPARATOR: LazyLock<Regex> = LazyLock::new(|| regex(r"\s+[|·•–]\s+|\s+-\s+"));
+/// `53229 Bonn`, `F-75001 Paris`, `1010 Wien`, `SW1A 1AA London`.
+static POSTCODE_PLACE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^(?:[A-Z]{1,2}-)?\d{4,5}\s+\p{L}|^[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\s+\p{L}"));
 
 /// A cell without the separators and punctuation that cling to it (`Acme GmbH,`, `Tariff X -`).
 fn trim_cell(cell: &str) -> &str {
@@ -1133,6 +1167,21 @@ Rechnung 12
             Some("Lieferant GmbH"),
         );
         check("Rechnung an: Kunde GmbH", "seller", None);
+        // A window envelope: the return address names the sender; the address under it is the buyer's.
+        check(
+            "shop.example | Somestreet 42 | 08155 Some city\n\nKunde AG\nFeldweg 3\n54321 Dorf",
+            "seller",
+            Some("shop.example"),
+        );
+        check(
+            "Händler GmbH · Hauptstr. 4 · 53229 Bonn\nKunde AG\nFeldweg 3\n54321 Dorf\nKunde AG",
+            "seller",
+            Some("Händler GmbH"),
+        );
+        assert_eq!(sender_line("Feldweg 3 - Haus 2 - Stock 4"), None, "no postcode and place: no return address");
+        assert_eq!(sender_line("Hauptstraße 16 · D-60318 Frankfurt · Telefon 069 99-0"), None, "a footer's street");
+        assert_eq!(sender_line("Acme SARL – 1 rue Haute – F-75001 Paris"), Some("Acme SARL"));
+        assert_eq!(sender_line("Acme Ltd | 1 High St | SW1A 1AA London"), Some("Acme Ltd"));
         // A name printed in the sender line and again in the letterhead beats a product line that only
         // shares the web address's stem; a heading printed twice is still no name.
         check(
