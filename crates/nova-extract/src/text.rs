@@ -678,7 +678,7 @@ static TOTAL_LABELS: LazyLock<[(Regex, f32); 3]> = LazyLock::new(|| {
     [
         (
             regex(
-                r"(?i)(?:grand\s*total|total\s*(?:amount|incl|inc\.|including|\(incl|ttc|gross|invoice|due|to\s*pay|payable)|invoice\s*(?:total|amount)|amount\s*total|total\s+\S+\s+incl|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|bruttobetrag|brutto\s*summe|endbetrag|gesamt\s*brutto|summe\s*brutto|brutto\s*gesamt|montant\s*(?:total\s*)?ttc|total\s*ttc|net\s*à\s*payer|totaal|razem\s*do\s*zapłaty|do\s*zapłaty)",
+                r"(?i)(?:grand\s*total|total\s*(?:amount|incl|inc\.|including|\(incl|ttc|gross|invoice|due|to\s*pay|payable)|invoice\s*(?:total|amount)|amount\s*total|total\s+\S+\s+incl|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|bruttobetrag|brutto\s*summe|endbetrag|endsumme|gesamt\s*brutto|totale\s*(?:fattura|documento|da\s*pagare)|importe\s*total|total\s*(?:factura|a\s*pagar)|summe\s*brutto|brutto\s*gesamt|montant\s*(?:total\s*)?ttc|total\s*ttc|net\s*à\s*payer|totaal|razem\s*do\s*zapłaty|do\s*zapłaty)",
             ),
             0.85,
         ),
@@ -1137,6 +1137,9 @@ Rechnung 12
     fn grand_totals_prefer_the_gross_total() {
         check("Subtotal 573.00\n19% VAT 108.87\nTotal € Incl. VAT 681.87", "grand_total", Some("681.87"));
         check("Gesamtbetrag: 80,65 EUR\nAusstehender Betrag: 0,00 EUR", "grand_total", Some("80.65"));
+        check("Positionen netto 804,35 €\nEndsumme 963,12 €", "grand_total", Some("963.12"));
+        check("Imponibile 100,00\nIVA 22,00\nTotale documento 122,00", "grand_total", Some("122.00"));
+        check("Base imponible 100,00\nIVA 21,00\nImporte total 121,00", "grand_total", Some("121.00"));
         check("Total $144.00\nAmount Due (USD) $0.00", "grand_total", Some("144.00"));
         check("Total HT 100,00 €\nTVA 20,00 €\nTotal TTC 1 200,00 €", "grand_total", Some("1200.00"));
         check("Total excl. VAT 100.00\nTotal VAT 19.00", "grand_total", None);
