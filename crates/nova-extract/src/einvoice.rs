@@ -4,7 +4,9 @@
 //! with `rsm:`/`ram:` or default namespaces and under several namespace versions (ZUGFeRD 1.0, 2.x,
 //! Factur-X, XRechnung). Where ZUGFeRD 1.0 (`CrossIndustryDocument`) named an element differently from
 //! CII D16B, each step lists both names. Values are taken as written: amounts keep their scale, names
-//! keep their spelling.
+//! keep their spelling. Where several elements could carry a business term, the standard's rule picks
+//! one: the net payment's due date for BT-9, the top-level line items for BG-25 (not a group's sub-lines); and
+//! the amount due (BT-115), when a document does not state it, is what BR-CO-16 makes of its totals.
 
 use chrono::NaiveDate;
 use nova_core::{Invoice, Line, Party, TaxRow, Totals};
@@ -93,6 +95,16 @@ fn amount_in_currency<'a>(
     decimal_of(matching.or(all.first()).copied())
 }
 
+/// BT-115 where the document does not state it. EN 16931 makes the amount due mandatory (BR-15) and defines it
+/// (BR-CO-16): amount due (BT-115) = total with VAT (BT-112) − paid amount (BT-113) + rounding amount (BT-114), an
+/// absent BT-113 or BT-114 counting as zero. ZUGFeRD 1.0 BASIC has no element for it, so such a document states
+/// it only through its total.
+fn amount_due(grand_total: Option<Decimal>, prepaid: Option<Decimal>, rounding: Option<Decimal>) -> Option<Decimal> {
+    let due = grand_total?;
+    let due = prepaid.map_or(due, |paid| due - paid);
+    Some(rounding.map_or(due, |rounding| due + rounding))
+}
+
 mod cii {
     //! UN/CEFACT Cross Industry Invoice (D16B, used by Factur-X 1.0 / ZUGFeRD 2.x / XRechnung CII) and the
     //! older Cross Industry Document of ZUGFeRD 1.0.
@@ -124,10 +136,7 @@ mod cii {
             invoice_number: text_of(header.and_then(|h| child(h, &["ID"]))),
             type_code: text_of(header.and_then(|h| child(h, &["TypeCode"]))),
             issue_date: header.and_then(|h| date(path(h, &[&["IssueDateTime"], DATE_STRING]))),
-            due_date: settlement.and_then(|s| {
-                children(s, &["SpecifiedTradePaymentTerms"])
-                    .find_map(|terms| date(path(terms, &[&["DueDateDateTime"], DATE_STRING])))
-            }),
+            due_date: settlement.and_then(due_date),
             seller: agreement.and_then(|a| child(a, &["SellerTradeParty"])).map(party),
             buyer: agreement.and_then(|a| child(a, &["BuyerTradeParty"])).map(party),
             buyer_reference: text_of(agreement.and_then(|a| child(a, &["BuyerReference"]))),
@@ -147,7 +156,9 @@ mod cii {
                 .map(|s| children(s, &["ApplicableTradeTax"]).map(tax_row).collect())
                 .unwrap_or_default(),
             lines: transaction
-                .map(|t| children(t, &["IncludedSupplyChainTradeLineItem"]).map(line).collect())
+                .map(|t| {
+                    children(t, &["IncludedSupplyChainTradeLineItem"]).filter(|i| is_billed(*i)).map(line).collect()
+                })
                 .unwrap_or_default(),
             currency,
             ..Invoice::default()
@@ -156,6 +167,33 @@ mod cii {
 
     fn date(node: Option<Node<'_, '_>>) -> Option<NaiveDate> {
         parse_compact_date(node?.text()?)
+    }
+
+    /// BT-9, the payment due date. EN 16931-1 defines it as the due date of the *net* payment, for partial
+    /// payments the first net due date. EN 16931 and the lower profiles carry one `SpecifiedTradePaymentTerms`,
+    /// whose `DueDateDateTime` is BT-9; EXTENDED may carry several, and a term with discount terms
+    /// (`ApplicableTradePaymentDiscountTerms`, a cash discount) dates the end of the discount, not the net payment.
+    /// So: the earliest due date of a term without discount terms, else (no such term is dated) the first due date.
+    fn due_date(settlement: Node<'_, '_>) -> Option<NaiveDate> {
+        let dated: Vec<(NaiveDate, bool)> = children(settlement, &["SpecifiedTradePaymentTerms"])
+            .filter_map(|terms| {
+                let due = date(path(terms, &[&["DueDateDateTime"], DATE_STRING]))?;
+                Some((due, child(terms, &["ApplicableTradePaymentDiscountTerms"]).is_some()))
+            })
+            .collect();
+        let net = dated.iter().filter(|(_, discount)| !discount).map(|(due, _)| *due).min();
+        net.or_else(|| dated.first().map(|(due, _)| *due))
+    }
+
+    /// Whether a line item is one of the invoice's lines (BG-25) as a reader of the document sees them: a
+    /// top-level item. EXTENDED (Factur-X 1.0, ZUGFeRD 2.x) may nest items under a `GROUP` item, each naming it
+    /// as its parent (BT-X-304 `ParentLineID`): such a sub-line details its group, whose line carries the
+    /// group's amount, so reading both would list the same goods twice. Items without a parent (a `DETAIL`,
+    /// `GROUP` or `INFORMATION` item, or one of a profile without subtypes) are the lines.
+    /// (`IncludedSubordinateTradeLineItem`, CII's nested sub-item, is not an `IncludedSupplyChainTradeLineItem`
+    /// of the transaction and is never read as a line.)
+    fn is_billed(item: Node<'_, '_>) -> bool {
+        text_of(path(item, &[&["AssociatedDocumentLineDocument"], &["ParentLineID"]])).is_none()
     }
 
     fn party(node: Node<'_, '_>) -> Party {
@@ -183,7 +221,9 @@ mod cii {
             tax_total: amount(&["TaxTotalAmount"]),
             grand_total: amount(&["GrandTotalAmount"]),
             prepaid: amount(&["TotalPrepaidAmount"]),
-            due_payable: amount(&["DuePayableAmount"]),
+            due_payable: amount(&["DuePayableAmount"]).or_else(|| {
+                amount_due(amount(&["GrandTotalAmount"]), amount(&["TotalPrepaidAmount"]), amount(&["RoundingAmount"]))
+            }),
         }
     }
 
@@ -247,7 +287,13 @@ mod ubl {
                 tax_total,
                 grand_total: amount(&["TaxInclusiveAmount"]),
                 prepaid: amount(&["PrepaidAmount"]),
-                due_payable: amount(&["PayableAmount"]),
+                due_payable: amount(&["PayableAmount"]).or_else(|| {
+                    amount_due(
+                        amount(&["TaxInclusiveAmount"]),
+                        amount(&["PrepaidAmount"]),
+                        amount(&["PayableRoundingAmount"]),
+                    )
+                }),
             },
             tax_breakdown: tax_totals.iter().flat_map(|t| children(*t, &["TaxSubtotal"])).map(tax_row).collect(),
             lines: children(root, &["InvoiceLine", "CreditNoteLine"]).map(line).collect(),
@@ -349,6 +395,130 @@ mod tests {
         assert_eq!(inv.lines[0].net_price.map(|d| d.to_string()).as_deref(), Some("50.0000"));
         assert_eq!(inv.lines[0].unit.as_deref(), Some("H87"));
         assert_eq!(inv.source.as_deref(), Some("einvoice"));
+    }
+
+    /// A CII invoice around the given line items and header settlement content (payment terms, summation).
+    fn cii(lines: &str, settlement: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+  xmlns:ram="urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
+  xmlns:udt="urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100">
+  <rsm:ExchangedDocument><ram:ID>R-1</ram:ID><ram:TypeCode>380</ram:TypeCode></rsm:ExchangedDocument>
+  <rsm:SupplyChainTradeTransaction>{lines}
+    <ram:ApplicableHeaderTradeSettlement><ram:InvoiceCurrencyCode>EUR</ram:InvoiceCurrencyCode>{settlement}
+    </ram:ApplicableHeaderTradeSettlement>
+  </rsm:SupplyChainTradeTransaction>
+</rsm:CrossIndustryInvoice>"#
+        )
+    }
+
+    /// A payment term due on `due` (`YYYYMMDD`), with a cash discount when `discount`.
+    fn terms(due: &str, discount: bool) -> String {
+        let discount = if discount {
+            "<ram:ApplicableTradePaymentDiscountTerms><ram:CalculationPercent>2.00</ram:CalculationPercent></ram:ApplicableTradePaymentDiscountTerms>"
+        } else {
+            ""
+        };
+        format!(
+            r#"<ram:SpecifiedTradePaymentTerms><ram:DueDateDateTime><udt:DateTimeString format="102">{due}</udt:DateTimeString></ram:DueDateDateTime>{discount}</ram:SpecifiedTradePaymentTerms>"#
+        )
+    }
+
+    #[test]
+    fn the_due_date_is_the_net_payment_date_among_several_payment_terms() {
+        let due = |settlement: String| parse(cii("", &settlement).as_bytes()).expect("valid CII").due_date;
+        let day = |d| NaiveDate::from_ymd_opt(2026, 6, d);
+        // EXTENDED: a cash discount until the 6th, the net amount due on the 13th, in either order.
+        assert_eq!(due(terms("20260606", true) + &terms("20260613", false)), day(13));
+        assert_eq!(due(terms("20260613", false) + &terms("20260606", true)), day(13));
+        // Partial payments: the first net due date.
+        assert_eq!(due(terms("20260620", false) + &terms("20260610", false)), day(10));
+        // A single term is BT-9 whatever else it says; so is the first one when none is net.
+        assert_eq!(due(terms("20260606", true)), day(6));
+        assert_eq!(due(terms("20260606", true) + &terms("20260603", true)), day(6));
+        assert_eq!(due(String::new()), None);
+    }
+
+    /// A line item with an id, an optional parent and subtype (BT-X-304, BT-X-8) and a net amount.
+    fn item(id: &str, parent: Option<&str>, subtype: Option<&str>, total: &str) -> String {
+        let parent = parent.map(|p| format!("<ram:ParentLineID>{p}</ram:ParentLineID>")).unwrap_or_default();
+        let subtype =
+            subtype.map(|s| format!("<ram:LineStatusReasonCode>{s}</ram:LineStatusReasonCode>")).unwrap_or_default();
+        format!(
+            r#"<ram:IncludedSupplyChainTradeLineItem>
+  <ram:AssociatedDocumentLineDocument><ram:LineID>{id}</ram:LineID>{parent}{subtype}</ram:AssociatedDocumentLineDocument>
+  <ram:SpecifiedTradeProduct><ram:Name>Item {id}</ram:Name></ram:SpecifiedTradeProduct>
+  <ram:SpecifiedLineTradeSettlement><ram:SpecifiedTradeSettlementLineMonetarySummation>
+    <ram:LineTotalAmount>{total}</ram:LineTotalAmount></ram:SpecifiedTradeSettlementLineMonetarySummation></ram:SpecifiedLineTradeSettlement>
+</ram:IncludedSupplyChainTradeLineItem>"#
+        )
+    }
+
+    #[test]
+    fn a_group_s_sub_lines_are_not_invoice_lines() {
+        let lines = [
+            item("1", None, Some("GROUP"), "150.00"),
+            item("1.1", Some("1"), Some("DETAIL"), "100.00"),
+            item("1.2", Some("1"), Some("GROUP"), "50.00"),
+            item("1.2.1", Some("1.2"), Some("DETAIL"), "50.00"),
+            item("2", None, Some("DETAIL"), "30.00"),
+            item("2.1", Some("2"), Some("INFORMATION"), "0.00"),
+            item("3", None, None, "20.00"),
+        ]
+        .concat();
+        let inv = parse(cii(&lines, "").as_bytes()).expect("valid CII");
+        let ids: Vec<&str> = inv.lines.iter().filter_map(|l| l.id.as_deref()).collect();
+        assert_eq!(ids, ["1", "2", "3"], "the top-level items");
+        let sum: Decimal = inv.lines.iter().filter_map(|l| l.line_total).sum();
+        assert_eq!(sum.to_string(), "200.00", "the lines add up to BT-106 once");
+
+        // CII's nested sub-item is part of its line, not a line of the invoice.
+        let nested = item("1", None, None, "10.00").replace(
+            "</ram:SpecifiedLineTradeSettlement>",
+            "</ram:SpecifiedLineTradeSettlement><ram:IncludedSubordinateTradeLineItem><ram:ID>1.1</ram:ID></ram:IncludedSubordinateTradeLineItem>",
+        );
+        assert!(nested.contains("IncludedSubordinateTradeLineItem"));
+        assert_eq!(parse(cii(&nested, "").as_bytes()).expect("valid CII").lines.len(), 1);
+    }
+
+    #[test]
+    fn xrechnung_sub_invoice_lines_are_not_invoice_lines() {
+        let sub = r#"<cac:SubInvoiceLine><cbc:ID>1.1</cbc:ID><cbc:InvoicedQuantity unitCode="H87">1</cbc:InvoicedQuantity>
+      <cbc:LineExtensionAmount currencyID="EUR">100.00</cbc:LineExtensionAmount><cac:Item><cbc:Name>Part</cbc:Name></cac:Item></cac:SubInvoiceLine>
+    </cac:InvoiceLine>"#;
+        let ubl = UBL.replacen("</cac:InvoiceLine>", sub, 1);
+        assert_ne!(ubl, UBL);
+        let inv = parse(ubl.as_bytes()).expect("valid UBL");
+        assert_eq!(inv.lines.len(), 1);
+        assert_eq!(inv.lines[0].name.as_deref(), Some("Widget"));
+    }
+
+    #[test]
+    fn the_amount_due_follows_br_co_16_when_the_document_does_not_state_it() {
+        let due = |summation: &str| {
+            let settlement = format!(
+                "<ram:SpecifiedTradeSettlementHeaderMonetarySummation>{summation}</ram:SpecifiedTradeSettlementHeaderMonetarySummation>"
+            );
+            parse(cii("", &settlement).as_bytes()).expect("valid CII").totals.due_payable.map(|d| d.to_string())
+        };
+        // ZUGFeRD 1.0 BASIC has no element for BT-115: it is the total with VAT.
+        assert_eq!(due("<ram:GrandTotalAmount>59.50</ram:GrandTotalAmount>").as_deref(), Some("59.50"));
+        // Less what was paid, plus the rounding amount.
+        let summation =
+            "<ram:GrandTotalAmount>100.00</ram:GrandTotalAmount><ram:TotalPrepaidAmount>30.00</ram:TotalPrepaidAmount>\
+            <ram:RoundingAmount>0.01</ram:RoundingAmount>";
+        assert_eq!(due(summation).as_deref(), Some("70.01"));
+        // A stated amount is taken as written, and nothing is made up without a total.
+        let stated =
+            "<ram:GrandTotalAmount>100.00</ram:GrandTotalAmount><ram:DuePayableAmount>90.00</ram:DuePayableAmount>";
+        assert_eq!(due(stated).as_deref(), Some("90.00"));
+        assert_eq!(due("<ram:TaxTotalAmount>9.50</ram:TaxTotalAmount>"), None);
+
+        let ubl = UBL.replace("<cbc:PayableAmount currencyID=\"EUR\">119.00</cbc:PayableAmount>", "");
+        assert_ne!(ubl, UBL);
+        let inv = parse(ubl.as_bytes()).expect("valid UBL");
+        assert_eq!(inv.totals.due_payable.map(|d| d.to_string()).as_deref(), Some("119.00"));
     }
 
     #[test]
