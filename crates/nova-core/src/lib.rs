@@ -17,7 +17,7 @@ pub use job::{
     Artifact, Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,
     TaskRunInput, UnknownWorkflow, Workflow,
 };
-pub use review::{review, Review, ReviewReason, Why, DEFAULT_CONFIDENCE_THRESHOLD};
+pub use review::{review, sums, Review, ReviewReason, Sum, Why, DEFAULT_CONFIDENCE_THRESHOLD};
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

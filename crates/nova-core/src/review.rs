@@ -72,8 +72,9 @@ pub fn review(invoice: &Invoice, threshold: f32) -> Review {
             }
         }
     }
-    for (field, detail) in arithmetic(invoice) {
-        reason(field, Why::Arithmetic, detail);
+    for sum in sums(invoice).iter().filter(|sum| !sum.closes()) {
+        let detail = format!("{} is {}, the document says {}", sum.what, sum.computed, sum.stated);
+        reason(sum.fields[0], Why::Arithmetic, detail);
     }
     Review { needed: !reasons.is_empty(), reasons }
 }
@@ -105,51 +106,74 @@ fn filled_fields(invoice: &Invoice) -> Vec<&'static str> {
     .collect()
 }
 
-/// The sums of EN 16931 that the result breaks, each with the field it puts in doubt and what differs. A sum
-/// is checked only when every one of its terms is there.
-fn arithmetic(invoice: &Invoice) -> Vec<(&'static str, String)> {
+/// One sum of EN 16931 over a result's totals, VAT rows or lines, checked because every one of its terms is
+/// there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sum {
+    /// The fields the sum vouches for when it closes and puts in doubt when it does not, the stated one
+    /// first.
+    pub fields: &'static [&'static str],
+    /// What is computed, for a person: `tax_basis_total + tax_total`.
+    pub what: &'static str,
+    pub computed: Decimal,
+    pub stated: Decimal,
+}
+
+impl Sum {
+    /// Whether the stated amount is the computed one, within the rounding EN 16931 allows.
+    pub fn closes(&self) -> bool {
+        (self.computed - self.stated).abs() <= TOLERANCE
+    }
+}
+
+/// The sums of EN 16931 that `invoice` can be checked by (BR-CO-10, 13, 14, 15, 16, and the VAT rows' bases
+/// against the total without VAT), each whose terms are all there. The amount due does not vouch for the
+/// total it is computed from: with nothing paid, it is the same number read twice.
+pub fn sums(invoice: &Invoice) -> Vec<Sum> {
     let t = &invoice.totals;
     let zero = Decimal::ZERO;
-    let mut broken = Vec::new();
-    let mut check = |field: &'static str, what: &str, expected: Option<Decimal>, found: Option<Decimal>| {
-        if let (Some(expected), Some(found)) = (expected, found) {
-            if (expected - found).abs() > TOLERANCE {
-                broken.push((field, format!("{what} is {expected}, the document says {found}")));
-            }
+    let mut sums = Vec::new();
+    let mut sum = |fields, what, computed: Option<Decimal>, stated: Option<Decimal>| {
+        if let (Some(computed), Some(stated)) = (computed, stated) {
+            sums.push(Sum { fields, what, computed, stated });
         }
     };
     // BR-CO-15: total with VAT = total without VAT + VAT.
-    check(
-        "totals.grand_total",
+    sum(
+        &["totals.grand_total", "totals.tax_basis_total", "totals.tax_total"],
         "tax_basis_total + tax_total",
         t.tax_basis_total.zip(t.tax_total).map(|(b, v)| b + v),
         t.grand_total,
     );
     // BR-CO-13: total without VAT = sum of lines - allowances + charges.
-    check(
-        "totals.tax_basis_total",
+    sum(
+        &["totals.tax_basis_total", "totals.line_total", "totals.allowance_total", "totals.charge_total"],
         "line_total - allowance_total + charge_total",
         t.line_total.map(|l| l - t.allowance_total.unwrap_or(zero) + t.charge_total.unwrap_or(zero)),
         t.tax_basis_total,
     );
     // BR-CO-16: amount due = total with VAT - paid.
-    check(
-        "totals.due_payable",
+    sum(
+        &["totals.due_payable", "totals.prepaid"],
         "grand_total - prepaid",
         t.grand_total.map(|g| g - t.prepaid.unwrap_or(zero)),
         t.due_payable,
     );
-    // BR-CO-14: VAT = sum of the VAT rows' amounts.
-    let rows: Option<Decimal> = (!invoice.tax_breakdown.is_empty())
-        .then(|| invoice.tax_breakdown.iter().map(|r| r.amount).sum::<Option<Decimal>>())
-        .flatten();
-    check("totals.tax_total", "the sum of the VAT rows", rows, t.tax_total);
+    // A sum over a list whose every item states the amount; none for an empty list.
+    fn total<T>(items: &[T], amount: impl Fn(&T) -> Option<Decimal>) -> Option<Decimal> {
+        (!items.is_empty()).then(|| items.iter().map(amount).sum::<Option<Decimal>>()).flatten()
+    }
+    // BR-CO-14: VAT = sum of the VAT rows' amounts; and the rows' bases make the total without VAT.
+    sum(&["totals.tax_total"], "the sum of the VAT rows", total(&invoice.tax_breakdown, |r| r.amount), t.tax_total);
+    sum(
+        &["totals.tax_basis_total"],
+        "the sum of the VAT rows' bases",
+        total(&invoice.tax_breakdown, |r| r.basis),
+        t.tax_basis_total,
+    );
     // BR-CO-10: sum of lines = the lines' net amounts.
-    let lines: Option<Decimal> = (!invoice.lines.is_empty())
-        .then(|| invoice.lines.iter().map(|l| l.line_total).sum::<Option<Decimal>>())
-        .flatten();
-    check("totals.line_total", "the sum of the lines", lines, t.line_total);
-    broken
+    sum(&["totals.line_total"], "the sum of the lines", total(&invoice.lines, |l| l.line_total), t.line_total);
+    sums
 }
 
 #[cfg(test)]
@@ -230,6 +254,29 @@ mod tests {
         invoice.totals.due_payable = Some(d("110.02"));
         invoice.lines[0].line_total = Some(d("100.01"));
         assert_eq!(super::review(&invoice, 0.8).reasons, vec![]);
+    }
+
+    #[test]
+    fn sums_are_checked_when_their_terms_are_there_and_name_what_they_vouch_for() {
+        let mut invoice = rules_result(0.9);
+        let checked = |invoice: &Invoice| sums(invoice).iter().map(|s| (s.what, s.closes())).collect::<Vec<_>>();
+        assert_eq!(checked(&invoice), [("tax_basis_total + tax_total", true)]);
+        invoice.totals.due_payable = Some(d("119.00"));
+        invoice.confidence.insert("totals.due_payable".into(), 0.9);
+        invoice.tax_breakdown = vec![TaxRow { basis: Some(d("90.00")), amount: Some(d("19.00")), ..TaxRow::default() }];
+        assert_eq!(
+            checked(&invoice),
+            [
+                ("tax_basis_total + tax_total", true),
+                ("grand_total - prepaid", true),
+                ("the sum of the VAT rows", true),
+                ("the sum of the VAT rows' bases", false),
+            ]
+        );
+        // The amount due, the grand total read again when nothing was paid, does not vouch for it.
+        let due = sums(&invoice).into_iter().find(|s| s.what == "grand_total - prepaid").unwrap();
+        assert!(!due.fields.contains(&"totals.grand_total"));
+        assert_eq!(whys(&review(&invoice, 0.8)), [("totals.tax_basis_total", Why::Arithmetic)]);
     }
 
     #[test]

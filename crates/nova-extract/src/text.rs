@@ -43,7 +43,7 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.confidence.insert("totals.grand_total".into(), total.confidence);
     }
     let block = totals::totals_block(&doc, total.as_ref().map(|t| t.value));
-    set_totals(&mut invoice, &block, total.as_ref().map_or(0.9, |t| t.confidence));
+    set_totals(&mut invoice, &block);
     invoice.lines = lines::line_items(&doc, &block);
     invoice.tax_breakdown = vat::tax_rows(&doc, &block);
     totals_confidence(&mut invoice);
@@ -211,7 +211,7 @@ fn positive_credit_note_amounts(invoice: &mut Invoice) {
 }
 
 /// Copies the amounts the arithmetic confirmed; a confirmed grand total replaces a merely labelled one.
-fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock, grand_total_confidence: f32) {
+fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock) {
     let fields = [
         ("totals.grand_total", block.grand_total, &mut invoice.totals.grand_total),
         ("totals.tax_basis_total", block.tax_basis_total, &mut invoice.totals.tax_basis_total),
@@ -225,60 +225,23 @@ fn set_totals(invoice: &mut Invoice, block: &totals::TotalsBlock, grand_total_co
     for (name, value, slot) in fields {
         if let Some(value) = value {
             *slot = Some(value);
-            let label = if name == "totals.grand_total" { grand_total_confidence.max(0.9) } else { 0.9 };
-            invoice.confidence.insert(name.into(), label);
+            invoice.confidence.insert(name.into(), 0.9);
         }
     }
 }
 
-/// How far apart two amounts may be and still agree: EN 16931 rounds per line and per VAT row.
-const SUM_TOLERANCE: Decimal = Decimal::from_parts(2, 0, 0, false, 2);
-
-/// Weighs the totals by the EN 16931 sums they take part in (BR-CO-10, 13, 14, 15, 16): a total that a sum
+/// Weighs the totals by the EN 16931 sums they take part in ([`nova_core::sums`]): a total that a sum
 /// confirms keeps its label's confidence (at least 0.9); one that no sum can check is held below the `auto`
 /// threshold (0.75), since a lone amount may be the wrong one of several; one in a sum that does not close
 /// is doubtful (0.5). The label finds a candidate; the arithmetic is what makes it trustworthy.
 fn totals_confidence(invoice: &mut Invoice) {
-    let t = &invoice.totals;
-    let zero = Decimal::ZERO;
-    let agree = |a: Decimal, b: Decimal| (a - b).abs() <= SUM_TOLERANCE;
-    // Each sum: the fields it checks, and whether it closes (None: a term is missing).
-    let mut sums: Vec<(Vec<&'static str>, Option<bool>)> = vec![
-        (
-            vec!["totals.grand_total", "totals.tax_basis_total", "totals.tax_total"],
-            t.tax_basis_total.zip(t.tax_total).zip(t.grand_total).map(|((b, v), g)| agree(b + v, g)),
-        ),
-        (
-            vec!["totals.tax_basis_total", "totals.line_total", "totals.allowance_total", "totals.charge_total"],
-            t.line_total
-                .zip(t.tax_basis_total)
-                .map(|(l, b)| agree(l - t.allowance_total.unwrap_or(zero) + t.charge_total.unwrap_or(zero), b)),
-        ),
-        (
-            vec!["totals.due_payable", "totals.prepaid"],
-            t.grand_total.zip(t.due_payable).map(|(g, d)| agree(g - t.prepaid.unwrap_or(zero), d)),
-        ),
-    ];
-    let rows = &invoice.tax_breakdown;
-    if !rows.is_empty() {
-        let amounts: Option<Decimal> = rows.iter().map(|r| r.amount).sum();
-        let bases: Option<Decimal> = rows.iter().map(|r| r.basis).sum();
-        sums.push((vec!["totals.tax_total"], amounts.zip(t.tax_total).map(|(a, v)| agree(a, v))));
-        sums.push((vec!["totals.tax_basis_total"], bases.zip(t.tax_basis_total).map(|(a, b)| agree(a, b))));
-    }
-    if !invoice.lines.is_empty() {
-        let lines: Option<Decimal> = invoice.lines.iter().map(|l| l.line_total).sum();
-        sums.push((vec!["totals.line_total"], lines.zip(t.line_total).map(|(a, l)| agree(a, l))));
-    }
+    let sums = nova_core::sums(invoice);
     for (field, confidence) in invoice.confidence.iter_mut() {
         if !field.starts_with("totals.") {
             continue;
         }
-        let verdicts: Vec<bool> = sums
-            .iter()
-            .filter(|(fields, _)| fields.contains(&field.as_str()))
-            .filter_map(|(_, closes)| *closes)
-            .collect();
+        let verdicts: Vec<bool> =
+            sums.iter().filter(|sum| sum.fields.contains(&field.as_str())).map(nova_core::Sum::closes).collect();
         *confidence = if verdicts.contains(&false) {
             confidence.min(0.5)
         } else if verdicts.contains(&true) {
