@@ -92,8 +92,6 @@ pub struct Document {
     pub extracted_by: Option<String>,
     /// The vendor template that matched the document's text, if any.
     pub template: Option<String>,
-    /// Scored values filled with a confidence at or above the threshold: (correct, wrong).
-    pub confident: (usize, usize),
     /// Whether the `auto` strategy would hand the rules' result to the model.
     pub asks_model: bool,
 }
@@ -208,16 +206,6 @@ fn evaluate(
         Err(error) => (None, Some(error)),
     };
     let score = score::score(&expected, invoice.as_ref());
-    let mut confident = (0, 0);
-    for &(path, verdict) in &score.fields {
-        if score.confidence.get(path).is_some_and(|&c| c >= threshold) {
-            match verdict {
-                score::Verdict::Correct => confident.0 += 1,
-                score::Verdict::Wrong => confident.1 += 1,
-                score::Verdict::Missing => {}
-            }
-        }
-    }
     let asks_model = invoice.as_ref().is_some_and(|invoice| {
         nova_llm::plan(nova_core::Strategy::Auto, true, invoice, threshold) == Ok(nova_llm::Plan::Model)
     });
@@ -231,7 +219,6 @@ fn evaluate(
         score,
         extracted_by: invoice.and_then(|i| i.source),
         template,
-        confident,
         asks_model,
     })
 }
@@ -316,7 +303,7 @@ mod tests {
             [(&parts[0], WORKING_FLOORS, "working"), (&parts[1], HELD_OUT_FLOORS, "held out")]
         {
             assert!(documents.len() >= 10, "{name}: {} text-path documents", documents.len());
-            let all = &report::groups(documents)[0];
+            let all = &report::groups(documents, nova_core::DEFAULT_CONFIDENCE_THRESHOLD)[0];
             let (accuracy, wrong) = (all.core.accuracy().unwrap_or(0.0), all.core.wrong_rate().unwrap_or(1.0));
             let confident_wrong = all.confident_wrong().unwrap_or(0.0);
             eprintln!(
@@ -371,7 +358,7 @@ mod tests {
         let errors: Vec<String> =
             documents.iter().filter_map(|d| d.error.as_ref().map(|e| format!("{}: {}", d.file, e.code))).collect();
         assert!(errors.is_empty(), "every scan is read: {errors:?}");
-        let all = &report::groups(&documents)[0];
+        let all = &report::groups(&documents, nova_core::DEFAULT_CONFIDENCE_THRESHOLD)[0];
         let accuracy = all.core.accuracy().expect("core fields are scored");
         assert!(accuracy >= SCAN_CORE_FLOOR, "core accuracy on the scans {accuracy:.3} < {SCAN_CORE_FLOOR}");
     }

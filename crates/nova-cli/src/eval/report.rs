@@ -96,17 +96,22 @@ pub struct Calibration {
     pub unrated: (usize, usize),
 }
 
+/// Counts a filled value as correct or wrong in `cell`; a missing one is not counted.
+fn count(cell: &mut (usize, usize), verdict: Verdict) {
+    match verdict {
+        Verdict::Correct => cell.0 += 1,
+        Verdict::Wrong => cell.1 += 1,
+        Verdict::Missing => {}
+    }
+}
+
 impl Calibration {
     fn add(&mut self, confidence: Option<f32>, verdict: Verdict) {
         let cell = match confidence {
             Some(c) => &mut self.bins[BINS.iter().rposition(|&low| c >= low).unwrap_or(0)],
             None => &mut self.unrated,
         };
-        match verdict {
-            Verdict::Correct => cell.0 += 1,
-            Verdict::Wrong => cell.1 += 1,
-            Verdict::Missing => {}
-        }
+        count(cell, verdict);
     }
 
     /// A bin's label: `0.80-0.90`, the last `0.95-1.00`.
@@ -139,7 +144,8 @@ pub struct Group {
 }
 
 impl Group {
-    fn add(&mut self, doc: &Document) {
+    /// Adds a document; `threshold` is the confidence from which a value counts as confident.
+    fn add(&mut self, doc: &Document, threshold: f32) {
         self.documents += 1;
         self.failed += usize::from(doc.error.is_some());
         // Speed is measured on what was extracted: refusing a scan in microseconds is not reading it.
@@ -149,10 +155,12 @@ impl Group {
         }
         self.add_score(&doc.score);
         for &(path, verdict) in &doc.score.fields {
-            self.calibration.add(doc.score.confidence.get(path).copied(), verdict);
+            let confidence = doc.score.confidence.get(path).copied();
+            self.calibration.add(confidence, verdict);
+            if confidence.is_some_and(|c| c >= threshold) {
+                count(&mut self.confident, verdict);
+            }
         }
-        self.confident.0 += doc.confident.0;
-        self.confident.1 += doc.confident.1;
         self.to_model += usize::from(doc.asks_model);
     }
 
@@ -218,22 +226,22 @@ const PATHS: [(&str, &[&str]); 3] = [
 
 /// Groups `all`, then each source, then each layout, then each extraction path the results name (the e-invoice
 /// XML, the text layer with rules or templates, OCR), leaving out empty ones. A failed document has no path.
-pub fn groups(docs: &[Document]) -> Vec<Group> {
+pub fn groups(docs: &[Document], threshold: f32) -> Vec<Group> {
     let mut all = Group { name: "all".into(), ..Group::default() };
     let mut sources: BTreeMap<String, Group> = BTreeMap::new();
     let mut layouts: BTreeMap<String, Group> = BTreeMap::new();
     let named = |name: &str| Group { name: name.to_string(), ..Group::default() };
     let mut paths: Vec<Group> = PATHS.iter().map(|(name, _)| named(name)).collect();
     for doc in docs {
-        all.add(doc);
-        sources.entry(doc.source.clone()).or_insert_with(|| named(&doc.source)).add(doc);
+        all.add(doc, threshold);
+        sources.entry(doc.source.clone()).or_insert_with(|| named(&doc.source)).add(doc, threshold);
         if let Some(layout) = &doc.layout {
-            layouts.entry(layout.clone()).or_insert_with(|| named(layout)).add(doc);
+            layouts.entry(layout.clone()).or_insert_with(|| named(layout)).add(doc, threshold);
         }
         let path =
             PATHS.iter().position(|(_, sources)| doc.extracted_by.as_deref().is_some_and(|s| sources.contains(&s)));
         if let Some(path) = path {
-            paths[path].add(doc);
+            paths[path].add(doc, threshold);
         }
     }
     let rank = |name: &str| SOURCE_ORDER.iter().position(|s| *s == name).unwrap_or(SOURCE_ORDER.len());
@@ -261,7 +269,7 @@ const CELL: usize = 19;
 
 /// The readable table: one column per group, one row per figure.
 pub fn table(run: &Run<'_>) -> String {
-    let groups = groups(run.documents);
+    let groups = groups(run.documents, run.threshold);
     let mut out = String::new();
     let failed = run.documents.iter().filter(|d| d.error.is_some()).count();
     let _ = writeln!(
@@ -399,7 +407,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
             })
         })
         .collect();
-    let groups: Vec<serde_json::Value> = groups(run.documents).iter().map(Group::to_json).collect();
+    let groups: Vec<serde_json::Value> = groups(run.documents, run.threshold).iter().map(Group::to_json).collect();
     json!({
         "dir": run.dir, "variant": run.variant, "skipped": run.skipped, "templates": run.templates,
         "threshold": run.threshold,

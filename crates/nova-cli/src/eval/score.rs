@@ -76,31 +76,24 @@ pub struct DocScore {
 
 /// Scores a prediction (`None`: the extraction failed, so every field is missing) against its answer.
 pub fn score(expected: &Expected, predicted: Option<&Invoice>) -> DocScore {
-    let fields = FIELDS
-        .iter()
-        .filter_map(|field| {
-            let want = (field.get)(&expected.fields)?;
-            let verdict = match predicted.and_then(|p| (field.get)(p)) {
-                None => Verdict::Missing,
-                Some(got) if want.agrees(&got) => Verdict::Correct,
-                Some(_) => Verdict::Wrong,
-            };
-            Some((field.path, verdict))
-        })
-        .collect();
-    let confidence = predicted
-        .map(|p| {
-            let exact = p.source.as_deref() == Some("einvoice");
-            FIELDS
-                .iter()
-                .filter(|field| (field.get)(&expected.fields).is_some() && (field.get)(p).is_some())
-                .filter_map(|field| {
-                    let given = p.confidence.get(field.path).copied();
-                    given.or(exact.then_some(1.0)).map(|c| (field.path, c))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let exact = predicted.is_some_and(|p| p.source.as_deref() == Some("einvoice"));
+    let mut fields = Vec::new();
+    let mut confidence = BTreeMap::new();
+    for field in FIELDS {
+        let Some(want) = (field.get)(&expected.fields) else { continue };
+        let verdict = match predicted.and_then(|p| (field.get)(p)) {
+            None => Verdict::Missing,
+            Some(got) if want.agrees(&got) => Verdict::Correct,
+            Some(_) => Verdict::Wrong,
+        };
+        if verdict != Verdict::Missing {
+            let given = predicted.and_then(|p| p.confidence.get(field.path).copied());
+            if let Some(c) = given.or(exact.then_some(1.0)) {
+                confidence.insert(field.path, c);
+            }
+        }
+        fields.push((field.path, verdict));
+    }
     let no_lines = Vec::new();
     let no_rows = Vec::new();
     let (lines, rows) = predicted.map_or((&no_lines, &no_rows), |p| (&p.lines, &p.tax_breakdown));
