@@ -84,16 +84,27 @@ impl Store {
         let tenant = self.ensure_tenant(name).await?;
         let secret = new_secret()?;
         let id = ApiKeyId::new();
-        let _turn = self.write_turn().await;
-        sqlx::query("INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id.to_string())
-            .bind(tenant.to_string())
-            .bind(hash_key(&secret))
-            .bind(&secret[..SHOWN])
-            .bind(to_millis(Utc::now()))
-            .execute(&self.pool)
-            .await?;
+        // 256 fresh random bits: no key has this hash already.
+        self.insert_key(id, tenant, &secret).await?;
         Ok(NewKey { id, tenant, tenant_name: name.to_string(), secret })
+    }
+
+    /// Stores key `secret` (its hash and first characters) as `id` of `tenant`, unless a key with the same
+    /// hash exists; whether it was stored.
+    async fn insert_key(&self, id: ApiKeyId, tenant: TenantId, secret: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(tenant.to_string())
+        .bind(hash_key(secret))
+        .bind(&secret[..SHOWN])
+        .bind(to_millis(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Adds a key made elsewhere (a deployment's secret) for tenant `name`, creating the tenant if it is new;
@@ -104,27 +115,9 @@ impl Store {
             return Err(StoreError::InvalidKey);
         }
         let tenant = self.ensure_tenant(name).await?;
-        let hash = hash_key(secret);
-        let added = {
-            let _turn = self.write_turn().await;
-            let added = sqlx::query(
-                "INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (hash) DO NOTHING",
-            )
-            .bind(ApiKeyId::new().to_string())
-            .bind(tenant.to_string())
-            .bind(&hash)
-            .bind(&secret[..SHOWN])
-            .bind(to_millis(Utc::now()))
-            .execute(&self.pool)
-            .await?;
-            added.rows_affected() == 1
-        };
-        if added {
-            self.keys_seen.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        let added = self.insert_key(ApiKeyId::new(), tenant, secret).await?;
         let row = sqlx::query("SELECT id, revoked_at FROM api_keys WHERE hash = $1")
-            .bind(&hash)
+            .bind(hash_key(secret))
             .fetch_one(&self.pool)
             .await?;
         let id = parse_stored("key id", &row.try_get::<String, _>("id")?)?;
