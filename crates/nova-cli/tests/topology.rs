@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use nova_core::{AttemptOutcome, JobId, JobStatus};
-use nova_store::testing::{Backend, Moto, TestStore};
+use nova_store::testing::{files_under, Backend, Moto, TestStore};
 use serde_json::{json, Value};
 
 mod common;
@@ -88,20 +88,6 @@ fn redis_command(url: &str, args: &[&str]) -> std::io::Result<String> {
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply)?;
     Ok(reply)
-}
-
-/// Every file under `dir`, at any depth.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// A `nova worker` process on the shared stores, started once its banner is out.

@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_eq!(&store.get(&a).await.unwrap()[..], b"hello");
-        let files: Vec<_> = walk(dir.path());
+        let files: Vec<_> = crate::testing::files_under(dir.path());
         assert_eq!(files.len(), 1, "{files:?}");
 
         // A blob altered on disk is detected, not served.
@@ -180,18 +180,5 @@ mod tests {
         let missing = BlobStore::digest(b"absent");
         assert!(matches!(store.get(&missing).await, Err(BlobError::Missing(_))));
         store.ping().await.unwrap();
-    }
-
-    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-        out
     }
 }

@@ -123,6 +123,20 @@ macro_rules! conformance {
     };
 }
 
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("reading a test directory") {
+        let path = entry.expect("reading a test directory").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// An S3-compatible server for tests: moto's server mode (`pip install "moto[server]"`, which `scripts/test`
 /// does) on a free loopback port, killed when dropped.
 pub struct Moto {
