@@ -1275,12 +1275,31 @@ Rechnung 12
             "{:?}",
             confidence(lone, "totals.grand_total")
         );
-        // Net plus VAT is not the total: not trusted.
+        // Net plus VAT is not the total: the totals block keeps the amounts that add up, so the total stands
+        // alone, and is not trusted.
         let broken = "Net amount 100.00 EUR\nVAT 19% 19.00 EUR\nTotal amount 129.00 EUR";
         assert!(
             confidence(broken, "totals.grand_total").is_some_and(|c| c < 0.8),
             "{:?}",
             confidence(broken, "totals.grand_total")
         );
+    }
+
+    #[test]
+    fn a_total_in_a_sum_that_does_not_close_is_doubted() {
+        let mut invoice = Invoice::default();
+        let amount = |s: &str| Some(s.parse::<Decimal>().unwrap());
+        invoice.totals.tax_basis_total = amount("100.00");
+        invoice.totals.tax_total = amount("19.00");
+        invoice.totals.grand_total = amount("129.00");
+        invoice.totals.due_payable = amount("129.00");
+        for field in ["totals.tax_basis_total", "totals.tax_total", "totals.grand_total", "totals.due_payable"] {
+            invoice.confidence.insert(field.into(), 0.9);
+        }
+        totals_confidence(&mut invoice);
+        let confidence = |field: &str| invoice.confidence[field];
+        assert!(confidence("totals.grand_total") <= 0.5, "{:?}", invoice.confidence);
+        assert!(confidence("totals.tax_total") <= 0.5, "every term of the broken sum is doubted");
+        assert!(confidence("totals.due_payable") >= 0.9, "the amount due agrees with the stated total");
     }
 }
