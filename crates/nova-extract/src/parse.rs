@@ -108,6 +108,14 @@ static TERM_DAYS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
+/// The payment terms in days a line states (`30 days`, `14 Tage`, `net 30`, `30 jours`).
+pub(crate) fn term_days(line: &str) -> impl Iterator<Item = i64> + '_ {
+    TERM_DAYS
+        .captures_iter(line)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2))?.as_str().parse().ok())
+        .filter(|days| *days > 0)
+}
+
 /// Payment terms in days that invoices commonly give, for the due date read against the issue date.
 const COMMON_TERMS: &[i64] = &[7, 10, 14, 15, 21, 28, 30, 45, 60, 90];
 
@@ -135,11 +143,7 @@ pub(crate) fn day_month_order(text: &str) -> Option<DayMonthOrder> {
     if day_first != month_first {
         return Some(if day_first > month_first { DayMonthOrder::DayFirst } else { DayMonthOrder::MonthFirst });
     }
-    let stated: Vec<i64> = TERM_DAYS
-        .captures_iter(text)
-        .filter_map(|c| c.get(1).or_else(|| c.get(2))?.as_str().parse().ok())
-        .filter(|days| *days > 0)
-        .collect();
+    let stated: Vec<i64> = term_days(text).collect();
     for terms in [stated.as_slice(), COMMON_TERMS] {
         let fits = |order: DayMonthOrder| {
             let dates: Vec<NaiveDate> = ambiguous

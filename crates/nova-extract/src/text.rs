@@ -62,6 +62,7 @@ pub(crate) fn extract(text: &str) -> Invoice {
         invoice.due_date = Some(date);
         invoice.confidence.insert("due_date".into(), confidence);
     }
+    dates_confidence(&doc, &mut invoice);
     for (field, label, slot) in [
         ("order_reference", &*ORDER_LABEL, &mut invoice.order_reference),
         ("buyer_reference", &*BUYER_REFERENCE_LABEL, &mut invoice.buyer_reference),
@@ -256,17 +257,22 @@ fn totals_confidence(invoice: &mut Invoice) {
 struct Text<'a> {
     lines: Vec<&'a str>,
     order: DayMonthOrder,
-    /// Whether the document's own dates told the order, rather than a guess from its currency.
+    /// Whether the document settled the order: its own dates told it, or its amounts or its language are
+    /// of places that write the day first. Otherwise the order is a guess from its currency.
     order_known: bool,
 }
 
 impl<'a> Text<'a> {
     fn new(text: &'a str) -> Self {
         let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-        // What the document's own dates show; failing that, US dollars without euros suggest US month-first
-        // dates, and anything else is read day-first.
+        // What the document's own dates show; else amounts with a decimal comma or labels in a language of
+        // continental Europe, where dates are written day first; failing those, US dollars without euros
+        // suggest US month-first dates, and anything else is read day-first.
+        let told = day_month_order(text).or_else(|| {
+            let (comma, point) = decimal_marks(text);
+            (comma > point || DAY_FIRST_LANGUAGE.is_match(text)).then_some(DayMonthOrder::DayFirst)
+        });
         let us_dollars = (text.contains("USD") || text.contains('$')) && !text.contains('€') && !text.contains("EUR");
-        let told = day_month_order(text);
         let order = told.unwrap_or(if us_dollars { DayMonthOrder::MonthFirst } else { DayMonthOrder::DayFirst });
         Self { lines, order, order_known: told.is_some() }
     }
@@ -288,6 +294,26 @@ impl<'a> Text<'a> {
         let column = header.iter().position(|(start, cell)| (*start..*start + cell.len()).contains(&at))?;
         Some(values[column].1)
     }
+}
+
+/// Words of invoices in languages whose dates are written day first (German, French, Spanish, Italian,
+/// Dutch, Polish): `Rechnung`, `facture`, `fecha`, `fattura`, `factuur`, `faktura`, `Datum`, `MwSt`, `TVA`.
+static DAY_FIRST_LANGUAGE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(?:rechnung\p{L}*|datum|mwst|ust|facture|tva|fecha|factura|iva|fattura|factuur|btw|faktura|netto|brutto|montant|importe|importo|bedrag|kwota)\b",
+    )
+});
+
+/// How many amounts the text prints with a decimal comma (`1.234,56`) and with a decimal point (`1,234.56`).
+fn decimal_marks(text: &str) -> (usize, usize) {
+    AMOUNT.captures_iter(text).fold((0, 0), |(comma, point), c| {
+        let amount = &c[1];
+        if amount.as_bytes()[amount.len() - 3] == b',' {
+            (comma + 1, point)
+        } else {
+            (comma, point + 1)
+        }
+    })
 }
 
 /// A line's cells: runs of text separated by two or more spaces, a tab, a vertical bar or a spaced dash
@@ -442,11 +468,32 @@ static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
 static NUMBER_THEN_DATE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)\s(?:vom|von|du|dated|of|del|van|z\s+dnia|de\s+fecha)\s"));
 
+/// The issue date: the one the title line gives the invoice's number (`Nr. 5 vom ...`), else after an
+/// issue-date label, else after a bare `Date`, else the first date printed. A label alone is held below the
+/// `auto` threshold while the document prints another date without saying what it is.
 fn issue_date(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
-    dated_number_line(doc)
-        .or_else(|| labelled_date(doc, &STRONG_DATE_LABEL, 0.9))
+    if let Some(titled) = dated_number_line(doc) {
+        return Some(titled);
+    }
+    let (date, confidence) = labelled_date(doc, &STRONG_DATE_LABEL, 0.9)
         .or_else(|| labelled_date(doc, &WEAK_DATE_LABEL, 0.75))
-        .or_else(|| first_unlabelled_date(doc))
+        .or_else(|| first_unlabelled_date(doc))?;
+    let rival = unexplained_dates(doc).any(|other| other != date);
+    Some((date, if rival { confidence.min(0.75) } else { confidence }))
+}
+
+/// The dates the document prints without saying what they are: not on a line that names another kind of
+/// date (due, delivery, order, period, print) or a due date's label, not one end of a period
+/// (`Apr 13 – May 13, 2023`, `01.03. bis 31.03.2024`), not a timestamp (a date with a clock time).
+fn unexplained_dates<'a>(doc: &'a Text<'_>) -> impl Iterator<Item = NaiveDate> + 'a {
+    doc.lines.iter().filter(|line| !OTHER_DATE.is_match(line) && !DUE_DATE_LABEL.is_match(line)).flat_map(|line| {
+        find_dates(line, doc.order).into_iter().filter_map(|found| {
+            let before = &line[..found.start];
+            let after = &line[found.end..];
+            let period = PERIOD_BEFORE.is_match(before) || PERIOD_AFTER.is_match(after);
+            (!period && !TIME_AFTER_DATE.is_match(after)).then_some(found.date)
+        })
+    })
 }
 
 /// The date introduced by `vom`/`du`/`dated` right after the invoice number on its title line.
@@ -463,35 +510,86 @@ fn dated_number_line(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
 }
 
 /// The first date right after a label (or in the same column below it) whose label is not qualified as
-/// another kind of date.
+/// another kind of date. Its confidence is the label's, less where the date stands, and is held below the
+/// `auto` threshold when the evidence is split: the same kind of label gives other dates elsewhere (a
+/// preceding invoice's date, a table of several documents), or the date reads differently in the other
+/// day/month order and nothing in the document settled the order.
 fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(NaiveDate, f32)> {
+    let mut found: Vec<(NaiveDate, f32)> = Vec::new();
     for (i, line) in doc.lines.iter().enumerate() {
         for m in label.find_iter(line) {
-            let before = &line[floor_char_boundary(line, m.start().saturating_sub(16))..m.start()];
-            if OTHER_DATE.is_match(before) || OTHER_DATE.is_match(m.as_str()) {
-                continue;
-            }
-            let rest = &line[m.end()..];
-            // The date must follow the label closely, not be the next column's value.
-            if let Some(found) = find_dates(rest, doc.order).into_iter().next().filter(|f| f.start <= 24) {
-                if !OTHER_DATE.is_match(&rest[..found.start]) {
-                    return Some((found.date, confidence));
-                }
-            }
-            let below = doc.value_below(i, m.start()).and_then(|v| find_dates(v, doc.order).into_iter().next());
-            if let Some(found) = below {
-                return Some((found.date, confidence - 0.1));
-            }
-            // A label that ends its line right after a date: a right-aligned value drawn before its label.
-            if rest.trim_matches([':', ' ']).is_empty() {
-                let before = line[..m.start()].trim_end();
-                if let Some(found) = find_dates(before, doc.order).into_iter().find(|f| f.end == before.len()) {
-                    return Some((found.date, confidence - 0.2));
-                }
+            if let Some(date) = date_after_label(doc, i, m) {
+                found.push((date.0, confidence - date.1));
+                break;
             }
         }
     }
+    let (date, confidence) = *found.first()?;
+    let split = found.iter().any(|(other, _)| *other != date);
+    Some((date, if split { confidence.min(0.6) } else { confidence }))
+}
+
+/// The date a label on line `i` introduces, if it is not qualified as another kind of date, with how much
+/// less sure its place makes it: right after it (0), in the same column below (0.1), or just before a label
+/// that ends the line (0.2). A numeric date whose day/month order the document did not settle (`03/04/2025`) is refused: it stays
+/// `None` rather than risk the wrong one of two dates.
+fn date_after_label(doc: &Text<'_>, i: usize, m: regex::Match<'_>) -> Option<(NaiveDate, f32)> {
+    let line = doc.lines[i];
+    let before = &line[floor_char_boundary(line, m.start().saturating_sub(16))..m.start()];
+    if OTHER_DATE.is_match(before) || OTHER_DATE.is_match(m.as_str()) {
+        return None;
+    }
+    let settled = |printed: &str| doc.order_known || !is_order_ambiguous(printed);
+    let rest = &line[m.end()..];
+    // The date must follow the label closely, not be the next column's value.
+    if let Some(found) = find_dates(rest, doc.order).into_iter().next().filter(|f| f.start <= 24) {
+        if !OTHER_DATE.is_match(&rest[..found.start]) {
+            return settled(&rest[found.start..found.end]).then_some((found.date, 0.0));
+        }
+    }
+    let below = doc.value_below(i, m.start()).and_then(|v| Some((find_dates(v, doc.order).into_iter().next()?, v)));
+    if let Some((found, v)) = below {
+        return settled(&v[found.start..found.end]).then_some((found.date, 0.1));
+    }
+    // A label that ends its line right after a date: a right-aligned value drawn before its label.
+    if rest.trim_matches([':', ' ']).is_empty() {
+        let before = line[..m.start()].trim_end();
+        if let Some(found) = find_dates(before, doc.order).into_iter().find(|f| f.end == before.len()) {
+            return settled(&before[found.start..found.end]).then_some((found.date, 0.2));
+        }
+    }
     None
+}
+
+/// What joins the two ends of a period (`01.03.2024 - 31.03.2024`, `Dec 21, 2022 – Jan 21, 2023`, `1/3/24 to
+/// 31/3/24`, `du 01/03/2024 au 31/03/2024`, `01.03. bis 31.03.2024`), just before a date that ends one or just
+/// after a date that starts one.
+static PERIOD_BEFORE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?i)(?:[-–—]|\bto|\btill|\buntil|\bbis|\bau|\bal|\btot|\bdo)\s*$"));
+static PERIOD_AFTER: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?i)^\s*(?:[-–—]|to|till|until|bis|au|al|tot|do)(?:\s|$)"));
+
+/// Weighs the issue and due dates against each other: a due date before the issue date means one of them
+/// is not what it seems (both doubted); a due date that many days after the issue date that the document's
+/// payment terms state confirms both.
+fn dates_confidence(doc: &Text<'_>, invoice: &mut Invoice) {
+    let (Some(issued), Some(due)) = (invoice.issue_date, invoice.due_date) else { return };
+    let days = (due - issued).num_days();
+    let verdict = if days < 0 {
+        Some(false)
+    } else {
+        let stated = doc.lines.iter().flat_map(|line| crate::parse::term_days(line)).any(|term| term == days);
+        stated.then_some(true)
+    };
+    for field in ["issue_date", "due_date"] {
+        if let Some(confidence) = invoice.confidence.get_mut(field) {
+            match verdict {
+                Some(false) => *confidence = confidence.min(0.5),
+                Some(true) if *confidence >= 0.6 => *confidence = confidence.max(0.9),
+                _ => {}
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1094,6 +1192,61 @@ Rechnung 12
             Some("2025-10-01"),
         );
         check("Software version 3 released 01.02.2024", "issue_date", None);
+    }
+
+    #[test]
+    fn an_ambiguous_numeric_date_is_read_only_when_the_document_settles_the_order() {
+        // Nothing settles it: 3 April or 4 March.
+        check("Invoice date: 03/04/2025\nTotal 10.00", "issue_date", None);
+        // Amounts with a decimal comma, labels in a language that writes the day first, or a date that only
+        // reads one way settle it.
+        check("Invoice date: 03/04/2025\nTotal 10,00", "issue_date", Some("2025-04-03"));
+        check("Rechnungsdatum: 03/04/2025\nTotal 10.00", "issue_date", Some("2025-04-03"));
+        check("Invoice date: 03/04/2025\nShipped 25/03/2025\nTotal 10.00", "issue_date", Some("2025-04-03"));
+        check("Invoice date: 03/04/2025\nShipped 03/25/2025\nTotal $10.00", "issue_date", Some("2025-03-04"));
+        // A date that reads one way only needs nothing: dots are day first, and 25 is no month.
+        check("Invoice date: 25/03/2025\nTotal 10.00", "issue_date", Some("2025-03-25"));
+    }
+
+    #[test]
+    fn an_issue_date_with_rivals_is_not_trusted_on_its_label_alone() {
+        let issue_date = |text: &str| {
+            let invoice = extract(text);
+            (invoice.issue_date.map(|d| d.to_string()), invoice.confidence.get("issue_date").copied().unwrap_or(0.0))
+        };
+        let (date, confidence) = issue_date("Invoice date: 12.03.2024\nTotal 10,00");
+        assert_eq!((date.as_deref(), confidence >= 0.8), (Some("2024-03-12"), true));
+        // Dates that say what they are, a period, a timestamp: no rivals.
+        let text = "Invoice date: 12.03.2024\nDelivery date: 05.03.2024\nService 01.02.2024 - 29.02.2024\n\
+                    13.03.2024 10:22\nTotal 10,00";
+        assert!(issue_date(text).1 >= 0.8, "{:?}", issue_date(text));
+        for rivalled in [
+            // A date printed without saying what it is.
+            "Invoice date: 12.03.2024\n\n05.03.2024\nTotal 10,00",
+            // The same label with another date (a preceding invoice's).
+            "Invoice date: 12.03.2024\nTotal 10,00\nCorrects invoice 17, invoice date: 01.02.2024",
+        ] {
+            let (date, confidence) = issue_date(rivalled);
+            assert_eq!(date.as_deref(), Some("2024-03-12"), "{rivalled}");
+            assert!(confidence < 0.8, "{rivalled}: {confidence}");
+        }
+        // The title line's `Nr. ... vom` names the issue date itself: other dates do not contest it.
+        let (date, confidence) = issue_date("Rechnung Nr. 5 vom 12.03.2024\n\n05.03.2024");
+        assert_eq!((date.as_deref(), confidence >= 0.8), (Some("2024-03-12"), true));
+    }
+
+    #[test]
+    fn issue_and_due_dates_are_weighed_against_each_other_and_the_terms() {
+        let confidences = |text: &str| {
+            let invoice = extract(text);
+            ["issue_date", "due_date"].map(|f| invoice.confidence.get(f).copied().unwrap_or(0.0))
+        };
+        // Due 30 days after issue, and the terms say 30 days: each confirms the other.
+        let [issue, due] = confidences("Date: 12.03.2024\nDue date: 11.04.2024\nPayment within 30 days");
+        assert!(issue >= 0.9 && due >= 0.9, "{issue} {due}");
+        // A due date before the issue date: one of them is not what it seems.
+        let [issue, due] = confidences("Invoice date: 12.03.2024\nDue date: 01.03.2024");
+        assert!(issue <= 0.5 && due <= 0.5, "{issue} {due}");
     }
 
     #[test]

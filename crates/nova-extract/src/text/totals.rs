@@ -154,8 +154,9 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
             if prepaids.iter().any(|p| p.is_zero()) {
                 block.prepaid = Some(Decimal::ZERO);
             }
-        } else if !has_prepaid_label {
-            // Nothing paid in advance: the amount due is the grand total (BR-CO-16 with BT-113 = 0).
+        } else if !has_prepaid_label && dues.iter().all(|d| d.is_zero()) {
+            // Nothing paid in advance: the amount due is the grand total (BR-CO-16 with BT-113 = 0). Not when
+            // the document prints another amount due: what it was reduced or raised by is not known.
             block.due_payable = Some(g);
         }
     }
@@ -349,6 +350,16 @@ mod tests {
             "Total HT 624,90 €\nTotal taxes 46,25 €\nTotal TTC 671,15 €\nAcompte 100,00 €\nSolde à payer 470,15 €",
         );
         assert_eq!(b.prepaid, None);
+        assert_eq!(b.due_payable, None);
+    }
+
+    #[test]
+    fn the_amount_due_is_the_grand_total_unless_another_is_printed() {
+        let b = block("Nettobetrag 100,00\nUSt. 19,00\nBruttosumme 119,00");
+        assert_eq!(b.due_payable, d("119.00"), "nothing paid and nothing else due: the grand total");
+        // An amount due of its own (a balance carried over, a payment not labelled as one) is not overruled.
+        let b = block("Nettobetrag 100,00\nUSt. 19,00\nBruttosumme 119,00\nOffene Posten 119,00\nZahlbetrag 238,00");
+        assert_eq!(b.grand_total, d("119.00"));
         assert_eq!(b.due_payable, None);
     }
 
