@@ -68,6 +68,12 @@ fn eval_scores_each_variant_of_the_dev_set_per_source_and_layout() {
         assert!(all["all_fields"]["accuracy"].as_f64().unwrap() >= all_fields, "{variant}: {}", all["all_fields"]);
         assert!(all["all_fields"]["wrong_rate"].as_f64().unwrap() <= 0.05, "{variant}: {}", all["all_fields"]);
         assert!(all["fields"]["totals.grand_total"]["accuracy"].is_number(), "{variant}");
+        // Confidences that can be trusted: at most 1% of the values at or above the `auto` threshold are wrong,
+        // and there are such values on every path (on a scan, the values its words were read cleanly for).
+        let confident = &all["confident"];
+        let trusted = confident["correct"].as_u64().unwrap() + confident["wrong"].as_u64().unwrap();
+        assert!(trusted > 0, "{variant}: no value is trusted: {confident}");
+        assert!(confident["wrong_rate"].as_f64().unwrap() <= 0.01, "{variant}: {confident}");
         let extracted = docs.iter().filter(|d| d["error"].is_null()).count() as u64;
         assert!(all["pages"].as_u64().unwrap() >= extracted, "{variant}");
         // A failed document is reported with its code and counts as every field missing.

@@ -95,6 +95,22 @@ pub struct Totals {
     pub due_payable: Option<Decimal>,
 }
 
+impl Totals {
+    /// Each total with its field path (`totals.grand_total`), in the order of the struct.
+    pub fn by_path(&self) -> [(&'static str, Option<Decimal>); 8] {
+        [
+            ("totals.line_total", self.line_total),
+            ("totals.allowance_total", self.allowance_total),
+            ("totals.charge_total", self.charge_total),
+            ("totals.tax_basis_total", self.tax_basis_total),
+            ("totals.tax_total", self.tax_total),
+            ("totals.grand_total", self.grand_total),
+            ("totals.prepaid", self.prepaid),
+            ("totals.due_payable", self.due_payable),
+        ]
+    }
+}
+
 /// One row of the VAT breakdown (BG-23).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaxRow {

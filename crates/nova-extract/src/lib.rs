@@ -13,7 +13,8 @@
 //!
 //! A PDF without a text layer (a scan) goes through OCR when the caller passes an engine to [`extract_with`]
 //! ([`ocr`]: each page's image is decoded, straightened and read, and its words laid out as text for the same
-//! rules; `source = "ocr"`, confidences lowered by [`OCR_CONFIDENCE_FACTOR`]); without one it is
+//! rules; `source = "ocr"`, each confidence lowered by how sure the engine was of the words the value was
+//! read from, or by [`OCR_CONFIDENCE_FACTOR`] when they are not found again); without one it is
 //! [`ExtractError::NoText`]. A page whose text cannot be read and that has no image (Type3 glyphs, outlined
 //! text) is rendered by the caller's [`PageRenderer`] ([`render`], [`extract_with_engines`]) and read the
 //! same way. A PDF with a text layer on some pages only has its other pages read by OCR (`source =
@@ -205,7 +206,9 @@ pub fn extract(bytes: &[u8]) -> Result<Invoice, ExtractError> {
     extract_with(bytes, None)
 }
 
-/// How much less an OCR reading is trusted than the same rule on a text layer.
+/// How much less an OCR reading is trusted than the same rule on a text layer, when the words of the value
+/// are not known (a value the arithmetic derived, a letterhead's): a value found among the words OCR read is
+/// weighed by the engine's confidence in them instead.
 pub const OCR_CONFIDENCE_FACTOR: f32 = 0.8;
 
 /// [`extract`], reading a PDF without a text layer with `ocr` when one is given.
@@ -332,8 +335,8 @@ fn read_pdf(
                 None => (invoice, text),
             }
         }
-        ocr::PdfText::Ocr(text) => (ocr::invoice_from_ocr(&text, "ocr", templates), text),
-        ocr::PdfText::Mixed(text) => (ocr::invoice_from_ocr(&text, "text+ocr", templates), text),
+        ocr::PdfText::Ocr(text, words) => (ocr::invoice_from_ocr(&text, &words, "ocr", templates), text),
+        ocr::PdfText::Mixed(text, words) => (ocr::invoice_from_ocr(&text, &words, "text+ocr", templates), text),
     };
     Ok(Read { invoice, text: Some(text) })
 }

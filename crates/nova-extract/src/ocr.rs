@@ -5,6 +5,8 @@
 //! own. The engine returns words with their boxes; [`layout`] turns them back into lines whose columns
 //! are separated by wide gaps, the form the text layer's rules read.
 
+mod confidence;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nova_core::Invoice;
@@ -59,10 +61,15 @@ pub(crate) enum PdfText {
     /// The text layer alone: every page that OCR may read has one, or OCR found nothing more.
     Text(String),
     /// OCR alone: the PDF has no usable text layer.
-    Ocr(String),
+    Ocr(String, ReadWords),
     /// Pages of the text layer and pages read by OCR, in page order.
-    Mixed(String),
+    Mixed(String, ReadWords),
 }
+
+/// The words OCR read, line by line as laid out, each with the engine's confidence (0 to 100; a token
+/// joined from pieces has the lowest of theirs).
+#[derive(Debug, Default)]
+pub(crate) struct ReadWords(Vec<Vec<(String, f32)>>);
 
 /// Where OCR reads a page without text from.
 enum PageSource {
@@ -87,20 +94,24 @@ pub(crate) fn read_pdf(
     let texts: Vec<Option<String>> = page_texts.iter().map(|page| page.as_ref().ok().cloned()).collect();
     let text_layer = match join_page_texts(page_texts) {
         Ok(text) => text,
-        Err(ExtractError::NoText) => return read_scan(file, bytes, engine, renderer).map(PdfText::Ocr),
+        Err(ExtractError::NoText) => {
+            return read_scan(file, bytes, engine, renderer).map(|(text, words)| PdfText::Ocr(text, words))
+        }
         Err(e) => return Err(e),
     };
     // Pages with a text layer keep it; of the others, scans and unreadable glyphs are read by OCR.
     let pages = file.ocr_pages();
     let mut text = String::new();
+    let mut words = ReadWords::default();
     let mut read_by_ocr = false;
     for page in &pages {
         let page_text = texts.get(page.number as usize - 1).cloned().flatten().unwrap_or_default();
         let source = if has_text(&page_text) { None } else { page_source(file, *page, renderer, false) };
         let read = source.map(|source| read_page(file, bytes, *page, source, engine, renderer));
         match read {
-            Some(Ok(Some(ocr_text))) if has_text(&ocr_text) => {
+            Some(Ok(Some((ocr_text, ocr_words)))) if has_text(&ocr_text) => {
                 text.push_str(&ocr_text);
+                words.0.extend(ocr_words.0);
                 read_by_ocr = true;
             }
             Some(Err(e @ ExtractError::OcrUnavailable { .. })) => return Err(e),
@@ -120,21 +131,22 @@ pub(crate) fn read_pdf(
         text.push_str(page_text);
         text.push_str("\n\n");
     }
-    Ok(PdfText::Mixed(text))
+    Ok(PdfText::Mixed(text, words))
 }
 
 /// The rules over text read by OCR, and over them the first vendor template that matches the text, all
 /// confidences lowered by [`OCR_CONFIDENCE_FACTOR`] and the result marked with `source` (`template+` before
 /// it when a template matched).
-pub(crate) fn invoice_from_ocr(text: &str, source: &str, templates: &crate::TemplateSet) -> Invoice {
+pub(crate) fn invoice_from_ocr(text: &str, words: &ReadWords, source: &str, templates: &crate::TemplateSet) -> Invoice {
     let mut invoice = templates.apply(text, crate::text::extract(text));
     // A vendor template read this OCR text: say both.
     invoice.source = Some(match invoice.source.as_deref() {
         Some("template") => format!("template+{source}"),
         _ => source.to_string(),
     });
-    for confidence in invoice.confidence.values_mut() {
-        *confidence *= OCR_CONFIDENCE_FACTOR;
+    let read = confidence::read_confidences(&invoice, words);
+    for (field, confidence) in invoice.confidence.iter_mut() {
+        *confidence *= read.get(field.as_str()).map_or(OCR_CONFIDENCE_FACTOR, |&c| confidence::factor(c));
     }
     invoice
 }
@@ -231,15 +243,17 @@ fn read_scan(
     bytes: &[u8],
     engine: &dyn Ocr,
     renderer: Option<&dyn PageRenderer>,
-) -> Result<String, ExtractError> {
+) -> Result<(String, ReadWords), ExtractError> {
     let mut text = String::new();
+    let mut words = ReadWords::default();
     let mut first_error = None;
     for page in file.ocr_pages() {
         let Some(source) = page_source(file, page, renderer, true) else { continue };
         match read_page(file, bytes, page, source, engine, renderer) {
-            Ok(Some(page_text)) => {
+            Ok(Some((page_text, page_words))) => {
                 text.push_str(&page_text);
                 text.push_str("\n\n");
+                words.0.extend(page_words.0);
             }
             Ok(None) => {}
             Err(e @ ExtractError::OcrUnavailable { .. }) => return Err(e),
@@ -252,11 +266,12 @@ fn read_scan(
     if text.chars().filter(|c| c.is_alphanumeric()).count() < MIN_OCR_CHARS {
         return Err(first_error.unwrap_or(ExtractError::NoText));
     }
-    Ok(text)
+    Ok((text, words))
 }
 
 /// One page read by OCR from `source`: its image decoded, or the page rendered; then straightened (and
-/// scaled up when coarse), recognised and laid out as text. `None` when there is no renderer to render with.
+/// scaled up when coarse), recognised and laid out as text, with the words as placed in it. `None` when there
+/// is no renderer to render with.
 fn read_page(
     file: &PdfFile,
     bytes: &[u8],
@@ -264,7 +279,7 @@ fn read_page(
     source: PageSource,
     engine: &dyn Ocr,
     renderer: Option<&dyn PageRenderer>,
-) -> Result<Option<String>, ExtractError> {
+) -> Result<Option<(String, ReadWords)>, ExtractError> {
     let (image, dpi) = match (source, renderer) {
         (PageSource::Image(found), _) => {
             let (encoded, page_width_points) = found?;
@@ -283,7 +298,7 @@ fn read_page(
     };
     let (image, dpi) = raster::prepare_for_ocr(&image, dpi, MIN_OCR_DPI);
     let words = engine.recognize(&OcrPage { image, dpi: dpi.round() as u32 })?;
-    Ok(Some(layout(&words)))
+    Ok(Some(layout_words(&words)))
 }
 
 /// Words with a confidence below this are noise (speckles, rules, stamps read as letters).
@@ -323,14 +338,20 @@ pub fn parse_tsv(tsv: &str) -> Vec<OcrWord> {
 /// Rows are rebuilt from the page, not taken from the engine: an engine that reads a two-column block as
 /// two blocks gives the same row two lines, which belong on one (`Date   12.03.2024`).
 pub fn layout(words: &[OcrWord]) -> String {
+    layout_words(words).0
+}
+
+/// [`layout`], and the words as placed in its lines.
+pub(crate) fn layout_words(words: &[OcrWord]) -> (String, ReadWords) {
     let cleaned: Vec<OcrWord> = words
         .iter()
         .filter(|w| w.confidence >= MIN_WORD_CONFIDENCE && w.width > 0 && w.height > 0)
         .filter_map(|w| Some(OcrWord { text: clean_word(&w.text)?, ..w.clone() }))
         .collect();
     let words: Vec<&OcrWord> = cleaned.iter().collect();
+    let mut placed = ReadWords::default();
     if words.is_empty() {
-        return String::new();
+        return (String::new(), placed);
     }
     let char_width = median(
         words.iter().filter(|w| w.text.chars().count() >= 3).map(|w| w.width as f32 / w.text.chars().count() as f32),
@@ -367,12 +388,20 @@ pub fn layout(words: &[OcrWord]) -> String {
         previous_center = Some(center);
         row.sort_by_key(|w| w.left);
         let mut line = String::new();
+        let mut line_words: Vec<(String, f32)> = Vec::new();
         let mut right_edge: Option<u32> = None;
         for word in row {
             if let Some(right) = right_edge {
                 let gap = word.left.saturating_sub(right) as f32;
                 if gap < char_width * 0.3 && splits_a_token(&line, &word.text) {
                     // `571.` `04`, `RE-` `2019`: one token the engine cut in two.
+                    if let Some((joined, confidence)) = line_words.last_mut() {
+                        joined.push_str(&word.text);
+                        *confidence = confidence.min(word.confidence);
+                    }
+                    line.push_str(&word.text);
+                    right_edge = Some(word.left + word.width);
+                    continue;
                 } else if gap < char_width * 1.2 {
                     line.push(' ');
                 } else {
@@ -385,12 +414,14 @@ pub fn layout(words: &[OcrWord]) -> String {
                 line.extend(std::iter::repeat_n(' ', column.min(200)));
             }
             line.push_str(&word.text);
+            line_words.push((word.text.clone(), word.confidence));
             right_edge = Some(word.left + word.width);
         }
         text.push_str(line.trim_end());
         text.push('\n');
+        placed.0.push(line_words);
     }
-    text
+    (text, placed)
 }
 
 /// Ink that the engine read as characters: table rules (`|`, `[`, `_`), specks (`.`, `‘`, `©`) around and

@@ -90,7 +90,8 @@ fn a_vendor_template_reads_ocr_text_too() {
     assert_eq!(invoice.source.as_deref(), Some("template+ocr"));
     assert_eq!(invoice.seller.and_then(|s| s.name).as_deref(), Some("Fixed Words Ltd"), "the template's issuer");
     assert_eq!(invoice.invoice_number.as_deref(), Some("INV-2024-17"));
-    assert!(invoice.confidence.values().all(|c| *c <= 0.8), "OCR lowers every confidence: {:?}", invoice.confidence);
+    // A template's values are trusted at 0.95 on a text layer; read by OCR, less, even when the words read clean.
+    assert!(invoice.confidence.values().all(|c| *c < 0.95), "OCR lowers every confidence: {:?}", invoice.confidence);
 }
 
 #[test]

@@ -253,7 +253,7 @@ fn not_in_document(invoice: &Invoice, printed: &Printed, problems: &mut Vec<Prob
     if let Some(currency) = &invoice.currency {
         absent("currency", printed.has_currency(currency), currency.clone());
     }
-    for (name, value) in totals(invoice) {
+    for (name, value) in invoice.totals.by_path() {
         if let Some(v) = value {
             absent(name, printed.has_amount(v), v.to_string());
         }
@@ -274,25 +274,11 @@ fn not_in_document(invoice: &Invoice, printed: &Printed, problems: &mut Vec<Prob
     }
 }
 
-fn totals(invoice: &Invoice) -> [(&'static str, Option<Decimal>); 8] {
-    let t = &invoice.totals;
-    [
-        ("totals.line_total", t.line_total),
-        ("totals.allowance_total", t.allowance_total),
-        ("totals.charge_total", t.charge_total),
-        ("totals.tax_basis_total", t.tax_basis_total),
-        ("totals.tax_total", t.tax_total),
-        ("totals.grand_total", t.grand_total),
-        ("totals.prepaid", t.prepaid),
-        ("totals.due_payable", t.due_payable),
-    ]
-}
-
 fn is_null(invoice: &Invoice, field: &str) -> bool {
     match field {
         "invoice_number" => invoice.invoice_number.is_none(),
         "issue_date" => invoice.issue_date.is_none(),
-        other => totals(invoice).iter().find(|(name, _)| *name == other).is_some_and(|(_, v)| v.is_none()),
+        other => invoice.totals.by_path().iter().find(|(name, _)| *name == other).is_some_and(|(_, v)| v.is_none()),
     }
 }
 
