@@ -14,7 +14,8 @@
 //! A PDF without a text layer (a scan) goes through OCR when the caller passes an engine to [`extract_with`]
 //! ([`ocr`]: each page's image is decoded, straightened and read, and its words laid out as text for the same
 //! rules; `source = "ocr"`, each confidence lowered by how sure the engine was of the words the value was
-//! read from, or by [`OCR_CONFIDENCE_FACTOR`] when they are not found again); without one it is
+//! read from, or by [`OCR_CONFIDENCE_FACTOR`] when they are not found again; a scan whose reading misses a
+//! core field is read again with its ruling lines taken out); without one it is
 //! [`ExtractError::NoText`]. A page whose text cannot be read and that has no image (Type3 glyphs, outlined
 //! text) is rendered by the caller's [`PageRenderer`] ([`render`], [`extract_with_engines`]) and read the
 //! same way. A PDF with a text layer on some pages only has its other pages read by OCR (`source =
@@ -335,7 +336,10 @@ fn read_pdf(
                 None => (invoice, text),
             }
         }
-        ocr::PdfText::Ocr(text, words) => (ocr::invoice_from_ocr(&text, &words, "ocr", templates), text),
+        ocr::PdfText::Ocr(text, words) => {
+            let first = (ocr::invoice_from_ocr(&text, &words, "ocr", templates), text);
+            ocr::reread_without_rules(file, bytes, ocr, engines.renderer, templates, first)
+        }
         ocr::PdfText::Mixed(text, words) => (ocr::invoice_from_ocr(&text, &words, "text+ocr", templates), text),
     };
     Ok(Read { invoice, text: Some(text) })

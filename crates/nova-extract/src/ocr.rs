@@ -71,6 +71,51 @@ pub(crate) enum PdfText {
 #[derive(Debug, Default)]
 pub(crate) struct ReadWords(Vec<Vec<(String, f32)>>);
 
+/// How a page's image is prepared for the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Straightened and scaled, as scanned otherwise.
+    AsScanned,
+    /// Its ruling lines taken out as well ([`raster::remove_rules`]).
+    WithoutRules,
+}
+
+/// A scan whose first reading (`first`, with its text) lacks a core field is read again with its ruling lines
+/// taken out: a page segmenter may take a ruled table or a boxed header for a picture and leave its text
+/// unread. Of the two readings, the one that fills more core fields is kept (the first on a tie: taking out
+/// the rules also cuts the strokes they cross, and on a page the segmenter read well it costs more than it
+/// gains).
+pub(crate) fn reread_without_rules(
+    file: &PdfFile,
+    bytes: &[u8],
+    engine: &dyn Ocr,
+    renderer: Option<&dyn PageRenderer>,
+    templates: &crate::TemplateSet,
+    first: (Invoice, String),
+) -> (Invoice, String) {
+    let missing = |invoice: &Invoice| {
+        let review = nova_core::review(invoice, nova_core::DEFAULT_CONFIDENCE_THRESHOLD);
+        review.reasons.iter().filter(|r| r.why == nova_core::Why::Missing).count()
+    };
+    let before = missing(&first.0);
+    if before == 0 {
+        return first;
+    }
+    match read_scan(file, bytes, engine, renderer, Reading::WithoutRules) {
+        Ok((text, words)) => {
+            let second = invoice_from_ocr(&text, &words, "ocr", templates);
+            if missing(&second) < before {
+                return (second, text);
+            }
+            first
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a scan could not be read again without its ruling lines");
+            first
+        }
+    }
+}
+
 /// Where OCR reads a page without text from.
 enum PageSource {
     /// The page's largest image, with the page's width in points.
@@ -95,7 +140,8 @@ pub(crate) fn read_pdf(
     let text_layer = match join_page_texts(page_texts) {
         Ok(text) => text,
         Err(ExtractError::NoText) => {
-            return read_scan(file, bytes, engine, renderer).map(|(text, words)| PdfText::Ocr(text, words))
+            return read_scan(file, bytes, engine, renderer, Reading::AsScanned)
+                .map(|(text, words)| PdfText::Ocr(text, words))
         }
         Err(e) => return Err(e),
     };
@@ -107,7 +153,7 @@ pub(crate) fn read_pdf(
     for page in &pages {
         let page_text = texts.get(page.number as usize - 1).cloned().flatten().unwrap_or_default();
         let source = if has_text(&page_text) { None } else { page_source(file, *page, renderer, false) };
-        let read = source.map(|source| read_page(file, bytes, *page, source, engine, renderer));
+        let read = source.map(|source| read_page(file, bytes, *page, source, engine, renderer, Reading::AsScanned));
         match read {
             Some(Ok(Some((ocr_text, ocr_words)))) if has_text(&ocr_text) => {
                 text.push_str(&ocr_text);
@@ -243,13 +289,14 @@ fn read_scan(
     bytes: &[u8],
     engine: &dyn Ocr,
     renderer: Option<&dyn PageRenderer>,
+    reading: Reading,
 ) -> Result<(String, ReadWords), ExtractError> {
     let mut text = String::new();
     let mut words = ReadWords::default();
     let mut first_error = None;
     for page in file.ocr_pages() {
         let Some(source) = page_source(file, page, renderer, true) else { continue };
-        match read_page(file, bytes, page, source, engine, renderer) {
+        match read_page(file, bytes, page, source, engine, renderer, reading) {
             Ok(Some((page_text, page_words))) => {
                 text.push_str(&page_text);
                 text.push_str("\n\n");
@@ -279,6 +326,7 @@ fn read_page(
     source: PageSource,
     engine: &dyn Ocr,
     renderer: Option<&dyn PageRenderer>,
+    reading: Reading,
 ) -> Result<Option<(String, ReadWords)>, ExtractError> {
     let (image, dpi) = match (source, renderer) {
         (PageSource::Image(found), _) => {
@@ -296,7 +344,7 @@ fn read_page(
         }
         (PageSource::Render, None) => return Ok(None),
     };
-    let (image, dpi) = raster::prepare_for_ocr(&image, dpi, MIN_OCR_DPI);
+    let (image, dpi) = raster::prepare_for_ocr(&image, dpi, MIN_OCR_DPI, reading == Reading::WithoutRules);
     let words = engine.recognize(&OcrPage { image, dpi: dpi.round() as u32 })?;
     Ok(Some(layout_words(&words)))
 }

@@ -308,16 +308,78 @@ fn otsu_threshold(image: &GrayImage) -> u8 {
     best
 }
 
-/// Straightens a page and scales it up to `min_dpi` when it was scanned coarser, its scan resolution being
-/// `dpi`. Returns the image and its new resolution.
-pub(crate) fn prepare_for_ocr(image: &GrayImage, dpi: f64, min_dpi: f64) -> (GrayImage, f64) {
+/// Straightens a page and scales it up to `min_dpi` when it was scanned coarser (its scan resolution being
+/// `dpi`); with `without_rules`, takes out its ruling lines too. Returns the image and its new resolution.
+pub(crate) fn prepare_for_ocr(image: &GrayImage, dpi: f64, min_dpi: f64, without_rules: bool) -> (GrayImage, f64) {
     let skew = estimate_skew(image);
     let scale = (min_dpi / dpi).clamp(1.0, 4.0);
     // Below a twentieth of a degree a rotation blurs more than it straightens.
-    if skew.abs() < 0.05 && scale == 1.0 {
-        return (image.clone(), dpi);
+    let (mut image, dpi) = if skew.abs() < 0.05 && scale == 1.0 {
+        (image.clone(), dpi)
+    } else {
+        (rotate_and_scale(image, -skew, scale), dpi * scale)
+    };
+    if without_rules {
+        remove_rules(&mut image, dpi);
     }
-    (rotate_and_scale(image, -skew, scale), dpi * scale)
+    (image, dpi)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ruling lines
+
+/// A straight run of ink at least this long (in inches) is a ruling line, not part of a character: the
+/// widest glyphs of body text are a sixth of an inch.
+const MIN_RULE_INCHES: f64 = 0.6;
+/// A ruling line is at most this thick (in inches); a longer run in a thicker band is a shaded cell or a
+/// bar, whose text must stay.
+const MAX_RULE_THICKNESS_INCHES: f64 = 0.04;
+
+/// Whitens the ruling lines of tables and boxes: thin horizontal and vertical runs of ink longer than
+/// [`MIN_RULE_INCHES`]. A page segmenter takes a ruled table for a picture and leaves its text unread;
+/// without the rules the cells read as the columns of text they are.
+pub(crate) fn remove_rules(image: &mut GrayImage, dpi: f64) {
+    let min_run = (MIN_RULE_INCHES * dpi).round().max(8.0) as usize;
+    let max_thickness = (MAX_RULE_THICKNESS_INCHES * dpi).round().max(2.0) as usize;
+    let threshold = otsu_threshold(&downscale(image, SKEW_WORK_WIDTH));
+    let (width, height) = (image.width, image.height);
+    let ink: Vec<bool> = image.pixels.iter().map(|&p| p < threshold).collect();
+    // The pixels of `source` in runs whose length `keeps`, the runs taken along `count` lines of `len` pixels.
+    let runs = |source: &[bool],
+                count: usize,
+                len: usize,
+                index: &dyn Fn(usize, usize) -> usize,
+                keeps: &dyn Fn(usize) -> bool| {
+        let mut selected = vec![false; width * height];
+        for line in 0..count {
+            let mut start = None;
+            for i in 0..=len {
+                match (start, i < len && source[index(line, i)]) {
+                    (None, true) => start = Some(i),
+                    (Some(s), false) => {
+                        if keeps(i - s) {
+                            (s..i).for_each(|j| selected[index(line, j)] = true);
+                        }
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        selected
+    };
+    let row = |y: usize, x: usize| y * width + x;
+    let column = |x: usize, y: usize| y * width + x;
+    let long = |run: usize| run >= min_run;
+    let thin = |run: usize| run <= max_thickness;
+    // Long runs along the rows that are thin down the columns are horizontal rules, and the other way round.
+    let horizontal = runs(&runs(&ink, height, width, &row, &long), width, height, &column, &thin);
+    let vertical = runs(&runs(&ink, width, height, &column, &long), height, width, &row, &thin);
+    for (i, pixel) in image.pixels.iter_mut().enumerate() {
+        if horizontal[i] || vertical[i] {
+            *pixel = 255;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +404,35 @@ mod tests {
             }
         }
         page
+    }
+
+    #[test]
+    fn ruling_lines_are_taken_out_and_text_and_shading_kept() {
+        let (width, height) = (600, 400);
+        let mut page = GrayImage::blank(width, height);
+        let mut paint = |x0: usize, y0: usize, x1: usize, y1: usize, level: u8| {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    page.pixels[y * width + x] = level;
+                }
+            }
+        };
+        paint(50, 100, 550, 102, 0); // a table's horizontal rule, 2 px
+        paint(300, 50, 303, 350, 0); // a vertical rule, 3 px
+        paint(50, 200, 550, 240, 60); // a shaded band: long, but thick
+        for x in (60..280).step_by(14) {
+            paint(x, 80, x + 9, 95, 0); // letters above the rule
+            paint(x, 110, x + 9, 125, 0); // and below it
+        }
+        let before = page.clone();
+        remove_rules(&mut page, 100.0);
+        let at = |image: &GrayImage, x: usize, y: usize| image.pixels[y * width + x];
+        assert_eq!((at(&page, 400, 100), at(&page, 400, 101)), (255, 255), "the horizontal rule is gone");
+        assert_eq!(at(&page, 301, 300), 255, "the vertical rule is gone");
+        assert_eq!(at(&page, 400, 220), 60, "the shaded band stays");
+        let letters =
+            |image: &GrayImage| (60..280).step_by(14).all(|x| at(image, x + 4, 87) == 0 && at(image, x + 4, 117) == 0);
+        assert!(letters(&before) && letters(&page), "the letters stay");
     }
 
     #[test]

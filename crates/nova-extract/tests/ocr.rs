@@ -75,6 +75,33 @@ fn a_scan_goes_to_the_engine_and_its_words_to_the_rules() {
     }
 }
 
+/// An engine that gives its readings in turn (the last one again past the end), and counts its calls.
+struct Readings(Vec<Vec<OcrWord>>, std::sync::atomic::AtomicUsize);
+
+impl Ocr for Readings {
+    fn recognize(&self, _page: &OcrPage) -> Result<Vec<OcrWord>, ExtractError> {
+        let call = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.0[call.min(self.0.len() - 1)].clone())
+    }
+}
+
+#[test]
+fn a_reading_that_misses_core_fields_is_tried_again_without_ruling_lines() {
+    let calls = |engine: &Readings| engine.1.load(std::sync::atomic::Ordering::Relaxed);
+    // A first reading with every core field is the only one.
+    let complete = Readings(vec![common::invoice_words()], Default::default());
+    let invoice = extract_with(&dev_scan(), Some(&complete)).expect("the scan is read");
+    assert_eq!(calls(&complete), 1);
+    assert_eq!(invoice.seller.and_then(|s| s.name).as_deref(), Some("Acme GmbH"));
+    // A first reading without date and seller, a second with them: the second is kept, its text returned.
+    let gaps = Readings(vec![common::partial_invoice_words(), common::invoice_words()], Default::default());
+    let engines = nova_extract::Engines { ocr: Some(&gaps), renderer: None };
+    let read = nova_extract::read_with_engines(&dev_scan(), engines, &nova_extract::TemplateSet::empty()).unwrap();
+    assert_eq!(calls(&gaps), 2);
+    assert_eq!(read.invoice.issue_date.map(|d| d.to_string()).as_deref(), Some("2024-03-12"));
+    assert!(read.text.is_some_and(|t| t.contains("Acme GmbH")));
+}
+
 #[test]
 fn a_vendor_template_reads_ocr_text_too() {
     let template = nova_extract::TemplateSet::parse(
@@ -96,17 +123,17 @@ fn a_vendor_template_reads_ocr_text_too() {
 
 #[test]
 fn one_read_gives_the_invoice_and_its_text_with_one_ocr_pass() {
-    let engine = FixedWords(Default::default());
+    let engine = Readings(vec![common::invoice_words()], Default::default());
     let engines = nova_extract::Engines { ocr: Some(&engine), renderer: None };
     let read = nova_extract::read_with_engines(&dev_scan(), engines, &nova_extract::TemplateSet::empty()).unwrap();
     assert_eq!(read.invoice.invoice_number.as_deref(), Some("INV-2024-17"));
     assert!(read.text.as_deref().is_some_and(|t| t.contains("INV-2024-17")), "{:?}", read.text);
-    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the page is read once for both");
+    assert_eq!(engine.1.load(std::sync::atomic::Ordering::Relaxed), 1, "the page is read once for both");
     assert_eq!(nova_extract::text(&dev_scan()).unwrap_err().code(), "no_text", "text() runs no OCR");
     // A text layer is read as before, with no OCR call.
     let plain = nova_extract::read_with_engines(b"Invoice 7\nTotal 3.00", engines, &Default::default()).unwrap();
     assert_eq!(plain.text.as_deref(), Some("Invoice 7\nTotal 3.00"));
-    assert_eq!(engine.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(engine.1.load(std::sync::atomic::Ordering::Relaxed), 1);
     let xml = nova_extract::read_with_engines(b"<?xml version=\"1.0\"?><x/>", engines, &Default::default());
     assert!(xml.is_err(), "not an invoice");
 }

@@ -22,7 +22,8 @@ pub fn pdf(build: impl FnOnce(&mut Document, ObjectId) -> Vec<ObjectId>) -> Vec<
     bytes
 }
 
-/// The words of a page that reads as one small invoice: number `INV-2024-17`, total `EUR 1.234,50`.
+/// The words of a page that reads as one small invoice with every core field: seller `Acme GmbH`, number
+/// `INV-2024-17`, date 12.03.2024, total `EUR 1.234,50`.
 pub fn invoice_words() -> Vec<OcrWord> {
     let word = |text: &str, left: u32, top: u32, line: u32| OcrWord {
         text: text.into(),
@@ -34,11 +35,23 @@ pub fn invoice_words() -> Vec<OcrWord> {
         line: (1, 1, line),
     };
     vec![
-        word("Invoice", 100, 100, 1),
-        word("number:", 220, 100, 1),
-        word("INV-2024-17", 360, 100, 1),
-        word("Total", 100, 400, 2),
-        word("EUR", 600, 400, 2),
-        word("1.234,50", 700, 400, 2),
+        word("Acme", 100, 40, 1),
+        word("GmbH", 180, 40, 1),
+        word("Invoice", 100, 100, 2),
+        word("number:", 220, 100, 2),
+        word("INV-2024-17", 360, 100, 2),
+        word("Date:", 100, 160, 3),
+        word("12.03.2024", 200, 160, 3),
+        word("Total", 100, 400, 4),
+        word("EUR", 600, 400, 4),
+        word("1.234,50", 700, 400, 4),
     ]
+}
+
+/// [`invoice_words`] without the seller and the date: a reading that misses core fields.
+pub fn partial_invoice_words() -> Vec<OcrWord> {
+    invoice_words()
+        .into_iter()
+        .filter(|w| !["Acme", "GmbH", "Date:", "12.03.2024"].contains(&w.text.as_str()))
+        .collect()
 }
