@@ -354,10 +354,10 @@ static TITLE_THEN_NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 /// A line that starts with the document title followed directly by its number: `Invoice 103767`,
-/// `Rechnung RE-2024/17`.
+/// `Rechnung RE-2024/17`; a wide gap may set another cell apart after it (a logo's text beside the title).
 static TITLE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"^\s*(?i:invoice|tax\s+invoice|rechnung|facture|credit\s+note|gutschrift|avoir)\s+([A-Za-z0-9][A-Za-z0-9/_.\-]*)\s*$",
+        r"^\s*(?i:invoice|tax\s+invoice|rechnung|facture|credit\s+note|gutschrift|avoir)\s+([A-Za-z0-9][A-Za-z0-9/_.\-]*)(?:\s*$|\s{3,}\S)",
     )
 });
 /// The invoice-number token itself.
@@ -463,6 +463,10 @@ static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// The first half of a label shared by two kinds of date, just before the second: `Liefer- und `,
+/// `Leistungs- und `.
+static SHARED_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\p{L}-\s*(?:und|u\.|and|et|y|e|en|i)\s*$"));
+
 /// `Rechnung Nr. 5 vom 16.09.2019`, `Facture n° 12 du 3 mars 2024`, `Invoice No. 7 dated 1 May 2024`,
 /// `Factura 7 del 3/5/2024`, `Faktura nr 7 z dnia 3.05.2024`.
 static NUMBER_THEN_DATE: LazyLock<Regex> =
@@ -536,7 +540,10 @@ fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(Naiv
 fn date_after_label(doc: &Text<'_>, i: usize, m: regex::Match<'_>) -> Option<(NaiveDate, f32)> {
     let line = doc.lines[i];
     let before = &line[floor_char_boundary(line, m.start().saturating_sub(16))..m.start()];
-    if OTHER_DATE.is_match(before) || OTHER_DATE.is_match(m.as_str()) {
+    // `Liefer- und Rechnungsdatum`: a label that names the issue date together with another is still the
+    // issue date's.
+    let shared = SHARED_LABEL.is_match(before);
+    if (OTHER_DATE.is_match(before) && !shared) || OTHER_DATE.is_match(m.as_str()) {
         return None;
     }
     let settled = |printed: &str| doc.order_known || !is_order_ambiguous(printed);
@@ -1149,6 +1156,9 @@ mod tests {
         check("Numer faktury: FV/7/2024", "invoice_number", Some("FV/7/2024"));
         check("Factuurnummer: 2024-0042", "invoice_number", Some("2024-0042"));
         check("Invoice 103767", "invoice_number", Some("103767"));
+        // Another cell set apart by a wide gap (a logo's text read beside the title).
+        check("Invoice 103767                                  su", "invoice_number", Some("103767"));
+        check("Invoice Date  12.03.2024", "invoice_number", None);
         check("Handelsrechnung (380) 05.06.2018   Nr. 471102   vom", "invoice_number", Some("471102"));
         check("Rechnungskor rektur Nr. RK21012345 vom 16.09.2019", "invoice_number", Some("RK21012345"));
         check("Rechnung gemäß Bestellung Nr. 2018-471331", "invoice_number", None);
@@ -1192,6 +1202,9 @@ Rechnung 12
             Some("2025-10-01"),
         );
         check("Software version 3 released 01.02.2024", "issue_date", None);
+        // One label for two dates, the issue date one of them.
+        check("Liefer- und Rechnungsdatum: 11. Juli 2014", "issue_date", Some("2014-07-11"));
+        check("Lieferdatum: 10. Juli 2014", "issue_date", None);
     }
 
     #[test]
