@@ -104,6 +104,25 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
             }
         }
     }
+    // No total label read (a text layer that splits it, `Br uttosumme`): a line's last amount that is a net
+    // plus a non-zero tax is the gross, the sum standing in for the label.
+    if triples.is_empty() && grand_total.is_none() {
+        let lasts: Vec<Decimal> = doc
+            .lines
+            .iter()
+            .filter(|line| line.contains(char::is_alphabetic) && !NOT_GRAND_TOTAL.is_match(line))
+            .filter_map(|line| amounts_in(line).last())
+            .collect();
+        for &net in &nets {
+            for &tax in taxes.iter().filter(|t| !t.is_zero()) {
+                let tax = if net < Decimal::ZERO && tax > Decimal::ZERO { -tax } else { tax };
+                let Some(gross) = net.checked_add(tax) else { continue };
+                if net != Decimal::ZERO && lasts.contains(&gross) && !triples.contains(&(net, tax, gross)) {
+                    triples.push((net, tax, gross));
+                }
+            }
+        }
+    }
     let confirmed = match grand_total {
         Some(g) if triples.iter().any(|t| t.2 == g) => Some(g),
         _ => {
@@ -351,6 +370,19 @@ mod tests {
         );
         assert_eq!(b.prepaid, None);
         assert_eq!(b.due_payable, None);
+    }
+
+    #[test]
+    fn a_gross_whose_label_is_unreadable_is_found_by_its_sum() {
+        // `Bruttosumme` split by the text layer: no total label is read, but net + tax is printed.
+        let b = block("Rechnungssumme ohne USt. 198,00\nSteuerbetrag 37,62\nBr uttosumme 235,62");
+        assert_eq!((b.grand_total, b.tax_basis_total, b.tax_total), (d("235.62"), d("198.00"), d("37.62")));
+        // Without tax, net + tax is the net itself: no evidence of a gross.
+        let b = block("Nettobetrag 100,00\nSteuerbetrag 0,00\nBr uttosumme 100,00");
+        assert_eq!(b.grand_total, None);
+        // An amount that is not net + tax is not taken.
+        let b = block("Rechnungssumme ohne USt. 198,00\nSteuerbetrag 37,62\nBr uttosumme 235,00");
+        assert_eq!(b.grand_total, None);
     }
 
     #[test]
