@@ -516,8 +516,7 @@ fn dated_number_line(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
 /// The first date right after a label (or in the same column below it) whose label is not qualified as
 /// another kind of date. Its confidence is the label's, less where the date stands, and is held below the
 /// `auto` threshold when the evidence is split: the same kind of label gives other dates elsewhere (a
-/// preceding invoice's date, a table of several documents), or the date reads differently in the other
-/// day/month order and nothing in the document settled the order.
+/// preceding invoice's date, a table of several documents).
 fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(NaiveDate, f32)> {
     let mut found: Vec<(NaiveDate, f32)> = Vec::new();
     for (i, line) in doc.lines.iter().enumerate() {
@@ -535,8 +534,8 @@ fn labelled_date(doc: &Text<'_>, label: &Regex, confidence: f32) -> Option<(Naiv
 
 /// The date a label on line `i` introduces, if it is not qualified as another kind of date, with how much
 /// less sure its place makes it: right after it (0), in the same column below (0.1), or just before a label
-/// that ends the line (0.2). A numeric date whose day/month order the document did not settle (`03/04/2025`) is refused: it stays
-/// `None` rather than risk the wrong one of two dates.
+/// that ends the line (0.2). A numeric date whose day/month order the document did not settle (`03/04/2025`)
+/// is refused: it stays `None` rather than risk the wrong one of two dates.
 fn date_after_label(doc: &Text<'_>, i: usize, m: regex::Match<'_>) -> Option<(NaiveDate, f32)> {
     let line = doc.lines[i];
     let before = &line[floor_char_boundary(line, m.start().saturating_sub(16))..m.start()];
