@@ -360,6 +360,29 @@ static TITLE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
         r"^\s*(?i:invoice|tax\s+invoice|rechnung|facture|credit\s+note|gutschrift|avoir)\s+([A-Za-z0-9][A-Za-z0-9/_.\-]*)(?:\s*$|\s{3,}\S)",
     )
 });
+/// A line opening with the document's title that gives, further on, `Nr. X vom DATE`: `Rechnung des
+/// Versicherers (575) Nr. 00.123.456.7-2018-1 vom 11.03.2018`. The date after the number says it is the
+/// document's own (a customer number is not dated), however many words stand between title and `Nr.`.
+static TITLE_DATED_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*\p{L}*(?:rechnung|invoice|facture|gutschrift|avoir|factura|fattura|factuur|faktura)\p{L}*\b.{0,60}?\b(?:nr\.?|no\.?|n°|#)\s*([A-Za-z0-9][A-Za-z0-9/_.\-]*)\s+(?:vom|von|du|dated|of|del|van)(?:\s+|\s*$)",
+    )
+});
+
+/// The number and date of a [`TITLE_DATED_NUMBER`] line: the date right after `vom`, or, when `vom` ends the
+/// line, the date a text layer drew before `Nr.` (a right-aligned value drawn before its label, `Rechnung
+/// des Versicherers (575) 11.03.2018   Nr. 00.123.456.7-2018-1   vom`).
+fn title_dated_number(line: &str, order: DayMonthOrder) -> Option<(String, NaiveDate)> {
+    let c = TITLE_DATED_NUMBER.captures(line)?;
+    let (whole, number) = (c.get(0)?, c.get(1)?);
+    let after = &line[whole.end()..];
+    let date = if after.trim().is_empty() {
+        find_dates(&line[..number.start()], order).pop()?.date
+    } else {
+        find_dates(after, order).into_iter().next().filter(|f| f.start == 0)?.date
+    };
+    Some((number_like(number.as_str(), order)?, date))
+}
 /// The invoice-number token itself.
 static NUMBER_TOKEN: LazyLock<Regex> = LazyLock::new(|| regex(r"^[\s:#.\-—–]*([A-Za-z0-9][A-Za-z0-9/_.\-]*)"));
 
@@ -388,6 +411,9 @@ fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
                 return Some((number, 0.8));
             }
         }
+    }
+    if let Some((number, _)) = doc.lines.iter().find_map(|line| title_dated_number(line, doc.order)) {
+        return Some((number, 0.85));
     }
     doc.lines
         .iter()
@@ -503,6 +529,9 @@ fn unexplained_dates<'a>(doc: &'a Text<'_>) -> impl Iterator<Item = NaiveDate> +
 /// The date introduced by `vom`/`du`/`dated` right after the invoice number on its title line.
 fn dated_number_line(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
     doc.lines.iter().find_map(|line| {
+        if let Some((_, date)) = title_dated_number(line, doc.order) {
+            return Some((date, 0.85));
+        }
         let label = NUMBER_LABEL.find(line).or_else(|| TITLE_THEN_NUMBER_LABEL.find(line))?;
         let rest = &line[label.end()..];
         let dated = NUMBER_THEN_DATE.find(rest).filter(|m| m.start() <= 40)?;
@@ -1158,6 +1187,16 @@ mod tests {
         // Another cell set apart by a wide gap (a logo's text read beside the title).
         check("Invoice 103767                                  su", "invoice_number", Some("103767"));
         check("Invoice Date  12.03.2024", "invoice_number", None);
+        // Words between the title and `Nr.`, the number dated after it.
+        let insurer = "Rechnung des Versicherers (575) Nr. 00.123.456.7-2018-1 vom 11.03.2018";
+        check(insurer, "invoice_number", Some("00.123.456.7-2018-1"));
+        check(insurer, "issue_date", Some("2018-03-11"));
+        // The same line as a text layer may draw it, the date before `Nr.` and `vom` last.
+        let drawn = "Rechnung des Versicherers (575) 11.03.2018     Nr. 00.123.456.7-2018-1   vom";
+        check(drawn, "invoice_number", Some("00.123.456.7-2018-1"));
+        check(drawn, "issue_date", Some("2018-03-11"));
+        // Without the date the number may be anyone's (`Rechnung an Kunde Nr. 4711`).
+        check("Rechnung an Kunde Nr. 4711", "invoice_number", None);
         check("Handelsrechnung (380) 05.06.2018   Nr. 471102   vom", "invoice_number", Some("471102"));
         check("Rechnungskor rektur Nr. RK21012345 vom 16.09.2019", "invoice_number", Some("RK21012345"));
         check("Rechnung gemäß Bestellung Nr. 2018-471331", "invoice_number", None);
