@@ -1032,7 +1032,18 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
             }
             continue;
         }
-        for (index, (_, cell)) in cells(line).into_iter().enumerate() {
+        let line_cells = cells(line);
+        for (index, &(_, cell)) in line_cells.iter().enumerate() {
+            // A legal form alone in its cell (`Bei Spiel  GmbH`, a wide gap OCR or a layout left inside the name)
+            // is the end of the name in the cell before it, never a name of its own.
+            let joined;
+            let cell = if is_bare_legal_form(trim_cell(cell)) {
+                let Some(&(_, before)) = index.checked_sub(1).and_then(|i| line_cells.get(i)) else { continue };
+                joined = format!("{} {}", trim_cell(before), trim_cell(cell));
+                joined.as_str()
+            } else {
+                cell
+            };
             let (cell, labelled) = match SELLER_LABEL.find(cell) {
                 Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
                 _ => (cell, false),
@@ -1089,6 +1100,12 @@ fn seller_name(doc: &Text<'_>) -> Option<(String, f32, parties::NameAt)> {
             at,
         )
     })
+}
+
+/// A cell that is nothing but a legal form: `GmbH`, `Ltd.`, `AG`.
+fn is_bare_legal_form(cell: &str) -> bool {
+    let form = |re: &Regex| re.find(cell).is_some_and(|m| m.start() == 0 && m.end() == cell.len());
+    form(&LEGAL_FORM_ANY_CASE) || form(&LEGAL_FORM_CAPS)
 }
 
 /// A return address on one line, `Name | Street 4 | 12345 City` (or with `·`, `•`, `–`, ` - ` between the
@@ -1328,6 +1345,9 @@ Rechnung 12
     fn seller_names_from_domains_legal_forms_and_labels() {
         check("Adatum Corporation  CRONUS DE\nEmail info@cronus.com", "seller", Some("CRONUS DE"));
         check("Calendly LLC\n88 N Avondale Rd", "seller", Some("Calendly LLC"));
+        // A legal form set apart by a wide gap ends the name before it; alone it is no name.
+        check("                    Bei Spiel  GmbH\n                    Ecke 12", "seller", Some("Bei Spiel GmbH"));
+        check("GmbH\nEcke 12", "seller", None);
         check("Bill to:\nBuyer GmbH\n\nwww.seller-shop.de\nSeller Shop GmbH", "seller", Some("Seller Shop GmbH"));
         check("Issuer: Basic Test", "seller", Some("Basic Test"));
         check("Au bon moulin SARL - 1 chemin - 84340 Malaucène\nhttp://www.aubonmoulin.fr\nAdresse de livraison\nMa jolie boutique\nsav@majolieboutique.net", "seller", Some("Au bon moulin SARL"));
