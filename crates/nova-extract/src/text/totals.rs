@@ -91,21 +91,26 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
     });
 
     let mut block = TotalsBlock::default();
-    // Every (net, tax, gross) that adds up; the gross must be one the labels call a total.
-    let mut triples: Vec<(Decimal, Decimal, Decimal)> = Vec::new();
-    for &net in &nets {
-        for &tax in &taxes {
-            // A credit note's tax printed without its minus (or OCR that lost it): the tax takes the sign of
-            // the net it is charged on.
-            let tax = if net < Decimal::ZERO && tax > Decimal::ZERO { -tax } else { tax };
-            let Some(gross) = net.checked_add(tax) else { continue };
-            if net != Decimal::ZERO && grands.contains(&gross) && !triples.contains(&(net, tax, gross)) {
-                triples.push((net, tax, gross));
+    // Every (net, tax, gross) that adds up, the gross among `grosses`.
+    let add_up = |grosses: &[Decimal], taxes: &[Decimal]| {
+        let mut triples: Vec<(Decimal, Decimal, Decimal)> = Vec::new();
+        for &net in &nets {
+            for &tax in taxes {
+                // A credit note's tax printed without its minus (or OCR that lost it): the tax takes the sign
+                // of the net it is charged on.
+                let tax = if net < Decimal::ZERO && tax > Decimal::ZERO { -tax } else { tax };
+                let Some(gross) = net.checked_add(tax) else { continue };
+                if net != Decimal::ZERO && grosses.contains(&gross) && !triples.contains(&(net, tax, gross)) {
+                    triples.push((net, tax, gross));
+                }
             }
         }
-    }
-    // No total label read (a text layer that splits it, `Br uttosumme`): a line's last amount that is a net
-    // plus a non-zero tax is the gross, the sum standing in for the label.
+        triples
+    };
+    // The gross must be one the labels call a total. With no total label read (a text layer that splits it,
+    // `Br uttosumme`), a line's last amount that is a net plus a non-zero tax is the gross, the sum standing
+    // in for the label.
+    let mut triples = add_up(&grands, &taxes);
     if triples.is_empty() && grand_total.is_none() {
         let lasts: Vec<Decimal> = doc
             .lines
@@ -113,15 +118,8 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
             .filter(|line| line.contains(char::is_alphabetic) && !NOT_GRAND_TOTAL.is_match(line))
             .filter_map(|line| amounts_in(line).last())
             .collect();
-        for &net in &nets {
-            for &tax in taxes.iter().filter(|t| !t.is_zero()) {
-                let tax = if net < Decimal::ZERO && tax > Decimal::ZERO { -tax } else { tax };
-                let Some(gross) = net.checked_add(tax) else { continue };
-                if net != Decimal::ZERO && lasts.contains(&gross) && !triples.contains(&(net, tax, gross)) {
-                    triples.push((net, tax, gross));
-                }
-            }
-        }
+        let nonzero: Vec<Decimal> = taxes.iter().copied().filter(|t| !t.is_zero()).collect();
+        triples = add_up(&lasts, &nonzero);
     }
     let confirmed = match grand_total {
         Some(g) if triples.iter().any(|t| t.2 == g) => Some(g),
