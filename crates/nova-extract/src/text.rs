@@ -360,12 +360,13 @@ static TITLE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
         r"^\s*(?i:invoice|tax\s+invoice|rechnung|facture|credit\s+note|gutschrift|avoir)\s+([A-Za-z0-9][A-Za-z0-9/_.\-]*)(?:\s*$|\s{3,}\S)",
     )
 });
-/// A line opening with the document's title that gives, further on, `Nr. X vom DATE`: `Rechnung des
-/// Versicherers (575) Nr. 00.123.456.7-2018-1 vom 11.03.2018`. The date after the number says it is the
-/// document's own (a customer number is not dated), however many words stand between title and `Nr.`.
+/// A line opening with the document's title that gives, further on, `Nr. X`, to be followed by its date
+/// ([`NUMBER_THEN_DATE`]): `Rechnung des Versicherers (575) Nr. 00.123.456.7-2018-1 vom 11.03.2018`. The date
+/// after the number says it is the document's own (a customer number is not dated), however many words stand
+/// between title and `Nr.`.
 static TITLE_DATED_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)^\s*\p{L}*(?:rechnung|invoice|facture|gutschrift|avoir|factura|fattura|factuur|faktura)\p{L}*\b.{0,60}?\b(?:nr\.?|no\.?|n°|#)\s*([A-Za-z0-9][A-Za-z0-9/_.\-]*)\s+(?:vom|von|du|dated|of|del|van)(?:\s+|\s*$)",
+        r"(?i)^\s*\p{L}*(?:rechnung|invoice|facture|gutschrift|avoir|factura|fattura|factuur|faktura)\p{L}*\b.{0,60}?\b(?:nr\.?|no\.?|n°|#)\s*([A-Za-z0-9][A-Za-z0-9/_.\-]*)",
     )
 });
 
@@ -373,10 +374,11 @@ static TITLE_DATED_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 /// line, the date a text layer drew before `Nr.` (a right-aligned value drawn before its label, `Rechnung
 /// des Versicherers (575) 11.03.2018   Nr. 00.123.456.7-2018-1   vom`).
 fn title_dated_number(line: &str, order: DayMonthOrder) -> Option<(String, NaiveDate)> {
-    let c = TITLE_DATED_NUMBER.captures(line)?;
-    let (whole, number) = (c.get(0)?, c.get(1)?);
-    let after = &line[whole.end()..];
-    let date = if after.trim().is_empty() {
+    let number = TITLE_DATED_NUMBER.captures(line)?.get(1)?;
+    let rest = &line[number.end()..];
+    let connector = NUMBER_THEN_DATE.find(rest).filter(|m| rest[..m.start()].trim().is_empty())?;
+    let after = line[number.end() + connector.end()..].trim_start();
+    let date = if after.is_empty() {
         find_dates(&line[..number.start()], order).pop()?.date
     } else {
         find_dates(after, order).into_iter().next().filter(|f| f.start == 0)?.date
@@ -494,9 +496,10 @@ static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
 static SHARED_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\p{L}-\s*(?:und|u\.|and|et|y|e|en|i)\s*$"));
 
 /// `Rechnung Nr. 5 vom 16.09.2019`, `Facture n° 12 du 3 mars 2024`, `Invoice No. 7 dated 1 May 2024`,
-/// `Factura 7 del 3/5/2024`, `Faktura nr 7 z dnia 3.05.2024`.
+/// `Factura 7 del 3/5/2024`, `Faktura nr 7 z dnia 3.05.2024`; or at the end of the line, its date drawn
+/// before it.
 static NUMBER_THEN_DATE: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"(?i)\s(?:vom|von|du|dated|of|del|van|z\s+dnia|de\s+fecha)\s"));
+    LazyLock::new(|| regex(r"(?i)\s(?:vom|von|du|dated|of|del|van|z\s+dnia|de\s+fecha)(?:\s|$)"));
 
 /// The issue date: the one the title line gives the invoice's number (`Nr. 5 vom ...`), else after an
 /// issue-date label, else after a bare `Date`, else the first date printed. A label alone is held below the
