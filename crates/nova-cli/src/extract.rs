@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use nova_core::{Invoice, JobError, Party, TenantId};
+use nova_core::{Invoice, JobError, TenantId};
 use nova_extract::TemplateSet;
 use nova_worker::extractor::Extractor;
 use serde::Serialize;
@@ -202,30 +202,6 @@ enum Output {
     Csv(Box<csv::Writer<std::io::Stdout>>),
 }
 
-const CSV_HEADER: &[&str] = &[
-    "file",
-    "invoice_number",
-    "type_code",
-    "issue_date",
-    "due_date",
-    "currency",
-    "seller_name",
-    "seller_vat_id",
-    "seller_country",
-    "buyer_name",
-    "buyer_vat_id",
-    "buyer_reference",
-    "order_reference",
-    "payment_iban",
-    "line_total",
-    "tax_basis_total",
-    "tax_total",
-    "grand_total",
-    "due_payable",
-    "error_code",
-    "error_message",
-];
-
 impl Output {
     fn new(format: Format) -> Self {
         match format {
@@ -233,7 +209,7 @@ impl Output {
             Format::Json => Output::Json(Vec::new()),
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(std::io::stdout());
-                let _ = w.write_record(CSV_HEADER);
+                let _ = w.write_record(nova_core::export::INVOICE_COLUMNS);
                 Output::Csv(Box::new(w))
             }
         }
@@ -249,7 +225,11 @@ impl Output {
             }
             Output::Json(all) => all.push(record),
             Output::Csv(w) => {
-                let _ = w.write_record(csv_row(&record));
+                let _ = w.write_record(nova_core::export::invoice_row(
+                    &record.file,
+                    record.invoice.as_ref(),
+                    record.error.as_ref(),
+                ));
             }
         }
     }
@@ -266,40 +246,6 @@ impl Output {
             }
         }
     }
-}
-
-fn csv_row(r: &Record) -> Vec<String> {
-    fn s<T: ToString>(v: &Option<T>) -> String {
-        v.as_ref().map(ToString::to_string).unwrap_or_default()
-    }
-    let empty = Invoice::default();
-    let inv = r.invoice.as_ref().unwrap_or(&empty);
-    let party = |p: &Option<Party>| p.clone().unwrap_or_default();
-    let (seller, buyer) = (party(&inv.seller), party(&inv.buyer));
-    let t = &inv.totals;
-    vec![
-        r.file.clone(),
-        s(&inv.invoice_number),
-        s(&inv.type_code),
-        s(&inv.issue_date),
-        s(&inv.due_date),
-        s(&inv.currency),
-        s(&seller.name),
-        s(&seller.vat_id),
-        s(&seller.country),
-        s(&buyer.name),
-        s(&buyer.vat_id),
-        s(&inv.buyer_reference),
-        s(&inv.order_reference),
-        s(&inv.payment_iban),
-        s(&t.line_total),
-        s(&t.tax_basis_total),
-        s(&t.tax_total),
-        s(&t.grand_total),
-        s(&t.due_payable),
-        r.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
-        r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
-    ]
 }
 
 /// The AI path of `nova extract`: the strategy, and for the model a runtime, the program store of the data

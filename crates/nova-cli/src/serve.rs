@@ -268,6 +268,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
             },
             document_retention: (args.document_retention_days > 0)
                 .then(|| Duration::from_secs(args.document_retention_days * 24 * 3600)),
+            renderer: settings.engines.renderer.clone(),
             ..ServerConfig::default()
         }),
         wake_workers: wake,

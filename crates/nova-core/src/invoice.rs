@@ -39,6 +39,7 @@ pub struct Invoice {
     /// BT-84.
     pub payment_iban: Option<String>,
     /// BG-22.
+    #[serde(default)]
     pub totals: Totals,
     /// BG-23.
     #[serde(default)]

@@ -213,6 +213,44 @@ impl FromStr for JobStatus {
     }
 }
 
+/// Where a job's result stands with the people who check it. A result that says `review.needed` (an
+/// invoice the rules were unsure of) waits for review until someone stores a corrected or confirmed version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    /// The result asks for a person's look and has had none.
+    Needed,
+    /// A person stored a version of the result (see `POST /v1/jobs/{id}/result/versions`).
+    Reviewed,
+}
+
+impl ReviewState {
+    pub const ALL: [ReviewState; 2] = [ReviewState::Needed, ReviewState::Reviewed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Needed => "needed",
+            ReviewState::Reviewed => "reviewed",
+        }
+    }
+
+    /// The state a fresh result starts in: `needed` when it says so (`{"review": {"needed": true}}`).
+    pub fn of_result(result: &serde_json::Value) -> Option<ReviewState> {
+        (result.pointer("/review/needed") == Some(&serde_json::Value::Bool(true))).then_some(ReviewState::Needed)
+    }
+}
+
+impl FromStr for ReviewState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReviewState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown review state `{s}` (known: needed, reviewed)"))
+    }
+}
+
 /// Why a job or an attempt failed, with a stable machine-readable code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
@@ -311,6 +349,9 @@ pub struct Job {
     /// Set when a cancellation was asked of the running job; the worker stops it at its next heartbeat.
     pub cancel_requested_at: Option<DateTime<Utc>>,
     pub error: Option<JobError>,
+    /// Set on a succeeded job whose result waits for review (`needed`) or has had one (`reviewed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewState>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -327,6 +368,21 @@ mod tests {
         assert_eq!(serde_json::to_value(Workflow::InvoiceExtract).unwrap(), "invoice.extract");
         assert!("invoice.extrac".parse::<Workflow>().is_err());
         assert!("".parse::<Workflow>().is_err());
+    }
+
+    #[test]
+    fn a_result_that_asks_for_review_waits_for_one() {
+        let asks = serde_json::json!({"invoice_number": "1", "review": {"needed": true, "reasons": []}});
+        assert_eq!(ReviewState::of_result(&asks), Some(ReviewState::Needed));
+        for other in [
+            serde_json::json!({"review": {"needed": false}}),
+            serde_json::json!({"review": "yes"}),
+            serde_json::json!(42),
+        ] {
+            assert_eq!(ReviewState::of_result(&other), None, "{other}");
+        }
+        assert_eq!("reviewed".parse::<ReviewState>().unwrap(), ReviewState::Reviewed);
+        assert!("done".parse::<ReviewState>().is_err());
     }
 
     #[test]

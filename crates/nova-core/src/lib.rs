@@ -3,7 +3,9 @@
 //! Everything past the edges of the system (HTTP bodies, CLI arguments, document text) is turned into these
 //! types once, and only these types travel between crates. This crate does no I/O.
 
+pub mod correction;
 pub mod document;
+pub mod export;
 pub mod ids;
 pub mod invoice;
 pub mod job;
@@ -14,8 +16,8 @@ pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, Sha256Hex};
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{
-    Artifact, Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, Strategy,
-    TaskRunInput, UnknownWorkflow, Workflow,
+    Artifact, Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, ReviewState,
+    Strategy, TaskRunInput, UnknownWorkflow, Workflow,
 };
 pub use review::{review, sums, Review, ReviewReason, Sum, Why, DEFAULT_CONFIDENCE_THRESHOLD};
 

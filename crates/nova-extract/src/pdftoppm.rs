@@ -99,7 +99,19 @@ impl Pdftoppm {
         self
     }
 
-    fn command(&self, request: &RenderRequest<'_>) -> Command {
+    /// Renders one page as a colour PNG, for people to look at (the console shows pages beside their fields),
+    /// under the same confinement and bounds as [`PageRenderer::render`].
+    pub fn render_png(&self, request: &RenderRequest<'_>) -> Result<Vec<u8>, ExtractError> {
+        // Three samples a pixel at most, plus PNG's own framing (deflate may grow noise slightly).
+        let cap = u64::from(request.max_width) * u64::from(request.max_height) * 3 + 1024 * 1024;
+        let png = self.run(request, Output::Png, cap)?;
+        if !png.starts_with(b"\x89PNG\r\n\x1a\n") {
+            return Err(failed(format!("pdftoppm wrote no PNG for page {}", request.page)));
+        }
+        Ok(png)
+    }
+
+    fn command(&self, request: &RenderRequest<'_>, output: Output) -> Command {
         // CPU time is the wall-clock limit rounded up: a spinning renderer is stopped even if the kill below
         // were never reached.
         let cpu_secs = self.timeout.as_secs() + 1;
@@ -109,7 +121,7 @@ impl Pdftoppm {
             .arg(format!("--cpu={cpu_secs}"))
             .args(["--fsize=0", "--core=0", "--"])
             .arg(&self.binary)
-            .args(["-q", "-gray", "-singlefile", "-x", "0", "-y", "0"])
+            .args(["-q", output.flag(), "-singlefile", "-x", "0", "-y", "0"])
             .args(["-r", &request.dpi.to_string()])
             .args(["-f", &request.page.to_string(), "-l", &request.page.to_string()])
             .args(["-W", &request.max_width.to_string(), "-H", &request.max_height.to_string()])
@@ -124,14 +136,13 @@ impl Pdftoppm {
         command
     }
 
-    fn run(&self, request: &RenderRequest<'_>) -> Result<Vec<u8>, ExtractError> {
-        let child = self.command(request).spawn().map_err(|e| ExtractError::RendererUnavailable {
+    fn run(&self, request: &RenderRequest<'_>, output: Output, cap: u64) -> Result<Vec<u8>, ExtractError> {
+        let child = self.command(request, output).spawn().map_err(|e| ExtractError::RendererUnavailable {
             reason: format!(
                 "cannot run {}: {e} (install util-linux, which confines the renderer)",
                 self.prlimit.display()
             ),
         })?;
-        let cap = u64::from(request.max_width) * u64::from(request.max_height) + PGM_HEADER_BYTES;
         let finished = piped::run(child, request.pdf.to_vec(), cap, self.timeout)
             .map_err(|e| failed(format!("{} (page {})", e.describe("pdftoppm", cap, self.timeout), request.page)))?;
         let (status, diagnostics, pgm) = (finished.status, finished.stderr, finished.stdout);
@@ -157,9 +168,28 @@ impl Pdftoppm {
     }
 }
 
+/// What pdftoppm writes.
+#[derive(Clone, Copy)]
+enum Output {
+    /// Grey PGM, for OCR.
+    Gray,
+    /// Colour PNG, for people.
+    Png,
+}
+
+impl Output {
+    fn flag(self) -> &'static str {
+        match self {
+            Output::Gray => "-gray",
+            Output::Png => "-png",
+        }
+    }
+}
+
 impl PageRenderer for Pdftoppm {
     fn render(&self, request: &RenderRequest<'_>) -> Result<GrayImage, ExtractError> {
-        self.run(request).and_then(|pgm| parse_pgm(&pgm, request))
+        let cap = u64::from(request.max_width) * u64::from(request.max_height) + PGM_HEADER_BYTES;
+        self.run(request, Output::Gray, cap).and_then(|pgm| parse_pgm(&pgm, request))
     }
 }
 

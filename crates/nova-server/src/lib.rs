@@ -4,6 +4,7 @@
 //! map the result. Every error leaves through [`error::ApiError`]. This crate knows no SQL.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod idempotency;
 mod json;
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     /// Documents older than this are deleted, with each blob no document names any more; `None` keeps
     /// them. (Finished jobs and their results have their own retention, in the workers.)
     pub document_retention: Option<Duration>,
+    /// How PDF pages are rendered for people (`GET /v1/documents/{id}/pages/{n}`).
+    pub renderer: nova_extract::pdftoppm::PdftoppmConfig,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             max_unfinished_jobs: None,
             webhooks: webhooks::WebhookConfig::default(),
             document_retention: None,
+            renderer: Default::default(),
         }
     }
 }

@@ -22,7 +22,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
-use crate::routes::{artifacts, documents, executions, health, jobs, programs, usage, webhooks};
+use crate::routes::{
+    artifacts, documents, executions, exports, health, jobs, page_images, programs, usage, versions, webhooks,
+};
 use crate::AppState;
 
 /// The document: every route the router serves, `/v1` paths as served (no `servers`).
@@ -43,10 +45,13 @@ use crate::AppState;
         documents::list,
         documents::show,
         documents::content,
+        page_images::page,
         jobs::create,
         jobs::list,
         jobs::show,
-        jobs::result,
+        versions::result,
+        versions::list,
+        versions::create,
         jobs::cancel,
         jobs::events,
         artifacts::list,
@@ -60,6 +65,7 @@ use crate::AppState;
         webhooks::show,
         webhooks::resend,
         usage::usage,
+        exports::invoices,
     ),
     components(schemas(ErrorBody, nova_core::InvoiceExtractInput, nova_core::TaskRunInput, nova_core::NoopInput)),
     modifiers(&V1Conventions, &MetricsPath),

@@ -21,10 +21,13 @@ const ROUTES: &[&str] = &[
     "GET /v1/documents",
     "GET /v1/documents/{id}",
     "GET /v1/documents/{id}/content",
+    "GET /v1/documents/{id}/pages/{page}",
     "POST /v1/jobs",
     "GET /v1/jobs",
     "GET /v1/jobs/{id}",
     "GET /v1/jobs/{id}/result",
+    "GET /v1/jobs/{id}/result/versions",
+    "POST /v1/jobs/{id}/result/versions",
     "POST /v1/jobs/{id}/cancel",
     "GET /v1/jobs/{id}/events",
     "GET /v1/jobs/{id}/artifacts",
@@ -38,6 +41,7 @@ const ROUTES: &[&str] = &[
     "GET /v1/webhooks/deliveries/{id}",
     "POST /v1/webhooks/deliveries/{id}/resend",
     "GET /v1/usage",
+    "GET /v1/exports/invoices",
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -125,12 +125,19 @@ async fn no_tenant_sees_or_touches_another_tenant_s_resources(backend: Backend) 
         format!("/v1/jobs/{job_id}/result"),
         format!("/v1/jobs/{job_id}/events"),
         format!("/v1/jobs/{job_id}/artifacts"),
+        format!("/v1/jobs/{job_id}/result/versions"),
+        format!("/v1/exports/invoices?jobs={job_id}"),
     ] {
         let (status, body) = get(&app, &path, Some(&b)).await;
         assert_eq!(status, 404, "{path}: {body}");
         assert!(error_code(&body).ends_with("_not_found"), "{path}: {body}");
-        assert_eq!(get(&app, &path, Some(&a)).await.0, if path.ends_with("result") { 409 } else { 200 }, "{path}");
+        let unfinished = path.contains("/result");
+        assert_eq!(get(&app, &path, Some(&a)).await.0, if unfinished { 409 } else { 200 }, "{path}");
     }
+    let correction = json!({"invoice": {"invoice_number": "X"}});
+    let versions = format!("/v1/jobs/{job_id}/result/versions");
+    let (status, body, _) = call(&app, Method::POST, &versions, Some(&b), Some(&correction)).await;
+    assert_eq!((status, error_code(&body)), (404, "job_not_found"));
     let stream = app
         .client
         .get(app.url(&format!("/v1/jobs/{job_id}/events")))
@@ -156,6 +163,7 @@ async fn no_tenant_sees_or_touches_another_tenant_s_resources(backend: Backend) 
     assert_eq!((status, error_code(&body)), (422, "document_not_found"));
 
     for path in ["/v1/jobs", "/v1/jobs?status=queued", "/v1/jobs?workflow=invoice.extract", "/v1/documents"] {
+        // (The review queue and exports of everything are lists too: `review.rs` fills them.)
         let (status, page) = get(&app, path, Some(&b)).await;
         assert_eq!(status, 200, "{path}: {page}");
         assert_eq!(page["data"], json!([]), "{path}");

@@ -671,7 +671,8 @@ impl Store {
         }
         let now = to_millis(Utc::now());
         let rows = json_array(batch.iter().map(|c| {
-            serde_json::json!({"id": c.job.to_string(), "token": c.token.to_string(), "result": c.result.to_string()})
+            let review = nova_core::ReviewState::of_result(&c.result).map(|r| r.as_str());
+            serde_json::json!({"id": c.job.to_string(), "token": c.token.to_string(), "result": c.result.to_string(), "review": review})
         }));
         if self.dialect == Dialect::Postgres {
             // One statement does it all (and is its own transaction): one round trip for the batch.
@@ -769,8 +770,9 @@ impl Store {
 /// partial index `jobs_leased` then looks empty) would otherwise have SQLite walk the running jobs and
 /// re-read the whole JSON batch for each one.
 pub(crate) fn complete_sql(dialect: Dialect) -> String {
-    let rows = json_rows(dialect, 1, &[("id", Col::Text), ("token", Col::Text), ("result", Col::Text)]);
-    let set = "status = 'succeeded', result = c.result, error_code = NULL, error_message = NULL,
+    let rows =
+        json_rows(dialect, 1, &[("id", Col::Text), ("token", Col::Text), ("result", Col::Text), ("review", Col::Text)]);
+    let set = "status = 'succeeded', result = c.result, review = c.review, error_code = NULL, error_message = NULL,
              lease_token = NULL, lease_expires_at = NULL, finished_at = $2, updated_at = $2,
              event_seq = event_seq + 1";
     let held = "jobs.id = c.id AND jobs.lease_token = c.token AND jobs.status = 'running'";
@@ -959,6 +961,7 @@ pub(crate) fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, 
         request_id: row.try_get("request_id")?,
         cancel_requested_at: opt_time(row.try_get("cancel_requested_at")?)?,
         error: error_from(row.try_get("error_code")?, row.try_get("error_message")?),
+        review: row.try_get::<Option<String>, _>("review")?.map(|r| parse_stored("review state", &r)).transpose()?,
         created_at: from_millis(row.try_get("created_at")?)?,
         started_at: opt_time(row.try_get("started_at")?)?,
         finished_at: opt_time(row.try_get("finished_at")?)?,

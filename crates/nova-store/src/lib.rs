@@ -26,6 +26,7 @@ mod tenant;
 #[doc(hidden)]
 pub mod testing;
 mod usage;
+mod versions;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,7 @@ pub use retention::Pruned;
 pub use stats::{QueueStats, WorkflowQueue};
 pub use tenant::TenantStore;
 pub use usage::{UsageDelta, UsageRow};
+pub use versions::NewResultVersion;
 pub use webhooks::{AttemptResult, Delivery, DeliveryStatus, JobWebhook, DEFAULT_EVENT_TYPES, EVENT_TYPES};
 
 /// What can go wrong in the store.
@@ -91,6 +93,9 @@ pub enum StoreError {
     /// The webhook message is still being retried: it can be resent once it was delivered or is dead.
     #[error("the webhook message is still pending")]
     DeliveryPending,
+    /// Another version of the result was stored since the one a correction was based on.
+    #[error("version {0} of this result exists already: read the latest version and correct that")]
+    VersionConflict(u32),
     /// A row holds a value this version cannot read (a corrupt or newer database).
     #[error("unreadable stored value: {0}")]
     Corrupt(String),

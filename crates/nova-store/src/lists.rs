@@ -5,7 +5,7 @@
 //! history grows (`jobs_by_workflow` or `jobs_by_tenant`; see migrations 0005 and 0006), and a row added or deleted
 //! between two pages neither repeats nor hides another.
 
-use nova_core::{DocumentId, DocumentMeta, Job, JobId, JobStatus, TenantId, Workflow};
+use nova_core::{DocumentId, DocumentMeta, Job, JobId, JobStatus, ReviewState, TenantId, Workflow};
 use sqlx::Row;
 
 use crate::documents::document_from_row;
@@ -20,6 +20,8 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub workflow: Option<Workflow>,
+    /// Only jobs whose result waits for review, or has had one (the review queue, `jobs_by_review`).
+    pub review: Option<ReviewState>,
 }
 
 /// One page of a list, newest first.
@@ -107,7 +109,7 @@ impl Store {
     }
 
     /// The database's plans for the list statements, each with a cursor (no filter, a status, a workflow,
-    /// both, then documents), one line per plan step and `--` after each statement, so a test can check
+    /// both, the review queue, then documents), one line per plan step and `--` after each statement, so a test can check
     /// that they read indexes. The filters are bound with rare values (`failed`, `code.run`), where a scan
     /// would hurt most.
     #[doc(hidden)]
@@ -118,9 +120,10 @@ impl Store {
         let cursor = "job_z";
         let filters = [
             JobFilter::default(),
-            JobFilter { status: Some(JobStatus::Failed), workflow: None },
-            JobFilter { status: None, workflow: Some(Workflow::CodeRun) },
-            JobFilter { status: Some(JobStatus::Failed), workflow: Some(Workflow::CodeRun) },
+            JobFilter { status: Some(JobStatus::Failed), ..JobFilter::default() },
+            JobFilter { workflow: Some(Workflow::CodeRun), ..JobFilter::default() },
+            JobFilter { status: Some(JobStatus::Failed), workflow: Some(Workflow::CodeRun), review: None },
+            JobFilter { review: Some(ReviewState::Needed), ..JobFilter::default() },
         ];
         let mut statements: Vec<(String, Vec<String>)> = filters
             .into_iter()
@@ -167,7 +170,18 @@ fn list_jobs_sql(tenant: TenantId, filter: JobFilter, before: Option<String>) ->
         let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         format!("SELECT * FROM jobs{filter} ORDER BY id DESC LIMIT $1")
     };
-    let sql = if filter == JobFilter::default() {
+    let sql = if let Some(review) = filter.review {
+        // The review queue: one range of `jobs_by_review`; its jobs all succeeded, so the other filters
+        // rarely drop a row.
+        let mut conditions = vec![owner, format!("review = {}", bind(review.as_str().to_string()))];
+        if filter.workflow.is_some() {
+            conditions.push(format!("workflow = {}", workflows[0]));
+        }
+        if filter.status.is_some() {
+            conditions.push(format!("status = {}", statuses[0]));
+        }
+        page(conditions.into_iter().chain(below).collect())
+    } else if filter == JobFilter::default() {
         page([owner].into_iter().chain(below).collect())
     } else if workflows.len() == 1 && statuses.len() == 1 {
         page(

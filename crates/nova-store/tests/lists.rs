@@ -100,7 +100,7 @@ async fn job_lists_filter_by_status_and_workflow(b: Backend) {
     let noop_queued = enqueue(&f.store, Workflow::Noop).await;
     let code_queued = enqueue(&f.store, Workflow::CodeRun).await;
 
-    let filter = |status: Option<JobStatus>, workflow: Option<Workflow>| JobFilter { status, workflow };
+    let filter = |status: Option<JobStatus>, workflow: Option<Workflow>| JobFilter { status, workflow, review: None };
     let cases = [
         (filter(Some(JobStatus::Canceled), None), vec![code_canceled, noop_canceled]),
         (filter(Some(JobStatus::Queued), None), vec![code_queued, noop_queued]),
@@ -167,7 +167,8 @@ async fn list_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
         (parts[1], ["jobs_by_workflow"; 2]),
         (parts[2], ["jobs_by_workflow"; 2]),
         (parts[3], ["jobs_by_workflow"; 2]),
-        (parts[4], ["documents_by_tenant", documents_pkey]),
+        (parts[4], ["jobs_by_review"; 2]),
+        (parts[5], ["documents_by_tenant", documents_pkey]),
     ] {
         assert!(indexes.iter().any(|index| plan.contains(index)), "expected one of {indexes:?} in the plan:\n{plan}");
         let full_scan = plan.lines().any(|l| {

@@ -128,7 +128,7 @@ async fn a_tenant_sees_only_its_own_documents_and_jobs(b: Backend) {
     assert_eq!(other.cancel(job.id).await.unwrap(), None);
     assert_eq!(f.store.get_job(job.id).await.unwrap().unwrap().status, JobStatus::Queued, "untouched by the other");
     assert!(other.list_jobs(JobFilter::default(), None, 10).await.unwrap().items.is_empty());
-    let filtered = JobFilter { status: Some(JobStatus::Queued), workflow: None };
+    let filtered = JobFilter { status: Some(JobStatus::Queued), ..JobFilter::default() };
     assert!(other.list_jobs(filtered, None, 10).await.unwrap().items.is_empty());
     assert_eq!(a.list_jobs(filtered, None, 10).await.unwrap().items.len(), 1);
     assert_eq!(a.job_events(job.id, 0, 10).await.unwrap().unwrap().len(), 1);

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Datelike, Utc};
-use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, TaskRunInput, Workflow};
+use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, ReviewState, TaskRunInput, Workflow};
 use nova_store::{
     Canceled, JobFilter, JobWebhook, NewJob, StoreError, DEFAULT_EVENT_TYPES, EVENT_TYPES, MAX_EVENTS_PER_READ,
 };
@@ -27,7 +27,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", post(create).get(list))
         .route("/jobs/{id}", get(show))
-        .route("/jobs/{id}/result", get(result))
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/events", get(events))
 }
@@ -262,55 +261,90 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only jobs in this state.
     #[param(value_type = Option<JobStatus>)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only jobs of this workflow.
     #[param(value_type = Option<Workflow>)]
-    workflow: Option<String>,
+    pub(crate) workflow: Option<String>,
+    /// Only jobs whose result waits for review (`needed`: the review queue) or has had one (`reviewed`).
+    #[param(value_type = Option<ReviewState>)]
+    pub(crate) review: Option<String>,
     /// Items per page, 1 to 200; default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
     /// The `next_cursor` of the page before.
     #[param(value_type = Option<String>, pattern = "^[0-9a-fA-F]{32}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
-/// `GET /v1/jobs?status=&workflow=&limit=&cursor=`: jobs newest first, a page at a time; `next_cursor`
-/// asks for the next page. An empty parameter is no filter.
+/// `GET /v1/jobs?status=&workflow=&review=&limit=&cursor=`: jobs newest first, a page at a time; `next_cursor`
+/// asks for the next page. An empty parameter is no filter. With `Accept: text/event-stream`, the newest
+/// page live instead (see `jobs_watch`).
 #[utoipa::path(
     get,
     path = "/v1/jobs",
     tag = "jobs",
     summary = "List jobs",
+    description = "A page of jobs, newest first. With `Accept: text/event-stream`, the newest page live \
+        instead, as Server-Sent Events: a `job` event (the job, as `GET /v1/jobs/{id}` shows it) for each job of \
+        the page, then one each time a job of that page is created or changes, and a `left` event \
+        (`{\"id\": ...}`) when a job leaves the page (it no longer matches the filters, or newer jobs pushed it \
+        off). A reconnecting client is sent the page again; a stream takes no `cursor`.",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page, newest first.", body = PageBody<Job>),
+        (status = 200, description = "A page, newest first; or, streamed, the newest page live.", content(
+            (PageBody<Job> = "application/json"),
+            (String = "text/event-stream"),
+        )),
         (status = 400, description = "An unknown or malformed parameter (`invalid_query`).", body = ErrorBody),
         (status = 422, description = "A bad filter, `limit` or `cursor` (`invalid_status`, `unknown_workflow`, \
-            `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
+            `invalid_review`, `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
     )
 )]
 async fn list(
+    State(app): State<AppState>,
     Tenant(tenant): Tenant,
+    Extension(StreamsEnd(streams_end)): Extension<StreamsEnd>,
+    headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<PageBody<Job>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
+    let filter = filter_of(&query)?;
+    let limit = pages::limit(query.limit.as_deref())?;
+    if job_stream::wanted(&headers) {
+        if query.cursor.as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err(ApiError::Unprocessable {
+                code: "invalid_cursor",
+                message: "a stream follows the newest page only; page through older jobs without streaming".into(),
+            });
+        }
+        return super::jobs_watch::respond(&app, tenant, filter, limit, streams_end).await;
+    }
+    let before = pages::cursor(query.cursor.as_deref(), JobId::PREFIX)?;
+    let page = tenant.list_jobs(filter, before, limit).await?;
+    Ok(Json(PageBody::new(page, JobId::PREFIX, |job| job.id.to_string())).into_response())
+}
+
+/// The filters of a list query; an empty parameter is no filter.
+pub(crate) fn filter_of(query: &ListQuery) -> Result<JobFilter, ApiError> {
     let given = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let status =
-        given(query.status).map(|s| s.parse::<JobStatus>()).transpose().map_err(|e| ApiError::Unprocessable {
+    let status = given(query.status.clone()).map(|s| s.parse::<JobStatus>()).transpose().map_err(|e| {
+        ApiError::Unprocessable {
             code: "invalid_status",
             message: format!("{e} (known: queued, running, retrying, succeeded, failed, canceled)"),
-        })?;
-    let workflow = given(query.workflow)
+        }
+    })?;
+    let workflow = given(query.workflow.clone())
         .map(|w| w.parse::<Workflow>())
         .transpose()
         .map_err(|e| ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() })?;
-    let limit = pages::limit(query.limit.as_deref())?;
-    let before = pages::cursor(query.cursor.as_deref(), JobId::PREFIX)?;
-    let page = tenant.list_jobs(JobFilter { status, workflow }, before, limit).await?;
-    Ok(Json(PageBody::new(page, JobId::PREFIX, |job| job.id.to_string())))
+    let review = given(query.review.clone())
+        .map(|r| r.parse::<ReviewState>())
+        .transpose()
+        .map_err(|message| ApiError::Unprocessable { code: "invalid_review", message })?;
+    Ok(JobFilter { status, workflow, review })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -418,44 +452,4 @@ async fn cancel(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Job>,
 async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Job>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
     tenant.get_job(id).await?.map(Json).ok_or_else(|| not_found("job", &id.to_string()))
-}
-
-/// `GET /v1/jobs/{id}/result`: the job's output once it succeeded; `409` before that.
-#[utoipa::path(
-    get,
-    path = "/v1/jobs/{id}/result",
-    tag = "jobs",
-    summary = "Read a job's result",
-    params(("id" = JobId, Path, description = "The job's id.")),
-    responses(
-        (status = 200, description = "The workflow's output: the invoice for `invoice.extract`, the outcome \
-            (see `ExecutionOutcome`) for `code.run`.", body = serde_json::Value),
-        (status = 404, description = "No such job of this tenant (`job_not_found`).", body = ErrorBody),
-        (status = 409, description = "The job has not succeeded (`job_not_finished`, `job_failed`, \
-            `job_canceled`).", body = ErrorBody),
-    )
-)]
-async fn result(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: JobId = parse_id(&id, "job")?;
-    let job = tenant.get_job(id).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
-    match job.status {
-        JobStatus::Succeeded => {
-            let result = tenant.job_result(id).await?;
-            result.map(Json).ok_or_else(|| ApiError::Internal("reading the job's result".into()))
-        }
-        JobStatus::Queued | JobStatus::Running | JobStatus::Retrying => Err(ApiError::Conflict {
-            code: "job_not_finished",
-            message: format!("job {id} is {}; poll GET /v1/jobs/{id} until it succeeds", job.status.as_str()),
-        }),
-        JobStatus::Failed => Err(ApiError::Conflict {
-            code: "job_failed",
-            message: match &job.error {
-                Some(e) => format!("job {id} failed ({}): {}", e.code, e.message),
-                None => format!("job {id} failed"),
-            },
-        }),
-        JobStatus::Canceled => {
-            Err(ApiError::Conflict { code: "job_canceled", message: format!("job {id} was canceled") })
-        }
-    }
 }

@@ -3,12 +3,16 @@
 pub(crate) mod artifacts;
 pub(crate) mod documents;
 pub(crate) mod executions;
+pub(crate) mod exports;
 pub(crate) mod health;
 mod job_stream;
 pub(crate) mod jobs;
+pub(crate) mod jobs_watch;
+pub(crate) mod page_images;
 mod pages;
 pub(crate) mod programs;
 pub(crate) mod usage;
+pub(crate) mod versions;
 pub(crate) mod webhooks;
 
 use axum::extract::{FromRequestParts, Path};
@@ -25,7 +29,7 @@ use crate::{auth, idempotency, ratelimit, AppState};
 /// Cancelled when the server shuts down: open event streams end then, rather than hold the shutdown until
 /// their jobs finish.
 #[derive(Clone)]
-struct StreamsEnd(CancellationToken);
+pub(crate) struct StreamsEnd(pub(crate) CancellationToken);
 
 pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
     // Every /v1 request: who is asking (auth), within its rate (ratelimit), then, for a POST with an
@@ -37,6 +41,9 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
         .merge(programs::router())
         .merge(webhooks::router())
         .merge(usage::router())
+        .merge(versions::router())
+        .merge(exports::router())
+        .merge(page_images::router())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
@@ -44,6 +51,7 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
         .merge(health::router())
         .merge(crate::metrics::router(&state))
         .merge(crate::openapi::router())
+        .merge(crate::console::router())
         .nest("/v1", v1)
         .fallback(|| async {
             ApiError::NotFound { code: "route_not_found", message: "no such route; the API lives under /v1".into() }
