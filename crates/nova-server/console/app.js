@@ -499,14 +499,16 @@ async function invoiceView(id) {
 // ---------- Operations ----------
 
 async function opsView() {
-  const usage = h("tbody"), programs = h("tbody"), deliveries = h("tbody"), failures = h("tbody");
+  const usage = h("tbody"), programs = h("tbody"), deliveries = h("tbody"), failures = h("tbody"), queue = h("tbody");
   show(h("h1", {}, "Operations"),
+    h("h2", {}, "Queue"), h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Workflow", "Ready", "Scheduled", "Running", "Oldest ready waits"].map((t) => h("th", { scope: "col" }, t)))), queue)),
     h("h2", {}, "Recent failures"), h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Job", "Workflow", "Error", "Finished"].map((t) => h("th", { scope: "col" }, t)))), failures)),
     h("h2", {}, "Usage by day"), h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Day", "Workflow", "Runs", "Model calls", "Tokens in", "Tokens out", "Cost (USD)", "Sandbox s"].map((t) => h("th", { scope: "col" }, t)))), usage)),
     h("h2", {}, "Extraction programs"), h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Program", "Layout", "Runs", "State", ""].map((t) => h("th", { scope: "col" }, t)))), programs)),
     h("h2", {}, "Webhook deliveries"), h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["Message", "Event", "Status", "Attempts", ""].map((t) => h("th", { scope: "col" }, t)))), deliveries)));
-  const [failed, used, progs, sent] = await Promise.allSettled([
-    api("/v1/jobs?status=failed&limit=20"), api("/v1/usage"), api("/v1/programs"), api("/v1/webhooks/deliveries?limit=20")]);
+  const [failed, used, progs, sent, waiting] = await Promise.allSettled([
+    api("/v1/jobs?status=failed&limit=20"), api("/v1/usage"), api("/v1/programs"), api("/v1/webhooks/deliveries?limit=20"), api("/v1/queue")]);
+  if (waiting.value) for (const q of waiting.value.data) queue.append(h("tr", {}, h("td", {}, h("a", { href: `#/jobs?workflow=${q.workflow}` }, q.workflow)), h("td", {}, q.ready), h("td", {}, q.scheduled), h("td", {}, q.running), h("td", {}, q.ready ? `${q.oldest_ready_seconds.toFixed(1)} s` : "")));
   if (failed.value) for (const j of failed.value.data) failures.append(h("tr", {}, h("td", {}, h("a", { href: `#/jobs/${j.id}` }, j.id.slice(0, 12) + "…")), h("td", {}, j.workflow), h("td", {}, j.error ? `${j.error.code}: ${j.error.message}` : ""), h("td", {}, when(j.finished_at))));
   if (used.value) for (const d of used.value.data || []) usage.append(h("tr", {}, h("td", {}, d.day ?? ""), h("td", {}, d.workflow ?? ""), h("td", {}, d.runs), h("td", {}, d.model_calls), h("td", {}, d.input_tokens), h("td", {}, d.output_tokens), h("td", {}, d.cost), h("td", {}, (d.sandbox_wall_ms / 1000).toFixed(1))));
   if (progs.value) for (const p of progs.value.data || []) programs.append(h("tr", {}, h("td", {}, h("code", {}, p.id.slice(0, 14) + "…")), h("td", {}, p.layout_key), h("td", {}, `${p.successes} passed, ${p.failures} failed`), h("td", {}, p.status),

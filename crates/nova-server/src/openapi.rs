@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    artifacts, documents, executions, exports, health, jobs, page_images, programs, usage, versions, webhooks,
+    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, usage, versions, webhooks,
 };
 use crate::AppState;
 
@@ -66,6 +66,7 @@ use crate::AppState;
         webhooks::resend,
         usage::usage,
         exports::invoices,
+        queue::queue,
     ),
     components(schemas(ErrorBody, nova_core::InvoiceExtractInput, nova_core::TaskRunInput, nova_core::NoopInput)),
     modifiers(&V1Conventions, &MetricsPath),

@@ -42,6 +42,7 @@ const ROUTES: &[&str] = &[
     "POST /v1/webhooks/deliveries/{id}/resend",
     "GET /v1/usage",
     "GET /v1/exports/invoices",
+    "GET /v1/queue",
 ];
 
 async fn document(app: &TestApp) -> Value {

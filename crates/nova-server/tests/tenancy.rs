@@ -134,6 +134,15 @@ async fn no_tenant_sees_or_touches_another_tenant_s_resources(backend: Backend) 
         let unfinished = path.contains("/result");
         assert_eq!(get(&app, &path, Some(&a)).await.0, if unfinished { 409 } else { 200 }, "{path}");
     }
+    // The queue counts each tenant's own jobs.
+    let extract_queue = |page: Value| {
+        let row =
+            page["data"].as_array().unwrap().iter().find(|w| w["workflow"] == "invoice.extract").cloned().unwrap();
+        (row["ready"].as_u64(), row["running"].as_u64())
+    };
+    assert_eq!(extract_queue(get(&app, "/v1/queue", Some(&a)).await.1), (Some(1), Some(0)));
+    assert_eq!(extract_queue(get(&app, "/v1/queue", Some(&b)).await.1), (Some(0), Some(0)));
+
     let correction = json!({"invoice": {"invoice_number": "X"}});
     let versions = format!("/v1/jobs/{job_id}/result/versions");
     let (status, body, _) = call(&app, Method::POST, &versions, Some(&b), Some(&correction)).await;

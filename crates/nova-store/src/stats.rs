@@ -3,7 +3,7 @@
 //! much as the queue holds, however long the history.
 
 use chrono::Utc;
-use nova_core::Workflow;
+use nova_core::{TenantId, Workflow};
 use sqlx::Row;
 
 use crate::{parse_stored, to_millis, Store, StoreError};
@@ -51,8 +51,20 @@ impl Store {
     /// How many jobs of each workflow wait (ready now, or scheduled later) and run, and the age of the
     /// oldest ready one: what `GET /metrics` shows of the queue. Counts every tenant's jobs.
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        self.queue_stats_of(None).await
+    }
+
+    /// [`Store::queue_stats`] of one tenant's jobs, or of all with `None`. A tenant's counts read the same
+    /// partial indexes and keep the tenant's rows: as much work as the whole queue holds.
+    pub(crate) async fn queue_stats_of(&self, tenant: Option<TenantId>) -> Result<QueueStats, StoreError> {
         let now = to_millis(Utc::now());
-        let rows = sqlx::query(QUEUE_STATS_SQL).bind(now).fetch_all(&self.pool).await?;
+        let rows = match tenant {
+            None => sqlx::query(QUEUE_STATS_SQL).bind(now).fetch_all(&self.pool).await?,
+            Some(tenant) => {
+                let sql = QUEUE_STATS_SQL.replace("WHERE status", "WHERE tenant_id = $2 AND status");
+                sqlx::query(&sql).bind(now).bind(tenant.to_string()).fetch_all(&self.pool).await?
+            }
+        };
         let mut workflows: Vec<(Workflow, WorkflowQueue)> =
             Workflow::ALL.iter().map(|&w| (w, WorkflowQueue::default())).collect();
         for row in rows {

@@ -131,6 +131,11 @@ impl TenantStore {
         Ok(u32::try_from(n).unwrap_or(cap))
     }
 
+    /// This tenant's share of the queue: its waiting and running jobs per workflow (see [`Store::queue_stats`]).
+    pub async fn queue_stats(&self) -> Result<crate::QueueStats, StoreError> {
+        self.store.queue_stats_of(Some(self.tenant)).await
+    }
+
     /// This tenant's webhook signing secret, made by `make` when it has none yet.
     pub async fn webhook_secret(&self, make: impl FnOnce() -> String) -> Result<String, StoreError> {
         self.store.webhook_secret(self.tenant, make).await

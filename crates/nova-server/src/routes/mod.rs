@@ -11,6 +11,7 @@ pub(crate) mod jobs_watch;
 pub(crate) mod page_images;
 mod pages;
 pub(crate) mod programs;
+pub(crate) mod queue;
 pub(crate) mod usage;
 pub(crate) mod versions;
 pub(crate) mod webhooks;
@@ -43,6 +44,7 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
         .merge(usage::router())
         .merge(versions::router())
         .merge(exports::router())
+        .merge(queue::router())
         .merge(page_images::router())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
