@@ -29,6 +29,7 @@
 mod einvoice;
 mod inflate;
 pub mod ocr;
+pub mod page_words;
 mod parse;
 mod pdf;
 pub mod pdftoppm;

@@ -111,7 +111,21 @@ impl Pdftoppm {
         Ok(png)
     }
 
-    fn command(&self, request: &RenderRequest<'_>, output: Output) -> Command {
+    /// The words of one page and where they stand, read by poppler's `pdftotext -bbox` (the `pdftotext` beside
+    /// the configured `pdftoppm`), under the same confinement: for people, to find a value on the page.
+    pub fn words(&self, pdf: &[u8], page: u32) -> Result<crate::page_words::PageWords, ExtractError> {
+        let program = match self.binary.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            Some(dir) => dir.join("pdftotext"),
+            None => PathBuf::from("pdftotext"),
+        };
+        let page = page.to_string();
+        let args = ["-q", "-bbox", "-f", &page, "-l", &page, "-", "-"];
+        let xhtml = self.run_program(&program, &args, pdf, crate::page_words::MAX_XHTML_BYTES, &page)?;
+        crate::page_words::parse(&String::from_utf8_lossy(&xhtml))
+            .ok_or_else(|| failed(format!("pdftotext wrote no page {page}")))
+    }
+
+    fn command(&self, program: &std::path::Path, args: &[&str]) -> Command {
         // CPU time is the wall-clock limit rounded up: a spinning renderer is stopped even if the kill below
         // were never reached.
         let cpu_secs = self.timeout.as_secs() + 1;
@@ -120,12 +134,8 @@ impl Pdftoppm {
             .arg(format!("--as={}", self.memory_limit))
             .arg(format!("--cpu={cpu_secs}"))
             .args(["--fsize=0", "--core=0", "--"])
-            .arg(&self.binary)
-            .args(["-q", output.flag(), "-singlefile", "-x", "0", "-y", "0"])
-            .args(["-r", &request.dpi.to_string()])
-            .args(["-f", &request.page.to_string(), "-l", &request.page.to_string()])
-            .args(["-W", &request.max_width.to_string(), "-H", &request.max_height.to_string()])
-            .arg("-")
+            .arg(program)
+            .args(args)
             // Nothing of the caller's environment but the search path; poppler needs no configuration.
             .env_clear()
             .env("PATH", &self.search_path)
@@ -137,20 +147,55 @@ impl Pdftoppm {
     }
 
     fn run(&self, request: &RenderRequest<'_>, output: Output, cap: u64) -> Result<Vec<u8>, ExtractError> {
-        let child = self.command(request, output).spawn().map_err(|e| ExtractError::RendererUnavailable {
+        let (dpi, page) = (request.dpi.to_string(), request.page.to_string());
+        let (width, height) = (request.max_width.to_string(), request.max_height.to_string());
+        let args = [
+            "-q",
+            output.flag(),
+            "-singlefile",
+            "-x",
+            "0",
+            "-y",
+            "0",
+            "-r",
+            &dpi,
+            "-f",
+            &page,
+            "-l",
+            &page,
+            "-W",
+            &width,
+            "-H",
+            &height,
+            "-",
+        ];
+        self.run_program(&self.binary, &args, request.pdf, cap, &page)
+    }
+
+    /// Runs one of poppler's tools on `pdf`, confined, and returns its output (at most `cap` bytes).
+    fn run_program(
+        &self,
+        program: &std::path::Path,
+        args: &[&str],
+        pdf: &[u8],
+        cap: u64,
+        page: &str,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let name = program.file_name().map_or_else(|| "poppler".into(), |n| n.to_string_lossy().into_owned());
+        let child = self.command(program, args).spawn().map_err(|e| ExtractError::RendererUnavailable {
             reason: format!(
                 "cannot run {}: {e} (install util-linux, which confines the renderer)",
                 self.prlimit.display()
             ),
         })?;
-        let finished = piped::run(child, request.pdf.to_vec(), cap, self.timeout)
-            .map_err(|e| failed(format!("{} (page {})", e.describe("pdftoppm", cap, self.timeout), request.page)))?;
-        let (status, diagnostics, pgm) = (finished.status, finished.stderr, finished.stdout);
+        let finished = piped::run(child, pdf.to_vec(), cap, self.timeout)
+            .map_err(|e| failed(format!("{} (page {})", e.describe(&name, cap, self.timeout), page)))?;
+        let (status, diagnostics, output) = (finished.status, finished.stderr, finished.stdout);
         if status.code() == Some(EXIT_NOT_FOUND) && diagnostics.contains("failed to execute") {
             return Err(ExtractError::RendererUnavailable {
                 reason: format!(
                     "cannot run {}: {diagnostics} (install poppler-utils, or set NOVA_PDFTOPPM)",
-                    self.binary.display()
+                    program.display()
                 ),
             });
         }
@@ -158,13 +203,13 @@ impl Pdftoppm {
             use std::os::unix::process::ExitStatusExt;
             let why = match status.signal() {
                 // RLIMIT_CPU sends SIGXCPU, then SIGKILL.
-                Some(24 | 9) => format!("pdftoppm was stopped past its limits ({status})"),
-                _ => format!("pdftoppm exited with {status}"),
+                Some(24 | 9) => format!("{name} was stopped past its limits ({status})"),
+                _ => format!("{name} exited with {status}"),
             };
             let detail = if diagnostics.is_empty() { String::new() } else { format!(": {diagnostics}") };
-            return Err(failed(format!("{why} on page {}{detail}", request.page)));
+            return Err(failed(format!("{why} on page {page}{detail}")));
         }
-        Ok(pgm)
+        Ok(output)
     }
 }
 

@@ -46,6 +46,7 @@ use crate::AppState;
         documents::show,
         documents::content,
         page_images::page,
+        page_images::words,
         jobs::create,
         jobs::list,
         jobs::show,

@@ -22,6 +22,7 @@ const ROUTES: &[&str] = &[
     "GET /v1/documents/{id}",
     "GET /v1/documents/{id}/content",
     "GET /v1/documents/{id}/pages/{page}",
+    "GET /v1/documents/{id}/pages/{page}/words",
     "POST /v1/jobs",
     "GET /v1/jobs",
     "GET /v1/jobs/{id}",

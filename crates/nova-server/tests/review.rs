@@ -181,10 +181,20 @@ async fn a_pdf_s_pages_are_shown_as_images_and_other_documents_have_none() {
         (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
     assert!((900..1100).contains(&width) && (1300..1500).contains(&height), "{width} × {height}");
 
+    // Its words, with boxes that lie on the page: the invoice number stands in the top half.
+    let (status, words) = app.get(&format!("/v1/documents/{id}/pages/1/words")).await;
+    assert_eq!(status, 200, "{words}");
+    assert!(words["width"].as_f64().unwrap() > 500.0, "{}", words["width"]);
+    let number = words["words"].as_array().unwrap().iter().find(|w| w["text"] == "103767").expect("the number");
+    let (y0, y1) = (number["y0"].as_f64().unwrap(), number["y1"].as_f64().unwrap());
+    assert!(0.0 <= y0 && y0 < y1 && y1 < 0.5, "{number}");
+
     let pages = doc["page_count"].as_u64().unwrap();
     for page in [0, pages + 1] {
-        let (status, body) = app.get(&format!("/v1/documents/{id}/pages/{page}")).await;
-        assert_eq!((status, error_code(&body)), (404, "page_not_found"), "page {page}");
+        for path in [format!("/v1/documents/{id}/pages/{page}"), format!("/v1/documents/{id}/pages/{page}/words")] {
+            let (status, body) = app.get(&path).await;
+            assert_eq!((status, error_code(&body)), (404, "page_not_found"), "{path}");
+        }
     }
     let (_, text) = app.upload_raw(b"Invoice 1\nTotal 5.00 EUR".to_vec(), "text/plain").await;
     let (status, body) = app.get(&format!("/v1/documents/{}/pages/1", text["id"].as_str().unwrap())).await;
