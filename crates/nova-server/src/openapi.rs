@@ -61,6 +61,7 @@ use crate::AppState;
         programs::list,
         programs::show,
         programs::delete,
+        programs::retire,
         webhooks::secret,
         webhooks::list,
         webhooks::show,

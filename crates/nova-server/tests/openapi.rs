@@ -37,6 +37,7 @@ const ROUTES: &[&str] = &[
     "GET /v1/programs",
     "GET /v1/programs/{id}",
     "DELETE /v1/programs/{id}",
+    "POST /v1/programs/{id}/retire",
     "GET /v1/webhooks/secret",
     "GET /v1/webhooks/deliveries",
     "GET /v1/webhooks/deliveries/{id}",

@@ -1,4 +1,4 @@
-//! `/v1/programs`: the programs a model wrote, listed, shown and deleted.
+//! `/v1/programs`: the programs a model wrote, listed, shown, retired and deleted.
 
 mod helpers;
 
@@ -35,6 +35,14 @@ async fn programs_are_listed_shown_and_deleted() {
     assert_eq!(one["code"], "def extract(text):\n    return {}\n");
     assert_eq!(one["layout_key"], "DE136695976");
 
+    // Retired: still listed, no longer among the programs extraction runs.
+    let (status, retired) = app.post_json(&format!("/v1/programs/{id}/retire"), &serde_json::json!({})).await;
+    assert_eq!((status, retired["status"].as_str()), (200, Some("retired")), "{retired}");
+    let scope = program_scope(TenantId::DEFAULT);
+    let active = app.store.active_programs(&scope, "invoice.extract", "DE136695976").await.unwrap();
+    assert!(active.is_empty(), "a retired program is still run");
+    assert_eq!(app.get("/v1/programs").await.1["data"][0]["status"], "retired");
+
     let deleted = app.client.delete(app.url(&format!("/v1/programs/{id}"))).send().await.unwrap();
     assert_eq!(deleted.status().as_u16(), 204);
     let (status, body) = app.get(&format!("/v1/programs/{id}")).await;
@@ -62,4 +70,7 @@ async fn programs_are_listed_shown_and_deleted() {
     let deleted = app.client.delete(app.url(&format!("/v1/programs/{}", theirs.id))).send().await.unwrap();
     assert_eq!(deleted.status().as_u16(), 404);
     assert!(app.store.get_program(theirs.id).await.unwrap().is_some(), "another tenant's program was deleted");
+    let (status, _) = app.post_json(&format!("/v1/programs/{}/retire", theirs.id), &serde_json::json!({})).await;
+    assert_eq!(status, 404);
+    assert!(!app.store.get_program(theirs.id).await.unwrap().unwrap().retired, "another tenant's program was retired");
 }

@@ -145,6 +145,19 @@ impl Store {
         Ok(Page { items, more })
     }
 
+    /// Retires a program of `scope` by hand: it stays listed but is no longer run, as after too many failures.
+    /// The program as it is now; `None` when `scope` has no such program.
+    pub async fn retire_program(&self, scope: &str, id: ProgramId) -> Result<Option<StoredProgram>, StoreError> {
+        let turn = self.write_turn().await;
+        sqlx::query("UPDATE programs SET status = 'retired' WHERE id = $1 AND scope = $2")
+            .bind(id.to_string())
+            .bind(scope)
+            .execute(&self.pool)
+            .await?;
+        drop(turn);
+        Ok(self.get_program(id).await?.filter(|p| p.scope == scope))
+    }
+
     /// Deletes a program; whether it existed.
     pub async fn delete_program(&self, scope: &str, id: ProgramId) -> Result<bool, StoreError> {
         let turn = self.write_turn().await;

@@ -4,7 +4,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use nova_core::{ProgramId, TenantId};
@@ -18,7 +18,10 @@ use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/programs", get(list)).route("/programs/{id}", get(show).delete(delete))
+    Router::new()
+        .route("/programs", get(list))
+        .route("/programs/{id}", get(show).delete(delete))
+        .route("/programs/{id}/retire", post(retire))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -135,6 +138,34 @@ async fn show(
     match app.store.get_program(parsed).await? {
         Some(p) if p.scope == scope(tenant.id()) => Ok(Json(ProgramBody::new(p, true))),
         _ => Err(program_not_found(&id)),
+    }
+}
+
+/// `POST /v1/programs/{id}/retire`: the program stays listed but is no longer run; the next document of its
+/// layout asks the model again.
+#[utoipa::path(
+    post,
+    path = "/v1/programs/{id}/retire",
+    tag = "programs",
+    summary = "Retire a program",
+    description = "Stops using the program, as when it fails too often in a row: it stays listed (`status: \
+        retired`), and the next document of its layout asks the model for a new one. Retiring a retired \
+        program changes nothing.",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 200, description = "The program, retired.", body = ProgramBody),
+        (status = 404, description = "No such program of this tenant (`program_not_found`).", body = ErrorBody),
+    )
+)]
+async fn retire(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+) -> Result<Json<ProgramBody>, ApiError> {
+    let parsed: ProgramId = parse_id(&id, "program").map_err(|_| program_not_found(&id))?;
+    match app.store.retire_program(&scope(tenant.id()), parsed).await? {
+        Some(p) => Ok(Json(ProgramBody::new(p, false))),
+        None => Err(program_not_found(&id)),
     }
 }
 
