@@ -47,8 +47,20 @@ pub const LINE_COLUMNS: &[&str] = &[
     "line_total",
 ];
 
+/// A value NOVA wrote (an amount, a date, a count) as a cell.
 fn text<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// Text read from a document as a cell. A spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` as a
+/// formula, so a document could plant one (`=HYPERLINK(...)` as a seller's name); such text gets a leading
+/// `'`, which spreadsheets show as text and do not run (OWASP's advice on CSV injection).
+fn read(value: &Option<String>) -> String {
+    match value.as_deref() {
+        Some(v) if v.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{v}"),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
 }
 
 /// One row of [`INVOICE_COLUMNS`]: `file` names the document; an invoice that could not be read is `None`,
@@ -60,27 +72,27 @@ pub fn invoice_row(file: &str, invoice: Option<&Invoice>, error: Option<&JobErro
     let (seller, buyer) = (party(&inv.seller), party(&inv.buyer));
     let t = &inv.totals;
     vec![
-        file.to_string(),
-        text(&inv.invoice_number),
-        text(&inv.type_code),
+        read(&Some(file.to_string())),
+        read(&inv.invoice_number),
+        read(&inv.type_code),
         text(&inv.issue_date),
         text(&inv.due_date),
-        text(&inv.currency),
-        text(&seller.name),
-        text(&seller.vat_id),
-        text(&seller.country),
-        text(&buyer.name),
-        text(&buyer.vat_id),
-        text(&inv.buyer_reference),
-        text(&inv.order_reference),
-        text(&inv.payment_iban),
+        read(&inv.currency),
+        read(&seller.name),
+        read(&seller.vat_id),
+        read(&seller.country),
+        read(&buyer.name),
+        read(&buyer.vat_id),
+        read(&inv.buyer_reference),
+        read(&inv.order_reference),
+        read(&inv.payment_iban),
         text(&t.line_total),
         text(&t.tax_basis_total),
         text(&t.tax_total),
         text(&t.grand_total),
         text(&t.due_payable),
         error.map(|e| e.code.clone()).unwrap_or_default(),
-        error.map(|e| e.message.clone()).unwrap_or_default(),
+        read(&error.map(|e| e.message.clone())),
     ]
 }
 
@@ -88,23 +100,24 @@ pub fn invoice_row(file: &str, invoice: Option<&Invoice>, error: Option<&JobErro
 /// counts from 1 in the invoice's order.
 pub fn line_rows(file: &str, invoice: &Invoice) -> Vec<Vec<String>> {
     let seller = invoice.seller.as_ref().and_then(|s| s.name.clone());
+    let file = Some(file.to_string());
     invoice
         .lines
         .iter()
         .enumerate()
         .map(|(i, line)| {
             vec![
-                file.to_string(),
-                text(&invoice.invoice_number),
+                read(&file),
+                read(&invoice.invoice_number),
                 text(&invoice.issue_date),
-                text(&seller),
-                text(&invoice.currency),
+                read(&seller),
+                read(&invoice.currency),
                 (i + 1).to_string(),
-                text(&line.id),
-                text(&line.name),
-                text(&line.seller_item_id),
+                read(&line.id),
+                read(&line.name),
+                read(&line.seller_item_id),
                 text(&line.quantity),
-                text(&line.unit),
+                read(&line.unit),
                 text(&line.net_price),
                 text(&line.tax_rate),
                 text(&line.line_total),
@@ -160,6 +173,20 @@ mod tests {
             (cell(1, "line"), cell(1, "quantity"), cell(1, "seller_name")),
             ("2".into(), "3".into(), "Acme GmbH".into())
         );
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_is_kept_as_text_and_amounts_stay_numbers() {
+        let mut planted = invoice();
+        planted.seller = Some(Party { name: Some("=HYPERLINK(\"http://x\",\"pay\")".into()), ..Party::default() });
+        planted.lines[0].name = Some("@SUM(A1)".into());
+        planted.lines[0].line_total = Some(Decimal::from_str("-10.50").unwrap());
+        let row = invoice_row("+a.pdf", Some(&planted), None);
+        assert_eq!(row[0], "'+a.pdf");
+        assert_eq!(row[6], "'=HYPERLINK(\"http://x\",\"pay\")");
+        assert_eq!(row[1], "R-17", "ordinary text is left alone");
+        let line = &line_rows("a.pdf", &planted)[0];
+        assert_eq!((line[7].as_str(), line[13].as_str()), ("'@SUM(A1)", "-10.50"));
     }
 
     #[test]
