@@ -35,6 +35,9 @@ function toast(message, kind = "info") {
   setTimeout(() => item.remove(), 6000);
 }
 
+/** An id as shown: its prefix and its last digits (`job_…29517d96`). Ids are UUIDv7, so their first digits are
+ * a clock and the same for every id made within a minute; the last are random. */
+const short = (id) => `${id.slice(0, id.indexOf("_") + 1)}…${id.slice(-8)}`;
 const when = (t) => (t ? new Date(t).toLocaleString() : "");
 function duration(job) {
   const start = job.started_at && Date.parse(job.started_at);
@@ -73,7 +76,8 @@ async function api(path, { method = "GET", body, raw = false, signal } = {}) {
       const err = (await response.json()).error;
       ({ code, message } = err);
     } catch (_) { /* not the API's error shape */ }
-    if (response.status === 401) signIn(message);
+    // Without a key, the form is simply asked for; with one, it says why the key was refused.
+    if (response.status === 401) signIn(init.headers.Authorization ? message : "");
     throw new ApiError(response.status, code, message);
   }
   if (raw) return response;
@@ -178,17 +182,25 @@ function jobRow(job) {
   const review = job.review === "needed" ? h("a", { class: "badge s-review", href: `#/review/${job.id}` }, "review") :
     job.review === "reviewed" ? h("span", { class: "badge s-succeeded" }, "reviewed") : "";
   return h("tr", { "data-job": job.id, "data-status": job.status },
-    h("td", {}, h("a", { href: `#/jobs/${job.id}` }, job.id.slice(0, 12) + "…")),
+    h("td", {}, h("a", { href: `#/jobs/${job.id}` }, short(job.id))),
     h("td", {}, statusBadge(job.status), " ", review),
     h("td", {}, job.workflow),
-    h("td", { class: "doc" }, doc ? (names.get(doc) || doc.slice(0, 12) + "…") : ""),
+    h("td", { class: "doc" }, doc ? (names.get(doc) || short(doc)) : ""),
     h("td", {}, duration(job)),
     h("td", {}, when(job.created_at)));
 }
 
 const names = new Map(); // document id → file name, as uploads and lists learn them
 
-async function jobsView(params) {
+/** Learns the file names of the newest documents, in one request, for lists that show them. */
+async function learnNames() {
+  try {
+    const page = await api("/v1/documents?limit=200");
+    for (const d of page.data) if (d.filename) names.set(d.id, d.filename);
+  } catch (_) { /* the ids stand in for the names */ }
+}
+
+async function jobsView(params, mine) {
   const status = params.get("status") || "", workflow = params.get("workflow") || "";
   const filters = h("form", { class: "filters", onchange: (e) => {
     const q = new URLSearchParams();
@@ -221,6 +233,7 @@ async function jobsView(params) {
   };
   more.addEventListener("click", load);
   await load();
+  if (mine !== routed) return; // another page was opened meanwhile
   // The newest page, live: each job as it changes; one that leaves the filter goes.
   query.delete("cursor");
   stream(`/v1/jobs?${query}`, (kind, data) => {
@@ -238,15 +251,15 @@ async function jobsView(params) {
 function uploader() {
   const list = h("ul", { class: "uploads", "aria-live": "polite" });
   const picker = h("input", { type: "file", id: "files", multiple: true, accept: ".pdf,.xml,application/pdf,text/xml" });
-  const zone = h("div", { class: "drop", tabindex: "0", "data-testid": "drop-zone" },
+  // The keyboard reaches the file input itself (it opens the chooser); its label shows the focus.
+  const zone = h("div", { class: "drop", "data-testid": "drop-zone" },
     h("p", {}, "Drop invoices here (PDF or XML, many at once), or "),
-    h("label", { for: "files", class: "button" }, "choose files"), picker);
+    picker, h("label", { for: "files", class: "button" }, "choose files"));
   const take = (files) => { for (const file of files) uploadOne(file, list); };
   picker.addEventListener("change", () => { take(picker.files); picker.value = ""; });
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => { e.preventDefault(); zone.classList.remove("over"); take(e.dataTransfer.files); });
-  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); picker.click(); } });
   return h("section", { "aria-label": "Upload" }, zone, list);
 }
 
@@ -278,7 +291,7 @@ function uploadOne(file, list) {
     try {
       const job = await api("/v1/jobs", { method: "POST", body: { workflow: "invoice.extract", input: { document_id: reply.id } } });
       state.replaceChildren(duplicate ? h("span", { class: "badge s-duplicate" }, "duplicate") : "", " queued as ",
-        h("a", { href: `#/jobs/${job.id}` }, job.id.slice(0, 12) + "…"));
+        h("a", { href: `#/jobs/${job.id}` }, short(job.id)));
     } catch (e) {
       state.textContent = `uploaded, not queued: ${e.message}`;
       state.className = "state error";
@@ -289,7 +302,7 @@ function uploadOne(file, list) {
 
 // ---------- One job ----------
 
-async function jobView(id) {
+async function jobView(id, mine) {
   let job = await api(`/v1/jobs/${id}`);
   const head = h("div");
   const log = h("ol", { class: "log", "aria-live": "polite" });
@@ -328,6 +341,7 @@ async function jobView(id) {
         : h("p", { class: "muted" }, "Not started yet."),
       h("h2", {}, "Input"), h("pre", {}, JSON.stringify(job.input, null, 2)));
   };
+  if (mine !== routed) return; // another page was opened meanwhile
   draw();
   show(head, h("h2", {}, "Events"), log);
   stream(`/v1/jobs/${id}/events`, async (kind, event) => {
@@ -361,14 +375,15 @@ async function reviewQueue(params) {
   for (const job of page.data) {
     const box = h("input", { type: "checkbox", "aria-label": `Select ${job.id}`, onchange: (e) => (e.target.checked ? chosen.add(job.id) : chosen.delete(job.id)) });
     const doc = job.input.document_id;
-    body.append(h("tr", {}, h("td", {}, box), h("td", {}, h("a", { href: `#/review/${job.id}` }, job.id.slice(0, 12) + "…")),
+    body.append(h("tr", {}, h("td", {}, box), h("td", {}, h("a", { href: `#/review/${job.id}` }, short(job.id))),
       h("td", { class: "doc", "data-doc": doc }, names.get(doc) || doc), h("td", {}, when(job.finished_at))));
   }
-  // File names, for the ones this tab has not seen.
-  for (const cell of body.querySelectorAll("[data-doc]")) {
-    const id = cell.dataset.doc;
-    if (names.has(id)) continue;
-    api(`/v1/documents/${id}`).then((d) => { if (d.filename) { names.set(id, d.filename); cell.textContent = d.filename; } }).catch(() => {});
+  // File names, for the ones this tab has not seen: the newest documents' names, in one request.
+  if ([...body.querySelectorAll("[data-doc]")].some((cell) => !names.has(cell.dataset.doc))) {
+    await learnNames();
+    for (const cell of body.querySelectorAll("[data-doc]")) {
+      if (names.has(cell.dataset.doc)) cell.textContent = names.get(cell.dataset.doc);
+    }
   }
 }
 
@@ -410,7 +425,57 @@ function put(obj, path, value) {
 }
 const confidenceClass = (c) => (c === undefined ? "c-none" : c >= 0.8 ? "c-high" : c >= 0.6 ? "c-mid" : "c-low");
 
-async function invoiceView(id) {
+// How month names begin in English, German and French, accents dropped.
+const MONTHS = [["jan"], ["feb", "fev"], ["mar"], ["apr", "avr"], ["may", "mai"], ["jun", "juin"], ["jul", "juil"],
+  ["aug", "aou"], ["sep"], ["oct", "okt"], ["nov"], ["dec", "dez"]];
+const bare = (t) => t.toLowerCase().normalize("NFKD").replace(/[^\p{L}\p{N}]/gu, "");
+const digits = (t) => t.replace(/\D/g, "");
+
+/** The words of a page that print `value`: an amount (with its decimals) or a numeric date by its digits in
+ * one word, a date with a month name by its day, month and year in neighbouring words, text by its words in a
+ * row. */
+function find(words, value, kind) {
+  value = (value || "").trim();
+  if (!value || !words.length) return [];
+  if (kind === "amount") {
+    const want = digits(value);
+    if (!want) return [];
+    return words.filter((w) => digits(w.text) === want && /\d[.,]\d/.test(w.text));
+  }
+  if (kind === "date") {
+    const [y, m, d] = value.split("-");
+    if (!d) return [];
+    const forms = [d + m + y, m + d + y, y + m + d, d + m + y.slice(2), m + d + y.slice(2)];
+    const one = words.filter((w) => forms.includes(digits(w.text)) && /\d\D+\d/.test(w.text));
+    if (one.length) return one;
+    // "17 February 2026", "February 17, 2026", "17. Februar 2026"
+    const month = MONTHS[Number(m) - 1] || [];
+    for (let i = 0; i + 2 < words.length; i++) {
+      const run = words.slice(i, i + 3), texts = run.map((w) => bare(w.text));
+      const hasYear = texts.includes(y), hasDay = texts.some((t) => t === String(Number(d)) || t === d);
+      const hasMonth = texts.some((t) => /^\p{L}{3,}$/u.test(t) && month.some((start) => t.startsWith(start)));
+      if (hasYear && hasDay && hasMonth) return run;
+    }
+    return [];
+  }
+  const want = value.split(/\s+/).map(bare).filter(Boolean);
+  if (!want.length) return [];
+  for (let i = 0; i + want.length <= words.length; i++) {
+    if (want.every((t, j) => bare(words[i + j].text) === t)) return words.slice(i, i + want.length);
+  }
+  // A value printed without its spaces (an IBAN in groups, or not).
+  const joined = want.join("");
+  for (let i = 0; i < words.length; i++) {
+    let text = "";
+    for (let j = i; j < words.length && text.length < joined.length; j++) {
+      text += bare(words[j].text);
+      if (text === joined) return words.slice(i, j + 1);
+    }
+  }
+  return [];
+}
+
+async function invoiceView(id, mine) {
   const job = await api(`/v1/jobs/${id}`);
   const response = await api(`/v1/jobs/${id}/result`, { raw: true });
   const version = Number(response.headers.get("Nova-Result-Version") || "1");
@@ -418,12 +483,19 @@ async function invoiceView(id) {
   const docId = job.input.document_id;
   const doc = await api(`/v1/documents/${docId}`);
   if (doc.filename) names.set(docId, doc.filename);
+  if (mine !== routed) return; // another page was opened meanwhile
 
   const pages = h("div", { class: "pages", "aria-label": "The document" });
+  const sheets = []; // [{ n, marks, words }] for pointing at values
+  let pointAgain = () => {}; // once the form is up: points at the focused field's value again
   if (doc.kind === "pdf") {
     for (let n = 1; n <= (doc.page_count || 0); n++) {
       const img = h("img", { alt: `Page ${n} of ${doc.filename || docId}`, width: "992", height: "1403" });
-      pages.append(img);
+      const marks = h("div", { class: "marks", "aria-hidden": "true" });
+      const sheet = { n, marks, words: null };
+      sheets.push(sheet);
+      pages.append(h("div", { class: "sheet" }, img, marks));
+      api(`/v1/documents/${docId}/pages/${n}/words`).then((w) => { sheet.words = w.words; pointAgain(); }).catch(() => {});
       api(`/v1/documents/${docId}/pages/${n}`, { raw: true }).then(async (r) => { img.src = URL.createObjectURL(await r.blob()); })
         .catch((e) => img.replaceWith(h("p", { class: "error" }, `Page ${n}: ${e.message}`)));
     }
@@ -448,7 +520,7 @@ async function invoiceView(id) {
   const rest = FIELDS.filter((f) => !reasons.has(f[0]));
   const linesBody = h("tbody");
   const lineRow = (line = {}) => h("tr", {},
-    LINE_FIELDS.map(([k, label, kind]) => h("td", {}, h("input", { "aria-label": label, "data-line": k, value: line[k] ?? "", inputmode: kind === "amount" ? "decimal" : false }))),
+    LINE_FIELDS.map(([k, label, kind]) => h("td", {}, h("input", { "aria-label": label, "data-line": k, "data-kind": kind, value: line[k] ?? "", inputmode: kind === "amount" ? "decimal" : false }))),
     h("td", {}, h("button", { type: "button", class: "link", "aria-label": "Remove line", onclick: (e) => e.target.closest("tr").remove() }, "Remove")));
   for (const line of invoice.lines || []) linesBody.append(lineRow(line));
   const otherReasons = [...reasons.values()].filter((r) => !FIELDS.some((f) => f[0] === r.field));
@@ -492,6 +564,27 @@ async function invoiceView(id) {
     h("div", { class: "actions sticky" }, h("button", { type: "submit" }, "Save as reviewed"),
       h("a", { href: `#/jobs/${id}`, class: "button secondary" }, "Job")));
   show(h("div", { class: "review" }, pages, form));
+  // A field in focus is pointed at on the page, where its value is printed in the text layer.
+  const point = (e) => {
+    const input = e.target;
+    if (!(input instanceof HTMLInputElement) || input.type === "checkbox") return;
+    const kind = input.dataset.kind || (FIELDS.find((f) => f[0] === input.name) || [])[2] || "text";
+    let first = null;
+    for (const sheet of sheets) {
+      sheet.marks.replaceChildren();
+      for (const w of find(sheet.words || [], input.value, kind)) {
+        const mark = h("div", { class: "mark" });
+        mark.style.cssText = `left:${w.x0 * 100}%;top:${w.y0 * 100}%;width:${(w.x1 - w.x0) * 100}%;height:${(w.y1 - w.y0) * 100}%`;
+        sheet.marks.append(mark);
+        first = first || mark;
+      }
+    }
+    if (first) first.scrollIntoView({ block: "nearest", inline: "nearest" });
+  };
+  form.addEventListener("focusin", point);
+  pointAgain = () => { if (form.contains(document.activeElement)) point({ target: document.activeElement }); };
+  form.addEventListener("focusout", () => { for (const sheet of sheets) sheet.marks.replaceChildren(); });
+
   const first = form.querySelector(".flagged input") || form.querySelector("input");
   if (first) first.focus();
 }
@@ -509,32 +602,41 @@ async function opsView() {
   const [failed, used, progs, sent, waiting] = await Promise.allSettled([
     api("/v1/jobs?status=failed&limit=20"), api("/v1/usage"), api("/v1/programs"), api("/v1/webhooks/deliveries?limit=20"), api("/v1/queue")]);
   if (waiting.value) for (const q of waiting.value.data) queue.append(h("tr", {}, h("td", {}, h("a", { href: `#/jobs?workflow=${q.workflow}` }, q.workflow)), h("td", {}, q.ready), h("td", {}, q.scheduled), h("td", {}, q.running), h("td", {}, q.ready ? `${q.oldest_ready_seconds.toFixed(1)} s` : "")));
-  if (failed.value) for (const j of failed.value.data) failures.append(h("tr", {}, h("td", {}, h("a", { href: `#/jobs/${j.id}` }, j.id.slice(0, 12) + "…")), h("td", {}, j.workflow), h("td", {}, j.error ? `${j.error.code}: ${j.error.message}` : ""), h("td", {}, when(j.finished_at))));
+  if (failed.value) for (const j of failed.value.data) failures.append(h("tr", {}, h("td", {}, h("a", { href: `#/jobs/${j.id}` }, short(j.id))), h("td", {}, j.workflow), h("td", {}, j.error ? `${j.error.code}: ${j.error.message}` : ""), h("td", {}, when(j.finished_at))));
   if (used.value) for (const d of used.value.data || []) usage.append(h("tr", {}, h("td", {}, d.day ?? ""), h("td", {}, d.workflow ?? ""), h("td", {}, d.runs), h("td", {}, d.model_calls), h("td", {}, d.input_tokens), h("td", {}, d.output_tokens), h("td", {}, d.cost), h("td", {}, (d.sandbox_wall_ms / 1000).toFixed(1))));
-  if (progs.value) for (const p of progs.value.data || []) programs.append(h("tr", {}, h("td", {}, h("code", {}, p.id.slice(0, 14) + "…")), h("td", {}, p.layout_key), h("td", {}, `${p.successes} passed, ${p.failures} failed`), h("td", {}, p.status),
-    h("td", {}, h("button", { type: "button", class: "link danger", onclick: async (e) => { try { await api(`/v1/programs/${p.id}`, { method: "DELETE" }); e.target.closest("tr").remove(); } catch (err) { toast(err.message, "error"); } } }, "Delete"))));
-  if (sent.value) for (const m of sent.value.data || []) deliveries.append(h("tr", {}, h("td", {}, h("code", {}, m.id.slice(0, 14) + "…")), h("td", {}, m.event_type), h("td", {}, m.status), h("td", {}, m.attempts),
+  if (progs.value) for (const p of progs.value.data || []) programs.append(h("tr", {}, h("td", {}, h("code", {}, short(p.id))), h("td", {}, p.layout_key), h("td", {}, `${p.successes} passed, ${p.failures} failed`), h("td", {}, p.status),
+    h("td", {}, p.status === "active" ? h("button", { type: "button", class: "link", "aria-label": `Retire program ${short(p.id)}`, onclick: async (e) => { try { await api(`/v1/programs/${p.id}/retire`, { method: "POST" }); e.target.closest("tr").children[3].textContent = "retired"; e.target.remove(); } catch (err) { toast(err.message, "error"); } } }, "Retire") : "",
+      h("button", { type: "button", class: "link danger", "aria-label": `Delete program ${short(p.id)}`, onclick: async (e) => { try { await api(`/v1/programs/${p.id}`, { method: "DELETE" }); e.target.closest("tr").remove(); } catch (err) { toast(err.message, "error"); } } }, "Delete"))));
+  if (sent.value) for (const m of sent.value.data || []) deliveries.append(h("tr", {}, h("td", {}, h("code", {}, short(m.id))), h("td", {}, m.event_type), h("td", {}, m.status), h("td", {}, m.attempts),
     h("td", {}, h("button", { type: "button", class: "link", onclick: async () => { try { await api(`/v1/webhooks/deliveries/${m.id}/resend`, { method: "POST" }); toast("Queued again"); } catch (err) { toast(err.message, "error"); } } }, "Resend"))));
 }
 
 // ---------- Routing ----------
 
+// Each route()'s number: a view whose page is no longer the latest one opened draws nothing when its
+// requests come back (it would cover the page the person went on to).
+let routed = 0;
+
 async function route() {
+  // Signed out, the sign-in form stays whatever link is followed; signing in then opens the page linked last.
+  if (signingIn) return;
   leaveView();
+  const mine = ++routed;
   const [path, query] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query || "");
   const parts = (path || "/jobs").split("/").filter(Boolean);
   for (const a of document.querySelectorAll("[data-nav]")) a.toggleAttribute("aria-current", a.dataset.nav === parts[0]);
   try {
-    if (parts[0] === "jobs" && parts[1]) await jobView(parts[1]);
-    else if (parts[0] === "review" && parts[1]) await invoiceView(parts[1]);
+    if (parts[0] === "jobs" && parts[1]) await jobView(parts[1], mine);
+    else if (parts[0] === "review" && parts[1]) await invoiceView(parts[1], mine);
     else if (parts[0] === "review") await reviewQueue(params);
     else if (parts[0] === "ops") await opsView();
-    else await jobsView(params);
+    else await jobsView(params, mine);
   } catch (e) {
+    if (mine !== routed) return;
     if (e.status !== 401) show(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, e.message));
   }
-  main.focus({ preventScroll: true });
+  if (mine === routed) main.focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", route);
