@@ -423,6 +423,17 @@ function put(obj, path, value) {
   for (const k of keys.slice(0, -1)) o = o[k] == null ? (o[k] = {}) : o[k];
   o[keys.at(-1)] = value;
 }
+/** An amount as typed ("1.234,56", "1 234.56", "-12,5") in the API's form ("1234.56", "-12.5"): the last of
+ * `.` and `,` is the decimal mark, the other and spaces group thousands. Anything else is sent as typed, for
+ * the API to refuse with its reason. */
+function amount(text) {
+  const t = text.replace(/[\s'\u00a0\u202f]/g, "");
+  if (!/^-?[\d.,]+$/.test(t)) return text;
+  const mark = Math.max(t.lastIndexOf("."), t.lastIndexOf(","));
+  if (mark < 0) return t;
+  return t.slice(0, mark).replace(/[.,]/g, "") + "." + t.slice(mark + 1);
+}
+
 const confidenceClass = (c) => (c === undefined ? "c-none" : c >= 0.8 ? "c-high" : c >= 0.6 ? "c-mid" : "c-low");
 
 // How month names begin in English, German and French, accents dropped.
@@ -530,14 +541,14 @@ async function invoiceView(id, mine) {
     const corrected = structuredClone(invoice);
     for (const [path, , kind] of FIELDS) {
       const text = form.elements[path].value.trim();
-      put(corrected, path, text === "" ? null : kind === "amount" ? text.replace(",", ".") : text);
+      put(corrected, path, text === "" ? null : kind === "amount" ? amount(text) : text);
     }
     const old = invoice.lines || [];
     corrected.lines = [...linesBody.rows].map((tr, i) => {
       const line = { ...(old[i] || {}) };
       for (const input of tr.querySelectorAll("[data-line]")) {
         const v = input.value.trim(), kind = LINE_FIELDS.find((f) => f[0] === input.dataset.line)[2];
-        line[input.dataset.line] = v === "" ? null : kind === "amount" ? v.replace(",", ".") : v;
+        line[input.dataset.line] = v === "" ? null : kind === "amount" ? amount(v) : v;
       }
       return line;
     });

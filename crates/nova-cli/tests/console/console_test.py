@@ -33,7 +33,9 @@ KEY_B = os.environ["NOVA_CONSOLE_KEY_B"]
 CHROMIUM = os.environ.get("NOVA_CHROMIUM", "/usr/bin/chromium")
 WIDE, PHONE = 1280, 390
 NEW_SELLER = "Konsole Prüfung GmbH"
-NEW_LINE_TOTAL = "987.65"
+NEW_LINE_TOTAL = "1987.65"
+# As a person in a decimal-comma locale types it; saved as NEW_LINE_TOTAL.
+TYPED_LINE_TOTAL = "1.987,65"
 
 expect.set_options(timeout=20_000)
 
@@ -265,7 +267,7 @@ def run(page, watch):
     line_total = page.locator(".lines tbody tr").first.get_by_label("Line total")
     expect(line_total).not_to_have_value("")
     seller.fill(NEW_SELLER)
-    line_total.fill(NEW_LINE_TOTAL)
+    line_total.fill(TYPED_LINE_TOTAL)
     page.get_by_role("button", name="Save as reviewed").click()
     expect(page.locator("#toast")).to_contain_text("Saved as version 2")
     # On to the next invoice that waits for review, or to the reviewed list when none does.
