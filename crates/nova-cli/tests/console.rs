@@ -95,7 +95,7 @@ fn find_playwright() -> Option<(String, String)> {
         Some(_) => None,
     };
     if let Some(message) = missing {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        assert!(!nova_core::testing::in_ci(), "{message}");
         eprintln!("skipping: {message}");
         return None;
     }

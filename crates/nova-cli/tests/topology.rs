@@ -67,7 +67,7 @@ fn redis_url() -> Option<String> {
     let url = std::env::var("NOVA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     match redis_command(&url, &["PING"]) {
         Ok(reply) if reply.starts_with("+PONG") => Some(url),
-        other if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis at {url} is needed in CI: {other:?}"),
+        other if nova_core::testing::in_ci() => panic!("Redis at {url} is needed in CI: {other:?}"),
         other => {
             eprintln!("skipping: no Redis at {url} ({other:?})");
             None

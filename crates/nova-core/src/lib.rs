@@ -11,6 +11,7 @@ pub mod invoice;
 pub mod job;
 pub mod net;
 pub mod review;
+pub mod testing;
 
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, Sha256Hex};
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};

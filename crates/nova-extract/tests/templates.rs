@@ -185,7 +185,7 @@ fn invoice2data_shipped_templates_load() {
 /// Downloads the invoice2data wheel into `dir` and unpacks it; the templates folder, or `None` (skip)
 /// when pip cannot fetch it outside CI.
 fn fetch_invoice2data_templates(dir: &Path) -> Option<PathBuf> {
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let in_ci = nova_core::testing::in_ci();
     let unavailable = |why: String| {
         assert!(!in_ci, "CI=true: invoice2data's templates could not be fetched: {why}");
         eprintln!("skipping: invoice2data's templates could not be fetched: {why}");

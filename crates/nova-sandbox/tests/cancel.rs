@@ -12,7 +12,7 @@ fn sandbox(pool_size: usize) -> Option<JailSandbox> {
     let sandbox = JailSandbox::new(config);
     match sandbox.check() {
         Ok(()) => Some(sandbox),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("the jail does not work here: {e}"),
+        Err(e) if nova_core::testing::in_ci() => panic!("the jail does not work here: {e}"),
         Err(e) => {
             eprintln!("skipping: {e}");
             None

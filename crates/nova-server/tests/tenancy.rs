@@ -309,7 +309,7 @@ async fn redis_limiter(prefix: &str) -> Option<RedisLimiter> {
     let url = std::env::var("NOVA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     match RedisLimiter::connect(&url, prefix).await {
         Ok(limiter) => Some(limiter),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis at {url} is needed in CI: {e}"),
+        Err(e) if nova_core::testing::in_ci() => panic!("Redis at {url} is needed in CI: {e}"),
         Err(e) => {
             eprintln!("no Redis at {url} ({e}): skipping");
             None
@@ -439,7 +439,7 @@ impl TlsRedis {
         });
         let child = match started {
             Ok(child) => child,
-            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("a TLS Redis is needed in CI: {e}"),
+            Err(e) if nova_core::testing::in_ci() => panic!("a TLS Redis is needed in CI: {e}"),
             Err(e) => {
                 eprintln!("skipping: {e}");
                 return None;

@@ -78,7 +78,7 @@ impl TestStore {
 fn admin_url() -> Option<String> {
     match std::env::var("NOVA_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        _ if nova_core::testing::in_ci() => {
             panic!("NOVA_TEST_DATABASE_URL must be set in CI: the PostgreSQL backend is part of the suite")
         }
         _ => {
@@ -174,7 +174,7 @@ impl Moto {
             Ok(child) => child,
             Err(e) => {
                 assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
+                    !nova_core::testing::in_ci(),
                     "moto_server is needed under CI (pip install \"moto[server]\"): {e}"
                 );
                 eprintln!("skipping: moto_server not found ({e}); pip install \"moto[server]\"");

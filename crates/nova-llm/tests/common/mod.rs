@@ -18,7 +18,7 @@ pub fn sandbox() -> Option<Arc<dyn Sandbox>> {
     let jail = JailSandbox::new(config);
     match jail.check() {
         Ok(()) => Some(Arc::new(jail)),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("the jail does not work here: {e}"),
+        Err(e) if nova_core::testing::in_ci() => panic!("the jail does not work here: {e}"),
         Err(e) => {
             eprintln!("skipping: the jail does not work here: {e}");
             None
