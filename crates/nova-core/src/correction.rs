@@ -90,14 +90,15 @@ fn compare(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldChange>
     }
 }
 
-/// The invoice a person stored: the fields they changed are certain (confidence 1), and it needs no more
-/// review. The confidences of the fields they left keep what the extraction said.
+/// The invoice a person stored: a field they filled or changed is certain (confidence 1), one they emptied has
+/// no confidence, and it needs no more review. The fields they left keep what the extraction said; lines have
+/// no confidences of their own.
 pub fn reviewed(mut invoice: Invoice, changed: &[FieldChange]) -> Invoice {
-    for change in changed {
-        // Line fields have no confidences of their own; `lines[2].name` counts for `lines`.
-        let field = change.field.split('[').next().unwrap_or(&change.field);
-        if invoice.confidence.contains_key(field) || !change.after.is_null() {
-            invoice.confidence.insert(field.to_string(), 1.0);
+    for change in changed.iter().filter(|c| !c.field.contains('[')) {
+        if change.after.is_null() {
+            invoice.confidence.remove(&change.field);
+        } else {
+            invoice.confidence.insert(change.field.clone(), 1.0);
         }
     }
     invoice.review = Some(Review { needed: false, reasons: Vec::new() });
@@ -151,15 +152,18 @@ mod tests {
         let mut invoice = Invoice::default();
         invoice.confidence.insert("seller.name".into(), 0.5);
         invoice.confidence.insert("currency".into(), 0.7);
+        invoice.confidence.insert("buyer.name".into(), 0.4);
         invoice.review = Some(Review { needed: true, reasons: Vec::new() });
         let changed = [
             FieldChange { field: "seller.name".into(), before: json!("Acme"), after: json!("Acme GmbH") },
+            FieldChange { field: "buyer.name".into(), before: json!("Acme"), after: Value::Null },
             FieldChange { field: "lines[0].line_total".into(), before: json!("1"), after: json!("2") },
         ];
         let reviewed = reviewed(invoice, &changed);
         assert_eq!(reviewed.confidence["seller.name"], 1.0);
-        assert_eq!(reviewed.confidence["lines"], 1.0);
+        assert_eq!(reviewed.confidence.get("buyer.name"), None, "an emptied field has no confidence");
         assert_eq!(reviewed.confidence["currency"], 0.7);
+        assert_eq!(reviewed.confidence.len(), 2, "no confidence is made up for lines: {:?}", reviewed.confidence);
         assert_eq!(reviewed.review.map(|r| r.needed), Some(false));
     }
 }
