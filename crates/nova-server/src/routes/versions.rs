@@ -152,8 +152,8 @@ struct CreateVersion {
     summary = "Store a corrected result",
     description = "Stores the invoice as the next version of an `invoice.extract` job's result, with who stored \
         it (the API key's id) and the fields it changed, and marks the job `reviewed`: the result and exports \
-        return it from then on. A field filled or changed gets confidence 1, one emptied loses its confidence. Storing the invoice unchanged confirms \
-        it.",
+        return it from then on. A field filled or changed gets confidence 1, one emptied loses its \
+        confidence. Storing the invoice unchanged confirms it.",
     params(("id" = JobId, Path, description = "The job's id.")),
     request_body = CreateVersion,
     responses(
