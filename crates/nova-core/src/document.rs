@@ -141,6 +141,27 @@ pub struct ExtractionFailure {
     pub at: DateTime<Utc>,
 }
 
+/// The words of one page of a PDF and where they stand (`GET /v1/documents/{id}/pages/{n}/words`): what a
+/// person's view of the page needs to point at a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PageWords {
+    /// The page's width in points.
+    pub width: f64,
+    /// The page's height in points.
+    pub height: f64,
+    pub words: Vec<PageWord>,
+}
+
+/// A word and its box, as fractions of the page's width and height from its top left corner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PageWord {
+    pub text: String,
+    pub x0: f64,
+    pub y0: f64,
+    pub x1: f64,
+    pub y1: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub mod net;
 pub mod review;
 pub mod testing;
 
-pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, Sha256Hex};
+pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{

@@ -1,31 +1,12 @@
 //! The words of a page and where they stand, from `pdftotext -bbox` (see [`crate::pdftoppm::Pdftoppm::words`]):
 //! what a person's view of the page needs to point at a value.
 
-use serde::{Deserialize, Serialize};
+pub use nova_core::{PageWord, PageWords};
 
 /// The most XHTML read from `pdftotext` for one page: a dense page of small print is well under 1 MiB.
 pub const MAX_XHTML_BYTES: u64 = 8 * 1024 * 1024;
 /// The most words kept of one page.
 const MAX_WORDS: usize = 20_000;
-
-/// One page's words.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PageWords {
-    /// The page's size in points.
-    pub width: f64,
-    pub height: f64,
-    pub words: Vec<PageWord>,
-}
-
-/// A word and its box, as fractions of the page's width and height from its top left corner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PageWord {
-    pub text: String,
-    pub x0: f64,
-    pub y0: f64,
-    pub x1: f64,
-    pub y1: f64,
-}
 
 /// The first page of `pdftotext -bbox` output; `None` when it holds none.
 pub(crate) fn parse(xhtml: &str) -> Option<PageWords> {

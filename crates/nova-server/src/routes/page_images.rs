@@ -12,8 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use nova_core::{DocumentId, DocumentKind};
-use nova_extract::page_words::PageWords;
+use nova_core::{DocumentId, DocumentKind, PageWords};
 use nova_extract::pdftoppm::Pdftoppm;
 use nova_extract::render::RenderRequest;
 use nova_extract::ExtractError;
@@ -120,7 +119,7 @@ async fn page(
         ("page" = u32, Path, description = "The page's number, from 1.", minimum = 1),
     ),
     responses(
-        (status = 200, description = "The page's words.", body = PageWordsBody),
+        (status = 200, description = "The page's words.", body = PageWords),
         (status = 404, description = "No such document of this tenant (`document_not_found`), or no such page \
             (`page_not_found`).", body = ErrorBody),
         (status = 422, description = "The document is not a PDF (`not_a_pdf`), or its page cannot be read \
@@ -137,28 +136,6 @@ async fn words(
     let (id, number, bytes) = pdf_page(&tenant, &id, &page).await?;
     let reader = Pdftoppm::new(app.config.renderer.clone());
     confined(move || reader.words(&bytes, number)).await?.map(Json).map_err(|e| render_error(e, id, number))
-}
-
-/// The schema of [`PageWords`], for the document.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct PageWordsBody {
-    /// The page's width in points.
-    width: f64,
-    /// The page's height in points.
-    height: f64,
-    words: Vec<PageWordBody>,
-}
-
-/// A word and its box, as fractions of the page's width and height from its top left corner.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct PageWordBody {
-    text: String,
-    x0: f64,
-    y0: f64,
-    x1: f64,
-    y1: f64,
 }
 
 /// The document's id, the page's number and the document's bytes, when the document is this tenant's PDF
