@@ -35,8 +35,3 @@ fn file(body: &'static str, content_type: &'static str) -> Response {
     ];
     (headers, body).into_response()
 }
-
-/// The console's files and their sizes in bytes, for the asset budget.
-pub fn assets() -> [(&'static str, usize); 3] {
-    [("index.html", INDEX.len()), ("app.js", SCRIPT.len()), ("app.css", STYLE.len())]
-}

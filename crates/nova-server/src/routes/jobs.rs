@@ -329,18 +329,19 @@ async fn list(
 
 /// The filters of a list query; an empty parameter is no filter.
 pub(crate) fn filter_of(query: &ListQuery) -> Result<JobFilter, ApiError> {
-    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let status = given(query.status.clone()).map(|s| s.parse::<JobStatus>()).transpose().map_err(|e| {
-        ApiError::Unprocessable {
+    fn given(value: &Option<String>) -> Option<&str> {
+        value.as_deref().filter(|v| !v.is_empty())
+    }
+    let status =
+        given(&query.status).map(|s| s.parse::<JobStatus>()).transpose().map_err(|e| ApiError::Unprocessable {
             code: "invalid_status",
             message: format!("{e} (known: queued, running, retrying, succeeded, failed, canceled)"),
-        }
-    })?;
-    let workflow = given(query.workflow.clone())
+        })?;
+    let workflow = given(&query.workflow)
         .map(|w| w.parse::<Workflow>())
         .transpose()
         .map_err(|e| ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() })?;
-    let review = given(query.review.clone())
+    let review = given(&query.review)
         .map(|r| r.parse::<ReviewState>())
         .transpose()
         .map_err(|message| ApiError::Unprocessable { code: "invalid_review", message })?;
