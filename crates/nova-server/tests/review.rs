@@ -162,6 +162,18 @@ async fn a_correction_is_the_latest_version_and_leaves_the_review_queue(backend:
     let (status, stored) = app.post_json(&versions, &json!({"invoice": latest})).await;
     assert_eq!(status, 201, "{stored}");
     assert_eq!((stored["version"].as_u64(), stored["changes"].as_array().map(Vec::len)), (Some(3), Some(0)));
+    // Exports take the highest of several versions.
+    let mut again = latest.clone();
+    again["seller"]["name"] = json!("Acme Holding GmbH");
+    assert_eq!(app.post_json(&versions, &json!({"invoice": again, "base_version": 3})).await.0, 201);
+    let (_, exported) = app.get(&format!("/v1/exports/invoices?format=json&jobs={needs},{fine}")).await;
+    let versions_and_sellers: Vec<(u64, &str)> = exported
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["version"].as_u64().unwrap(), e["invoice"]["seller"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(versions_and_sellers, [(4, "Acme Holding GmbH"), (1, "Beta AG")]);
     app.stop().await;
 }
 

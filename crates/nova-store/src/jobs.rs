@@ -814,7 +814,7 @@ enum Col {
 }
 
 /// A JSON array of `items`, as text to bind to a [`json_rows`] parameter.
-fn json_array(items: impl Iterator<Item = serde_json::Value>) -> String {
+pub(crate) fn json_array(items: impl Iterator<Item = serde_json::Value>) -> String {
     serde_json::Value::Array(items.collect()).to_string()
 }
 
@@ -837,7 +837,7 @@ fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
 
 /// `column` is one of the values of field `column` in the JSON batch bound to `$param`. On PostgreSQL an
 /// array comparison, which the planner answers with index lookups whatever it guesses of the batch's size.
-fn json_in(dialect: Dialect, column: &str, param: usize) -> String {
+pub(crate) fn json_in(dialect: Dialect, column: &str, param: usize) -> String {
     let values = json_rows(dialect, param, &[(column, Col::Text)]);
     match dialect {
         Dialect::Sqlite => format!("{column} IN ({values})"),

@@ -5,10 +5,14 @@
 //! A row's tenant never changes, so "is this job the tenant's" is asked once, and the operation that
 //! follows (the job's events, its cancellation) may then use the job's id alone.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use nova_core::{DocumentId, DocumentMeta, Job, JobEvent, JobId, MessageId, TenantId, Workflow};
+use sqlx::Row;
 
 use crate::documents::document_from_row;
+use crate::jobs::{json_array, json_in};
 use crate::{
     Canceled, Delivery, DeliveryStatus, Enqueued, JobFilter, JobLog, NewDocument, NewJob, Page, Store, StoreError,
 };
@@ -44,6 +48,26 @@ impl TenantStore {
             .fetch_optional(&self.store.pool)
             .await?;
         row.as_ref().map(document_from_row).transpose()
+    }
+
+    /// The file names of these documents of this tenant, in one read; documents without one (or not the
+    /// tenant's) are absent.
+    pub async fn filenames(&self, ids: &[DocumentId]) -> Result<HashMap<DocumentId, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list = json_array(ids.iter().map(|id| serde_json::json!({ "id": id.to_string() })));
+        let sql = format!(
+            "SELECT id, filename FROM documents WHERE tenant_id = $2 AND filename IS NOT NULL AND {}",
+            json_in(self.store.dialect, "id", 1)
+        );
+        let rows = sqlx::query(&sql).bind(list).bind(self.tenant.to_string()).fetch_all(&self.store.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id = crate::parse_stored("document id", &row.try_get::<String, _>("id")?)?;
+                Ok((id, row.try_get("filename")?))
+            })
+            .collect()
     }
 
     /// The document and its bytes.

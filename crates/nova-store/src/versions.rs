@@ -2,13 +2,16 @@
 //! never changed; versions 2, 3, ... live in `result_versions` (migration 0015) and go with the job when
 //! retention prunes it. Storing one marks the job `reviewed`.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use nova_core::correction::{FieldChange, ResultVersion};
 use nova_core::{JobId, ReviewState};
 use sqlx::Row;
 
+use crate::jobs::{json_array, json_in};
 use crate::tenant::TenantStore;
-use crate::{from_millis, to_millis, StoreError};
+use crate::{from_millis, parse_stored, to_millis, StoreError};
 
 /// A version to store: see [`TenantStore::add_result_version`].
 #[derive(Debug, Clone)]
@@ -38,6 +41,38 @@ impl TenantStore {
             Some(row) => Ok(Some((version_of(&row)?, result_of(&row)?))),
             None => Ok(self.store.job_result(job).await?.map(|result| (1, result))),
         }
+    }
+
+    /// The latest version of each of these jobs' results and its number, in one read of each table, for jobs
+    /// of this tenant that have a result; the others are absent from the map.
+    pub async fn latest_results(&self, jobs: &[JobId]) -> Result<HashMap<JobId, (u32, serde_json::Value)>, StoreError> {
+        let mut latest = HashMap::with_capacity(jobs.len());
+        if jobs.is_empty() {
+            return Ok(latest);
+        }
+        let dialect = self.store.dialect;
+        let ids = json_array(jobs.iter().map(|id| serde_json::json!({ "id": id.to_string() })));
+        let owned = format!(
+            "SELECT id, result FROM jobs WHERE tenant_id = $2 AND result IS NOT NULL AND {}",
+            json_in(dialect, "id", 1)
+        );
+        let rows = sqlx::query(&owned).bind(&ids).bind(self.id().to_string()).fetch_all(&self.store.pool).await?;
+        for row in &rows {
+            let id: JobId = parse_stored("job id", &row.try_get::<String, _>("id")?)?;
+            latest.insert(id, (1, result_of(row)?));
+        }
+        // Stored versions, of the jobs found above only (the tenant's), the highest of each.
+        let mine = json_array(latest.keys().map(|id| serde_json::json!({ "job_id": id.to_string() })));
+        let versions = format!(
+            "SELECT job_id, version, result FROM result_versions v
+             WHERE {} AND version = (SELECT MAX(w.version) FROM result_versions w WHERE w.job_id = v.job_id)",
+            json_in(dialect, "job_id", 1)
+        );
+        for row in sqlx::query(&versions).bind(&mine).fetch_all(&self.store.pool).await? {
+            let id: JobId = parse_stored("job id", &row.try_get::<String, _>("job_id")?)?;
+            latest.insert(id, (version_of(&row)?, result_of(&row)?));
+        }
+        Ok(latest)
     }
 
     /// Version `version` of a job's result; `None` when there is none (or the job is not this tenant's).

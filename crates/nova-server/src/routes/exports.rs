@@ -19,6 +19,8 @@ use crate::AppState;
 
 /// The most invoices one export holds; past it, the export says so (`export_too_large`) rather than cut it.
 pub(crate) const MAX_EXPORT: usize = 10_000;
+/// Jobs read together: their results and file names in one read each.
+const EXPORT_CHUNK: usize = 500;
 /// The most job ids a selection names.
 const MAX_SELECTION: usize = 1_000;
 
@@ -113,8 +115,16 @@ async fn invoices(
         None => every_invoice(&tenant, review).await?,
     };
     let mut exported = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        exported.push(export(&tenant, job).await?);
+    // A few reads per chunk of jobs, however many jobs there are.
+    for chunk in jobs.chunks(EXPORT_CHUNK) {
+        let ids: Vec<JobId> = chunk.iter().filter(|j| j.status == JobStatus::Succeeded).map(|j| j.id).collect();
+        let mut results = tenant.latest_results(&ids).await?;
+        let documents: Vec<DocumentId> = chunk.iter().filter_map(document_of).collect();
+        let names = tenant.filenames(&documents).await?;
+        for job in chunk {
+            let file = document_of(job).and_then(|id| names.get(&id).cloned());
+            exported.push(export(job, file, results.remove(&job.id)));
+        }
     }
     if json {
         let body = serde_json::to_vec_pretty(&exported).map_err(|e| ApiError::internal("writing the export", &e))?;
@@ -217,30 +227,21 @@ async fn every_invoice(tenant: &TenantStore, review: Option<ReviewState>) -> Res
     }
 }
 
+/// The document an invoice job reads.
+fn document_of(job: &Job) -> Option<DocumentId> {
+    serde_json::from_value::<InvoiceExtractInput>(job.input.clone()).ok().map(|input| input.document_id)
+}
+
 /// One job as exported: its latest result, or why it has none.
-async fn export(tenant: &TenantStore, job: Job) -> Result<ExportedInvoice, ApiError> {
-    let document_id = serde_json::from_value::<InvoiceExtractInput>(job.input.clone()).ok().map(|i| i.document_id);
-    let file = match document_id {
-        Some(id) => tenant.get_document(id).await?.and_then(|doc| doc.filename),
-        None => None,
+fn export(job: &Job, file: Option<String>, latest: Option<(u32, serde_json::Value)>) -> ExportedInvoice {
+    let error = match job.status {
+        JobStatus::Succeeded => None,
+        JobStatus::Failed | JobStatus::Canceled => Some(job.error.clone().unwrap_or_else(|| JobError {
+            code: format!("job_{}", job.status.as_str()),
+            message: format!("the job was {}", job.status.as_str()),
+        })),
+        _ => Some(JobError { code: "job_not_finished".into(), message: format!("the job is {}", job.status.as_str()) }),
     };
-    let (version, invoice, error) = match job.status {
-        JobStatus::Succeeded => match tenant.latest_result(job.id).await? {
-            Some((version, result)) => (Some(version), Some(result), None),
-            None => (None, None, None),
-        },
-        JobStatus::Failed | JobStatus::Canceled => {
-            let error = job.error.clone().unwrap_or_else(|| JobError {
-                code: format!("job_{}", job.status.as_str()),
-                message: format!("the job was {}", job.status.as_str()),
-            });
-            (None, None, Some(error))
-        }
-        _ => (
-            None,
-            None,
-            Some(JobError { code: "job_not_finished".into(), message: format!("the job is {}", job.status.as_str()) }),
-        ),
-    };
-    Ok(ExportedInvoice { job_id: job.id, document_id, file, version, review: job.review, invoice, error })
+    let (version, invoice) = latest.map_or((None, None), |(version, result)| (Some(version), Some(result)));
+    ExportedInvoice { job_id: job.id, document_id: document_of(job), file, version, review: job.review, invoice, error }
 }
