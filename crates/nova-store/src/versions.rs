@@ -29,18 +29,7 @@ impl TenantStore {
     /// The latest version of a job's result and its number (1 while nobody stored one); `None` for a job this
     /// tenant does not own or without a result.
     pub async fn latest_result(&self, job: JobId) -> Result<Option<(u32, serde_json::Value)>, StoreError> {
-        if !self.owns_job(job).await? {
-            return Ok(None);
-        }
-        let row =
-            sqlx::query("SELECT version, result FROM result_versions WHERE job_id = $1 ORDER BY version DESC LIMIT 1")
-                .bind(job.to_string())
-                .fetch_optional(&self.store.pool)
-                .await?;
-        match row {
-            Some(row) => Ok(Some((version_of(&row)?, result_of(&row)?))),
-            None => Ok(self.store.job_result(job).await?.map(|result| (1, result))),
-        }
+        Ok(self.latest_results(&[job]).await?.remove(&job))
     }
 
     /// The latest version of each of these jobs' results and its number, in one read of each table, for jobs
