@@ -3,8 +3,9 @@
 //!
 //! The stream first sends every job of the page (the list's newest `limit` jobs under its filters), then,
 //! each time it reads the page again, each job that is new or has changed (its `updated_at`). It reads the
-//! page every half second through the list's own indexes, so a stream costs one bounded read a poll and
-//! nothing on the queue's write path. A reconnecting client gets the whole page again: each message is a
+//! page every half second as `GET /v1/jobs` does (the jobs through the list's indexes, then their attempts:
+//! two statements of at most `limit` rows each), so a stream costs that a poll and nothing on the queue's
+//! write path. A reconnecting client gets the whole page again: each message is a
 //! job's whole state, so replaying one is harmless. Jobs older than the page are not followed; the list
 //! (`GET /v1/jobs` with `cursor`) pages through them.
 
