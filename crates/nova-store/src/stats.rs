@@ -67,8 +67,9 @@ impl Store {
         self.queue_stats_of(None).await
     }
 
-    /// [`Store::queue_stats`] of one tenant's jobs, or of all with `None`. A tenant's counts read the same
-    /// partial indexes and keep the tenant's rows: as much work as the whole queue holds.
+    /// [`Store::queue_stats`] of one tenant's jobs, or of all with `None`. A tenant's counts read the queue's
+    /// partial indexes, or ranges of `jobs_by_workflow` down to the unfinished statuses (SQLite's choice): as
+    /// much work as the queue holds, never the tenant's history.
     pub(crate) async fn queue_stats_of(&self, tenant: Option<TenantId>) -> Result<QueueStats, StoreError> {
         let now = to_millis(Utc::now());
         let sql = queue_stats_sql(tenant.is_some());
@@ -105,7 +106,7 @@ impl Store {
     }
 
     /// The database's plans for [`Store::queue_stats`]'s statement, one line per step, then `--`, then the
-    /// same for one tenant's (the default tenant's), so a test can check that they read the queue's partial
+    /// same for one tenant's (the default tenant's), so a test can check that they read only the queue's
     /// indexes and never the whole table or the tenant's history.
     #[doc(hidden)]
     pub async fn explain_queue_stats(&self) -> Result<String, StoreError> {
