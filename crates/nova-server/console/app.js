@@ -234,8 +234,8 @@ async function jobsView(params, mine) {
   more.addEventListener("click", load);
   await load();
   if (mine !== routed) return; // another page was opened meanwhile
-  // The newest page, live: each job as it changes; one that leaves the filter goes.
-  query.delete("cursor");
+  // The newest page, live: each job as it changes; one that leaves the filter goes. (The stream sends the
+  // page again first; the read above is what gives the cursor to older jobs.)
   stream(`/v1/jobs?${query}`, (kind, data) => {
     const old = body.querySelector(`[data-job="${data.id}"]`);
     if (kind === "left") {
