@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use nova_extract::pdftoppm::PdftoppmConfig;
-use nova_extract::tesseract::TesseractConfig;
-use nova_worker::extractor::EngineConfig;
+use nova_app::engines::pdftoppm::PdftoppmConfig;
+use nova_app::engines::tesseract::TesseractConfig;
+use nova_app::extraction::EngineConfig;
 use serde::Deserialize;
 
 /// The variable that names the configuration file when `--config` does not.
@@ -181,7 +181,7 @@ settings! {
     pdf_max_operators: u64 = "NOVA_PDF_MAX_OPERATORS", Value("2000000"), Plain;
     pdf_max_nesting: u64 = "NOVA_PDF_MAX_NESTING", Value("24"), Plain;
     tesseract: String = "NOVA_TESSERACT", Value("tesseract"), Plain;
-    ocr_languages: String = "NOVA_OCR_LANGUAGES", Value(nova_extract::tesseract::DEFAULT_LANGUAGES), Plain;
+    ocr_languages: String = "NOVA_OCR_LANGUAGES", Value(nova_app::engines::tesseract::DEFAULT_LANGUAGES), Plain;
     ocr_timeout_secs: u64 = "NOVA_OCR_TIMEOUT_SECS", Value("60"), Plain;
     pdftoppm: String = "NOVA_PDFTOPPM", Value("pdftoppm"), Plain;
     render_timeout_secs: u64 = "NOVA_RENDER_TIMEOUT_SECS", Value("20"), Plain;
@@ -570,7 +570,7 @@ mod tests {
         assert_eq!(serve.value_source("shutdown_grace"), Some(ValueSource::DefaultValue));
         // Settings without a flag follow the same order.
         assert_eq!(settings.engines.ocr.languages, "deu");
-        assert_eq!(settings.engines.renderer.timeout, nova_extract::pdftoppm::DEFAULT_TIMEOUT);
+        assert_eq!(settings.engines.renderer.timeout, nova_app::engines::pdftoppm::DEFAULT_TIMEOUT);
         let model = settings.model.expect("valid").expect("a model");
         assert_eq!((model.model.as_str(), model.base_url.as_str()), ("env-model", "http://127.0.0.1:1/v1"));
     }
@@ -759,7 +759,7 @@ mod tests {
         };
         let engines = super::engines(&odd, Some("/opt/bin".into()));
         assert_eq!(engines.ocr.timeout, Duration::from_secs(1));
-        assert_eq!(engines.renderer.timeout, nova_extract::pdftoppm::DEFAULT_TIMEOUT);
+        assert_eq!(engines.renderer.timeout, nova_app::engines::pdftoppm::DEFAULT_TIMEOUT);
         assert_eq!(engines.ocr.binary, PathBuf::from("tesseract"));
         assert_eq!(engines.renderer.search_path, Some("/opt/bin".into()));
     }

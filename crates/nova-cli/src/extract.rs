@@ -12,9 +12,9 @@ use std::sync::mpsc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use nova_app::extraction::Extractor;
 use nova_core::{Invoice, JobError, TenantId};
 use nova_extract::TemplateSet;
-use nova_worker::extractor::Extractor;
 use serde::Serialize;
 
 #[derive(Args)]

@@ -1,5 +1,5 @@
 //! Where `nova` reads untrusted documents: confined helper processes, each the `nova` binary started again
-//! as `nova __extract` ([`nova_worker::extractor`]), with the limits set here.
+//! as `nova __extract` ([`nova_app::extraction`]), with the limits set here.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use nova_app::extraction::{EngineConfig, Extractor, HELPER_ARG};
 use nova_sandbox::confined::{HelperCommand, HelperLimits};
-use nova_worker::extractor::{EngineConfig, Extractor, HELPER_ARG};
 
 use crate::config::Settings;
 
@@ -108,7 +108,7 @@ pub fn helper_main(args: &[OsString]) -> ! {
             }
         }
     }
-    nova_worker::extractor::helper_main(templates, &engines)
+    nova_app::extraction::helper_main(templates, &engines)
 }
 
 /// The templates of an extraction process; the parent process reported the files that do not load.

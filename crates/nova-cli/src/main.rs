@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     }
     // An extraction process (see `isolation`): single-threaded until it has confined itself.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|arg| arg == nova_worker::extractor::HELPER_ARG) {
+    if args.get(1).is_some_and(|arg| arg == nova_app::extraction::HELPER_ARG) {
         isolation::helper_main(&args[2..]);
     }
     // The configuration file and the secrets' files, below the environment and the flags: read before clap

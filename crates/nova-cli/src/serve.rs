@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use nova_app::WorkerConfig;
 use nova_core::Workflow;
 use nova_server::{AppState, Limiter, RateLimit, ServerConfig};
 use nova_store::{BlobStore, Store};
-use nova_worker::WorkerConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -63,7 +63,7 @@ pub struct ServeArgs {
     log: LogArgs,
 }
 
-/// How log lines are written (on stderr; `NOVA_LOG` picks which, e.g. `info,nova_worker=debug`).
+/// How log lines are written (on stderr; `NOVA_LOG` picks which, e.g. `info,nova_app=debug`).
 #[derive(Args)]
 pub struct LogArgs {
     /// `text` for people, `json` for log pipelines: one object a line, with the fields of its spans (the
@@ -185,7 +185,7 @@ impl PoolArgs {
         &self,
         concurrency: Option<usize>,
         sandbox: &SandboxResult,
-        extractor: nova_worker::extractor::Extractor,
+        extractor: nova_app::extraction::Extractor,
         model: nova_llm::ModelClient,
     ) -> WorkerConfig {
         let lease = Duration::from_secs(self.lease_secs);
@@ -199,7 +199,7 @@ impl PoolArgs {
             // Polling is the fallback wake-up, and what finds lapsed leases.
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
             retention: (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 24 * 3600)),
-            sandbox: sandbox.as_ref().ok().map(|s| nova_worker::SandboxHandle(s.clone())),
+            sandbox: sandbox.as_ref().ok().map(|s| nova_app::SandboxHandle(s.clone())),
             extractor,
             model,
         }
@@ -232,7 +232,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
     let model = nova_llm::model_client(&settings.model);
     let worker_config = args.pool.config(args.workers, &sandbox, extractor.clone(), model);
     let workers = (worker_config.total_slots() > 0).then(|| {
-        tokio::spawn(nova_worker::run(
+        tokio::spawn(nova_app::run(
             store.clone(),
             worker_config.clone(),
             wake.clone(),

@@ -52,7 +52,7 @@ pub fn run(args: WorkerArgs, settings: &crate::config::Settings) -> anyhow::Resu
         };
         // The one line a script can wait for, on stdout.
         say(&format!("nova: worker running up to {} jobs at once", config.total_slots()));
-        nova_worker::run(store.clone(), config, Arc::new(Notify::new()), shutdown.clone().cancelled_owned()).await;
+        nova_app::run(store.clone(), config, Arc::new(Notify::new()), shutdown.clone().cancelled_owned()).await;
         if let Some(metrics) = metrics {
             shutdown.cancel();
             let _ = metrics.await;

@@ -6,39 +6,120 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{DocumentId, JobId, WorkerId};
+use crate::{DocumentId, JobId, ProgramSpec, WorkerId};
 
-/// The workflows a job can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Workflow {
-    /// Extract one invoice from one document; input `{"document_id": "doc_..."}`.
-    #[serde(rename = "invoice.extract")]
-    InvoiceExtract,
-    /// Does nothing, optionally for a while; input `{"sleep_ms": N}`. For benchmarks and tests of the queue.
-    #[serde(rename = "noop")]
-    Noop,
-    /// Runs a program in the sandbox; input: a program spec (`language`, `code`, `stdin`, `files`, `limits`).
-    #[serde(rename = "code.run")]
-    CodeRun,
-    /// A free-form task over documents: a model writes a program over their extracted data and text, the
-    /// sandbox runs it, and the files it writes become the job's artifacts; input
-    /// `{"prompt": "...", "document_ids": ["doc_..."]}`.
-    #[serde(rename = "task.run")]
-    TaskRun,
+/// Declares the workflows once: each one's name on the wire, its variant in [`Workflow`] and the type of its
+/// input in [`JobInput`]. The API parses a job's input into a [`JobInput`] at the edge; the store keeps it as
+/// JSON; the worker gets the typed value back with [`JobInput::parse`] (how each workflow runs is the
+/// application layer's, `nova_app::workflows`).
+macro_rules! workflows {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, input $input:ty, takes $shape:literal;)+) => {
+        /// The workflows a job can run.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum Workflow {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)+
+        }
+
+        impl Workflow {
+            pub const ALL: &'static [Workflow] = &[$(Workflow::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Workflow::$variant => $name,)+
+                }
+            }
+
+            /// What the workflow's input looks like, for error messages.
+            fn takes(self) -> &'static str {
+                match self {
+                    $(Workflow::$variant => $shape,)+
+                }
+            }
+        }
+
+        /// A job's input, typed by its workflow. On the wire it is the bare input object (the workflow is
+        /// the job's `workflow` field beside it).
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+        #[serde(untagged)]
+        pub enum JobInput {
+            $($(#[$doc])* $variant($input),)+
+        }
+
+        impl JobInput {
+            /// The workflow this input is for.
+            pub fn workflow(&self) -> Workflow {
+                match self {
+                    $(JobInput::$variant(_) => Workflow::$variant,)+
+                }
+            }
+
+            /// Parses and checks `input` as `workflow`'s; an absent input (`null`) is an empty object.
+            pub fn parse(workflow: Workflow, input: &serde_json::Value) -> Result<JobInput, InputError> {
+                let empty = serde_json::Value::Object(serde_json::Map::new());
+                let input = if input.is_null() { &empty } else { input };
+                let bad = |e: String| InputError {
+                    code: "invalid_input",
+                    message: format!("{workflow} takes {}: {e}", workflow.takes()),
+                };
+                let parsed = match workflow {
+                    $(Workflow::$variant => {
+                        JobInput::$variant(<$input>::deserialize(input).map_err(|e| bad(e.to_string()))?)
+                    })+
+                };
+                parsed.check().map_err(|e| if e.code == "invalid_input" { bad(e.message) } else { e })?;
+                Ok(parsed)
+            }
+        }
+    };
 }
 
-impl Workflow {
-    pub const ALL: &'static [Workflow] =
-        &[Workflow::InvoiceExtract, Workflow::Noop, Workflow::CodeRun, Workflow::TaskRun];
+workflows! {
+    /// Extract one invoice from one document.
+    InvoiceExtract = "invoice.extract", input InvoiceExtractInput, takes "{\"document_id\": \"doc_...\"}";
+    /// Does nothing, optionally for a while. For benchmarks and tests of the queue.
+    Noop = "noop", input NoopInput, takes "{\"sleep_ms\": N}";
+    /// Runs a program in the sandbox.
+    CodeRun = "code.run", input ProgramSpec, takes "{\"language\": \"python\", \"code\": \"...\", ...}";
+    /// A free-form task over documents: a model writes a program over their extracted data and text, the
+    /// sandbox runs it, and the files it writes become the job's artifacts.
+    TaskRun = "task.run", input TaskRunInput, takes "{\"prompt\": \"...\", \"document_ids\": [\"doc_...\"]}";
+}
 
-    pub fn as_str(self) -> &'static str {
+impl JobInput {
+    /// The checks beyond the input's shape.
+    fn check(&self) -> Result<(), InputError> {
+        let invalid = |message: String| InputError { code: "invalid_input", message };
         match self {
-            Workflow::InvoiceExtract => "invoice.extract",
-            Workflow::Noop => "noop",
-            Workflow::CodeRun => "code.run",
-            Workflow::TaskRun => "task.run",
+            JobInput::InvoiceExtract(_) => Ok(()),
+            JobInput::Noop(input) => input.check().map_err(invalid),
+            JobInput::CodeRun(spec) => spec.check(ProgramSpec::MAX_JOB_TIMEOUT_MS),
+            JobInput::TaskRun(input) => input.check().map_err(invalid),
         }
     }
+
+    /// The documents the input names, which must be the submitting tenant's.
+    pub fn document_ids(&self) -> Vec<DocumentId> {
+        match self {
+            JobInput::InvoiceExtract(input) => vec![input.document_id],
+            JobInput::TaskRun(input) => input.document_ids.clone(),
+            JobInput::Noop(_) | JobInput::CodeRun(_) => Vec::new(),
+        }
+    }
+
+    /// The input as the store keeps it.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Plain data with string keys: encoding cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// Why a job's (or an execution's) input was refused, with a stable code: `invalid_input`, or one more
+/// precise (`unsupported_language`, `invalid_request` for a program's limits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InputError {
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl fmt::Display for Workflow {
@@ -49,7 +130,7 @@ impl fmt::Display for Workflow {
 
 /// A workflow name that NOVA does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workflow `{0}` (known: invoice.extract, task.run, code.run, noop)")]
+#[error("unknown workflow `{0}` (known: {known})", known = Workflow::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(", "))]
 pub struct UnknownWorkflow(pub String);
 
 impl FromStr for Workflow {
@@ -109,9 +190,9 @@ impl TaskRunInput {
     /// Documents of one task, at most.
     pub const MAX_DOCUMENTS: usize = 50;
 
-    /// Parses and checks a job input.
-    pub fn parse(input: &serde_json::Value) -> Result<Self, String> {
-        let parsed: Self = serde_json::from_value(input.clone()).map_err(|e| e.to_string())?;
+    /// The checks beyond the input's shape.
+    fn check(&self) -> Result<(), String> {
+        let parsed = self;
         if parsed.prompt.trim().is_empty() {
             return Err("prompt is empty".into());
         }
@@ -125,7 +206,7 @@ impl TaskRunInput {
         if let Some(twice) = parsed.document_ids.iter().find(|id| !seen.insert(**id)) {
             return Err(format!("document {twice} is named twice"));
         }
-        Ok(parsed)
+        Ok(())
     }
 }
 
@@ -155,17 +236,12 @@ pub struct NoopInput {
 impl NoopInput {
     pub const MAX_SLEEP_MS: u64 = 600_000;
 
-    /// Parses and checks a job input.
-    pub fn parse(input: &serde_json::Value) -> Result<Self, String> {
-        let parsed: Self = if input.is_null() {
-            Self::default()
-        } else {
-            serde_json::from_value(input.clone()).map_err(|e| e.to_string())?
-        };
-        if parsed.sleep_ms > Self::MAX_SLEEP_MS {
+    /// The checks beyond the input's shape.
+    fn check(&self) -> Result<(), String> {
+        if self.sleep_ms > Self::MAX_SLEEP_MS {
             return Err(format!("sleep_ms must be at most {}", Self::MAX_SLEEP_MS));
         }
-        Ok(parsed)
+        Ok(())
     }
 }
 
@@ -368,6 +444,38 @@ mod tests {
         assert_eq!(serde_json::to_value(Workflow::InvoiceExtract).unwrap(), "invoice.extract");
         assert!("invoice.extrac".parse::<Workflow>().is_err());
         assert!("".parse::<Workflow>().is_err());
+    }
+
+    #[test]
+    fn inputs_parse_once_into_their_workflows_types_with_stable_codes() {
+        use serde_json::json;
+        let doc = "doc_01890a5dac96774bbcceb302099a8057";
+        let parsed = JobInput::parse(Workflow::InvoiceExtract, &json!({"document_id": doc})).unwrap();
+        assert_eq!(parsed.workflow(), Workflow::InvoiceExtract);
+        assert_eq!(parsed.document_ids().len(), 1);
+        // Stored as JSON and read back as the same value.
+        assert_eq!(JobInput::parse(Workflow::InvoiceExtract, &parsed.to_json()).unwrap(), parsed);
+        // An absent input is an empty one.
+        assert_eq!(JobInput::parse(Workflow::Noop, &json!(null)).unwrap(), JobInput::Noop(NoopInput { sleep_ms: 0 }));
+        let cases = [
+            (Workflow::InvoiceExtract, json!({"document_id": "nope"}), "invalid_input"),
+            (Workflow::InvoiceExtract, json!({"document_id": doc, "extra": 1}), "invalid_input"),
+            (Workflow::Noop, json!({"sleep_ms": NoopInput::MAX_SLEEP_MS + 1}), "invalid_input"),
+            (Workflow::TaskRun, json!({"prompt": " "}), "invalid_input"),
+            (Workflow::TaskRun, json!({"prompt": "x", "document_ids": [doc, doc]}), "invalid_input"),
+            (Workflow::CodeRun, json!({"language": "cobol", "code": "1"}), "unsupported_language"),
+            (
+                Workflow::CodeRun,
+                json!({"language": "python", "code": "1", "limits": {"processes": 0}}),
+                "invalid_request",
+            ),
+        ];
+        for (workflow, input, code) in cases {
+            let e = JobInput::parse(workflow, &input).unwrap_err();
+            assert_eq!(e.code, code, "{workflow} {input}: {}", e.message);
+        }
+        let e = JobInput::parse(Workflow::TaskRun, &json!({"prompt": " "})).unwrap_err();
+        assert!(e.message.starts_with("task.run takes {\"prompt\""), "{}", e.message);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod invoice;
 pub mod job;
 pub mod net;
+pub mod program;
 pub mod review;
 pub mod testing;
 
@@ -17,9 +18,10 @@ pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, Page
 pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{
-    Artifact, Attempt, AttemptOutcome, InvoiceExtractInput, Job, JobError, JobEvent, JobStatus, NoopInput, ReviewState,
-    Strategy, TaskRunInput, UnknownWorkflow, Workflow,
+    Artifact, Attempt, AttemptOutcome, InputError, InvoiceExtractInput, Job, JobError, JobEvent, JobInput, JobStatus,
+    NoopInput, ReviewState, Strategy, TaskRunInput, UnknownWorkflow, Workflow,
 };
+pub use program::{ProgramSpec, SpecFile, SpecLimits};
 pub use review::{review, sums, Review, ReviewReason, Sum, Why, DEFAULT_CONFIDENCE_THRESHOLD};
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.

@@ -32,14 +32,11 @@ pub mod ocr;
 pub mod page_words;
 mod parse;
 mod pdf;
-pub mod pdftoppm;
-mod piped;
 mod prepare;
 mod raster;
 pub mod render;
 mod repair;
 pub mod template;
-pub mod tesseract;
 mod text;
 mod text_layer;
 
@@ -229,7 +226,7 @@ pub fn extract_with_templates(
 }
 
 /// The engines a caller lends to extraction for pages without a readable text layer. Both run outside the
-/// process ([`tesseract`], [`pdftoppm`]); without them, extraction does no I/O.
+/// process (the application layer's `nova_app::engines`); nova-extract itself runs none and does no I/O.
 #[derive(Clone, Copy, Default)]
 pub struct Engines<'a> {
     /// Reads page images; without it, a PDF without a text layer is [`ExtractError::NoText`].

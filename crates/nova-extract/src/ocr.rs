@@ -1,7 +1,7 @@
 //! OCR of image-only pages: the engine behind a trait, its words laid out again as text.
 //!
 //! `nova-extract` does no I/O, so it does not run an OCR engine itself: the caller passes one ([`Ocr`]) to
-//! [`crate::extract_with`]. [`crate::tesseract::Tesseract`] is the engine NOVA ships; tests can pass their
+//! [`crate::extract_with`]. `nova_app::engines::Tesseract` is the engine NOVA ships; tests can pass their
 //! own. The engine returns words with their boxes; [`layout`] turns them back into lines whose columns
 //! are separated by wide gaps, the form the text layer's rules read.
 

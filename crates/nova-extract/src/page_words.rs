@@ -1,4 +1,4 @@
-//! The words of a page and where they stand, from `pdftotext -bbox` (see [`crate::pdftoppm::Pdftoppm::words`]):
+//! The words of a page and where they stand, from `pdftotext -bbox` (see `nova_app::engines::Pdftoppm::words`):
 //! what a person's view of the page needs to point at a value.
 
 pub use nova_core::{PageWord, PageWords};
@@ -9,7 +9,7 @@ pub const MAX_XHTML_BYTES: u64 = 8 * 1024 * 1024;
 const MAX_WORDS: usize = 20_000;
 
 /// The first page of `pdftotext -bbox` output; `None` when it holds none.
-pub(crate) fn parse(xhtml: &str) -> Option<PageWords> {
+pub fn parse(xhtml: &str) -> Option<PageWords> {
     let start = xhtml.find("<page ")?;
     let head_end = start + xhtml[start..].find('>')?;
     let head = &xhtml[start..head_end];

@@ -2,7 +2,7 @@
 //! instead: glyphs drawn by Type3 procedures or as outlines, fonts without a Unicode mapping.
 //!
 //! `nova-extract` does no I/O, so it does not rasterise PDFs itself: the caller passes a renderer
-//! ([`PageRenderer`]) beside its OCR engine. [`crate::pdftoppm::Pdftoppm`] is the renderer NOVA ships; tests
+//! ([`PageRenderer`]) beside its OCR engine. `nova_app::engines::Pdftoppm` is the renderer NOVA ships; tests
 //! can pass their own. The resolution is chosen here, not by the renderer: [`RENDER_DPI`], lowered for a
 //! large page so that it stays under [`MAX_RENDER_PIXELS`], and a page too large even at [`MIN_RENDER_DPI`]
 //! is refused ([`ExtractError::PageTooLarge`]) before anything runs. The request carries the pixel bounds too,

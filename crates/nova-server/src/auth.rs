@@ -142,7 +142,7 @@ mod tests {
             wake_workers: Arc::default(),
             sandbox: Err("none".into()),
             limiter: crate::Limiter::Off,
-            extractor: nova_worker::extractor::Extractor::default(),
+            extractor: nova_app::extraction::Extractor::default(),
         };
         for loopback in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
             let caller = identify(&app, None, Some(loopback.parse().unwrap())).await.unwrap();

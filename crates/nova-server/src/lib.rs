@@ -49,7 +49,7 @@ pub struct ServerConfig {
     /// them. (Finished jobs and their results have their own retention, in the workers.)
     pub document_retention: Option<Duration>,
     /// How PDF pages are rendered for people (`GET /v1/documents/{id}/pages/{n}`).
-    pub renderer: nova_extract::pdftoppm::PdftoppmConfig,
+    pub renderer: nova_app::engines::pdftoppm::PdftoppmConfig,
 }
 
 impl Default for ServerConfig {
@@ -81,7 +81,7 @@ pub struct AppState {
     /// Where request rates are counted (see [`ratelimit`]).
     pub limiter: Limiter,
     /// Where uploads are checked: parsing untrusted bytes happens in its processes, not the server's.
-    pub extractor: nova_worker::extractor::Extractor,
+    pub extractor: nova_app::extraction::Extractor,
 }
 
 /// The whole API as an axum router. Its event streams end only with their jobs; [`serve`] also ends them

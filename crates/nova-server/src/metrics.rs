@@ -1,7 +1,7 @@
 //! `GET /metrics`: the process's metrics in Prometheus's text format.
 //!
 //! Code everywhere records through the `metrics` facade (this crate: HTTP requests and `POST /v1/executions`;
-//! `nova-worker`: job outcomes, durations and `code.run` sandbox runs; `nova-llm`: model calls, tokens and
+//! `nova-app`: job outcomes, durations and `code.run` sandbox runs; `nova-llm`: model calls, tokens and
 //! cost). The first router built in a process installs the Prometheus recorder, once; later routers (tests
 //! build many) share it. Where another recorder was installed first, everything still runs and `/metrics`
 //! answers `503`. The queue's gauges are read from the store at scrape time, so they are the same from

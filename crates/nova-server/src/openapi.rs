@@ -14,7 +14,6 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use nova_core::JobEvent;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -278,135 +277,21 @@ fn add_idempotency(operation: &mut Operation) {
     }
 }
 
-/// `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Health {
-    /// Always `ok`.
-    #[schema(examples("ok"))]
-    status: String,
+/// A document upload as a form: the bytes as field `file` (its file name is kept, informational only). The
+/// form is read field by field as it streams in (`routes/documents.rs`), so its schema is written here.
+pub(crate) struct UploadForm;
+
+impl PartialSchema for UploadForm {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .property("file", Binary::schema())
+            .required("file")
+            .description(Some("A document upload as a form: the bytes as field `file`."))
+            .into()
+    }
 }
 
-/// `GET /readyz` when ready.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Ready {
-    /// `ready`.
-    #[schema(examples("ready"))]
-    status: String,
-    checks: ReadyChecks,
-}
-
-/// Each dependency checked, `ok`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ReadyChecks {
-    database: String,
-    blob_store: String,
-}
-
-/// A page of a job's event log (`GET /v1/jobs/{id}/events` as JSON).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct EventsPage {
-    /// Oldest first.
-    events: Vec<JobEvent>,
-    /// The `after` to ask for the next events with: the last `seq` here, or the `after` given.
-    next_after: u64,
-    /// The job's final event is on this page: the log is complete.
-    finished: bool,
-}
-
-/// A program for the sandbox: `POST /v1/executions`, and the input of a `code.run` job.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ProgramSpec)]
-#[allow(dead_code)]
-pub(crate) struct ProgramSpecSchema {
-    /// Only `python` for now; another is `422 unsupported_language`.
-    #[schema(examples("python"))]
-    language: String,
-    /// The program's source, at most 1 MiB.
-    #[schema(examples("print(6 * 7)"))]
-    code: String,
-    /// The program's standard input.
-    #[schema(required = false)]
-    stdin: String,
-    /// Files placed in the work directory before the program starts (at most 8 MiB together).
-    #[schema(required = false)]
-    files: Vec<SpecFileSchema>,
-    #[schema(required = false)]
-    limits: SpecLimitsSchema,
-    /// Egress to public addresses (off by default).
-    #[schema(required = false)]
-    network: bool,
-}
-
-/// A file given to a program.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = SpecFile)]
-#[allow(dead_code)]
-pub(crate) struct SpecFileSchema {
-    path: String,
-    content: String,
-}
-
-/// A program's limits; each has a default.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = SpecLimits)]
-#[allow(dead_code)]
-pub(crate) struct SpecLimitsSchema {
-    /// Wall-clock deadline (CPU time gets the same), in milliseconds: 1 to 60,000 here, to 600,000 in a
-    /// `code.run` job; default 10,000.
-    #[schema(minimum = 1)]
-    timeout_ms: Option<u64>,
-    /// Memory in MiB, 16 to 1024; default 256.
-    #[schema(minimum = 16, maximum = 1024)]
-    memory_mb: Option<u64>,
-    /// Processes and threads, 1 to 64; default 32.
-    #[schema(minimum = 1, maximum = 64)]
-    processes: Option<u32>,
-}
-
-/// What happened to one execution (also the result of a `code.run` job). Output is text, invalid UTF-8
-/// replaced.
-#[derive(ToSchema)]
-#[schema(as = ExecutionOutcome)]
-#[allow(dead_code)]
-pub(crate) struct ExecutionOutcomeSchema {
-    status: nova_sandbox::Status,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    output_truncated: bool,
-    files: Vec<OutputFileSchema>,
-    files_truncated: bool,
-    wall_ms: u64,
-    cpu_ms: u64,
-    peak_memory_bytes: u64,
-    /// For `sandbox_error`: what failed.
-    error: Option<String>,
-}
-
-/// A file the program left in its work directory.
-#[derive(ToSchema)]
-#[schema(as = OutputFile)]
-#[allow(dead_code)]
-pub(crate) struct OutputFileSchema {
-    path: String,
-    size: u64,
-    content: String,
-}
-
-/// A document upload as a form: the bytes as field `file` (its file name is kept, informational only).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct UploadForm {
-    file: Binary,
-}
+impl ToSchema for UploadForm {}
 
 /// Bytes, as sent.
 pub(crate) struct Binary;

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nova_app::WorkerConfig;
 use nova_server::{AppState, Limiter, ServerConfig};
 use nova_store::testing::{Backend, TestStore};
 use nova_store::Store;
-use nova_worker::WorkerConfig;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -74,7 +74,7 @@ impl TestApp {
                 heartbeat: Duration::from_millis(100),
                 ..WorkerConfig::default()
             };
-            tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
+            tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
         });
         let state = AppState {
             store: store.clone(),
@@ -82,7 +82,7 @@ impl TestApp {
             wake_workers: wake,
             sandbox: Err("not in these tests".into()),
             limiter: options.limiter,
-            extractor: nova_worker::extractor::Extractor::default(),
+            extractor: nova_app::extraction::Extractor::default(),
         };
         let server = tokio::spawn({
             let shutdown = shutdown.clone();

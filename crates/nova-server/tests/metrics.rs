@@ -167,7 +167,7 @@ async fn metrics_are_served_to_loopback_peers_and_otherwise_only_with_a_key() {
         wake_workers: Arc::default(),
         sandbox: Err("none".into()),
         limiter: Limiter::Off,
-        extractor: nova_worker::extractor::Extractor::default(),
+        extractor: nova_app::extraction::Extractor::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use nova_core::TenantId;
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, TenantStore};
 
 /// What one piece of work used (an attempt's model calls and sandbox runs, one execution).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +36,14 @@ pub struct UsageRow {
     /// Pieces of work recorded (attempts, executions).
     pub runs: u64,
     pub usage: UsageDelta,
+}
+
+impl TenantStore {
+    /// Adds `delta` to this tenant's row of the day of `at` for `workflow` (an execution's, say), counting one
+    /// run.
+    pub async fn record_usage(&self, workflow: &str, at: DateTime<Utc>, delta: UsageDelta) -> Result<(), StoreError> {
+        self.store.record_usage(self.id(), workflow, at, delta).await
+    }
 }
 
 impl Store {

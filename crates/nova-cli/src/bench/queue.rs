@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::DurationRound;
 use clap::Args;
+use nova_app::WorkerConfig;
 use nova_core::{JobStatus, Workflow};
 use nova_store::testing::{Backend, TestStore};
 use nova_store::{NewJob, Store};
-use nova_worker::WorkerConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +118,7 @@ async fn drain(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyh
     let shutdown = CancellationToken::new();
     let config = WorkerConfig { concurrency: args.concurrency, retention: None, ..WorkerConfig::default() };
     let start = Instant::now();
-    let pool = tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
+    let pool = tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
     while store.has_unfinished().await? {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -133,7 +133,7 @@ async fn drain(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyh
 async fn pickup(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyhow::Result<(f64, f64)> {
     let shutdown = CancellationToken::new();
     let config = WorkerConfig { concurrency: args.concurrency, retention: None, ..WorkerConfig::default() };
-    let pool = tokio::spawn(nova_worker::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
+    let pool = tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
     // Let the pool reach its idle wait.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut latencies = Vec::with_capacity(args.samples);

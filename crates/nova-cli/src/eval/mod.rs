@@ -17,7 +17,7 @@ use clap::{Args, ValueEnum};
 use nova_core::JobError;
 use nova_extract::TemplateSet;
 
-use nova_worker::extractor::Extractor;
+use nova_app::extraction::Extractor;
 use score::{DocScore, Expected};
 
 #[derive(Args)]

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
@@ -17,10 +17,10 @@ pub fn router() -> Router<AppState> {
     get,
     path = "/healthz",
     tag = "meta",
-    responses((status = 200, description = "Always, while the process runs.", body = crate::openapi::Health))
+    responses((status = 200, description = "Always, while the process runs.", body = Health))
 )]
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// The database and the blob store answer too.
@@ -29,16 +29,40 @@ async fn healthz() -> Json<Value> {
     path = "/readyz",
     tag = "meta",
     responses(
-        (status = 200, description = "Ready to serve.", body = crate::openapi::Ready),
+        (status = 200, description = "Ready to serve.", body = Ready),
         (status = 503, description = "A dependency is not reachable (`not_ready`).", body = ErrorBody),
     )
 )]
-async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn readyz(State(app): State<AppState>) -> Result<Json<Ready>, ApiError> {
     match app.store.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready", "checks": {"database": "ok", "blob_store": "ok"}}))),
+        Ok(()) => Ok(Json(Ready { status: "ready", checks: ReadyChecks { database: "ok", blob_store: "ok" } })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::Unavailable { code: "not_ready", message: format!("a dependency is not reachable: {e}") })
         }
     }
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(examples("ok"))]
+    status: &'static str,
+}
+
+/// `GET /readyz` when ready.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Ready {
+    /// `ready`.
+    #[schema(examples("ready"))]
+    status: &'static str,
+    checks: ReadyChecks,
+}
+
+/// Each dependency checked, `ok`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ReadyChecks {
+    database: &'static str,
+    blob_store: &'static str,
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Datelike, Utc};
-use nova_core::{InvoiceExtractInput, Job, JobEvent, JobId, JobStatus, NoopInput, ReviewState, TaskRunInput, Workflow};
+use nova_core::{Job, JobEvent, JobId, JobInput, JobStatus, ReviewState, Workflow};
 use nova_store::{
     Canceled, JobFilter, JobWebhook, NewJob, StoreError, DEFAULT_EVENT_TYPES, EVENT_TYPES, MAX_EVENTS_PER_READ,
 };
@@ -36,11 +36,10 @@ pub fn router() -> Router<AppState> {
 struct CreateJob {
     #[schema(value_type = Workflow)]
     workflow: String,
-    /// The workflow's input: `{"document_id": "doc_...", "strategy": "auto"}` for `invoice.extract`,
-    /// `{"sleep_ms": N}` (or nothing) for `noop`, a program (see `ProgramSpec`) for `code.run`,
-    /// `{"prompt": "...", "document_ids": ["doc_..."]}` for `task.run` (see `TaskRunInput`).
+    /// The workflow's input, one of `JobInput`'s shapes: `InvoiceExtractInput` for `invoice.extract`,
+    /// `NoopInput` (or nothing) for `noop`, `ProgramSpec` for `code.run`, `TaskRunInput` for `task.run`.
     #[serde(default)]
-    #[schema(required = false)]
+    #[schema(required = false, value_type = JobInput)]
     input: serde_json::Value,
     /// Higher runs first, from -1000 to 1000; default 0.
     #[serde(default)]
@@ -136,51 +135,15 @@ async fn create(
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
-    match workflow {
-        Workflow::InvoiceExtract => {
-            let input: InvoiceExtractInput =
-                serde_json::from_value(body.input.clone()).map_err(|e| ApiError::Unprocessable {
-                    code: "invalid_input",
-                    message: format!("invoice.extract takes {{\"document_id\": \"doc_...\"}}: {e}"),
-                })?;
-            if tenant.get_document(input.document_id).await?.is_none() {
-                return Err(ApiError::Unprocessable {
-                    code: "document_not_found",
-                    message: format!(
-                        "no document with id `{}`; upload it first with POST /v1/documents",
-                        input.document_id
-                    ),
-                });
-            }
-        }
-        Workflow::CodeRun => {
-            let spec: nova_sandbox::spec::ProgramSpec =
-                serde_json::from_value(body.input.clone()).map_err(|e| ApiError::Unprocessable {
-                    code: "invalid_input",
-                    message: format!("code.run takes {{\"language\": \"python\", \"code\": \"...\", ...}}: {e}"),
-                })?;
-            spec.into_request(nova_sandbox::spec::MAX_JOB_PROGRAM_MS)
-                .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
-        }
-        Workflow::TaskRun => {
-            let input = TaskRunInput::parse(&body.input).map_err(|e| ApiError::Unprocessable {
-                code: "invalid_input",
-                message: format!("task.run takes {{\"prompt\": \"...\", \"document_ids\": [\"doc_...\"]}}: {e}"),
-            })?;
-            for id in input.document_ids {
-                if tenant.get_document(id).await?.is_none() {
-                    return Err(ApiError::Unprocessable {
-                        code: "document_not_found",
-                        message: format!("no document with id `{id}`; upload it first with POST /v1/documents"),
-                    });
-                }
-            }
-        }
-        Workflow::Noop => {
-            NoopInput::parse(&body.input).map_err(|e| ApiError::Unprocessable {
-                code: "invalid_input",
-                message: format!("noop takes {{\"sleep_ms\": N}}: {e}"),
-            })?;
+    // Parsed once, here: the store keeps the typed input as JSON and the worker reads it back as this type.
+    let input = JobInput::parse(workflow, &body.input)
+        .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
+    for id in input.document_ids() {
+        if tenant.get_document(id).await?.is_none() {
+            return Err(ApiError::Unprocessable {
+                code: "document_not_found",
+                message: format!("no document with id `{id}`; upload it first with POST /v1/documents"),
+            });
         }
     }
     if let Some(cap) = app.config.max_unfinished_jobs {
@@ -201,7 +164,7 @@ async fn create(
         idempotency_key,
         webhook,
         request_id: crate::request_id::of(&headers),
-        ..NewJob::new(workflow, body.input)
+        ..NewJob::new(workflow, input.to_json())
     };
     let enqueued = tenant.enqueue(new).await.map_err(|e| match e {
         StoreError::IdempotencyConflict(existing) => ApiError::Conflict {
@@ -380,7 +343,7 @@ struct EventsQuery {
     ),
     responses(
         (status = 200, description = "The events.", content(
-            (crate::openapi::EventsPage = "application/json"),
+            (EventsPage = "application/json"),
             (String = "text/event-stream"),
         )),
         (status = 204, description = "Streams only: the job has finished and no event follows the resume point."),
@@ -407,7 +370,7 @@ async fn events(
     let events = tenant.job_events(id, query.after, limit).await?.ok_or_else(|| not_found("job", &id.to_string()))?;
     let finished = events.last().is_some_and(JobEvent::is_final);
     let next_after = events.last().map_or(query.after, |e| e.seq);
-    Ok(Json(serde_json::json!({"events": events, "next_after": next_after, "finished": finished})).into_response())
+    Ok(Json(EventsPage { events, next_after, finished }).into_response())
 }
 
 /// `POST /v1/jobs/{id}/cancel`: a job that has not started never will; a running one is stopped by its
@@ -453,4 +416,15 @@ async fn cancel(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Job>,
 async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Job>, ApiError> {
     let id: JobId = parse_id(&id, "job")?;
     tenant.get_job(id).await?.map(Json).ok_or_else(|| not_found("job", &id.to_string()))
+}
+
+/// A page of a job's event log (`GET /v1/jobs/{id}/events` as JSON).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct EventsPage {
+    /// Oldest first.
+    events: Vec<JobEvent>,
+    /// The `after` to ask for the next events with: the last `seq` here, or the `after` given.
+    next_after: u64,
+    /// The job's final event is on this page: the log is complete.
+    finished: bool,
 }

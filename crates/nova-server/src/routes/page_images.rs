@@ -1,6 +1,6 @@
 //! A PDF document's pages as images, and their words with their boxes, for people: the console shows the
 //! pages beside the extracted fields and points at a value on them. Poppler's `pdftoppm` and `pdftotext` read
-//! the PDF in confined subprocesses (`nova_extract::pdftoppm`), never in the server's own process, a few at a
+//! the PDF in confined subprocesses (`nova_app::engines::pdftoppm`), never in the server's own process, a few at a
 //! time.
 
 use std::sync::{Arc, OnceLock};
@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use nova_app::engines::pdftoppm::Pdftoppm;
 use nova_core::{DocumentId, DocumentKind, PageWords};
-use nova_extract::pdftoppm::Pdftoppm;
 use nova_extract::render::RenderRequest;
 use nova_extract::ExtractError;
 use nova_store::TenantStore;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use nova_app::{run_attempt, AttemptEnd, Completer, WorkerConfig};
 use nova_core::{AttemptOutcome, DocumentKind, JobStatus, WorkerId, Workflow};
 use nova_store::{ClaimedJob, NewDocument, NewJob, Store};
-use nova_worker::{run_attempt, AttemptEnd, Completer, WorkerConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -131,7 +131,7 @@ async fn the_pool_runs_queued_jobs_and_stops_on_shutdown() {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(tokio::sync::Notify::new());
     let config = WorkerConfig { concurrency: 2, poll_interval: Duration::from_millis(20), ..WorkerConfig::default() };
-    let pool = tokio::spawn(nova_worker::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
+    let pool = tokio::spawn(nova_app::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
     wait_for_succeeded(&f.store, ids.len()).await;
     shutdown.cancel();
     pool.await.unwrap();
@@ -171,7 +171,7 @@ async fn each_workflow_runs_within_its_own_slots() {
     };
     let shutdown = CancellationToken::new();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let pool = tokio::spawn(nova_worker::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
+    let pool = tokio::spawn(nova_app::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
     wait_for_succeeded(&f.store, 6).await;
     shutdown.cancel();
     pool.await.unwrap();

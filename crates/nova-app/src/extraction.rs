@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
+use crate::engines::pdftoppm::{Pdftoppm, PdftoppmConfig};
+use crate::engines::tesseract::{Tesseract, TesseractConfig};
 use nova_core::{DocumentKind, Invoice, JobError};
-use nova_extract::pdftoppm::{Pdftoppm, PdftoppmConfig};
-use nova_extract::tesseract::{Tesseract, TesseractConfig};
 use nova_extract::{DocumentInfo, Engines, Limits, TemplateSet};
 use nova_sandbox::confined::{CallError, HelperCommand, HelperLimits, HelperPool};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! The tesseract OCR engine, run as a subprocess: the one part of `nova-extract` that does I/O, used only by
-//! callers that pass it to [`crate::extract_with`].
+//! callers that pass it to [`nova_extract::extract_with`].
 //!
 //! The page goes in on standard input (as PGM) and the words come out on standard output (TSV), so nothing is
 //! written to disk. Each run is bounded: a time limit (the process is killed past it) and a cap on the
@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ocr::{parse_tsv, Ocr, OcrPage, OcrWord};
-use crate::{piped, ExtractError};
+use nova_extract::ocr::{parse_tsv, Ocr, OcrPage, OcrWord};
+use nova_extract::ExtractError;
+
+use super::piped;
 
 /// The languages read by default: those whose labels the generic rules know.
 pub const DEFAULT_LANGUAGES: &str = "eng+deu+fra+spa+nld+ita+pol";

@@ -4,7 +4,8 @@
 //! outcome while renewing its lease; [`run`] claims jobs up to the configured concurrency and drains them on
 //! shutdown. Workflows are plain functions ([`workflows`]) that the command line also calls in-process.
 
-pub mod extractor;
+pub mod engines;
+pub mod extraction;
 pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
@@ -43,7 +44,7 @@ pub struct WorkerConfig {
     /// The sandbox that `code.run` jobs run in; without one they are retried (another worker may have one).
     pub sandbox: Option<SandboxHandle>,
     /// Where documents are read: in confined helper processes (what the binary sets up) or in this one.
-    pub extractor: extractor::Extractor,
+    pub extractor: extraction::Extractor,
     /// The model of `invoice.extract`'s AI path and of `task.run` (none by default).
     pub model: nova_llm::ModelClient,
 }
@@ -81,7 +82,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             sandbox: None,
-            extractor: extractor::Extractor::default(),
+            extractor: extraction::Extractor::default(),
             model: Ok(None),
         }
     }

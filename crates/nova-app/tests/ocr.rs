@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use lopdf::{dictionary, Stream};
-use nova_extract::tesseract::{Tesseract, TesseractConfig};
+use nova_app::engines::{Tesseract, TesseractConfig};
 use nova_extract::{extract, extract_with, ExtractError, Ocr, OcrPage, OcrWord};
 
 fn dev_scan() -> Vec<u8> {

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lopdf::{dictionary, Object, Stream};
-use nova_extract::pdftoppm::{Pdftoppm, PdftoppmConfig};
+use nova_app::engines::Tesseract;
+use nova_app::engines::{Pdftoppm, PdftoppmConfig};
 use nova_extract::render::{PageRenderer, RenderRequest};
-use nova_extract::tesseract::Tesseract;
 use nova_extract::{
     extract_with, extract_with_engines, Engines, ExtractError, GrayImage, Ocr, OcrPage, OcrWord, TemplateSet,
 };

@@ -1,6 +1,6 @@
-//! Poppler's `pdftoppm` as the page renderer, run as a confined subprocess: with [`crate::tesseract`], the
+//! Poppler's `pdftoppm` as the page renderer, run as a confined subprocess: with [`super::tesseract`], the
 //! part of `nova-extract` that does I/O, used only by callers that pass it to
-//! [`crate::extract_with_engines`].
+//! [`nova_extract::extract_with_engines`].
 //!
 //! The PDF goes in on standard input and the page comes out on standard output (grey PGM), so nothing is
 //! written to disk. The process runs under `prlimit` (util-linux) with an address-space limit, a CPU-time
@@ -16,14 +16,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::raster::GrayImage;
-use crate::render::{parse_pgm, PageRenderer, RenderRequest};
-use crate::{piped, ExtractError};
+use nova_extract::render::{parse_pgm, PageRenderer, RenderRequest};
+use nova_extract::ExtractError;
+use nova_extract::GrayImage;
+
+use super::piped;
 
 /// Time one page may take by default. An invoice page renders in well under a second.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The address space the renderer may map by default: poppler and its libraries take about 100 MiB of it,
-/// a page of [`crate::render::MAX_RENDER_PIXELS`] 16 MiB more per buffer.
+/// a page of [`nova_extract::render::MAX_RENDER_PIXELS`] 16 MiB more per buffer.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1024 * 1024 * 1024;
 /// Room for the PGM header beyond the samples.
 const PGM_HEADER_BYTES: u64 = 64;
@@ -113,15 +115,15 @@ impl Pdftoppm {
 
     /// The words of one page and where they stand, read by poppler's `pdftotext -bbox` (the `pdftotext` beside
     /// the configured `pdftoppm`), under the same confinement: for people, to find a value on the page.
-    pub fn words(&self, pdf: &[u8], page: u32) -> Result<crate::page_words::PageWords, ExtractError> {
+    pub fn words(&self, pdf: &[u8], page: u32) -> Result<nova_extract::page_words::PageWords, ExtractError> {
         let program = match self.binary.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             Some(dir) => dir.join("pdftotext"),
             None => PathBuf::from("pdftotext"),
         };
         let page = page.to_string();
         let args = ["-q", "-bbox", "-f", &page, "-l", &page, "-", "-"];
-        let xhtml = self.run_program(&program, &args, pdf, crate::page_words::MAX_XHTML_BYTES, &page)?;
-        crate::page_words::parse(&String::from_utf8_lossy(&xhtml))
+        let xhtml = self.run_program(&program, &args, pdf, nova_extract::page_words::MAX_XHTML_BYTES, &page)?;
+        nova_extract::page_words::parse(&String::from_utf8_lossy(&xhtml))
             .ok_or_else(|| failed(format!("pdftotext wrote no page {page}")))
     }
 
