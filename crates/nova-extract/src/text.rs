@@ -16,11 +16,17 @@ use nova_core::{Invoice, Party};
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use crate::parse::{day_month_order, find_dates, is_order_ambiguous, parse_amount, DayMonthOrder};
+use crate::parse::{find_dates, is_order_ambiguous, DayMonthOrder};
+use amounts::{last_amount, only_amount, ISO_CURRENCY};
+use doc::{cells, Text, CELL_GAP};
+use pattern::regex;
 
+mod amounts;
+mod doc;
 pub(crate) mod ids;
 mod lines;
 mod parties;
+mod pattern;
 mod totals;
 mod vat;
 
@@ -251,89 +257,6 @@ fn totals_confidence(invoice: &mut Invoice) {
             confidence.min(0.75)
         };
     }
-}
-
-/// The text split into lines, and each line into cells (runs separated by wide gaps), prepared once.
-struct Text<'a> {
-    lines: Vec<&'a str>,
-    order: DayMonthOrder,
-    /// Whether the document settled the order: its own dates told it, or its amounts or its language are
-    /// of places that write the day first. Otherwise the order is a guess from its currency.
-    order_known: bool,
-}
-
-impl<'a> Text<'a> {
-    fn new(text: &'a str) -> Self {
-        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-        // What the document's own dates show; else amounts with a decimal comma or labels in a language of
-        // continental Europe, where dates are written day first; failing those, US dollars without euros
-        // suggest US month-first dates, and anything else is read day-first.
-        let told = day_month_order(text).or_else(|| {
-            let (comma, point) = decimal_marks(text);
-            (comma > point || DAY_FIRST_LANGUAGE.is_match(text)).then_some(DayMonthOrder::DayFirst)
-        });
-        let us_dollars = (text.contains("USD") || text.contains('$')) && !text.contains('€') && !text.contains("EUR");
-        let order = told.unwrap_or(if us_dollars { DayMonthOrder::MonthFirst } else { DayMonthOrder::DayFirst });
-        Self { lines, order, order_known: told.is_some() }
-    }
-
-    /// The next line after `i` that is not blank, within two lines.
-    fn next_nonblank(&self, i: usize) -> Option<usize> {
-        (i + 1..self.lines.len().min(i + 3)).find(|&j| !self.lines[j].trim().is_empty())
-    }
-
-    /// For a label that starts at byte `at` in line `i`: the cell in the same column on the next line, when
-    /// both lines split into the same number of cells (a header row over a value row).
-    fn value_below(&self, i: usize, at: usize) -> Option<&'a str> {
-        let below = self.next_nonblank(i)?;
-        let header = cells(self.lines[i]);
-        let values = cells(self.lines[below]);
-        if header.len() < 2 || header.len() != values.len() {
-            return None;
-        }
-        let column = header.iter().position(|(start, cell)| (*start..*start + cell.len()).contains(&at))?;
-        Some(values[column].1)
-    }
-}
-
-/// Words of invoices in languages whose dates are written day first (German, French, Spanish, Italian,
-/// Dutch, Polish): `Rechnung`, `facture`, `fecha`, `fattura`, `factuur`, `faktura`, `Datum`, `MwSt`, `TVA`.
-static DAY_FIRST_LANGUAGE: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"(?i)\b(?:rechnung\p{L}*|datum|mwst|ust|facture|tva|fecha|factura|iva|fattura|factuur|btw|faktura|netto|brutto|montant|importe|importo|bedrag|kwota)\b",
-    )
-});
-
-/// How many amounts the text prints with a decimal comma (`1.234,56`) and with a decimal point (`1,234.56`).
-fn decimal_marks(text: &str) -> (usize, usize) {
-    AMOUNT.captures_iter(text).fold((0, 0), |(comma, point), c| {
-        let amount = &c[1];
-        if amount.as_bytes()[amount.len() - 3] == b',' {
-            (comma + 1, point)
-        } else {
-            (comma, point + 1)
-        }
-    })
-}
-
-/// A line's cells: runs of text separated by two or more spaces, a tab, a vertical bar or a spaced dash
-/// (`Seller SARL - 12 rue ... - Lyon`), with their byte offsets.
-fn cells(line: &str) -> Vec<(usize, &str)> {
-    CELL_GAP
-        .split(line)
-        .map(|cell| (cell.as_ptr() as usize - line.as_ptr() as usize, cell))
-        .map(|(start, cell)| {
-            let trimmed = cell.trim_start();
-            (start + cell.len() - trimmed.len(), trimmed.trim_end())
-        })
-        .filter(|(_, cell)| !cell.is_empty())
-        .collect()
-}
-
-static CELL_GAP: LazyLock<Regex> = LazyLock::new(|| regex(r"\s{2,}|\t|\s\|\s|\s[-–]\s"));
-
-fn regex(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("the patterns in this module are valid")
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -798,9 +721,6 @@ static NOT_GRAND_TOTAL: LazyLock<Regex> = LazyLock::new(|| {
 });
 static TAX_WORD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:vat|tax|mwst|ust|tva|btw|gst|iva)\b"));
 static INCLUDING: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:incl|inkl|inc\.|ttc|gross|brutto|with)"));
-/// An amount with exactly two decimals, in either convention, not followed by `%`.
-static AMOUNT: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"(?:^|[^\d.,])(-?(?:\d{1,3}(?:[.,'\u{a0}\u{202f} ]\d{3})+|\d+)[.,]\d{2})(?:[^\d%]|$)"));
 
 fn grand_total(doc: &Text<'_>) -> Option<Total> {
     for (label, confidence) in TOTAL_LABELS.iter() {
@@ -829,32 +749,8 @@ fn grand_total(doc: &Text<'_>) -> Option<Total> {
     None
 }
 
-/// Every amount in a string, in order.
-fn amounts_in(s: &str) -> impl Iterator<Item = Decimal> + '_ {
-    AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1]))
-}
-
-fn last_amount(s: &str) -> Option<Decimal> {
-    amounts_in(s).last()
-}
-
-/// A line that holds one amount and at most a currency beside it (a value printed under its label).
-fn only_amount(line: &str) -> Option<Decimal> {
-    let amount = AMOUNT.captures(line)?;
-    let rest = line.replace(&amount[1], "");
-    let rest = rest.trim_matches(|c: char| c.is_whitespace() || "€$£₹()".contains(c));
-    (rest.is_empty() || ISO_CURRENCY.is_match(rest) && rest.len() == 3).then(|| parse_amount(&amount[1])).flatten()
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Currency
-
-/// ISO 4217 codes common on invoices.
-static ISO_CURRENCY: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"\b(EUR|USD|GBP|CHF|INR|JPY|CNY|CAD|AUD|NZD|PLN|SEK|NOK|DKK|CZK|HUF|RON|BGN|TRY|BRL|MXN|ZAR|SGD|HKD|AED|SAR|ILS|KRW)\b",
-    )
-});
 
 /// Currency symbols that name one currency (a bare `$` is taken as USD only when nothing else is found).
 const SYMBOLS: &[(&str, &str)] =

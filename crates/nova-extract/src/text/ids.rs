@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::regex;
+use super::pattern::regex;
 
 /// An IBAN as printed: country, check digits, then groups of up to four, separated by single spaces or not.
 static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){2,9})\b"));

@@ -19,8 +19,11 @@ use nova_core::Line;
 use regex::Regex;
 use rust_decimal::Decimal;
 
+use super::amounts::amounts_in;
+use super::doc::Text;
+use super::pattern::regex;
 use super::totals::{is_allowance_or_charge, is_net_label, net_amounts, TotalsBlock};
-use super::{amounts_in, regex, Text, TOTAL_LABELS};
+use super::TOTAL_LABELS;
 use crate::parse::parse_amount;
 
 /// The numbers of one row that are tried as quantity, price and amount (the last ones of the row).

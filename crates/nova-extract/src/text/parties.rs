@@ -18,9 +18,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::doc::{cells, Text};
+use super::pattern::regex;
 use super::{
-    above_attention, cells, is_buyer_label, name_like, regex, Text, LEGAL_FORM_ANY_CASE, LEGAL_FORM_CAPS, NAME_LABEL,
-    SELLER_HEADING, SELLER_LABEL,
+    above_attention, is_buyer_label, name_like, LEGAL_FORM_ANY_CASE, LEGAL_FORM_CAPS, NAME_LABEL, SELLER_HEADING,
+    SELLER_LABEL,
 };
 
 /// A postal address, as much of it as the text tells.

@@ -11,7 +11,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use super::{amounts_in, regex, Text, NOT_GRAND_TOTAL, TOTAL_LABELS};
+use super::amounts::{amounts_in, only_amount};
+use super::doc::Text;
+use super::pattern::regex;
+use super::{NOT_GRAND_TOTAL, TOTAL_LABELS};
 
 /// Amounts the arithmetic confirmed. Fields stay `None` when nothing adds up.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -241,7 +244,7 @@ fn labelled_amounts(doc: &Text<'_>, label_end: impl Fn(&str) -> Option<usize>) -
         let Some(end) = label_end(line) else { continue };
         let after = amounts_in(&line[end..]).collect::<Vec<_>>();
         if after.is_empty() {
-            if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
+            if let Some(v) = doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])) {
                 push_unique(&mut found, v);
             }
         }
@@ -265,7 +268,7 @@ fn tax_amounts(doc: &Text<'_>) -> Vec<Decimal> {
         let after = amounts_in(&line[m.start()..]).collect::<Vec<_>>();
         if let Some(&last) = after.last() {
             per_line.push(last);
-        } else if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
+        } else if let Some(v) = doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])) {
             push_unique(&mut found, v);
         }
         for v in after {
