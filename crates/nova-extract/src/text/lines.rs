@@ -22,8 +22,7 @@ use rust_decimal::Decimal;
 use super::amounts::amounts_in;
 use super::doc::Text;
 use super::pattern::regex;
-use super::totals::{is_allowance_or_charge, is_net_label, net_amounts, TotalsBlock};
-use super::TOTAL_LABELS;
+use super::totals::{is_allowance_or_charge, is_net_label, net_amounts, TotalsBlock, TOTAL_LABELS};
 use crate::parse::parse_amount;
 
 /// The numbers of one row that are tried as quantity, price and amount (the last ones of the row).
@@ -523,7 +522,7 @@ mod tests {
 
     fn items(text: &str) -> Vec<(String, String, String, String)> {
         let doc = Text::new(text);
-        let grand = super::super::grand_total(&doc).map(|t| t.value);
+        let grand = super::super::totals::grand_total(&doc).map(|t| t.value);
         let block = super::super::totals::totals_block(&doc, grand);
         line_items(&doc, &block)
             .into_iter()
