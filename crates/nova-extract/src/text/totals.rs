@@ -257,7 +257,7 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
 /// printed charges is the confirmed tax basis (BR-CO-13), and only one set does it. Allowances and charges may
 /// be printed negative or positive; a kind without a label counts as none.
 fn allowances_and_charges(doc: &Text<'_>, basis: Decimal, block: &mut TotalsBlock) {
-    let sums = super::lines::line_sums(doc);
+    let sums = line_sums(doc);
     let labelled = |label: &Regex| {
         let found: Vec<Decimal> =
             labelled_amounts(doc, |line| label.find(line).map(|m| m.end())).iter().map(|v| v.abs()).collect();
@@ -305,6 +305,24 @@ pub(crate) fn is_net_label(line: &str) -> bool {
 /// Whether a text names an allowance or a charge (a discount, a surcharge, shipping).
 pub(crate) fn is_allowance_or_charge(text: &str) -> bool {
     ALLOWANCE_OR_CHARGE.is_match(text)
+}
+
+/// Labels of the sum of the lines themselves: `Positionssumme`, `Summe Positionen`, `Total lines`,
+/// `Somme des lignes`, `Totaal regels`.
+pub(super) static LINE_SUM_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:positionssumme|summe\s*(?:der\s*)?positionen|summe\s*artikel|(?:sum|total)\s*(?:of\s*)?(?:the\s*)?(?:lines|items|positions)|line\s*items?\s*total|items?\s*total|somme\s*des\s*lignes|total\s*(?:des\s*)?(?:lignes|articles)|total\s*(?:de\s*)?(?:l[íi]neas|art[íi]culos)|totaal\s*regels|totale\s*(?:righe|articoli))",
+    )
+});
+
+/// The amounts printed after a line-sum label.
+pub(super) fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
+    doc.lines
+        .iter()
+        .filter_map(|line| LINE_SUM_LABEL.find(line).map(|m| &line[m.end()..]))
+        .flat_map(amounts_in)
+        .take(64)
+        .collect()
 }
 
 /// Every amount after a label (where `label_end` finds one in a line), or alone on the line below it.
