@@ -7,6 +7,13 @@
 //! `None`: a wrong value is worse than a missing one. Every field that is set gets a confidence. Item lines
 //! come from the table under a column header, only when their arithmetic reconciles ([`lines`]); the parties'
 //! addresses and the buyer's name from the address blocks ([`parties`]).
+//!
+//! Each kind of field has its module: the invoice number and the references ([`numbers`]), the dates
+//! ([`dates`]), the totals ([`totals`]), the VAT breakdown ([`vat`]), the item lines ([`lines`]), the seller's
+//! name and the parties' addresses ([`parties`]), the IBAN and the VAT ids ([`ids`]). They share the prepared
+//! text ([`doc`]), the amounts as printed ([`amounts`]) and the pattern constructor ([`pattern`]), and none of
+//! them reads from this module: [`extract`] runs them in order into an [`Invoice`], and the document type and
+//! the currency are read here.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
