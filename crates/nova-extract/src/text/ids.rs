@@ -3,12 +3,17 @@
 //! A candidate counts only when its check digits hold, so a phone number or an order number of the same
 //! shape is never taken for one. VAT ids of countries whose check is not implemented here are accepted only
 //! on a line that names a VAT id.
+//!
+//! Of the valid ones, [`payment_iban`] takes the document's one IBAN, and [`vat_ids`] gives a VAT id to the
+//! buyer when it stands on a buyer label's line or in the few lines below it, to the seller otherwise.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::regex;
+use super::doc::Text;
+use super::parties::is_buyer_label;
+use super::pattern::regex;
 
 /// An IBAN as printed: country, check digits, then groups of up to four, separated by single spaces or not.
 static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){2,9})\b"));
@@ -200,6 +205,47 @@ fn weighted_mod11(d: &[u32], weights: &[u32]) -> bool {
     sum % 11 == d[weights.len()]
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Payment IBAN and VAT ids
+
+/// The IBAN to pay to: the one valid IBAN of the document (several distinct ones are ambiguous).
+pub(super) fn payment_iban(doc: &Text<'_>) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
+    for line in &doc.lines {
+        for iban in ibans_in(line) {
+            if !found.contains(&iban) {
+                found.push(iban);
+            }
+        }
+    }
+    (found.len() == 1).then(|| found.remove(0))
+}
+
+/// The seller's and the buyer's VAT ids. A valid id on a buyer-labelled line, or in the few lines below a
+/// buyer label, is the buyer's; any other is the seller's. Two distinct candidates for one party leave it
+/// empty.
+pub(super) fn vat_ids(doc: &Text<'_>) -> (Option<String>, Option<String>) {
+    let mut seller: Vec<String> = Vec::new();
+    let mut buyer: Vec<String> = Vec::new();
+    let mut buyer_block_until = 0;
+    for (i, line) in doc.lines.iter().enumerate() {
+        let buyer_line = is_buyer_label(line);
+        if buyer_line {
+            buyer_block_until = i + 6;
+        }
+        for id in vat_ids_in(line) {
+            let list = if buyer_line || i < buyer_block_until { &mut buyer } else { &mut seller };
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+    }
+    // An id printed in both places (a footer repeating the seller's) belongs to the seller.
+    buyer.retain(|id| !seller.contains(id));
+    let one = |list: Vec<String>| if list.len() == 1 { list.into_iter().next() } else { None };
+    (one(seller), one(buyer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +278,14 @@ mod tests {
         // No check here for Sweden: only on a line that names a VAT id.
         assert_eq!(vat_ids_in("VAT no SE556677889901"), ["SE556677889901"]);
         assert!(vat_ids_in("Ref SE556677889901").is_empty());
+    }
+
+    #[test]
+    fn vat_ids_go_to_seller_or_buyer_by_the_buyer_block() {
+        let (seller, buyer) = vat_ids(&Text::new("USt-ID: DE136695976\n\nRechnung an: Kunde GmbH\nUSt-ID DE811128135"));
+        assert_eq!(seller.as_deref(), Some("DE136695976"));
+        assert_eq!(buyer.as_deref(), Some("DE811128135"));
+        let (seller, _) = vat_ids(&Text::new("VAT DE136695976\nVAT DE811128135"));
+        assert_eq!(seller, None, "two seller candidates are ambiguous");
     }
 }

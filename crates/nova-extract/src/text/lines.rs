@@ -19,8 +19,11 @@ use nova_core::Line;
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use super::totals::{is_allowance_or_charge, is_net_label, net_amounts, TotalsBlock};
-use super::{amounts_in, regex, Text, TOTAL_LABELS};
+use super::doc::Text;
+use super::pattern::regex;
+use super::totals::{
+    is_allowance_or_charge, is_net_label, line_sums, net_amounts, TotalsBlock, LINE_SUM_LABEL, TOTAL_LABELS,
+};
 use crate::parse::parse_amount;
 
 /// The numbers of one row that are tried as quantity, price and amount (the last ones of the row).
@@ -118,24 +121,6 @@ static GROSS_COLUMN: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:\bincl\.?\s*(?:btw|vat|tax|mwst|ust|tva|iva|gst)|\binkl\.?\s*(?:mwst|ust)|\bttc\b|\bbrutto|\bgross\b|\bivato\b)",
     )
 });
-
-/// Labels of the sum of the lines themselves: `Positionssumme`, `Summe Positionen`, `Total lines`,
-/// `Somme des lignes`, `Totaal regels`.
-static LINE_SUM_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"(?i)(?:positionssumme|summe\s*(?:der\s*)?positionen|summe\s*artikel|(?:sum|total)\s*(?:of\s*)?(?:the\s*)?(?:lines|items|positions)|line\s*items?\s*total|items?\s*total|somme\s*des\s*lignes|total\s*(?:des\s*)?(?:lignes|articles)|total\s*(?:de\s*)?(?:l[íi]neas|art[íi]culos)|totaal\s*regels|totale\s*(?:righe|articoli))",
-    )
-});
-
-/// The amounts printed after a line-sum label.
-pub(super) fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
-    doc.lines
-        .iter()
-        .filter_map(|line| LINE_SUM_LABEL.find(line).map(|m| &line[m.end()..]))
-        .flat_map(amounts_in)
-        .take(64)
-        .collect()
-}
 
 /// Rows whose quantity × price = amount, read from every item table of the document. A row of nothing (no
 /// quantity, no amount) is a section heading inside the table, not an item.
@@ -520,7 +505,7 @@ mod tests {
 
     fn items(text: &str) -> Vec<(String, String, String, String)> {
         let doc = Text::new(text);
-        let grand = super::super::grand_total(&doc).map(|t| t.value);
+        let grand = super::super::totals::grand_total(&doc).map(|t| t.value);
         let block = super::super::totals::totals_block(&doc, grand);
         line_items(&doc, &block)
             .into_iter()

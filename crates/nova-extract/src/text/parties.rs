@@ -13,15 +13,18 @@
 //! address of the document. The buyer's name is the top of its block above the street (`Herrn` and the like
 //! keep the name after them). An address that fits neither party is left out: a wrong address is worse than
 //! none.
+//!
+//! The seller's name (BT-27) is read first ([`seller_name`]): the name-like cell that the document's web and
+//! e-mail domains, a legal form, a seller label or a return address speak for. Where it stands anchors the
+//! seller's address.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{
-    above_attention, cells, is_buyer_label, name_like, regex, Text, LEGAL_FORM_ANY_CASE, LEGAL_FORM_CAPS, NAME_LABEL,
-    SELLER_HEADING, SELLER_LABEL,
-};
+use super::doc::{cells, Text};
+use super::pattern::regex;
 
 /// A postal address, as much of it as the text tells.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -471,6 +474,268 @@ fn block_names(doc: &Text<'_>, anchor: &Anchor) -> Vec<String> {
     names
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Seller name
+
+/// Legal forms written in any case: `GmbH`, `Ltd`, `LLC`, `Inc.`, `SARL`, `Corporation`, ...
+static LEGAL_FORM_ANY_CASE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(?:gmbh(?:\s*&\s*co\.?\s*kg)?|ltd\.?|limited|llc|l\.l\.c\.|inc\.?|incorporated|corp\.?|corporation|sarl|s\.a\.r\.l\.|s\.a\.s\.?|pty\.?\s*ltd\.?|pvt\.?\s*ltd\.?|private\s+limited|s\.r\.l\.|s\.p\.a\.|kgaa|e\.\s?k\.|sp\.\s*z\s*o\.\s*o\.|company)$",
+    )
+});
+/// Short legal forms that are only legal forms in capitals (`AG`, `SA`, `AS`, `SE`...), else ordinary words.
+static LEGAL_FORM_CAPS: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"\b(?:AG|KG|UG|OHG|GbR|SA|S\.A\.|SAS|BV|B\.V\.|NV|N\.V\.|AB|AS|A/S|ApS|Oy|SE|PLC|plc|LLP|LP|SRL|SpA|Co\.|eG)$",
+    )
+});
+/// A label that introduces the seller.
+static SELLER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^(?:from|seller|supplier|vendor|issuer|issued\s+by|sold\s+by|ver\s?käufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:\s*",
+    )
+});
+/// A heading alone on its line over the seller's block (`Verkäufer`, `Seller`, `From`).
+static SELLER_HEADING: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|ver\s?käufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:?\s*$",
+    )
+});
+/// A generic name label inside a party block.
+static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)^(?:name|firma|company|raison\s+sociale)\s*:\s*"));
+/// A label that introduces the buyer: names on its line and just below belong to the buyer.
+static BUYER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:\bkäufer|livraison|delivery\s*address|shipping\s*address|lieferadresse|lieferanschrift|bill(?:ed)?\s*to|invoice\s*to|sold\s*to|ship(?:ped)?\s*to|deliver(?:ed)?\s*to|customer|client|kunde|rechnung\s*an|rechnungsempfänger|empfänger|adressat|facturé\s*à|adressé\s*à|destinataire|comprador|destinatario|cessionario|committente|klant|afnemer|factuuradres|nabywca|odbiorca|buyer|recipient|attn|z\.\s*hd|t\.\s*a\.\s*v\.)",
+    )
+});
+/// A line that opens with "for the attention of" (`Attn:`, `FAO`, `z. Hd.`, `T.a.v.`, `à l'attention de`,
+/// `a la atención de`, `all'attenzione di`, `do rąk`): the name on the line above is the addressee's.
+static ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\s*(?:attn\b|attention\b|for\s+the\s+attention|fao\b|z\.\s*hd\.?|zu\s+h(?:ä|ae)nden|t\.\s*a\.\s*v\.|ter\s+attentie|(?:à|a)\s+l['’]attention|a\s+la\s+atenci[óo]n|all['’]attenzione|do\s+r[ąa]k)",
+    )
+});
+/// Whether line `i` stands just above an attention line: it names the addressee.
+fn above_attention(doc: &Text<'_>, i: usize) -> bool {
+    doc.lines.get(i + 1).is_some_and(|next| ATTENTION.is_match(next))
+}
+/// A buyer label that is not a seller's (`Verkäufer` holds `käufer`; a text layer may print it `Ver käufer`).
+pub(super) fn is_buyer_label(line: &str) -> bool {
+    BUYER_LABEL.is_match(line) && !SELLER_HEADING.is_match(line) && !SELLER_LABEL.is_match(line.trim_start())
+}
+static EMAIL_OR_URL_DOMAIN: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?i)(?:@|www\.|https?://)((?:[a-z0-9-]+\.)+[a-z]{2,})"));
+
+/// Domains that say nothing about who issued the invoice.
+const GENERIC_DOMAINS: &[&str] = &[
+    "gmail",
+    "googlemail",
+    "yahoo",
+    "hotmail",
+    "outlook",
+    "live",
+    "gmx",
+    "web",
+    "t-online",
+    "icloud",
+    "aol",
+    "mail",
+    "example",
+    "paypal",
+    "stripe",
+    "orange",
+    "free",
+    "wanadoo",
+    "protonmail",
+    "pdf",
+    "w3",
+];
+
+/// Scores name-like cells: +3 when it contains the stem of a domain printed in the document (the issuer's
+/// e-mail or web address), +2 for a legal-form suffix, +4 after a seller label; −5 on a buyer-label line or
+/// just above an attention line, −3 just below one; then +1 for a cell printed more than once. The best cell
+/// scoring at least 2 wins, with where it stands; ties go to the earliest, unless that one is all lower case
+/// (a logo's wordmark) and a later one is not.
+pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
+    let stems = domain_stems(doc);
+    // How often each name-like cell is printed: the issuer's name tends to repeat (letterhead, sender line,
+    // footer), a product or a heading less so.
+    let mut printed: HashMap<String, usize> = HashMap::new();
+    for line in &doc.lines {
+        for (_, cell) in cells(line) {
+            let cell = trim_cell(cell);
+            if name_like(cell) {
+                *printed.entry(cell.to_lowercase()).or_default() += 1;
+            }
+        }
+    }
+    let mut buyer_block_until = 0;
+    let mut seller_block_until = 0;
+    let mut best: Option<(i32, String, NameAt)> = None;
+    for (i, line) in doc.lines.iter().enumerate() {
+        if SELLER_HEADING.is_match(line) {
+            seller_block_until = i + 5;
+            continue;
+        }
+        let buyer_line = is_buyer_label(line) || above_attention(doc, i);
+        if buyer_line {
+            buyer_block_until = i + 4;
+            seller_block_until = seller_block_until.min(i);
+        } else if line.trim().is_empty() && i > buyer_block_until.saturating_sub(3) {
+            buyer_block_until = buyer_block_until.min(i);
+        }
+        // The return address above a window envelope's address (`Acme GmbH | Hauptstr. 4 | 53229 Bonn`):
+        // its first part is the sender, the issuer; the block under it is the addressee, the buyer.
+        if let Some(sender) = sender_line(line).filter(|_| i < SENDER_LINE_WITHIN) {
+            if let Some(next) = doc.next_nonblank(i) {
+                buyer_block_until = next + 3;
+            }
+            if name_like(sender) {
+                let score = 3 + i32::from(LEGAL_FORM_ANY_CASE.is_match(sender) || LEGAL_FORM_CAPS.is_match(sender));
+                if best.as_ref().is_none_or(|(s, ..)| score > *s) {
+                    best = Some((score, sender.to_string(), NameAt { line: i, cell: 0 }));
+                }
+            }
+            continue;
+        }
+        let line_cells = cells(line);
+        for (index, &(_, cell)) in line_cells.iter().enumerate() {
+            // A legal form alone in its cell (`Bei Spiel  GmbH`, a wide gap OCR or a layout left inside the name)
+            // is the end of the name in the cell before it, never a name of its own.
+            let joined;
+            let cell = if is_bare_legal_form(trim_cell(cell)) {
+                let Some(&(_, before)) = index.checked_sub(1).and_then(|i| line_cells.get(i)) else { continue };
+                joined = format!("{} {}", trim_cell(before), trim_cell(cell));
+                joined.as_str()
+            } else {
+                cell
+            };
+            let (cell, labelled) = match SELLER_LABEL.find(cell) {
+                Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
+                _ => (cell, false),
+            };
+            let (cell, named) = match NAME_LABEL.find(cell) {
+                Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
+                _ => (cell, false),
+            };
+            let cell = trim_cell(cell);
+            if !name_like(cell) {
+                continue;
+            }
+            let folded: String = cell.to_lowercase().chars().filter(|c| c.is_alphanumeric()).collect();
+            let mut score = 0;
+            if stems.iter().any(|stem| folded.contains(stem.as_str())) {
+                score += 3;
+            }
+            if LEGAL_FORM_ANY_CASE.is_match(cell) || LEGAL_FORM_CAPS.is_match(cell) {
+                score += 2;
+            }
+
+            if labelled || (named && i < seller_block_until) {
+                score += 4;
+            } else if i < seller_block_until {
+                score += 1;
+            }
+            if buyer_line {
+                score -= 5;
+            } else if i < buyer_block_until {
+                score -= 3;
+            }
+            // Repetition ranks candidates but does not make one.
+            let repeated = printed.get(&cell.to_lowercase()).is_some_and(|n| *n > 1);
+            let score = if score >= 2 && repeated { score + 1 } else { score };
+            let lower = |name: &str| !name.chars().any(char::is_uppercase);
+            let better =
+                |(s, name, _): &(i32, String, NameAt)| score > *s || (score == *s && lower(name) && !lower(cell));
+            if score >= 2 && best.as_ref().is_none_or(better) {
+                best = Some((score, cell.to_string(), NameAt { line: i, cell: index }));
+            }
+        }
+    }
+    best.map(|(score, name, at)| {
+        (
+            name,
+            if score >= 5 {
+                0.85
+            } else if score >= 3 {
+                0.7
+            } else {
+                0.55
+            },
+            at,
+        )
+    })
+}
+
+/// A cell that is nothing but a legal form: `GmbH`, `Ltd.`, `AG`.
+fn is_bare_legal_form(cell: &str) -> bool {
+    let form = |re: &Regex| re.find(cell).is_some_and(|m| m.start() == 0 && m.end() == cell.len());
+    form(&LEGAL_FORM_ANY_CASE) || form(&LEGAL_FORM_CAPS)
+}
+
+/// A return address on one line, `Name | Street 4 | 12345 City` (or with `·`, `•`, `–`, ` - ` between the
+/// parts): at least three parts, the last but one or the last a postcode and a place. Its first part, the
+/// sender's name.
+fn sender_line(line: &str) -> Option<&str> {
+    let parts: Vec<&str> = SENDER_SEPARATOR.split(line.trim()).map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.len() < 3 || !parts.iter().skip(1).any(|p| POSTCODE_PLACE.is_match(p)) {
+        return None;
+    }
+    // A name, not a street: the address of a footer line starts with its street.
+    Some(trim_cell(parts[0])).filter(|name| !name.contains(|c: char| c.is_ascii_digit()))
+}
+
+/// The lines from the top within which a return address sits: above the window envelope's address, on the
+/// first page; further down, a line of that shape is a footer.
+const SENDER_LINE_WITHIN: usize = 25;
+static SENDER_SEPARATOR: LazyLock<Regex> = LazyLock::new(|| regex(r"\s+[|·•–]\s+|\s+-\s+"));
+/// `53229 Bonn`, `F-75001 Paris`, `1010 Wien`, `SW1A 1AA London`.
+static POSTCODE_PLACE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^(?:[A-Z]{1,2}-)?\d{4,5}\s+\p{L}|^[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\s+\p{L}"));
+
+/// A cell without the separators and punctuation that cling to it (`Acme GmbH,`, `Tariff X -`).
+fn trim_cell(cell: &str) -> &str {
+    cell.trim_matches(|c: char| matches!(c, ',' | ';' | '-' | '–' | '|' | '·') || c.is_whitespace())
+}
+
+/// The distinctive part of each e-mail and web domain in the document (`info@cronus.com` → `cronus`,
+/// `billing.indeed.com` → `indeed`).
+fn domain_stems(doc: &Text<'_>) -> Vec<String> {
+    let mut stems: Vec<String> = Vec::new();
+    for line in &doc.lines {
+        for c in EMAIL_OR_URL_DOMAIN.captures_iter(line) {
+            let labels: Vec<String> = c[1].to_lowercase().split('.').map(str::to_string).collect();
+            // The label before the public suffix; two-part suffixes like `co.uk` shift it by one.
+            let n = labels.len();
+            let idx = if n >= 3 && matches!(labels[n - 2].as_str(), "co" | "com" | "org" | "net" | "ac" | "gov") {
+                n - 3
+            } else {
+                n.saturating_sub(2)
+            };
+            let stem: String = labels[idx].chars().filter(|c| c.is_alphanumeric()).collect();
+            if stem.len() >= 3 && !GENERIC_DOMAINS.contains(&labels[idx].as_str()) && !stems.contains(&stem) {
+                stems.push(stem);
+            }
+        }
+    }
+    stems
+}
+
+/// A cell that could be a company name: mostly letters, no address or contact markers, not a sentence.
+fn name_like(cell: &str) -> bool {
+    let chars = cell.chars().count();
+    let letters = cell.chars().filter(|c| c.is_alphabetic()).count();
+    let digits = cell.chars().filter(|c| c.is_ascii_digit()).count();
+    (3..=60).contains(&chars)
+        && letters * 2 >= chars
+        && digits * 5 <= chars
+        && cell.split_whitespace().count() <= 7
+        && cell.starts_with(|c: char| c.is_alphanumeric())
+        && !cell.contains(['@', ':', '/'])
+        && !cell.to_lowercase().contains("www.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +747,14 @@ mod tests {
 
     fn address(postcode: &str, city: &str, country: Option<&str>) -> Option<Address> {
         Some(Address { postcode: postcode.into(), city: city.into(), country: country.map(str::to_string) })
+    }
+
+    #[test]
+    fn a_return_address_names_its_sender() {
+        assert_eq!(sender_line("Feldweg 3 - Haus 2 - Stock 4"), None, "no postcode and place: no return address");
+        assert_eq!(sender_line("Hauptstraße 16 · D-60318 Frankfurt · Telefon 069 99-0"), None, "a footer's street");
+        assert_eq!(sender_line("Acme SARL – 1 rue Haute – F-75001 Paris"), Some("Acme SARL"));
+        assert_eq!(sender_line("Acme Ltd | 1 High St | SW1A 1AA London"), Some("Acme Ltd"));
     }
 
     #[test]

@@ -1,17 +1,90 @@
-//! The totals block beyond the grand total: net (tax basis), tax total, prepaid and amount due, each taken
-//! only when the EN 16931 arithmetic confirms it.
+//! The grand total, found by its label ([`grand_total`]), and the totals block beyond it: net (tax basis),
+//! tax total, prepaid and amount due, each taken only when the EN 16931 arithmetic confirms it.
 //!
 //! Labels find candidates (every amount after a net, tax, total, paid or due label, or alone on the line
 //! below it); a set is accepted only when it adds up: net + tax = grand total (BR-CO-15), and grand total −
 //! prepaid = amount due (BR-CO-16). A label alone is never enough, so a sub-total of one page or a tax rate's
 //! base is not mistaken for the invoice's net.
+//!
+//! [`set_totals`] copies what the arithmetic confirmed into the invoice, and [`totals_confidence`] weighs each
+//! total by the sums it takes part in.
 
 use std::sync::LazyLock;
 
+use nova_core::Invoice;
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use super::{amounts_in, regex, Text, NOT_GRAND_TOTAL, TOTAL_LABELS};
+use super::amounts::{amounts_in, last_amount, only_amount};
+use super::doc::Text;
+use super::pattern::regex;
+
+// ---------------------------------------------------------------------------------------------------------
+// Grand total
+
+pub(super) struct Total {
+    pub(super) value: Decimal,
+    pub(super) line: usize,
+    pub(super) confidence: f32,
+}
+
+/// Labels of the total including tax, strongest first. Amount-due labels come last: a paid invoice shows
+/// an amount due of zero beside its real total.
+pub(super) static TOTAL_LABELS: LazyLock<[(Regex, f32); 3]> = LazyLock::new(|| {
+    [
+        (
+            regex(
+                r"(?i)(?:grand\s*total|total\s*(?:amount|incl|inc\.|including|\(incl|ttc|gross|invoice|due|to\s*pay|payable)|invoice\s*(?:total|amount)|amount\s*total|total\s+\S+\s+incl|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|bruttobetrag|brutto\s*summe|endbetrag|endsumme|gesamt\s*brutto|totale\s*(?:fattura|documento|da\s*pagare)|importe\s*total|total\s*(?:factura|a\s*pagar)|summe\s*brutto|brutto\s*gesamt|montant\s*(?:total\s*)?ttc|total\s*ttc|net\s*à\s*payer|totaal|razem\s*do\s*zapłaty|do\s*zapłaty)",
+            ),
+            0.85,
+        ),
+        (regex(r"(?i)\b(?:total|summe|gesamt|montant\s*total|razem)\b"), 0.7),
+        (
+            regex(
+                r"(?i)(?:amount\s*(?:due|payable|paid)|due\s*payable|balance\s*due|zu\s*zahlen|zahlbetrag|montant\s*dû|à\s*payer)",
+            ),
+            0.6,
+        ),
+    ]
+});
+/// Totals that are not the grand total: before tax, the tax itself, a sub-total.
+static NOT_GRAND_TOTAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:sub\s*-?\s*total|zwischensumme|subtotaal|excl|exkl|ohne\s*(?:mwst|ust)|\bht\b|hors\s*tax|\bnet(?:to)?\b|before\s*tax|\bnetto|quantity|menge|items?\b|discount|rabatt|remise|zuschl|abschl|allowance|surcharge)",
+    )
+});
+static TAX_WORD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:vat|tax|mwst|ust|tva|btw|gst|iva)\b"));
+static INCLUDING: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:incl|inkl|inc\.|ttc|gross|brutto|with)"));
+
+pub(super) fn grand_total(doc: &Text<'_>) -> Option<Total> {
+    for (label, confidence) in TOTAL_LABELS.iter() {
+        let candidates: Vec<(Decimal, usize)> = doc
+            .lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let m = label.find(line)?;
+                let excluded = NOT_GRAND_TOTAL.is_match(line) || (TAX_WORD.is_match(line) && !INCLUDING.is_match(line));
+                if excluded {
+                    return None;
+                }
+                last_amount(&line[m.end()..])
+                    .map(|v| (v, i))
+                    .or_else(|| doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])).map(|v| (v, i)))
+            })
+            .collect();
+        // Several lines with the same label (a line-item column, a repeated footer): the largest is the total.
+        if let Some((value, line)) = candidates.into_iter().max_by_key(|(v, _)| *v) {
+            if value > Decimal::ZERO || *confidence < 0.65 {
+                return Some(Total { value, line, confidence: *confidence });
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Net, tax, allowances, charges, prepaid and amount due
 
 /// Amounts the arithmetic confirmed. Fields stay `None` when nothing adds up.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -184,7 +257,7 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
 /// printed charges is the confirmed tax basis (BR-CO-13), and only one set does it. Allowances and charges may
 /// be printed negative or positive; a kind without a label counts as none.
 fn allowances_and_charges(doc: &Text<'_>, basis: Decimal, block: &mut TotalsBlock) {
-    let sums = super::lines::line_sums(doc);
+    let sums = line_sums(doc);
     let labelled = |label: &Regex| {
         let found: Vec<Decimal> =
             labelled_amounts(doc, |line| label.find(line).map(|m| m.end())).iter().map(|v| v.abs()).collect();
@@ -234,6 +307,24 @@ pub(crate) fn is_allowance_or_charge(text: &str) -> bool {
     ALLOWANCE_OR_CHARGE.is_match(text)
 }
 
+/// Labels of the sum of the lines themselves: `Positionssumme`, `Summe Positionen`, `Total lines`,
+/// `Somme des lignes`, `Totaal regels`.
+pub(super) static LINE_SUM_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:positionssumme|summe\s*(?:der\s*)?positionen|summe\s*artikel|(?:sum|total)\s*(?:of\s*)?(?:the\s*)?(?:lines|items|positions)|line\s*items?\s*total|items?\s*total|somme\s*des\s*lignes|total\s*(?:des\s*)?(?:lignes|articles)|total\s*(?:de\s*)?(?:l[íi]neas|art[íi]culos)|totaal\s*regels|totale\s*(?:righe|articoli))",
+    )
+});
+
+/// The amounts printed after a line-sum label.
+pub(super) fn line_sums(doc: &Text<'_>) -> Vec<Decimal> {
+    doc.lines
+        .iter()
+        .filter_map(|line| LINE_SUM_LABEL.find(line).map(|m| &line[m.end()..]))
+        .flat_map(amounts_in)
+        .take(64)
+        .collect()
+}
+
 /// Every amount after a label (where `label_end` finds one in a line), or alone on the line below it.
 fn labelled_amounts(doc: &Text<'_>, label_end: impl Fn(&str) -> Option<usize>) -> Vec<Decimal> {
     let mut found = Vec::new();
@@ -241,7 +332,7 @@ fn labelled_amounts(doc: &Text<'_>, label_end: impl Fn(&str) -> Option<usize>) -
         let Some(end) = label_end(line) else { continue };
         let after = amounts_in(&line[end..]).collect::<Vec<_>>();
         if after.is_empty() {
-            if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
+            if let Some(v) = doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])) {
                 push_unique(&mut found, v);
             }
         }
@@ -265,7 +356,7 @@ fn tax_amounts(doc: &Text<'_>) -> Vec<Decimal> {
         let after = amounts_in(&line[m.start()..]).collect::<Vec<_>>();
         if let Some(&last) = after.last() {
             per_line.push(last);
-        } else if let Some(v) = doc.next_nonblank(i).and_then(|j| super::only_amount(doc.lines[j])) {
+        } else if let Some(v) = doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])) {
             push_unique(&mut found, v);
         }
         for v in after {
@@ -284,13 +375,58 @@ fn push_unique(found: &mut Vec<Decimal>, v: Decimal) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Into the invoice
+
+/// Copies the amounts the arithmetic confirmed; a confirmed grand total replaces a merely labelled one.
+pub(super) fn set_totals(invoice: &mut Invoice, block: &TotalsBlock) {
+    let fields = [
+        ("totals.grand_total", block.grand_total, &mut invoice.totals.grand_total),
+        ("totals.tax_basis_total", block.tax_basis_total, &mut invoice.totals.tax_basis_total),
+        ("totals.tax_total", block.tax_total, &mut invoice.totals.tax_total),
+        ("totals.line_total", block.line_total, &mut invoice.totals.line_total),
+        ("totals.allowance_total", block.allowance_total, &mut invoice.totals.allowance_total),
+        ("totals.charge_total", block.charge_total, &mut invoice.totals.charge_total),
+        ("totals.prepaid", block.prepaid, &mut invoice.totals.prepaid),
+        ("totals.due_payable", block.due_payable, &mut invoice.totals.due_payable),
+    ];
+    for (name, value, slot) in fields {
+        if let Some(value) = value {
+            *slot = Some(value);
+            invoice.confidence.insert(name.into(), 0.9);
+        }
+    }
+}
+
+/// Weighs the totals by the EN 16931 sums they take part in ([`nova_core::sums`]): a total that a sum
+/// confirms keeps its label's confidence (at least 0.9); one that no sum can check is held below the `auto`
+/// threshold (0.75), since a lone amount may be the wrong one of several; one in a sum that does not close
+/// is doubtful (0.5). The label finds a candidate; the arithmetic is what makes it trustworthy.
+pub(super) fn totals_confidence(invoice: &mut Invoice) {
+    let sums = nova_core::sums(invoice);
+    for (field, confidence) in invoice.confidence.iter_mut() {
+        if !field.starts_with("totals.") {
+            continue;
+        }
+        let verdicts: Vec<bool> =
+            sums.iter().filter(|sum| sum.fields.contains(&field.as_str())).map(nova_core::Sum::closes).collect();
+        *confidence = if verdicts.contains(&false) {
+            confidence.min(0.5)
+        } else if verdicts.contains(&true) {
+            confidence.max(0.9)
+        } else {
+            confidence.min(0.75)
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn block(text: &str) -> TotalsBlock {
         let doc = Text::new(text);
-        let grand = super::super::grand_total(&doc).map(|t| t.value);
+        let grand = grand_total(&doc).map(|t| t.value);
         totals_block(&doc, grand)
     }
 
@@ -401,5 +537,23 @@ mod tests {
         // The word alone, without an amount, is no allowance.
         let b = block("Shipping method: road\nSubtotal 90.00\nVAT 17.10\nTotal 107.10");
         assert_eq!(b.line_total, d("90.00"));
+    }
+
+    #[test]
+    fn a_total_in_a_sum_that_does_not_close_is_doubted() {
+        let mut invoice = Invoice::default();
+        let amount = |s: &str| Some(s.parse::<Decimal>().unwrap());
+        invoice.totals.tax_basis_total = amount("100.00");
+        invoice.totals.tax_total = amount("19.00");
+        invoice.totals.grand_total = amount("129.00");
+        invoice.totals.due_payable = amount("129.00");
+        for field in ["totals.tax_basis_total", "totals.tax_total", "totals.grand_total", "totals.due_payable"] {
+            invoice.confidence.insert(field.into(), 0.9);
+        }
+        totals_confidence(&mut invoice);
+        let confidence = |field: &str| invoice.confidence[field];
+        assert!(confidence("totals.grand_total") <= 0.5, "{:?}", invoice.confidence);
+        assert!(confidence("totals.tax_total") <= 0.5, "every term of the broken sum is doubted");
+        assert!(confidence("totals.due_payable") >= 0.9, "the amount due agrees with the stated total");
     }
 }

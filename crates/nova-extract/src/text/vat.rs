@@ -15,8 +15,10 @@ use nova_core::TaxRow;
 use regex::Regex;
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use super::amounts::amounts_in;
+use super::doc::Text;
+use super::pattern::regex;
 use super::totals::TotalsBlock;
-use super::{amounts_in, regex, Text};
 use crate::parse::parse_amount;
 
 /// A whole number on a line (digits and separators, as long as they go), with a `%` after it if there is one.
