@@ -12,14 +12,22 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use nova_core::error_chain;
-use serde::{Deserialize, Serialize};
 
-use super::net::Egress;
+use super::protocol::Setup;
+use super::protocol::CONTROL_CLOSED;
 use super::root::{build_root, open_binds};
-use super::run::{run_main, CONTROL_CLOSED};
-use super::{seccomp, InitError, InsideEnds, Setup, Step};
+use super::run::run_main;
+use super::{InitError, Step};
+use crate::jail::seccomp;
 use crate::os::{self, Forked};
-use crate::{InputFile, Limits, OutputFile};
+
+/// The ends of the helper's pipes and socket that the jail's init keeps.
+pub(super) struct InsideEnds {
+    pub(super) sync: File,
+    pub(super) control: File,
+    pub(super) report: File,
+    pub(super) runs: OwnedFd,
+}
 
 /// The jail's pid 1. Never returns.
 pub(super) fn init_main(
@@ -128,30 +136,6 @@ fn base_env(setup: &Setup, filters: &seccomp::Filters) -> Vec<CString> {
         .chain([format!("NOVA_PYTHONPATH_={}", python_path.join(":")), format!("NOVA_SECCOMP_={}", filters.to_hex())])
         .map(|s| CString::new(s).expect("no NUL"))
         .collect()
-}
-
-/// What the run's init sends once the program is over.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Report {
-    /// Raw wait status of the program.
-    pub(super) status: i32,
-    pub(super) cpu_us: u64,
-    pub(super) max_rss_bytes: u64,
-    pub(super) files: Vec<OutputFile>,
-    pub(super) files_truncated: bool,
-}
-
-/// What the helper sends for each run, read by the waiting run's init (the run's descriptors were sent ahead
-/// on the runs socket).
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Dispatch {
-    pub(super) limits: Limits,
-    pub(super) files: Vec<InputFile>,
-    /// For a request with network on (the helper has attached the network stack): the egress policy.
-    pub(super) egress: Option<Egress>,
-    /// [`crate::ExecRequest::output_dir`].
-    #[serde(default)]
-    pub(super) output_dir: Option<String>,
 }
 
 /// Namespaces each run gets fresh, inside the jail's user namespace.

@@ -23,53 +23,34 @@
 //! The code follows the jail's life: [`root`] builds its file system from the inside, [`init`] is its
 //! pid 1 and starts the zygote (`zygote.py`), [`run`] is each run's pid 1, [`files`] moves files in and out
 //! of a run's work directory, [`watch`] is the helper's side of one execution, and [`net`] gives a run with
-//! network access its user-mode network stack and egress policy.
+//! network access its user-mode network stack and egress policy. [`protocol`] holds the messages these
+//! processes send one another; [`init`] starts each run's init ([`run`]), and neither imports anything else
+//! from the other.
 
 mod files;
 mod init;
 mod net;
+mod protocol;
 mod root;
 mod run;
 mod watch;
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
 use nova_core::error_chain;
-use serde::{Deserialize, Serialize};
 
 use super::cgroup::{Cgroup, Hierarchy};
 use super::seccomp;
 use crate::os::{self, pid_t, Forked};
 use crate::{ExecRequest, Limits, Outcome};
-use init::init_main;
-
-/// What the helper needs to build a jail before it knows the program.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Setup {
-    /// The interpreter, as a path that exists both on the host and inside the jail.
-    pub python: PathBuf,
-    /// Extra `sys.path` entries (the interpreter's site-packages; the interpreter runs with `-I -S`).
-    pub python_path: Vec<PathBuf>,
-    /// Host paths bound read-only at the same place inside the jail (symlinks are recreated as symlinks).
-    pub binds: Vec<PathBuf>,
-    /// Limits the jail is built with; the request's own limits replace them before its code runs.
-    pub limits: Limits,
-    /// The user-mode network stack for runs with network access; `None` looks in the system's directories.
-    #[serde(default)]
-    pub network_tool: Option<PathBuf>,
-}
-
-/// What the helper answers to each request.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Reply {
-    pub(crate) outcome: Outcome,
-    /// Whether the jail takes another request; when not, the helper has torn it down and exits.
-    pub(crate) reusable: bool,
-}
+use init::{init_main, InsideEnds};
+use protocol::read_line;
+pub(crate) use protocol::Reply;
+pub use protocol::Setup;
 
 /// A setup step that failed. The steps read top to bottom in [`prepare`] and [`init_main`].
 #[derive(Debug, thiserror::Error)]
@@ -187,14 +168,6 @@ struct Jail {
     dead: bool,
 }
 
-/// The ends the jail's init keeps.
-struct InsideEnds {
-    sync: File,
-    control: File,
-    report: File,
-    runs: OwnedFd,
-}
-
 /// The cgroup's limits for a run with `limits`: the cgroup also holds the jail's init, the zygote and the
 /// run's init.
 fn cgroup_limits(limits: &Limits) -> Limits {
@@ -299,19 +272,6 @@ fn write_id_maps(pid: pid_t) -> io::Result<()> {
     fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
     fs::write(format!("/proc/{pid}/uid_map"), format!("0 {uid} 1"))?;
     fs::write(format!("/proc/{pid}/gid_map"), format!("0 {gid} 1"))
-}
-
-/// Reads one `\n`-terminated line byte by byte (so nothing after it is consumed).
-fn read_line(file: &mut File) -> io::Result<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match file.read(&mut byte)? {
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe closed")),
-            _ if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
-            _ => line.push(byte[0]),
-        }
-    }
 }
 
 struct CgroupGuard(Option<Cgroup>);

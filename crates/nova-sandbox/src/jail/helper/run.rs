@@ -15,15 +15,12 @@ use std::path::Path;
 use nova_core::error_chain;
 
 use super::files::{collect_files, write_input};
-use super::init::{Dispatch, Report};
 use super::net;
+use super::protocol::{Dispatch, Report, CONTROL_CLOSED};
 use super::root::{mount_proc, mount_scratch};
 use super::{InitError, Step};
 use crate::os::{self, pid_t};
 use crate::Limits;
-
-/// The run init's exit code when the control pipe closed before a request came: the helper is gone.
-pub(super) const CONTROL_CLOSED: i32 = 3;
 
 /// The program's pid inside the run: the first process the zygote forks into it.
 const PROGRAM_PID: pid_t = 2;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use nova_core::error_chain;
 
-use super::init::{Dispatch, Report};
 use super::net::{self, Egress, Stack};
-use super::{read_line, Jail, SetupError};
+use super::protocol::{read_line, Dispatch, Report};
+use super::{Jail, SetupError};
 use crate::os;
 use crate::{ExecRequest, Outcome, Status};
 
