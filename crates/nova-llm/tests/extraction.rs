@@ -1,5 +1,7 @@
-//! The extraction loop end to end: a scripted OpenAI-compatible server, the real jail sandbox, a SQLite
-//! program store and real dev invoices.
+//! The extraction loop end to end: a scripted OpenAI-compatible server, a sandbox, a SQLite program store and
+//! real dev invoices. The loop's logic runs with the scripted sandbox, which answers for each program with
+//! what it would print, on any machine; what a program can do runs in the real jail, and so does the check
+//! that the scripted answers are what the programs print.
 
 mod common;
 
@@ -7,7 +9,10 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nova_llm::program::run_in_sandbox;
 use nova_llm::{ChatClient, LlmError, Message, Price};
+use nova_sandbox::testing::{self, input_text, ScriptedSandbox};
+use nova_sandbox::ExecRequest;
 use rust_decimal::Decimal;
 
 fn dec(s: &str) -> Option<Decimal> {
@@ -16,7 +21,7 @@ fn dec(s: &str) -> Option<Decimal> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correct_program_answers_and_is_stored() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     h.server.script.push(Reply::Program(GOOD.into()));
     let (text, rules) = dev_invoice(LAYOUT_A);
     let out = h.extractor(h.server.config()).extract(&text, &rules).await.expect("the loop");
@@ -36,11 +41,18 @@ async fn a_correct_program_answers_and_is_stored() {
     // The model saw the document and the rules' findings.
     let first = h.server.script.last_user_message(0);
     assert!(first.contains("Invoice # RE-20190610/507") && first.contains("Generic rules read"), "{first}");
+    // The sandbox was sent the model's program and the document, with no network and the program's deadline.
+    let sent = h.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(input_text(&sent[0], "program.py").as_deref(), Some(GOOD.trim_end()));
+    assert_eq!(input_text(&sent[0], "document.txt"), Some(text));
+    assert!(!sent[0].network);
+    assert_eq!(sent[0].limits.wall_ms, h.server.config().program_timeout.as_millis() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_go_back_to_the_model_until_a_program_passes() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     for bad in [RAISES, LOOPS, GARBAGE] {
         h.server.script.push(Reply::Program(bad.into()));
     }
@@ -51,6 +63,9 @@ async fn failures_go_back_to_the_model_until_a_program_passes() {
     assert_eq!(h.server.script.calls(), 4);
     assert_eq!(out.usage.model_calls, 4);
     assert_eq!(out.usage.sandbox_runs, 4);
+    // Each round ran the program the model had just written.
+    let trimmed = |code: &str| code.trim().to_string();
+    assert_eq!(h.programs_run(), [RAISES, LOOPS, GARBAGE, GOOD].map(trimmed));
     // Each repair request carries what went wrong with the previous program.
     let script = &h.server.script;
     assert!(script.last_user_message(1).contains("ZeroDivisionError"), "{}", script.last_user_message(1));
@@ -63,7 +78,7 @@ async fn failures_go_back_to_the_model_until_a_program_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_reaches_for_the_network_or_the_host_is_contained() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::jailed().await else { return };
     let host_dir = tempfile::tempdir().unwrap();
     let marker = host_dir.path().join("escaped");
     let hostile =
@@ -81,11 +96,17 @@ async fn a_program_that_reaches_for_the_network_or_the_host_is_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_that_gives_up_keeps_only_what_it_can_confirm() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     // Right amounts but a grand total the arithmetic refutes and an invoice number the page does not show.
     let wrong = GOOD
         .replace("\"grand_total\": grand", "\"grand_total\": \"999.99\"")
         .replace("\"invoice_number\": number.group(1) if number else None", "\"invoice_number\": \"INV-1\"");
+    h.programs.define(&wrong, |request| {
+        let mut printed = good(&document(request));
+        printed["totals"]["grand_total"] = "999.99".into();
+        printed["invoice_number"] = "INV-1".into();
+        testing::ok(printed.to_string())
+    });
     let mut config = h.server.config();
     config.max_repair_rounds = 1;
     h.server.script.push(Reply::Program(RAISES.into()));
@@ -109,7 +130,7 @@ async fn a_loop_that_gives_up_keeps_only_what_it_can_confirm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_invoice_of_a_layout_makes_no_model_call() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     h.server.script.push(Reply::Program(GOOD.into()));
     let extractor = h.extractor(h.server.config());
     let (text, rules) = dev_invoice(LAYOUT_A);
@@ -124,11 +145,15 @@ async fn the_second_invoice_of_a_layout_makes_no_model_call() {
     assert_eq!(second.invoice.source.as_deref(), Some("llm_cache"));
     let stored = h.store.store.get_program(second.program.unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.successes, 2);
+    // The stored program ran on the second invoice's own text.
+    let sent = h.requests();
+    assert_eq!(h.programs_run(), [GOOD.trim(), GOOD.trim()]);
+    assert!(input_text(&sent[1], "document.txt").unwrap().contains("RE-20201121/508"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_program_that_keeps_failing_is_retired() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     let mut config = h.server.config();
     config.max_repair_rounds = 0;
     config.retire_after_failures = 2;
@@ -154,7 +179,7 @@ async fn a_stored_program_that_keeps_failing_is_retired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_cost_are_counted_from_the_responses() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     let mut config = h.server.config();
     config
         .prices
@@ -169,7 +194,9 @@ async fn tokens_and_cost_are_counted_from_the_responses() {
     // (2000 x 1 + 400 x 2) / 1,000,000
     assert_eq!(usage.cost, dec("0.0028"));
     assert_eq!(usage.sandbox_runs, 2);
-    assert!(usage.sandbox_wall_ms > 0);
+    // Each scripted run takes the same time: the usage is their sum.
+    assert_eq!(usage.sandbox_wall_ms, 2 * testing::WALL_TIME.as_millis() as u64);
+    assert_eq!(usage.sandbox_cpu_ms, 2 * testing::CPU_TIME.as_millis() as u64);
 }
 
 #[tokio::test]
@@ -189,7 +216,7 @@ async fn a_rate_limit_is_retried_after_the_time_the_server_asks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_that_fails_midway_still_accounts_for_what_it_used() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     h.server.script.push(Reply::Program(RAISES.into()));
     h.server.script.push(Reply::Status(400, None));
     let (text, rules) = dev_invoice(LAYOUT_A);
@@ -243,7 +270,7 @@ async fn the_api_key_is_sent_as_a_bearer_token_and_never_printed() {
 /// invoice numbers, dates and buyers), in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_one_layout_costs_one_model_call() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     h.server.script.push(Reply::Program(GOOD.into()));
     let extractor = h.extractor(h.server.config());
     let (first_text, rules) = dev_invoice(LAYOUT_A);
@@ -275,7 +302,7 @@ async fn a_batch_of_one_layout_costs_one_model_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_of_one_layout_at_once_still_cost_one_model_call() {
-    let Some(h) = Harness::start().await else { return };
+    let h = Harness::scripted().await;
     h.server.script.push(Reply::Program(GOOD.into()));
     let extractor = h.extractor(h.server.config());
     let batch = [dev_invoice(LAYOUT_A), dev_invoice(LAYOUT_A2), dev_invoice(LAYOUT_A)];
@@ -292,4 +319,34 @@ async fn documents_of_one_layout_at_once_still_cost_one_model_call() {
     sources.sort();
     assert_eq!(sources, ["llm", "llm_cache", "llm_cache"]);
     assert_eq!(h.server.script.calls(), 1);
+}
+
+/// What the scripted tests stand on: the scripted sandbox answers for each program what the program prints
+/// in the real jail, as the loop reads it (the first and last lines of a failure: a traceback's frames
+/// differ).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripted_answers_are_what_the_programs_print_in_the_jail() {
+    let Some(jail) = tokio::task::spawn_blocking(sandbox).await.expect("the sandbox check") else { return };
+    let programs = Programs::known();
+    let scripted = ScriptedSandbox::new(move |request: &ExecRequest| programs.answer(request));
+    let (first, _) = dev_invoice(LAYOUT_A);
+    let (second, _) = dev_invoice(LAYOUT_A2);
+    let other = first.replace("RE-20190610/507", "RE-20190312/601").replace("2019-06-10", "2019-03-12");
+    let timeout = Duration::from_millis(1500);
+    let shown = |result: Result<serde_json::Value, nova_llm::program::RunFailure>| match result {
+        Ok(value) => value.to_string(),
+        Err(failure) => {
+            let lines: Vec<&str> = failure.0.trim_end().lines().collect();
+            format!("{} ... {}", lines[0], lines[lines.len() - 1])
+        }
+    };
+    let runs = [(GOOD, &first), (GOOD, &second), (GOOD, &other), (RAISES, &first), (GARBAGE, &first), (LOOPS, &first)];
+    for (code, text) in runs {
+        let (jail, code_owned, text_owned) = (jail.clone(), code.to_string(), text.clone());
+        let real = tokio::task::spawn_blocking(move || run_in_sandbox(&*jail, &code_owned, &text_owned, timeout))
+            .await
+            .unwrap();
+        let stand_in = run_in_sandbox(&scripted, code, text, timeout);
+        assert_eq!(shown(stand_in.result), shown(real.result), "{code}");
+    }
 }

@@ -7,12 +7,17 @@
 //! time in a warm pool.
 //!
 //! The calls block: from async code, run them on a blocking thread (`tokio::task::spawn_blocking`).
+//!
+//! With the `testing` feature, `testing::ScriptedSandbox` is a second implementation that runs nothing:
+//! it answers from a script, for tests of the code around a sandbox on any machine.
 
 mod cancel;
 pub mod confined;
 pub mod jail;
 mod os;
 pub mod spec;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use cancel::{Cancel, CancelOnDrop};

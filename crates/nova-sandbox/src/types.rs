@@ -166,7 +166,8 @@ impl Outcome {
         Outcome::empty(Status::Canceled)
     }
 
-    fn empty(status: Status) -> Outcome {
+    /// An outcome with `status` and nothing else: no output, no time.
+    pub(crate) fn empty(status: Status) -> Outcome {
         Outcome {
             status,
             exit_code: None,

@@ -18,10 +18,51 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use helper::Reply;
 pub use helper::{helper_main, Setup, SetupError};
+use helper::{Reply, SetupReply};
+
+use nova_core::error_chain;
 
 use crate::{Cancel, ExecRequest, Limits, Outcome, Sandbox};
+
+/// Why a jail sandbox could not run a program: the typed form of what [`Sandbox::exec`] reports as a
+/// `sandbox_error` (whose message is this error's text, with its causes). See [`JailSandbox::try_exec`].
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    /// The helper process did not start.
+    #[error("starting the jail helper {}", helper.display())]
+    StartHelper {
+        helper: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A step of building the jail failed, in the helper or inside the jail.
+    #[error("jail setup failed")]
+    Setup(#[source] SetupError),
+    /// The helper ended (or wrote something else) before it said whether the jail was built.
+    #[error("jail helper ended during setup: {0:?}")]
+    HelperEnded(String),
+    /// A step of preparing the run failed, or the run's init ended without a word: the program may not have
+    /// run. The message is the step's own.
+    #[error(transparent)]
+    Run(SetupError),
+    /// The helper answered something that is not an outcome.
+    #[error("unreadable outcome from the jail helper")]
+    UnreadableOutcome(#[source] serde_json::Error),
+    /// The pipes to the helper broke.
+    #[error("talking to the jail helper")]
+    Helper(#[source] io::Error),
+}
+
+impl JailError {
+    /// The step that failed, when one did: what tests and callers match on.
+    pub fn step(&self) -> Option<&SetupError> {
+        match self {
+            JailError::Setup(step) | JailError::Run(step) => Some(step),
+            _ => None,
+        }
+    }
+}
 
 /// How to start jails: which helper to run and what to bind.
 #[derive(Debug, Clone)]
@@ -199,32 +240,57 @@ impl JailSandbox {
 
     /// Runs one request in a freshly built jail, ignoring the pool.
     pub fn exec_cold(&self, request: &ExecRequest) -> Outcome {
-        self.exec_cold_cancelable(request, &Cancel::new())
+        self.exec_cold_cancelable(request, &Cancel::new()).outcome
     }
 
-    fn exec_cold_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
+    fn exec_cold_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Ran {
         match WarmJail::start(&self.config, &self.started) {
             Ok(mut jail) => {
-                let (outcome, _) = jail.run(request, cancel);
+                let ran = jail.run(request, cancel);
                 jail.close();
-                outcome
+                ran
             }
-            Err(e) => Outcome::sandbox_error(e),
+            Err(e) => Ran::failed(e),
         }
+    }
+
+    /// Like [`Sandbox::exec_cancelable`], with the reason typed when the sandbox itself failed: `Err` where
+    /// that outcome would be a `sandbox_error`, and its message is the error's text.
+    pub fn try_exec(&self, request: &ExecRequest, cancel: &Cancel) -> Result<Outcome, JailError> {
+        let Ran { outcome, failure, .. } = self.execute(request, cancel);
+        failure.map_or(Ok(outcome), Err)
+    }
+
+    fn execute(&self, request: &ExecRequest, cancel: &Cancel) -> Ran {
+        if cancel.is_canceled() {
+            return Ran { outcome: Outcome::canceled(), reusable: true, failure: None };
+        }
+        let Some(pool) = &self.pool else { return self.exec_cold_cancelable(request, cancel) };
+        let warm = pool.state.lock().expect("pool lock").ready.pop_front();
+        let Some(mut jail) = warm else { return self.exec_cold_cancelable(request, cancel) };
+        let ran = jail.run(request, cancel);
+        pool.give_back(jail, ran.reusable);
+        ran
     }
 }
 
 impl Sandbox for JailSandbox {
     fn exec_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
-        if cancel.is_canceled() {
-            return Outcome::canceled();
-        }
-        let Some(pool) = &self.pool else { return self.exec_cold_cancelable(request, cancel) };
-        let warm = pool.state.lock().expect("pool lock").ready.pop_front();
-        let Some(mut jail) = warm else { return self.exec_cold_cancelable(request, cancel) };
-        let (outcome, reusable) = jail.run(request, cancel);
-        pool.give_back(jail, reusable);
-        outcome
+        self.execute(request, cancel).outcome
+    }
+}
+
+/// One execution, on the caller's side: the outcome, whether the jail can serve another, and, for a
+/// `sandbox_error`, why.
+struct Ran {
+    outcome: Outcome,
+    reusable: bool,
+    failure: Option<JailError>,
+}
+
+impl Ran {
+    fn failed(failure: JailError) -> Ran {
+        Ran { outcome: Outcome::sandbox_error(error_chain(&failure)), reusable: false, failure: Some(failure) }
     }
 }
 
@@ -352,7 +418,7 @@ struct WarmJail {
 
 impl WarmJail {
     /// Starts a helper, sends it the setup and waits for `ready`: the jail built and its interpreter started.
-    fn start(config: &JailConfig, started: &AtomicUsize) -> Result<WarmJail, String> {
+    fn start(config: &JailConfig, started: &AtomicUsize) -> Result<WarmJail, JailError> {
         started.fetch_add(1, Ordering::SeqCst);
         let mut child = Command::new(&config.helper)
             .args(&config.helper_args)
@@ -361,7 +427,7 @@ impl WarmJail {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting the jail helper {}: {e}", config.helper.display()))?;
+            .map_err(|source| JailError::StartHelper { helper: config.helper.clone(), source })?;
         if let Some(stderr) = child.stderr.take() {
             forward_stderr(stderr);
         }
@@ -370,15 +436,15 @@ impl WarmJail {
         let setup = serde_json::to_string(&config.setup()).expect("setups serialise");
         let mut line = String::new();
         let sent = writeln!(stdin, "{setup}").and_then(|()| stdout.read_line(&mut line));
-        let reply: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if sent.is_ok() && reply["ready"] == true {
+        let reply: SetupReply = serde_json::from_str(&line).unwrap_or_default();
+        if sent.is_ok() && reply.ready {
             return Ok(WarmJail { child, stdin: Arc::new(Mutex::new(Some(stdin))), stdout });
         }
         let _ = child.kill();
         let _ = child.wait();
-        Err(match reply["error"].as_str() {
-            Some(e) => format!("jail setup failed: {e}"),
-            None => format!("jail helper ended during setup: {line:?}"),
+        Err(match reply.failure {
+            Some(failure) => JailError::Setup(failure.into_error()),
+            None => JailError::HelperEnded(line),
         })
     }
 
@@ -387,7 +453,7 @@ impl WarmJail {
     ///
     /// The helper watches its input while the program runs: `cancel` closes it, and the helper kills the
     /// jail and answers with a `canceled` outcome.
-    fn run(&mut self, request: &ExecRequest, cancel: &Cancel) -> (Outcome, bool) {
+    fn run(&mut self, request: &ExecRequest, cancel: &Cancel) -> Ran {
         let line = serde_json::to_string(request).expect("requests serialise");
         let mut reply = String::new();
         let sent = match self.stdin.lock().expect("stdin lock").as_mut() {
@@ -400,9 +466,12 @@ impl WarmJail {
         drop(registration);
         let open = self.stdin.lock().expect("stdin lock").is_some();
         match result.map(|_| serde_json::from_str::<Reply>(&reply)) {
-            Ok(Ok(Reply { outcome, reusable })) => (outcome, reusable && open),
-            Ok(Err(e)) => (Outcome::sandbox_error(format!("unreadable outcome from the jail helper: {e}")), false),
-            Err(e) => (Outcome::sandbox_error(format!("talking to the jail helper: {e}")), false),
+            Ok(Ok(Reply { outcome, reusable, failure })) => {
+                let failure = failure.map(|failure| JailError::Run(failure.into_error()));
+                Ran { outcome, reusable: reusable && open, failure }
+            }
+            Ok(Err(e)) => Ran::failed(JailError::UnreadableOutcome(e)),
+            Err(e) => Ran::failed(JailError::Helper(e)),
         }
     }
 

@@ -11,15 +11,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
-use nova_core::error_chain;
-use serde::{Deserialize, Serialize};
-
-use super::net::Egress;
+use super::error::SetupError;
+use super::protocol::{Failure, Setup, CONTROL_CLOSED};
 use super::root::{build_root, open_binds};
-use super::run::{run_main, CONTROL_CLOSED};
-use super::{seccomp, InitError, InsideEnds, Setup, Step};
+use super::run::run_main;
+use crate::jail::seccomp;
 use crate::os::{self, Forked};
-use crate::{InputFile, Limits, OutputFile};
+
+/// The ends of the helper's pipes and socket that the jail's init keeps.
+pub(super) struct InsideEnds {
+    pub(super) sync: File,
+    pub(super) control: File,
+    pub(super) report: File,
+    pub(super) runs: OwnedFd,
+}
 
 /// The jail's pid 1. Never returns.
 pub(super) fn init_main(
@@ -40,7 +45,7 @@ pub(super) fn init_main(
     let zygote = match result {
         Ok(zygote) => zygote,
         Err(e) => {
-            let _ = writeln!(report, "error: {}", error_chain(&e).replace('\n', " "));
+            let _ = writeln!(report, "{}", Failure::of(&e).to_line());
             os::exit_now(1)
         }
     };
@@ -62,15 +67,15 @@ struct Zygote {
 /// Forks the zygote and returns once its interpreter has started and waits for runs. It keeps the
 /// privileges of the jail's root (it forks into each run's pid namespace, and the program joins the run's
 /// other namespaces); each program drops them before it reads its code.
-fn start_zygote(setup: &Setup, filters: &seccomp::Filters) -> Result<Zygote, InitError> {
-    let (status_r, status_w) = os::pipe().step("creating the exec status pipe")?;
-    let (ours, theirs) = os::socketpair().step("creating the zygote's socket")?;
-    match os::fork().step("forking the zygote")? {
+fn start_zygote(setup: &Setup, filters: &seccomp::Filters) -> Result<Zygote, SetupError> {
+    let (status_r, status_w) = os::pipe().map_err(SetupError::ExecStatusPipe)?;
+    let (ours, theirs) = os::socketpair().map_err(SetupError::ZygoteSocket)?;
+    match os::fork().map_err(SetupError::ForkZygote)? {
         Forked::Child => {
             drop((status_r, ours));
             let err = exec_zygote(setup, filters, theirs);
             let mut status = File::from(status_w);
-            let _ = write!(status, "{}", error_chain(&err));
+            let _ = write!(status, "{}", Failure::of(&err).to_line());
             os::exit_now(127)
         }
         Forked::Parent { .. } => {
@@ -78,42 +83,43 @@ fn start_zygote(setup: &Setup, filters: &seccomp::Filters) -> Result<Zygote, Ini
             // The status pipe closes on a successful exec; anything written is the step that failed.
             let mut message = String::new();
             let _ = File::from(status_r).read_to_string(&mut message);
-            let failed = |source| InitError { step: "starting the zygote", source };
             if !message.is_empty() {
-                return Err(failed(io::Error::other(message)));
+                return Err(
+                    Failure::parse_line(&message).unwrap_or_else(|| SetupError::StartZygote(io::Error::other(message)))
+                );
             }
             let mut socket = File::from(ours);
             let mut started = [0u8; 1];
             match socket.read(&mut started) {
                 Ok(1) => Ok(Zygote { socket }),
-                _ => Err(failed(io::Error::other("the interpreter exited during its start-up"))),
+                _ => Err(SetupError::StartZygote(io::Error::other("the interpreter exited during its start-up"))),
             }
         }
     }
 }
 
 /// The zygote's last steps before exec.
-fn exec_zygote(setup: &Setup, filters: &seccomp::Filters, socket: OwnedFd) -> InitError {
-    let run = || -> Result<std::convert::Infallible, InitError> {
+fn exec_zygote(setup: &Setup, filters: &seccomp::Filters, socket: OwnedFd) -> SetupError {
+    let run = || -> Result<std::convert::Infallible, SetupError> {
         // Its own session: no controlling terminal.
-        os::setsid().step("starting a new session")?;
+        os::setsid().map_err(SetupError::NewSession)?;
         // /dev/null on 0 and 1, the helper's stderr stays on 2, the socket on 3; everything else closes.
-        let null = File::options().read(true).write(true).open("/dev/null").step("opening /dev/null")?;
+        let null = File::options().read(true).write(true).open("/dev/null").map_err(SetupError::OpenDevNull)?;
         for (fd, slot) in [(null.as_raw_fd(), 0), (null.as_raw_fd(), 1), (socket.as_raw_fd(), 3)] {
-            os::dup2(&fd, slot).step("placing the zygote's descriptors")?;
+            os::dup2(&fd, slot).map_err(SetupError::ZygoteDescriptors)?;
         }
-        os::cloexec_from(4).step("closing inherited descriptors on exec")?;
-        std::env::set_current_dir("/").step("entering the root")?;
+        os::cloexec_from(4).map_err(SetupError::CloseInherited)?;
+        std::env::set_current_dir("/").map_err(SetupError::EnterRoot)?;
         os::reset_signals();
         // No privilege gain through exec, for the zygote and everything it forks.
-        os::set_no_new_privs().step("setting no_new_privs")?;
+        os::set_no_new_privs().map_err(SetupError::NoNewPrivs)?;
         let program = CString::new(setup.python.as_os_str().as_bytes()).expect("no NUL in the interpreter path");
         // argv[0] is the full path: the interpreter finds its prefix (and standard library) from it.
         let args: Vec<CString> = std::iter::once(program.clone())
             .chain(["-I", "-S", "-B", "-c", ZYGOTE].iter().map(|a| CString::new(*a).expect("no NUL")))
             .collect();
         let env = base_env(setup, filters);
-        Err(InitError { step: "executing the interpreter", source: os::execve(&program, &args, &env) })
+        Err(SetupError::ExecInterpreter(os::execve(&program, &args, &env)))
     };
     match run() {
         Err(e) => e,
@@ -128,30 +134,6 @@ fn base_env(setup: &Setup, filters: &seccomp::Filters) -> Vec<CString> {
         .chain([format!("NOVA_PYTHONPATH_={}", python_path.join(":")), format!("NOVA_SECCOMP_={}", filters.to_hex())])
         .map(|s| CString::new(s).expect("no NUL"))
         .collect()
-}
-
-/// What the run's init sends once the program is over.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Report {
-    /// Raw wait status of the program.
-    pub(super) status: i32,
-    pub(super) cpu_us: u64,
-    pub(super) max_rss_bytes: u64,
-    pub(super) files: Vec<OutputFile>,
-    pub(super) files_truncated: bool,
-}
-
-/// What the helper sends for each run, read by the waiting run's init (the run's descriptors were sent ahead
-/// on the runs socket).
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Dispatch {
-    pub(super) limits: Limits,
-    pub(super) files: Vec<InputFile>,
-    /// For a request with network on (the helper has attached the network stack): the egress policy.
-    pub(super) egress: Option<Egress>,
-    /// [`crate::ExecRequest::output_dir`].
-    #[serde(default)]
-    pub(super) output_dir: Option<String>,
 }
 
 /// Namespaces each run gets fresh, inside the jail's user namespace.
@@ -175,7 +157,7 @@ fn serve(mut zygote: Zygote, control: File, runs: OwnedFd, work_bytes: u64) -> !
             Ok(RunEnd::Finished) => {}
             Ok(RunEnd::HelperGone) => os::exit_now(0),
             Err(e) => {
-                let _ = writeln!(report, "error: {}", error_chain(&e).replace('\n', " "));
+                let _ = writeln!(report, "{}", Failure::of(&e).to_line());
             }
         }
     }
@@ -196,13 +178,11 @@ fn run_once(
     program: [OwnedFd; 4],
     report: &mut File,
     netns: OwnedFd,
-) -> Result<RunEnd, InitError> {
-    let (ours, theirs) = os::socketpair().step("creating the run's socket")?;
+) -> Result<RunEnd, SetupError> {
+    let (ours, theirs) = os::socketpair().map_err(SetupError::RunSocket)?;
     // The zygote, the program's parent, says on this pipe that the program exists, then how it ended.
-    let (done_r, done_w) = os::pipe().step("creating the run's pipe")?;
-    let run = match os::clone_namespaces(RUN_NAMESPACES)
-        .step("creating the run's pid, mount, net, ipc and uts namespaces")?
-    {
+    let (done_r, done_w) = os::pipe().map_err(SetupError::RunPipe)?;
+    let run = match os::clone_namespaces(RUN_NAMESPACES).map_err(SetupError::RunNamespaces)? {
         Forked::Child => {
             drop((ours, done_w, program));
             run_main(work_bytes, control, report, theirs, done_r, netns)
@@ -229,21 +209,21 @@ fn hand_to_zygote(
     program: &[OwnedFd; 4],
     [report, done]: [std::os::fd::RawFd; 2],
     run_socket: &OwnedFd,
-) -> Result<(), InitError> {
+) -> Result<(), SetupError> {
     // Its namespaces (ipc, uts, net, pid, mnt) and its Landlock ruleset, if any.
-    let (n, handles) = os::recv_fds(run_socket, &mut [0u8; 1]).step("waiting for the run's file system")?;
+    let (n, handles) = os::recv_fds(run_socket, &mut [0u8; 1]).map_err(SetupError::WaitRunFileSystem)?;
     if n == 0 {
         return Ok(());
     }
     let mut fds: Vec<_> = program.iter().map(|fd| fd.as_raw_fd()).collect();
     fds.extend([report, done]);
     fds.extend(handles.iter().map(|fd| fd.as_raw_fd()));
-    os::send_fds(&zygote.socket, b"r", &fds).step("handing the run to the zygote")?;
+    os::send_fds(&zygote.socket, b"r", &fds).map_err(SetupError::HandToZygote)?;
     let mut forked = [0u8; 1];
     match zygote.socket.read(&mut forked) {
         Ok(1) => Ok(()),
         Ok(_) => Err(io::Error::other("the zygote exited")),
         Err(e) => Err(e),
     }
-    .step("waiting for the zygote")
+    .map_err(SetupError::WaitZygote)
 }

@@ -2,7 +2,7 @@
 //! after another, and tears it down. It speaks JSON lines on its stdin and stdout:
 //!
 //! 1. reads a [`Setup`] line, builds the jail and starts its zygote, an interpreter that waits for runs;
-//! 2. writes `{"ready":true}` (or `{"error":"..."}` naming the step that failed);
+//! 2. writes `{"ready":true}` (or `{"failure":{...}}`: the step that failed, see [`SetupError`]);
 //! 3. reads an [`ExecRequest`] line (a warm-pool jail waits here; end of input means "tear down");
 //! 4. runs it and writes one [`Reply`] line: the outcome, and whether the jail can take another request (then
 //!    back to 3; otherwise it tears the jail down and exits). Its input closing (or anything more arriving on
@@ -23,97 +23,35 @@
 //! The code follows the jail's life: [`root`] builds its file system from the inside, [`init`] is its
 //! pid 1 and starts the zygote (`zygote.py`), [`run`] is each run's pid 1, [`files`] moves files in and out
 //! of a run's work directory, [`watch`] is the helper's side of one execution, and [`net`] gives a run with
-//! network access its user-mode network stack and egress policy.
+//! network access its user-mode network stack and egress policy. [`protocol`] holds the messages these
+//! processes send one another; [`init`] starts each run's init ([`run`]), and neither imports anything else
+//! from the other.
 
+mod error;
 mod files;
 mod init;
 mod net;
+mod protocol;
 mod root;
 mod run;
 mod watch;
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
-use nova_core::error_chain;
-use serde::{Deserialize, Serialize};
-
 use super::cgroup::{Cgroup, Hierarchy};
 use super::seccomp;
 use crate::os::{self, pid_t, Forked};
-use crate::{ExecRequest, Limits, Outcome};
-use init::init_main;
-
-/// What the helper needs to build a jail before it knows the program.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Setup {
-    /// The interpreter, as a path that exists both on the host and inside the jail.
-    pub python: PathBuf,
-    /// Extra `sys.path` entries (the interpreter's site-packages; the interpreter runs with `-I -S`).
-    pub python_path: Vec<PathBuf>,
-    /// Host paths bound read-only at the same place inside the jail (symlinks are recreated as symlinks).
-    pub binds: Vec<PathBuf>,
-    /// Limits the jail is built with; the request's own limits replace them before its code runs.
-    pub limits: Limits,
-    /// The user-mode network stack for runs with network access; `None` looks in the system's directories.
-    #[serde(default)]
-    pub network_tool: Option<PathBuf>,
-}
-
-/// What the helper answers to each request.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Reply {
-    pub(crate) outcome: Outcome,
-    /// Whether the jail takes another request; when not, the helper has torn it down and exits.
-    pub(crate) reusable: bool,
-}
-
-/// A setup step that failed. The steps read top to bottom in [`prepare`] and [`init_main`].
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("reading the jail setup")]
-    ReadSetup(#[source] io::Error),
-    #[error("the helper must be single-threaded (run it before any async runtime starts)")]
-    NotSingleThreaded,
-    #[error("{0}")]
-    CgroupHierarchy(String),
-    #[error("creating the jail's cgroup")]
-    CreateCgroup(#[source] io::Error),
-    #[error("setting the cgroup limits")]
-    CgroupLimits(#[source] io::Error),
-    #[error("{0}")]
-    Seccomp(String),
-    #[error("creating the jail's mount point")]
-    MountPoint(#[source] io::Error),
-    #[error("creating pipes")]
-    Pipes(#[source] io::Error),
-    #[error("dropping supplementary groups")]
-    ClearGroups(#[source] io::Error),
-    #[error(
-        "creating user, pid, net, mount, ipc and uts namespaces (are user namespaces enabled? see \
-         /proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)"
-    )]
-    Namespaces(#[source] io::Error),
-    #[error("writing the jail's user and group id maps")]
-    IdMaps(#[source] io::Error),
-    #[error("moving the jail into its cgroup")]
-    JoinCgroup(#[source] io::Error),
-    #[error("inside the jail: {0}")]
-    Init(String),
-    #[error(
-        "network access needs {}, a user-mode network stack, which is not installed (Debian package `{}`)",
-        net::TOOL,
-        net::TOOL
-    )]
-    NetworkToolMissing,
-    #[error("starting the run's network: {0}")]
-    NetworkStart(String),
-    #[error("handing the program to the jail")]
-    Dispatch(#[source] io::Error),
-}
+use crate::{ExecRequest, Limits};
+pub use error::SetupError;
+use init::{init_main, InsideEnds};
+pub use protocol::Setup;
+use protocol::{read_line, Failure};
+pub(crate) use protocol::{Reply, SetupReply};
+use watch::Ran;
 
 /// Runs the helper on this process's stdin and stdout and exits. Call it first thing in `main`, before any
 /// thread or async runtime exists.
@@ -124,7 +62,8 @@ pub fn helper_main() -> ! {
     let code = match run_helper(&mut input, &mut out) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = writeln!(out, "{}", serde_json::json!({ "error": error_chain(&e) }));
+            let reply = SetupReply { ready: false, failure: Some(Failure::of(&e)) };
+            let _ = writeln!(out, "{}", serde_json::to_string(&reply).expect("replies serialise"));
             1
         }
     };
@@ -138,23 +77,25 @@ fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), Setu
     let setup: Setup = serde_json::from_str(&line).map_err(|e| SetupError::ReadSetup(e.into()))?;
     let mut jail = prepare(&setup)?;
     jail.prepare_next()?;
-    let mut answered = writeln!(out, "{}", serde_json::json!({ "ready": true })).and_then(|()| out.flush());
+    let ready = serde_json::to_string(&SetupReply { ready: true, failure: None }).expect("replies serialise");
+    let mut answered = writeln!(out, "{ready}").and_then(|()| out.flush());
     loop {
         // A warm jail waits here for its next request; no request (the caller dropped us) means tear down.
         line.clear();
         let request = match answered.and_then(|()| input.read_line(&mut line)) {
-            Ok(n) if n > 0 => serde_json::from_str::<ExecRequest>(&line).map_err(|e| SetupError::ReadSetup(e.into())),
+            Ok(n) if n > 0 => serde_json::from_str::<ExecRequest>(&line).map_err(|e| SetupError::ReadRequest(e.into())),
             Ok(_) | Err(_) => {
                 jail.destroy();
                 return Ok(());
             }
         };
-        let (outcome, reusable) = match request {
+        let Ran { outcome, reusable, failure } = match request {
             Ok(request) => jail.run(&request, io::stdin().as_raw_fd()),
-            Err(e) => (Outcome::sandbox_error(error_chain(&e)), false),
+            Err(e) => Ran::failed(e, false),
         };
         // The caller gets its answer first; removing the cgroup waits for the kernel to finish the teardown.
-        let reply = serde_json::to_string(&Reply { outcome, reusable }).expect("replies serialise");
+        let failure = failure.as_ref().map(Failure::of);
+        let reply = serde_json::to_string(&Reply { outcome, reusable, failure }).expect("replies serialise");
         answered = writeln!(out, "{reply}").and_then(|()| out.flush());
         // The last run's network stack, killed before the reply, is reaped after it: its device's teardown
         // takes the kernel tens of milliseconds that the caller need not wait for.
@@ -187,14 +128,6 @@ struct Jail {
     dead: bool,
 }
 
-/// The ends the jail's init keeps.
-struct InsideEnds {
-    sync: File,
-    control: File,
-    report: File,
-    runs: OwnedFd,
-}
-
 /// The cgroup's limits for a run with `limits`: the cgroup also holds the jail's init, the zygote and the
 /// run's init.
 fn cgroup_limits(limits: &Limits) -> Limits {
@@ -215,13 +148,13 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
         return Err(SetupError::NotSingleThreaded);
     }
     // A cgroup of its own, with the limits the jail is built with.
-    let hierarchy = Hierarchy::detect().map_err(SetupError::CgroupHierarchy)?;
+    let hierarchy = Hierarchy::detect().map_err(|e| SetupError::CgroupHierarchy(io::Error::other(e)))?;
     let name = unique_name();
     let cgroup = Cgroup::create(&hierarchy, &name).map_err(SetupError::CreateCgroup)?;
     let mut guard = CgroupGuard(Some(cgroup));
     guard.get().set_limits(&cgroup_limits(&setup.limits)).map_err(SetupError::CgroupLimits)?;
     // The seccomp filter, compiled before forking.
-    let filters = seccomp::compile().map_err(SetupError::Seccomp)?;
+    let filters = seccomp::compile().map_err(|e| SetupError::CompileSeccomp(io::Error::other(e)))?;
     // The name servers runs with network access may use, read while we still see the host's network.
     let resolvers = net::public_resolvers();
     // An empty directory for the new root to be mounted on (inside the jail's mount namespace only).
@@ -239,7 +172,7 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
         os::clear_groups().map_err(SetupError::ClearGroups)?;
     }
     // Fresh user, pid, net, mount, ipc and uts namespaces; the child is the jail's pid 1.
-    let init = match os::clone_namespaces(NAMESPACES).map_err(SetupError::Namespaces)? {
+    let init = match os::clone_namespaces(NAMESPACES).map_err(SetupError::UnshareNamespaces)? {
         Forked::Child => {
             drop((sync_w, control_w, report_r, runs_ours));
             let ends = InsideEnds {
@@ -271,20 +204,21 @@ fn prepare(setup: &Setup) -> Result<Jail, SetupError> {
         write_id_maps(init).map_err(SetupError::IdMaps)?;
         // Into the cgroup before anything runs, so every descendant inherits it.
         jail.cgroup.add(init).map_err(SetupError::JoinCgroup)?;
-        File::from(sync_w).write_all(b"go").map_err(SetupError::Pipes)?;
+        File::from(sync_w).write_all(b"go").map_err(SetupError::ReleaseInit)?;
         // The init reports `ready` once the zygote has started, or the step that failed.
         match read_line(&mut report) {
             Ok(line) if line == "ready" => Ok(()),
-            Ok(line) => Err(SetupError::Init(line.trim_start_matches("error: ").to_owned())),
-            Err(e) => Err(SetupError::Init(format!("the jail's init died during setup ({e})"))),
+            Ok(line) => Err(Failure::parse_line(&line)
+                .unwrap_or_else(|| SetupError::GarbledReport(io::Error::other(format!("{line:?}"))))),
+            Err(e) => Err(SetupError::InitDied(e)),
         }
     };
     if let Err(e) = finish(&mut jail) {
         // An init that failed first explains better than the helper's step that tripped over its exit.
         jail.kill();
-        let from_init = read_line(&mut report).ok().filter(|l| l.starts_with("error: "));
+        let from_init = read_line(&mut report).ok().and_then(|line| Failure::parse_line(&line));
         jail.destroy();
-        return Err(from_init.map_or(e, |l| SetupError::Init(l.trim_start_matches("error: ").to_owned())));
+        return Err(from_init.unwrap_or(e));
     }
     Ok(jail)
 }
@@ -299,19 +233,6 @@ fn write_id_maps(pid: pid_t) -> io::Result<()> {
     fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
     fs::write(format!("/proc/{pid}/uid_map"), format!("0 {uid} 1"))?;
     fs::write(format!("/proc/{pid}/gid_map"), format!("0 {gid} 1"))
-}
-
-/// Reads one `\n`-terminated line byte by byte (so nothing after it is consumed).
-fn read_line(file: &mut File) -> io::Result<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match file.read(&mut byte)? {
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe closed")),
-            _ if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
-            _ => line.push(byte[0]),
-        }
-    }
 }
 
 struct CgroupGuard(Option<Cgroup>);
@@ -334,23 +255,5 @@ impl Drop for DirGuard {
         if let Some(d) = self.0.take() {
             let _ = fs::remove_dir(d);
         }
-    }
-}
-
-/// A step inside the jail (in [`root`] or [`init`]) that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{step}")]
-struct InitError {
-    step: &'static str,
-    #[source]
-    source: io::Error,
-}
-
-trait Step<T> {
-    fn step(self, step: &'static str) -> Result<T, InitError>;
-}
-impl<T> Step<T> for io::Result<T> {
-    fn step(self, step: &'static str) -> Result<T, InitError> {
-        self.map_err(|source| InitError { step, source })
     }
 }

@@ -12,18 +12,13 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use nova_core::error_chain;
-
+use super::error::SetupError;
 use super::files::{collect_files, write_input};
-use super::init::{Dispatch, Report};
 use super::net;
+use super::protocol::{Dispatch, Failure, Report, CONTROL_CLOSED};
 use super::root::{mount_proc, mount_scratch};
-use super::{InitError, Step};
 use crate::os::{self, pid_t};
 use crate::Limits;
-
-/// The run init's exit code when the control pipe closed before a request came: the helper is gone.
-pub(super) const CONTROL_CLOSED: i32 = 3;
 
 /// The program's pid inside the run: the first process the zygote forks into it.
 const PROGRAM_PID: pid_t = 2;
@@ -46,8 +41,8 @@ pub(super) fn run_main(
     let _ = os::set_parent_death_signal(libc::SIGKILL);
     // The program's orphans become ours: the kernel reaps them as they end, so none holds a pid meanwhile.
     let _ = os::reap_children_automatically();
-    let fail = |report: &mut File, e: InitError| -> ! {
-        let _ = writeln!(report, "error: {}", error_chain(&e).replace('\n', " "));
+    let fail = |report: &mut File, e: SetupError| -> ! {
+        let _ = writeln!(report, "{}", Failure::of(&e).to_line());
         os::exit_now(1)
     };
     let handles = match prepare(work_bytes) {
@@ -70,10 +65,11 @@ pub(super) fn run_main(
         os::exit_now(CONTROL_CLOSED);
     }
     let mut done = BufReader::new(File::from(done));
-    let dispatch = match serde_json::from_str::<Dispatch>(&line).map_err(io::Error::from).step("reading the dispatch") {
-        Ok(dispatch) => dispatch,
-        Err(e) => fail(report, e),
-    };
+    let dispatch =
+        match serde_json::from_str::<Dispatch>(&line).map_err(io::Error::from).map_err(SetupError::ReadDispatch) {
+            Ok(dispatch) => dispatch,
+            Err(e) => fail(report, e),
+        };
     if let Err(e) = apply(&dispatch, work_bytes, &mut done) {
         fail(report, e);
     }
@@ -122,23 +118,22 @@ fn output_folder(name: &str) -> Result<Option<std::path::PathBuf>, ()> {
 
 /// The run's file system, top to bottom; returns handles on the run's namespaces and its Landlock ruleset
 /// (none where the kernel lacks Landlock).
-fn prepare(work_bytes: u64) -> Result<Vec<OwnedFd>, InitError> {
+fn prepare(work_bytes: u64) -> Result<Vec<OwnedFd>, SetupError> {
     // Nothing we mount may propagate back to the jail.
-    os::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None).step("making mounts private")?;
+    os::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(SetupError::PrivateMounts)?;
     // /proc of the run's own pid namespace: the program sees its own processes only.
     mount_proc(Path::new("/proc"))?;
     // Fresh, size-capped /tmp and work directory.
     mount_scratch(work_bytes)?;
     let mut handles = Vec::new();
     for kind in NAMESPACES {
-        let handle = File::open(format!("/proc/self/ns/{kind}")).step("opening the run's namespaces")?;
+        let handle = File::open(format!("/proc/self/ns/{kind}")).map_err(SetupError::OpenRunNamespaces)?;
         handles.push(OwnedFd::from(handle));
     }
     // Read-only everywhere, writable /work, /tmp and /dev (for /dev/null); and, as a second ruleset, no TCP.
     // Built here, where the rules can name this run's own /work and /tmp; the program applies the first to
     // itself, and the second once it reads that its request has no network access.
-    let rulesets =
-        landlock().map_err(|e| InitError { step: "building the Landlock ruleset", source: io::Error::other(e) })?;
+    let rulesets = landlock().map_err(|e| SetupError::BuildLandlock(io::Error::other(e)))?;
     handles.extend(rulesets);
     Ok(handles)
 }
@@ -160,34 +155,31 @@ fn landlock() -> Result<Vec<OwnedFd>, landlock::RulesetError> {
 }
 
 /// The request's side of the run: its sizes, its files, and (once the program exists) its rlimits.
-fn apply(dispatch: &Dispatch, work_bytes: u64, done: &mut impl BufRead) -> Result<(), InitError> {
+fn apply(dispatch: &Dispatch, work_bytes: u64, done: &mut impl BufRead) -> Result<(), SetupError> {
     if dispatch.limits.work_bytes != work_bytes {
         resize_tmpfs(&dispatch.limits)?;
     }
     if let Some(egress) = &dispatch.egress {
-        net::configure(egress).step("configuring the run's network")?;
+        net::configure(egress).map_err(SetupError::ConfigureNetwork)?;
     }
     for file in &dispatch.files {
-        write_input(file).step("writing the input files")?;
+        write_input(file).map_err(SetupError::WriteInputFiles)?;
     }
     let mut forked = String::new();
-    done.read_line(&mut forked).step("waiting for the program to start")?;
+    done.read_line(&mut forked).map_err(SetupError::WaitProgramStart)?;
     if forked.trim_end() != "forked" {
-        return Err(InitError {
-            step: "waiting for the program to start",
-            source: io::Error::other("it never started"),
-        });
+        return Err(SetupError::WaitProgramStart(io::Error::other("it never started")));
     }
     // rlimits (the cgroup is the main limit; these stop a single process early), set on the waiting program.
-    set_rlimits(PROGRAM_PID, &dispatch.limits).step("setting the request's rlimits")
+    set_rlimits(PROGRAM_PID, &dispatch.limits).map_err(SetupError::Rlimits)
 }
 
 /// Resizes /work and /tmp to a request's limits when they differ from the ones the run was prepared with.
-fn resize_tmpfs(limits: &Limits) -> Result<(), InitError> {
+fn resize_tmpfs(limits: &Limits) -> Result<(), SetupError> {
     for dir in ["/work", "/tmp"] {
         let data = format!("size={}", limits.work_bytes.max(4096));
         os::mount(None, Path::new(dir), None, libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
-            .step("resizing /work and /tmp")?;
+            .map_err(SetupError::ResizeScratch)?;
     }
     Ok(())
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use nova_core::error_chain;
 
-use super::init::{Dispatch, Report};
+use super::error::SetupError;
 use super::net::{self, Egress, Stack};
-use super::{read_line, Jail, SetupError};
+use super::protocol::{read_line, Dispatch, Failure, Report};
+use super::Jail;
 use crate::os;
 use crate::{ExecRequest, Outcome, Status};
 
@@ -26,21 +27,37 @@ pub(super) struct RunPipes {
     netns: OwnedFd,
 }
 
+/// One execution, as the helper reports it.
+pub(super) struct Ran {
+    pub(super) outcome: Outcome,
+    /// Whether the jail can take another request.
+    pub(super) reusable: bool,
+    /// The step that failed, when the outcome is a `sandbox_error`.
+    pub(super) failure: Option<SetupError>,
+}
+
+impl Ran {
+    /// A run whose step `failure` failed before its program could.
+    pub(super) fn failed(failure: SetupError, reusable: bool) -> Ran {
+        Ran { outcome: Outcome::sandbox_error(error_chain(&failure)), reusable, failure: Some(failure) }
+    }
+}
+
 impl Jail {
     /// Hands the request to the jail and watches it to the end, or until `cancel` (the helper's input) becomes
     /// readable: end of input from a caller that gave up. Returns the outcome and whether the jail can take
     /// another request (it cannot once it was killed, or when anything of it failed).
-    pub(super) fn run(&mut self, request: &ExecRequest, cancel: RawFd) -> (Outcome, bool) {
+    pub(super) fn run(&mut self, request: &ExecRequest, cancel: RawFd) -> Ran {
         // Never without the policy: a request for network access fails here when its tool is missing.
         let tool = match (request.network, net::find_tool(self.network_tool.as_deref())) {
             (false, _) => None,
             (true, Some(tool)) => Some(tool),
-            (true, None) => return (Outcome::sandbox_error(error_chain(&SetupError::NetworkToolMissing)), true),
+            (true, None) => return Ran::failed(SetupError::NetworkToolMissing, true),
         };
         let before = self.cgroup.stats();
         let (mut pipes, stack) = match self.dispatch(request, tool.as_deref()) {
             Ok(dispatched) => dispatched,
-            Err(e) => return (Outcome::sandbox_error(error_chain(&e)), false),
+            Err(e) => return Ran::failed(e, false),
         };
         let limits = request.limits;
         let start = Instant::now();
@@ -53,7 +70,7 @@ impl Jail {
         let cpu_time = after.cpu_time.saturating_sub(before.cpu_time);
         let text = String::from_utf8_lossy(&watched.report);
         let report: Option<Report> = text.lines().find_map(|l| serde_json::from_str(l).ok());
-        let failed = text.lines().find_map(|l| l.strip_prefix("error: "));
+        let mut failed = text.lines().find_map(Failure::parse_line);
         let reusable = !self.dead && oom_kills == 0 && report.is_some() && failed.is_none();
         let mut outcome = Outcome::sandbox_error("");
         outcome.error = None; // Filled in below; `sandbox_error` is only the all-empty starting point.
@@ -74,8 +91,8 @@ impl Jail {
             Status::OutputLimit
         } else if oom_kills > 0 {
             Status::MemoryLimit
-        } else if let Some(step) = failed {
-            outcome.error = Some(step.to_owned());
+        } else if let Some(step) = &failed {
+            outcome.error = Some(error_chain(step));
             Status::SandboxError
         } else {
             match (outcome.exit_code, outcome.signal) {
@@ -87,16 +104,21 @@ impl Jail {
                 }
                 (None, Some(_)) => Status::Signaled,
                 (None, None) => {
-                    outcome.error = Some("the run's init ended without a report".into());
+                    failed = Some(SetupError::NoReport);
+                    outcome.error = Some(error_chain(&SetupError::NoReport));
                     Status::SandboxError
                 }
             }
         };
+        if outcome.status != Status::SandboxError {
+            // A step's report that lost to a deadline, an output overflow or a cancellation is not the outcome.
+            failed = None;
+        }
         if let Some(report) = report {
             outcome.files = report.files;
             outcome.files_truncated = report.files_truncated;
         }
-        (outcome, reusable)
+        Ran { outcome, reusable, failure: failed }
     }
 
     /// Sends the next run's descriptors to the init, which prepares the run (namespaces, file system, the
@@ -109,7 +131,7 @@ impl Jail {
         let (report_r, report_w) = os::pipe().map_err(SetupError::Pipes)?;
         let (netns_r, netns_w) = os::socketpair().map_err(SetupError::Pipes)?;
         let inside = [&stdin_r, &stdout_w, &stderr_w, &code_r, &report_w, &netns_w].map(|fd| fd.as_raw_fd());
-        os::send_fds(&self.runs, b"d", &inside).map_err(SetupError::Dispatch)?;
+        os::send_fds(&self.runs, b"d", &inside).map_err(SetupError::SendRun)?;
         self.next = Some(RunPipes {
             stdin: Some(stdin_w.into()),
             stdout: stdout_r.into(),
@@ -135,7 +157,7 @@ impl Jail {
         self.cgroup.reset_peak_memory();
         let env = framed_env(request)?;
         let egress = match tool {
-            Some(_) => Some(Egress::for_this_host().map_err(|e| SetupError::NetworkStart(e.to_string()))?),
+            Some(_) => Some(Egress::for_this_host().map_err(SetupError::EgressPolicy)?),
             None => None,
         };
         if self.next.is_none() {
@@ -146,17 +168,19 @@ impl Jail {
         // once it has taken the request.
         let expect = |pipes: &mut RunPipes, word: &str| match read_line(&mut pipes.report) {
             Ok(line) if line == word => Ok(()),
-            Ok(line) => Err(SetupError::Init(line.trim_start_matches("error: ").to_owned())),
-            Err(e) => Err(SetupError::Init(format!("the run's init died before the program ({e})"))),
+            Ok(line) => Err(Failure::parse_line(&line)
+                .unwrap_or_else(|| SetupError::GarbledReport(io::Error::other(format!("{line:?}"))))),
+            Err(e) => Err(SetupError::RunInitDied(e)),
         };
         expect(&mut pipes, "ready")?;
         let stack = match tool {
             Some(tool) => {
                 let netns = match os::recv_fds(&pipes.netns, &mut [0u8; 1]) {
                     Ok((1, mut fds)) if fds.len() == 1 => fds.remove(0),
-                    _ => return Err(SetupError::NetworkStart("the run's network namespace did not arrive".into())),
+                    Ok(_) => return Err(SetupError::RunNetns(io::Error::other("it did not arrive"))),
+                    Err(e) => return Err(SetupError::RunNetns(e)),
                 };
-                Some(Stack::start(tool, netns, self.init).map_err(SetupError::NetworkStart)?)
+                Some(Stack::start(tool, netns, self.init).map_err(|e| SetupError::StartNetwork(io::Error::other(e)))?)
             }
             None => None,
         };
@@ -272,7 +296,7 @@ fn framed_env(request: &ExecRequest) -> Result<Vec<u8>, SetupError> {
     let mut env = Vec::new();
     for (key, value) in &request.env {
         if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-            return Err(SetupError::Dispatch(io::Error::new(
+            return Err(SetupError::Environment(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("environment variable {key:?} is not valid"),
             )));

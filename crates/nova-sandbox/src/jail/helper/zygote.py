@@ -45,17 +45,25 @@ class _Kernel:
         self.filters = [Program(len(code) // 8, ctypes.addressof(b)) for code, b in zip(filters, self.filter_code)]
 
 
+def _report_failure(report, step, e):
+    """The line of a failed step, as the helper reads it (`protocol.rs`'s `Failure`): `error: CODE ERRNO DETAIL`,
+    the step by its code (`error.rs`), the errno of an `OSError`, else the exception in words."""
+    errno = getattr(e, "errno", None) or 0
+    detail = "" if errno else " ".join(f"{type(e).__name__}: {e}".split())
+    os.write(report, f"error: {step} {errno} {detail}\n".encode())
+
+
 def _confine(fds, kernel):
     """In the program, forked into the run's pid namespace: join the run's other namespaces, then confine."""
-    step = "joining the run's namespaces"
+    step = "join_namespaces"
     report = fds[4]
     try:
         program, spaces, rulesets = fds[:5], fds[6:11], fds[11:]
         for fd in spaces[:3] + spaces[4:]:  # ipc, uts, net, then mnt (the pid namespace is ours already)
             _check(kernel.setns(fd, 0))
-        step = "starting a new session"
+        step = "new_session"
         os.setsid()
-        step = "placing the standard descriptors"
+        step = "program_descriptors"
         # Out of the way first, so that no descriptor is overwritten before it has been placed.
         kept = [os.dup2(fd, 100 + i) for i, fd in enumerate(program + rulesets)]
         for slot, fd in enumerate(kept):
@@ -67,15 +75,15 @@ def _confine(fds, kernel):
                     os.close(int(name))
                 except OSError:
                     pass
-        step = "entering /work"
+        step = "enter_work"
         os.chdir("/work")
-        step = "setting no_new_privs"
+        step = "no_new_privs"
         _check(kernel.prctl(38, 1, 0, 0, 0))  # PR_SET_NO_NEW_PRIVS
         if rulesets:
-            step = "applying Landlock"
+            step = "apply_landlock"
             _check(kernel.syscall(446, 5, 0))  # landlock_restrict_self(5, 0): the files ruleset
             os.close(5)
-        step = "dropping capabilities"
+        step = "drop_capabilities"
         for cap in range(kernel.last_cap + 1):
             if kernel.prctl(24, cap, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
                 _check(-1)  # PR_CAPBSET_DROP
@@ -83,13 +91,13 @@ def _confine(fds, kernel):
         # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP and SECBIT_KEEP_CAPS, each locked.
         _check(kernel.prctl(28, 0x2F, 0, 0, 0))
         _check(kernel.capset(ctypes.addressof(kernel.cap_header), ctypes.addressof(kernel.cap_data)))
-        step = "installing seccomp"
+        step = "install_seccomp"
         for fprog in kernel.filters:
             _check(kernel.prctl(22, 2, ctypes.addressof(fprog), 0, 0))  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
         os.close(4)
     except BaseException as e:
         try:
-            os.write(report, f"error: {step}: {e}\n".encode())
+            _report_failure(report, step, e)
         finally:
             os._exit(125)
 
@@ -164,7 +172,8 @@ def _run(fds, kernel, own_pids, control, python_path):
     except OSError as e:
         if pid > 0:
             os._exit(1)  # the zygote would fork into a run's namespace from now on: end the jail
-        os.write(report, f"error: forking the program: {e}\n".encode())
+        step = "fork_program"
+        _report_failure(report, step, e)
     if pid == 0:
         control.detach()
         _confine(fds, kernel)
