@@ -1,11 +1,18 @@
-//! NOVA's workers: the workflows, and the loop that runs them from the queue.
+//! NOVA's application layer, between the libraries (`nova-core`, `nova-store`, `nova-extract`,
+//! `nova-sandbox`, `nova-llm`) and the binary (`nova-cli`) with its HTTP API (`nova-server`):
 //!
-//! [`step`]-like pieces are small and separate from the loop: [`run_attempt`] runs one claimed job to an
-//! outcome while renewing its lease; [`run`] claims jobs up to the configured concurrency and drains them on
-//! shutdown. Workflows are plain functions ([`workflows`]) that the command line also calls in-process.
+//! - [`extraction`]: the extraction service (documents read in confined processes) with its [`engines`]
+//!   (tesseract, pdftoppm), built from the configuration the binary parsed;
+//! - [`workflows`]: how each workflow runs, one module per workflow;
+//! - the worker pool, here: [`run_attempt`] runs one claimed job to an outcome while renewing its lease;
+//!   [`run`] claims jobs up to the configured concurrency and drains them on shutdown;
+//! - [`webhooks`] (the dispatcher) and [`housekeeping`] (retention), which every process with a store runs
+//!   ([`housekeeping::spawn`]).
 
 pub mod engines;
 pub mod extraction;
+pub mod housekeeping;
+pub mod webhooks;
 pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
@@ -39,8 +46,6 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// On shutdown, how long running jobs may take to finish before they are handed back to the queue.
     pub shutdown_grace: Duration,
-    /// Finished jobs older than this are deleted with their attempts and events; `None` keeps them.
-    pub retention: Option<Duration>,
     /// The sandbox that `code.run` jobs run in; without one they are retried (another worker may have one).
     pub sandbox: Option<SandboxHandle>,
     /// Where documents are read: in confined helper processes (what the binary sets up) or in this one.
@@ -80,7 +85,6 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
-            retention: Some(Duration::from_secs(30 * 24 * 3600)),
             sandbox: None,
             extractor: extraction::Extractor::default(),
             model: Ok(None),
@@ -134,7 +138,6 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
         }
     };
     tokio::pin!(shutdown);
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut poll = tokio::time::interval(config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Workflows whose last claim filled every slot asked for, so more may be waiting. When an attempt ends,
@@ -204,9 +207,6 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
             }
             _ = wake.notified() => look_everywhere = true,
             _ = poll.tick() => look_everywhere = true,
-            _ = prune.tick(), if config.retention.is_some() => {
-                prune_history(&store, config.retention.unwrap_or_default()).await;
-            }
         }
     }
 
@@ -224,32 +224,6 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
         listener.abort();
     }
     info!(%worker, "worker stopped");
-}
-
-/// How often a pool deletes finished jobs past their retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-
-/// Deletes finished jobs older than `retention`, in batches so no statement holds the database for long.
-async fn prune_history(store: &Store, retention: Duration) {
-    const BATCH: u32 = 1000;
-    let mut total = 0;
-    loop {
-        match store.prune_finished(retention, BATCH).await {
-            Ok(n) => {
-                total += n;
-                if n < u64::from(BATCH) {
-                    break;
-                }
-            }
-            Err(e) => {
-                warn!(error = %error_chain(&e), "pruning finished jobs failed; trying again later");
-                break;
-            }
-        }
-    }
-    if total > 0 {
-        info!(deleted = total, "pruned finished jobs past their retention");
-    }
 }
 
 /// Why an attempt stopped before its workflow did.

@@ -45,20 +45,8 @@ pub struct ServeArgs {
     /// rather than in each process's memory.
     #[arg(long, env = "NOVA_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
-    /// Destinations that job webhooks may reach although they are not public, comma-separated: host names,
-    /// addresses, prefixes (`hooks.internal,10.0.0.0/8`). Everything else private, loopback or link-local
-    /// is refused.
-    #[arg(long, env = "NOVA_WEBHOOK_ALLOW", default_value = "")]
-    webhook_allow: nova_server::webhooks::AllowList,
-    /// Hours a webhook message is retried before it is dead (resend it with
-    /// `POST /v1/webhooks/deliveries/{id}/resend`).
-    #[arg(long, env = "NOVA_WEBHOOK_RETRY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
-    webhook_retry_hours: u64,
-    /// Days that uploaded documents are kept; older ones are deleted with their bytes (unless another
-    /// tenant's document holds the same bytes). 0 keeps them forever. Finished jobs and their results follow
-    /// `--retention-days`.
-    #[arg(long, env = "NOVA_DOCUMENT_RETENTION_DAYS", default_value_t = 0)]
-    document_retention_days: u64,
+    #[command(flatten)]
+    pub background: BackgroundArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -140,6 +128,55 @@ impl StoreArgs {
     }
 }
 
+/// The work beside the queue that every process with a store runs, `nova serve` and `nova worker` alike:
+/// webhook delivery and retention (`nova_app::housekeeping`).
+#[derive(Args)]
+pub struct BackgroundArgs {
+    /// Destinations that job webhooks may reach although they are not public, comma-separated: host names,
+    /// addresses, prefixes (`hooks.internal,10.0.0.0/8`). Everything else private, loopback or link-local
+    /// is refused.
+    #[arg(long, env = "NOVA_WEBHOOK_ALLOW", default_value = "")]
+    webhook_allow: nova_app::webhooks::AllowList,
+    /// Hours a webhook message is retried before it is dead (resend it with
+    /// `POST /v1/webhooks/deliveries/{id}/resend`).
+    #[arg(long, env = "NOVA_WEBHOOK_RETRY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
+    webhook_retry_hours: u64,
+    /// Days that uploaded documents are kept; older ones are deleted with their bytes (unless another
+    /// tenant's document holds the same bytes). 0 keeps them forever. Finished jobs and their results follow
+    /// `--retention-days`.
+    #[arg(long, env = "NOVA_DOCUMENT_RETENTION_DAYS", default_value_t = 0)]
+    document_retention_days: u64,
+    /// Days that finished jobs (with their attempts and events) are kept; 0 keeps them forever.
+    #[arg(long, env = "NOVA_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+}
+
+/// Days as a retention, 0 meaning forever.
+fn days(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n * 24 * 3600))
+}
+
+impl BackgroundArgs {
+    /// The webhook dispatcher's settings (also the API's check of a job's webhook URL).
+    pub fn webhooks(&self) -> nova_app::webhooks::WebhookConfig {
+        nova_app::webhooks::WebhookConfig {
+            allow: self.webhook_allow.clone(),
+            max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
+            ..Default::default()
+        }
+    }
+
+    /// Starts the webhook dispatcher and the housekeeping until `shutdown`.
+    pub fn spawn(&self, store: &nova_store::Store, shutdown: &CancellationToken) {
+        let housekeeping = nova_app::housekeeping::HousekeepingConfig {
+            job_retention: days(self.retention_days),
+            document_retention: days(self.document_retention_days),
+            ..Default::default()
+        };
+        nova_app::housekeeping::spawn(store, self.webhooks(), housekeeping, shutdown);
+    }
+}
+
 /// How workers hold and give back jobs.
 #[derive(Args)]
 pub struct PoolArgs {
@@ -149,9 +186,6 @@ pub struct PoolArgs {
     /// Seconds a claimed job is held without a heartbeat; a crashed worker's jobs run again after this.
     #[arg(long, env = "NOVA_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     lease_secs: u64,
-    /// Days that finished jobs (with their attempts and events) are kept; 0 keeps them forever.
-    #[arg(long, env = "NOVA_RETENTION_DAYS", default_value_t = 30)]
-    retention_days: u64,
     /// Jails kept ready, interpreter started, for `POST /v1/executions` and `code.run` jobs.
     #[arg(long, env = "NOVA_SANDBOX_POOL", default_value_t = 2)]
     pub sandbox_pool: usize,
@@ -198,7 +232,6 @@ impl PoolArgs {
             heartbeat: lease / 6,
             // Polling is the fallback wake-up, and what finds lapsed leases.
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
-            retention: (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 24 * 3600)),
             sandbox: sandbox.as_ref().ok().map(|s| nova_app::SandboxHandle(s.clone())),
             extractor,
             model,
@@ -261,13 +294,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
             max_upload_bytes: args.max_upload_mb * 1024 * 1024,
             rate_limit: args.rate_limit.0,
             max_unfinished_jobs: args.max_unfinished_jobs,
-            webhooks: nova_server::webhooks::WebhookConfig {
-                allow: args.webhook_allow.clone(),
-                max_age: Duration::from_secs(args.webhook_retry_hours * 3600),
-                ..Default::default()
-            },
-            document_retention: (args.document_retention_days > 0)
-                .then(|| Duration::from_secs(args.document_retention_days * 24 * 3600)),
+            webhook_allow: args.background.webhook_allow.clone(),
             renderer: settings.engines.renderer.clone(),
             ..ServerConfig::default()
         }),
@@ -276,6 +303,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         limiter,
         extractor,
     };
+    args.background.spawn(&store, &shutdown);
     let first_key = api_key(&store, settings.api_key.as_deref(), addr).await?;
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.

@@ -8,7 +8,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::serve::{init_logging, on_signal, runtime, say, start_sandbox, LogArgs, PoolArgs, StoreArgs};
+use crate::serve::{
+    init_logging, on_signal, runtime, say, start_sandbox, BackgroundArgs, LogArgs, PoolArgs, StoreArgs,
+};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -19,6 +21,8 @@ pub struct WorkerArgs {
     concurrency: Option<u64>,
     #[command(flatten)]
     pool: PoolArgs,
+    #[command(flatten)]
+    background: BackgroundArgs,
     #[command(flatten)]
     log: LogArgs,
     /// Serve this process's metrics (jobs, sandbox runs, model calls) at `http://ADDR/metrics` for
@@ -50,6 +54,7 @@ pub fn run(args: WorkerArgs, settings: &crate::config::Settings) -> anyhow::Resu
             }
             None => None,
         };
+        args.background.spawn(&store, &shutdown);
         // The one line a script can wait for, on stdout.
         say(&format!("nova: worker running up to {} jobs at once", config.total_slots()));
         nova_app::run(store.clone(), config, Arc::new(Notify::new()), shutdown.clone().cancelled_owned()).await;

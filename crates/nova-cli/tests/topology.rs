@@ -46,7 +46,7 @@ async fn receiver(secret: Arc<Mutex<Option<String>>>, received: Received) -> Str
         let (id, timestamp, signature) =
             (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
         let signed = secret.lock().unwrap().as_deref().is_some_and(|secret| {
-            let expected = nova_server::webhooks::sign(secret, &id, timestamp.parse().unwrap_or(0), &body);
+            let expected = nova_app::webhooks::sign(secret, &id, timestamp.parse().unwrap_or(0), &body);
             expected.is_ok_and(|expected| signature.split(' ').any(|s| s == expected))
         });
         let message: Value = serde_json::from_str(&body).unwrap_or_default();

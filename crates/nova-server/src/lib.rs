@@ -13,7 +13,6 @@ mod openapi;
 pub mod ratelimit;
 pub mod request_id;
 mod routes;
-pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,11 +42,9 @@ pub struct ServerConfig {
     /// The most unfinished jobs (queued, retrying, running) one tenant may have; a submission past it is
     /// `429 too_many_jobs`. `None`: no limit.
     pub max_unfinished_jobs: Option<u32>,
-    /// How job webhooks are checked and delivered.
-    pub webhooks: webhooks::WebhookConfig,
-    /// Documents older than this are deleted, with each blob no document names any more; `None` keeps
-    /// them. (Finished jobs and their results have their own retention, in the workers.)
-    pub document_retention: Option<Duration>,
+    /// The non-public destinations a job's webhook may name anyway (the dispatcher, `nova_app::webhooks`,
+    /// is given the same list).
+    pub webhook_allow: nova_app::webhooks::AllowList,
     /// How PDF pages are rendered for people (`GET /v1/documents/{id}/pages/{n}`).
     pub renderer: nova_app::engines::pdftoppm::PdftoppmConfig,
 }
@@ -61,8 +58,7 @@ impl Default for ServerConfig {
             event_keep_alive: Duration::from_secs(15),
             rate_limit: Some(RateLimit::DEFAULT),
             max_unfinished_jobs: None,
-            webhooks: webhooks::WebhookConfig::default(),
-            document_retention: None,
+            webhook_allow: Default::default(),
             renderer: Default::default(),
         }
     }
@@ -94,8 +90,7 @@ pub fn router(state: AppState) -> Router {
 /// and open event streams end at once (their clients resume from their last event, here or elsewhere).
 ///
 /// Says at start whether API keys are required, or (with none yet) that only loopback clients are
-/// answered; and runs the housekeeping of the API's own state (expired idempotency records, idle rate
-/// budgets) every few minutes.
+/// answered; and forgets idle rate budgets every few minutes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -109,10 +104,9 @@ pub async fn serve(
         ),
         Err(e) => tracing::error!(error = %nova_core::error_chain(&e), "checking for API keys failed"),
     }
-    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let upkeep = tokio::spawn(upkeep(state.limiter.clone()));
     let metrics_upkeep = tokio::spawn(metrics::upkeep());
     let streams_end = CancellationToken::new();
-    let webhooks = tokio::spawn(webhooks::run(state.store.clone(), state.config.webhooks.clone(), streams_end.clone()));
     let signal = {
         let streams_end = streams_end.clone();
         async move {
@@ -122,54 +116,17 @@ pub async fn serve(
     };
     let app = routes::router(state, streams_end).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
-    housekeeping.abort();
+    upkeep.abort();
     metrics_upkeep.abort();
-    webhooks.abort();
     served
 }
 
-/// Deletes documents older than `age`, in batches so no statement holds the database for long.
-async fn prune_documents(store: &Store, age: Duration) {
-    const BATCH: u32 = 500;
-    let mut total = nova_store::Pruned::default();
-    loop {
-        match store.prune_documents(age, BATCH).await {
-            Ok(pruned) => {
-                total.documents += pruned.documents;
-                total.blobs += pruned.blobs;
-                if pruned.documents < u64::from(BATCH) {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %nova_core::error_chain(&e), "deleting documents past their retention failed");
-                break;
-            }
-        }
-    }
-    if total.documents > 0 {
-        tracing::info!(documents = total.documents, blobs = total.blobs, "deleted documents past their retention");
-    }
-}
-
-/// How long delivered and dead webhook messages are kept.
-const DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// Every five minutes: deletes expired idempotency records, old webhook messages and documents past their
-/// retention, and forgets idle in-memory rate budgets.
-async fn housekeeping(state: AppState) {
+/// Every five minutes: forgets idle in-memory rate budgets. (The stored state's housekeeping and the webhook
+/// dispatcher are the application layer's, `nova_app::housekeeping`, which the binary starts beside the API.)
+async fn upkeep(limiter: Limiter) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tick.tick().await;
-        if let Err(e) = state.store.purge_idempotency().await {
-            tracing::warn!(error = %nova_core::error_chain(&e), "purging expired idempotency records failed");
-        }
-        if let Err(e) = state.store.purge_deliveries(DELIVERY_RETENTION, 10_000).await {
-            tracing::warn!(error = %nova_core::error_chain(&e), "purging old webhook messages failed");
-        }
-        if let Some(age) = state.config.document_retention {
-            prune_documents(&state.store, age).await;
-        }
-        state.limiter.forget_idle();
+        limiter.forget_idle();
     }
 }

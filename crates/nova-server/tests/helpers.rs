@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nova_app::housekeeping::HousekeepingConfig;
+use nova_app::webhooks::WebhookConfig;
 use nova_app::WorkerConfig;
 use nova_server::{AppState, Limiter, ServerConfig};
 use nova_store::testing::{Backend, TestStore};
@@ -33,6 +35,8 @@ pub struct Options {
     /// Rate limits are off unless a test sets `config.rate_limit`: other tests send bursts of their own.
     pub config: ServerConfig,
     pub limiter: Limiter,
+    /// The webhook dispatcher's settings; it runs beside the server, as `nova serve` runs it.
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
             workers: 2,
             config: ServerConfig { rate_limit: None, ..ServerConfig::default() },
             limiter: Limiter::memory(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -76,6 +81,7 @@ impl TestApp {
             };
             tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
         });
+        nova_app::housekeeping::spawn(&store, options.webhooks, HousekeepingConfig::default(), &shutdown);
         let state = AppState {
             store: store.clone(),
             config: std::sync::Arc::new(options.config),

@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use helpers::{error_code, Options, TestApp};
-use nova_server::webhooks::{sign, AllowList, WebhookConfig};
+use nova_app::webhooks::{sign, AllowList, WebhookConfig};
 use nova_server::ServerConfig;
 use serde_json::{json, Value};
 
@@ -64,8 +64,8 @@ async fn app(allow: &str, max_age: Duration) -> TestApp {
         allow: allow.parse::<AllowList>().unwrap(),
         ..WebhookConfig::default()
     };
-    let config = ServerConfig { webhooks, rate_limit: None, ..ServerConfig::default() };
-    TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { config, ..Options::default() }).await
+    let config = ServerConfig { webhook_allow: webhooks.allow.clone(), rate_limit: None, ..ServerConfig::default() };
+    TestApp::spawn_with(tempfile::tempdir().unwrap(), Options { config, webhooks, ..Options::default() }).await
 }
 
 async fn submit(app: &TestApp, hook: Value) -> String {

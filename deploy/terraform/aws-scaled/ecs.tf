@@ -21,6 +21,8 @@ locals {
     { name = "AWS_REGION", value = var.region },
     { name = "NOVA_LOG_FORMAT", value = "json" },
     { name = "NOVA_RETENTION_DAYS", value = tostring(var.job_retention_days) },
+    # Every process runs the housekeeping (and the webhook dispatcher), so all of them get the same ages.
+    { name = "NOVA_DOCUMENT_RETENTION_DAYS", value = tostring(var.documents_expiration_days) },
     { name = "NOVA_SHUTDOWN_GRACE", value = "30" },
     { name = "NOVA_LLM_BASE_URL", value = var.llm_base_url },
     { name = "NOVA_LLM_MODEL", value = var.llm_model },
@@ -180,7 +182,6 @@ resource "aws_ecs_task_definition" "api" {
         { name = "NOVA_LISTEN", value = "0.0.0.0:${local.api_port}" },
         { name = "NOVA_SANDBOX_POOL", value = "0" },
         { name = "NOVA_RATE_LIMIT", value = var.rate_limit },
-        { name = "NOVA_DOCUMENT_RETENTION_DAYS", value = tostring(var.documents_expiration_days) },
       ])
       secrets = concat(local.common_secrets, [
         { name = "NOVA_API_KEY", valueFrom = aws_secretsmanager_secret.api_key.arn },

@@ -116,7 +116,7 @@ async fn enqueue_all(store: &Store, n: u64, clients: usize) -> anyhow::Result<f6
 async fn drain(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyhow::Result<f64> {
     let queued = args.jobs;
     let shutdown = CancellationToken::new();
-    let config = WorkerConfig { concurrency: args.concurrency, retention: None, ..WorkerConfig::default() };
+    let config = WorkerConfig { concurrency: args.concurrency, ..WorkerConfig::default() };
     let start = Instant::now();
     let pool = tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
     while store.has_unfinished().await? {
@@ -132,7 +132,7 @@ async fn drain(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyh
 /// time from the enqueue call to the attempt's start; returns p50 and p99 in milliseconds.
 async fn pickup(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> anyhow::Result<(f64, f64)> {
     let shutdown = CancellationToken::new();
-    let config = WorkerConfig { concurrency: args.concurrency, retention: None, ..WorkerConfig::default() };
+    let config = WorkerConfig { concurrency: args.concurrency, ..WorkerConfig::default() };
     let pool = tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()));
     // Let the pool reach its idle wait.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -20,8 +20,8 @@ use super::{job_stream, not_found, parse_id, IdPath, StreamsEnd};
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
-use crate::webhooks::{self, AllowList};
 use crate::AppState;
+use nova_app::webhooks::{self, AllowList};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -131,7 +131,7 @@ async fn create(
         }
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let webhook = body.webhook.map(|hook| webhook(hook, &app.config.webhooks.allow)).transpose()?;
+    let webhook = body.webhook.map(|hook| webhook(hook, &app.config.webhook_allow)).transpose()?;
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;

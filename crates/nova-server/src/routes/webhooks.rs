@@ -13,8 +13,8 @@ use super::pages::{self, PageBody};
 use super::{parse_id, IdPath};
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
-use crate::webhooks::new_secret;
 use crate::AppState;
+use nova_app::webhooks::new_secret;
 
 pub fn router() -> Router<AppState> {
     Router::new()
