@@ -289,7 +289,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         (Some(rate), None) => info!(%rate, "request rate limit per API key, counted in memory"),
     }
     let state = AppState {
-        store: store.clone(),
+        store: store.clone().into(),
         config: std::sync::Arc::new(ServerConfig {
             max_upload_bytes: args.max_upload_mb * 1024 * 1024,
             rate_limit: args.rate_limit.0,

@@ -25,19 +25,69 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nova_core::{ApiKeyId, TenantId};
-use nova_store::TenantStore;
+use nova_store::{QueueStats, Store, StoreError, TenantStore};
 
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The caller of a request, as [`authenticate`] found it.
+/// The caller of a request, as [`authenticate`] found it. Only this module makes one, so a [`TenantStore`]
+/// made from a caller ([`ServerStore::of`]) is always the authenticated tenant's.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub tenant: TenantId,
-    /// `None` on a server without keys (a loopback client, as the default tenant).
-    pub key: Option<ApiKeyId>,
+    tenant: TenantId,
+    key: Option<ApiKeyId>,
+    rate_limit: Option<String>,
+}
+
+impl Caller {
+    /// Whose request this is.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The key it came with; `None` on a server without keys (a loopback client, as the default tenant).
+    pub fn key(&self) -> Option<ApiKeyId> {
+        self.key
+    }
+
     /// The tenant's own request rate, when it has one.
-    pub rate_limit: Option<String>,
+    pub fn rate_limit(&self) -> Option<&str> {
+        self.rate_limit.as_deref()
+    }
+}
+
+/// The store as the server's own machinery holds it. The [`Store`] inside is private to this module: route
+/// handlers reach data only through [`Tenant`] (the [`TenantStore`] of the authenticated [`Caller`]), and
+/// what belongs to no tenant (readiness, the queue's gauges, whether keys exist) has its own method here.
+#[derive(Clone)]
+pub struct ServerStore(Store);
+
+impl From<Store> for ServerStore {
+    fn from(store: Store) -> Self {
+        ServerStore(store)
+    }
+}
+
+impl ServerStore {
+    /// The store as `caller`'s tenant sees it.
+    pub fn of(&self, caller: &Caller) -> TenantStore {
+        self.0.tenant(caller.tenant)
+    }
+
+    /// Whether the database answers (`GET /readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.0.ping().await
+    }
+
+    /// The whole queue's counts, for the metrics' gauges (no tenant's in particular).
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        self.0.queue_stats().await
+    }
+
+    /// Whether any API key was ever made (revoked ones count).
+    pub async fn keys_exist(&self) -> Result<bool, StoreError> {
+        self.0.keys_exist().await
+    }
 }
 
 /// The middleware: finds the [`Caller`] or answers `401`/`403` itself.
@@ -71,7 +121,7 @@ async fn identify(
 ) -> Result<Caller, ApiError> {
     if let Some(value) = authorization {
         let secret = bearer(value)?;
-        let owner = app.store.authenticate(secret).await?.ok_or_else(|| ApiError::Unauthorized {
+        let owner = app.store.0.authenticate(secret).await?.ok_or_else(|| ApiError::Unauthorized {
             code: "invalid_api_key",
             message: "the API key is not valid (unknown or revoked)".into(),
         })?;
@@ -122,7 +172,7 @@ impl FromRequestParts<AppState> for Tenant {
             tracing::error!("a /v1 route was reached without passing authentication");
             ApiError::Internal("identifying the caller".into())
         })?;
-        Ok(Tenant(app.store.tenant(caller.tenant)))
+        Ok(Tenant(app.store.of(caller)))
     }
 }
 
@@ -137,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = nova_store::Store::open(dir.path()).await.unwrap();
         let app = AppState {
-            store: store.clone(),
+            store: store.clone().into(),
             config: Arc::new(crate::ServerConfig::default()),
             wake_workers: Arc::default(),
             sandbox: Err("none".into()),

@@ -18,8 +18,7 @@ use axum::extract::{OriginalUri, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nova_core::TenantId;
-use nova_store::{Idempotent, Store, StoredResponse};
+use nova_store::{Idempotent, StoredResponse, TenantStore};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
@@ -47,7 +46,7 @@ async fn run(app: &AppState, req: Request, next: Next) -> Result<Response, Respo
     let tenant = req
         .extensions()
         .get::<Caller>()
-        .map(|caller| caller.tenant)
+        .map(|caller| app.store.of(caller))
         .ok_or_else(|| ApiError::Internal("identifying the caller".into()).into_response())?;
     let (parts, body) = req.into_parts();
     let limit = usize::try_from(app.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
@@ -58,7 +57,7 @@ async fn run(app: &AppState, req: Request, next: Next) -> Result<Response, Respo
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |original| &original.0);
     let fingerprint = fingerprint(&parts.method, uri.path_and_query().map_or("", |p| p.as_str()), &bytes);
 
-    let begun = app.store.begin_idempotent(tenant, &key, &fingerprint, KEEP_FOR).await;
+    let begun = tenant.begin_idempotent(&key, &fingerprint, KEEP_FOR).await;
     match begun.map_err(|e| ApiError::from(e).into_response())? {
         Idempotent::Run => {}
         Idempotent::Replay(stored) => return Ok(replay(stored)),
@@ -82,12 +81,12 @@ async fn run(app: &AppState, req: Request, next: Next) -> Result<Response, Respo
 
     // Dropped without being disarmed (the client went away, the handler panicked, the answer cannot be
     // kept): the key is freed for a retry.
-    let mut guard = Abandon { store: app.store.clone(), tenant, key: Some(key) };
+    let mut guard = Abandon { tenant: tenant.clone(), key: Some(key) };
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     if response.status().is_server_error() {
         // Freed before answering, so that the client's retry finds the key free.
         if let Some(key) = guard.key.take() {
-            if let Err(e) = app.store.abandon_idempotent(tenant, &key).await {
+            if let Err(e) = tenant.abandon_idempotent(&key).await {
                 tracing::warn!(error = %nova_core::error_chain(&e), "freeing an idempotency key failed");
             }
         }
@@ -106,7 +105,7 @@ async fn run(app: &AppState, req: Request, next: Next) -> Result<Response, Respo
         body: text,
     };
     if let Some(key) = guard.key.take() {
-        if let Err(e) = app.store.finish_idempotent(tenant, &key, &stored).await {
+        if let Err(e) = tenant.finish_idempotent(&key, &stored).await {
             // The answer stands; the key is freed so that a retry runs rather than waits on it.
             tracing::error!(error = %nova_core::error_chain(&e), "keeping an idempotent answer failed");
             guard.key = Some(key);
@@ -157,19 +156,18 @@ fn replay(stored: StoredResponse) -> Response {
 
 /// Frees an idempotency key whose request did not finish with an answer to keep.
 struct Abandon {
-    store: Store,
-    tenant: TenantId,
+    tenant: TenantStore,
     key: Option<String>,
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let (store, tenant) = (self.store.clone(), self.tenant);
+        let tenant = self.tenant.clone();
         // Drop cannot wait; the deletion runs on its own (a key left behind expires with its record anyway).
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = store.abandon_idempotent(tenant, &key).await {
+                if let Err(e) = tenant.abandon_idempotent(&key).await {
                     tracing::warn!(error = %nova_core::error_chain(&e), "freeing an idempotency key failed");
                 }
             });

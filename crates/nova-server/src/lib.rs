@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use nova_store::Store;
 pub use ratelimit::{Limiter, RateLimit};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -67,7 +66,8 @@ impl Default for ServerConfig {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    /// The store, not reachable unscoped from a route: see [`auth::ServerStore`].
+    pub store: auth::ServerStore,
     /// Shared, not copied: the state is cloned for every request by each layer that takes it.
     pub config: Arc<ServerConfig>,
     /// Notified after each enqueue so that idle in-process workers start at once.

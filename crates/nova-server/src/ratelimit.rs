@@ -270,9 +270,9 @@ pub async fn limit(State(app): State<AppState>, req: Request, next: Next) -> Res
     let Some(default) = app.config.rate_limit else { return next.run(req).await };
     let (key, rate) = match req.extensions().get::<Caller>() {
         Some(caller) => {
-            let key = match caller.key {
+            let key = match caller.key() {
                 Some(key) => key.to_string(),
-                None => caller.tenant.to_string(),
+                None => caller.tenant().to_string(),
             };
             (key, tenant_rate(caller).unwrap_or(default))
         }
@@ -291,9 +291,9 @@ pub async fn limit(State(app): State<AppState>, req: Request, next: Next) -> Res
 
 /// The tenant's own rate, if it has one that reads; a bad one is logged and the default applies.
 fn tenant_rate(caller: &Caller) -> Option<RateLimit> {
-    let text = caller.rate_limit.as_deref()?;
+    let text = caller.rate_limit()?;
     text.parse()
-        .map_err(|e: String| tracing::warn!(tenant = %caller.tenant, error = %e, "ignoring the tenant's rate limit"))
+        .map_err(|e: String| tracing::warn!(tenant = %caller.tenant(), error = %e, "ignoring the tenant's rate limit"))
         .ok()
 }
 

@@ -83,7 +83,7 @@ impl TestApp {
         });
         nova_app::housekeeping::spawn(&store, options.webhooks, HousekeepingConfig::default(), &shutdown);
         let state = AppState {
-            store: store.clone(),
+            store: store.clone().into(),
             config: std::sync::Arc::new(options.config),
             wake_workers: wake,
             sandbox: Err("not in these tests".into()),

@@ -162,7 +162,7 @@ async fn metrics_are_served_to_loopback_peers_and_otherwise_only_with_a_key() {
     assert_eq!(response.status(), 200, "loopback, even now that keys exist");
 
     let state = AppState {
-        store: app.store.clone(),
+        store: app.store.clone().into(),
         config: std::sync::Arc::new(ServerConfig { rate_limit: None, ..ServerConfig::default() }),
         wake_workers: Arc::default(),
         sandbox: Err("none".into()),

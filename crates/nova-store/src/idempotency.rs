@@ -12,7 +12,7 @@ use chrono::Utc;
 use nova_core::TenantId;
 use sqlx::Row;
 
-use crate::{to_millis, Store, StoreError};
+use crate::{to_millis, Store, StoreError, TenantStore};
 
 /// How long a request may stay in flight before its key is taken over: longer than any request runs, so
 /// only a server that died mid-request leaves one this old.
@@ -38,6 +38,29 @@ pub enum Idempotent {
     InFlight,
     /// The key was used for another request (another method, path or body).
     Mismatch,
+}
+
+/// The tenant's own keys: what the API's idempotency layer uses.
+impl TenantStore {
+    /// See [`Store::begin_idempotent`].
+    pub async fn begin_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> Result<Idempotent, StoreError> {
+        self.store.begin_idempotent(self.id(), key, fingerprint, ttl).await
+    }
+
+    /// See [`Store::finish_idempotent`].
+    pub async fn finish_idempotent(&self, key: &str, response: &StoredResponse) -> Result<(), StoreError> {
+        self.store.finish_idempotent(self.id(), key, response).await
+    }
+
+    /// See [`Store::abandon_idempotent`].
+    pub async fn abandon_idempotent(&self, key: &str) -> Result<(), StoreError> {
+        self.store.abandon_idempotent(self.id(), key).await
+    }
 }
 
 impl Store {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use nova_core::{ProgramId, TenantId};
 use sqlx::Row;
 
-use crate::{from_millis, parse_stored, to_millis, Page, Store, StoreError};
+use crate::{from_millis, parse_stored, to_millis, Page, Store, StoreError, TenantStore};
 
 /// The scope a tenant's programs are stored and looked up under: a program learned on one tenant's documents
 /// is never run on, listed to or deleted by another.
@@ -53,6 +53,34 @@ pub struct StoredProgram {
 
 /// Programs of one layout key read at most, newest first.
 pub const MAX_LAYOUT_CANDIDATES: i64 = 50;
+
+/// The tenant's own programs: the API's view of the program cache.
+impl TenantStore {
+    /// This tenant's programs newest first; see [`Store::list_programs`].
+    pub async fn list_programs(
+        &self,
+        limit: u32,
+        before: Option<ProgramId>,
+    ) -> Result<Page<StoredProgram>, StoreError> {
+        self.store.list_programs(&program_scope(self.id()), limit, before).await
+    }
+
+    /// One of this tenant's programs; `None` for another tenant's.
+    pub async fn get_program(&self, id: ProgramId) -> Result<Option<StoredProgram>, StoreError> {
+        let found = self.store.get_program(id).await?;
+        Ok(found.filter(|p| p.scope == program_scope(self.id())))
+    }
+
+    /// Retires one of this tenant's programs; see [`Store::retire_program`].
+    pub async fn retire_program(&self, id: ProgramId) -> Result<Option<StoredProgram>, StoreError> {
+        self.store.retire_program(&program_scope(self.id()), id).await
+    }
+
+    /// Deletes one of this tenant's programs; see [`Store::delete_program`].
+    pub async fn delete_program(&self, id: ProgramId) -> Result<bool, StoreError> {
+        self.store.delete_program(&program_scope(self.id()), id).await
+    }
+}
 
 impl Store {
     pub async fn insert_program(&self, program: NewProgram) -> Result<StoredProgram, StoreError> {

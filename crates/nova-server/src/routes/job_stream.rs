@@ -22,7 +22,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use nova_core::{JobEvent, JobId};
-use nova_store::{JobLog, Store, TenantStore};
+use nova_store::{JobLog, TenantStore};
 use tokio_util::sync::CancellationToken;
 
 use super::not_found;
@@ -57,8 +57,7 @@ pub fn resume_point(headers: &HeaderMap, after: u64) -> Result<u64, ApiError> {
 /// The stream of job `id`'s events after `after`; `404` for an unknown job, `204` when the job has finished
 /// and nothing follows `after`.
 ///
-/// Only the first read is scoped to the tenant: it finds whether the job is the tenant's, and a job's tenant
-/// never changes, so the polls that follow read the job by its id.
+/// Every read, the first and each poll, is the tenant's: one statement with the tenant in it.
 pub async fn respond(
     app: &AppState,
     tenant: &TenantStore,
@@ -71,7 +70,7 @@ pub async fn respond(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let mut follow = Follow {
-        store: app.store.clone(),
+        tenant: tenant.clone(),
         job: id,
         after,
         pending: VecDeque::new(),
@@ -89,7 +88,7 @@ pub async fn respond(
 
 /// A stream's place in its job's log.
 struct Follow {
-    store: Store,
+    tenant: TenantStore,
     job: JobId,
     /// The last sequence number read.
     after: u64,
@@ -131,7 +130,7 @@ impl Follow {
                     () = tokio::time::sleep(self.poll) => {}
                 }
             }
-            match self.store.read_job_log(self.job, self.after, BATCH).await {
+            match self.tenant.read_job_log(self.job, self.after, BATCH).await {
                 Ok(Some(log)) => self.absorb(log),
                 // Deleted by retention meanwhile: it had finished, and its final event was sent.
                 Ok(None) => return None,

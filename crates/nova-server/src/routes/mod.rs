@@ -105,3 +105,36 @@ fn created_or_ok(created: bool) -> StatusCode {
         StatusCode::OK
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Tenancy by type: handlers get the caller's `TenantStore` (the `Tenant` extractor) and nothing
+    /// unscoped. The compiler keeps `ServerStore`'s inner `Store` private to `auth.rs`; this keeps a route
+    /// from naming the unscoped `Store` by another path.
+    #[test]
+    fn no_route_names_the_unscoped_store() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+        // The ways code names a type: a path, a field or argument, a generic, a use list.
+        let namings = ["nova_store::Store", ": Store", "&Store", "<Store>", "{Store", " Store,", " Store}", "Store::"];
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // This test names them itself.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for naming in namings {
+                // `nova_store::StoredProgram` is another type.
+                let named = code
+                    .match_indices(naming)
+                    .any(|(at, _)| !code[at + naming.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+                assert!(
+                    !named,
+                    "{} names the unscoped `Store` (`{naming}`); use the caller's TenantStore",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 10, "the route modules were not found in {}", dir.display());
+    }
+}

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use nova_core::{ProgramId, TenantId};
+use nova_core::ProgramId;
 use nova_store::StoredProgram;
 use serde::{Deserialize, Serialize};
 
@@ -77,11 +77,6 @@ impl ProgramBody {
     }
 }
 
-/// The programs a tenant sees: those learned on its own documents.
-fn scope(tenant: TenantId) -> String {
-    nova_store::program_scope(tenant)
-}
-
 fn program_not_found(id: &str) -> ApiError {
     let shown: String = id.chars().take(80).collect();
     ApiError::NotFound { code: "program_not_found", message: format!("no program with id `{shown}`") }
@@ -102,14 +97,13 @@ fn program_not_found(id: &str) -> ApiError {
     )
 )]
 async fn list(
-    axum::extract::State(app): axum::extract::State<AppState>,
     Tenant(tenant): Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<PageBody<ProgramBody>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest { code: "invalid_query", message: e.body_text() })?;
     let limit = pages::limit(query.limit.as_deref())?;
     let before = pages::cursor(query.cursor.as_deref(), ProgramId::PREFIX)?;
-    let page = app.store.list_programs(&scope(tenant.id()), limit, before).await?;
+    let page = tenant.list_programs(limit, before).await?;
     let page = nova_store::Page {
         items: page.items.into_iter().map(|p| ProgramBody::new(p, false)).collect(),
         more: page.more,
@@ -129,15 +123,11 @@ async fn list(
         (status = 404, description = "No such program of this tenant (`program_not_found`).", body = ErrorBody),
     )
 )]
-async fn show(
-    axum::extract::State(app): axum::extract::State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-) -> Result<Json<ProgramBody>, ApiError> {
+async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<ProgramBody>, ApiError> {
     let parsed: ProgramId = parse_id(&id, "program").map_err(|_| program_not_found(&id))?;
-    match app.store.get_program(parsed).await? {
-        Some(p) if p.scope == scope(tenant.id()) => Ok(Json(ProgramBody::new(p, true))),
-        _ => Err(program_not_found(&id)),
+    match tenant.get_program(parsed).await? {
+        Some(p) => Ok(Json(ProgramBody::new(p, true))),
+        None => Err(program_not_found(&id)),
     }
 }
 
@@ -157,13 +147,9 @@ async fn show(
         (status = 404, description = "No such program of this tenant (`program_not_found`).", body = ErrorBody),
     )
 )]
-async fn retire(
-    axum::extract::State(app): axum::extract::State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-) -> Result<Json<ProgramBody>, ApiError> {
+async fn retire(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<ProgramBody>, ApiError> {
     let parsed: ProgramId = parse_id(&id, "program").map_err(|_| program_not_found(&id))?;
-    match app.store.retire_program(&scope(tenant.id()), parsed).await? {
+    match tenant.retire_program(parsed).await? {
         Some(p) => Ok(Json(ProgramBody::new(p, false))),
         None => Err(program_not_found(&id)),
     }
@@ -181,13 +167,9 @@ async fn retire(
         (status = 404, description = "No such program of this tenant (`program_not_found`).", body = ErrorBody),
     )
 )]
-async fn delete(
-    axum::extract::State(app): axum::extract::State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-) -> Result<StatusCode, ApiError> {
+async fn delete(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
     let parsed: ProgramId = parse_id(&id, "program").map_err(|_| program_not_found(&id))?;
-    if app.store.delete_program(&scope(tenant.id()), parsed).await? {
+    if tenant.delete_program(parsed).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(program_not_found(&id))

@@ -209,7 +209,7 @@ async fn create(
     };
     let changes = correction::changes(&current, &proposed);
     let result = as_json(&correction::reviewed(invoice, &changes))?;
-    let author = caller.key.map_or_else(|| "loopback".to_string(), |key| key.to_string());
+    let author = caller.key().map_or_else(|| "loopback".to_string(), |key| key.to_string());
     let new = NewResultVersion { base, result, author, note: body.note, changes };
     match tenant.add_result_version(id, new).await {
         Ok(Some(version)) => Ok((StatusCode::CREATED, Json(version))),
