@@ -12,6 +12,7 @@ pub mod job;
 pub mod net;
 pub mod program;
 pub mod review;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};

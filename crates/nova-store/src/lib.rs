@@ -21,9 +21,12 @@ mod keys;
 mod lists;
 mod programs;
 mod retention;
+#[doc(hidden)]
+pub mod scratch;
 mod stats;
 mod tenant;
-#[doc(hidden)]
+/// The suites' fixtures; built for this crate's own tests and, with the `testing` feature, for other crates'.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod usage;
 mod versions;

@@ -1,4 +1,4 @@
-//! Test and benchmark support: a fresh store on each backend, so one suite runs against both.
+//! Test support (the `testing` feature): a fresh store on each backend, so one suite runs against both.
 //!
 //! PostgreSQL comes from `NOVA_TEST_DATABASE_URL` (an administrative URL such as
 //! `postgres://postgres@127.0.0.1:5432/test`); each test gets a database of its own, dropped afterwards.
@@ -8,12 +8,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
-
+pub use crate::scratch::ScratchStore;
 use crate::Store;
 
 /// The backends of the conformance suite.
@@ -23,42 +20,23 @@ pub enum Backend {
     Postgres,
 }
 
-/// A store over a temporary blob folder and, on PostgreSQL, a temporary database.
-pub struct TestStore {
-    pub store: Store,
-    pub dir: tempfile::TempDir,
-    /// The database URL this store uses, for starting other processes on the same queue.
-    pub url: String,
-    dropper: Option<DropDatabase>,
-}
+/// A store for a test: a [`ScratchStore`] on one backend.
+pub type TestStore = ScratchStore;
 
-impl TestStore {
+impl ScratchStore {
     /// A fresh store on `backend`, or `None` when PostgreSQL is not configured outside CI.
     pub async fn new(backend: Backend) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("temporary directory");
         match backend {
-            Backend::Sqlite => {
-                let store = Store::open(dir.path()).await.expect("opening SQLite");
-                let url = Store::embedded_url(dir.path());
-                Some(Self { store, dir, url, dropper: None })
-            }
+            Backend::Sqlite => Some(Self::sqlite().await.expect("a scratch SQLite store")),
             Backend::Postgres => Some(Self::postgres(&admin_url()?).await),
         }
     }
 
-    /// A store in a fresh database created on the PostgreSQL server at `admin` (and dropped afterwards).
+    /// A store in a fresh database on the PostgreSQL server at `admin`; a test fails when it cannot be made.
     pub async fn postgres(admin: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let name = format!("nova_test_{}", nova_core::AttemptToken::new().as_uuid().simple());
-        let mut conn = sqlx::PgConnection::connect(admin)
+        Self::create_postgres(admin)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at the given URL is not reachable: {e}"));
-        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("creating a scratch database");
-        let _ = conn.close().await;
-        let url =
-            PgConnectOptions::from_str(admin).expect("a PostgreSQL URL").database(&name).to_url_lossy().to_string();
-        let store = Store::connect(&url, &dir.path().join("blobs")).await.expect("opening PostgreSQL");
-        Self { store, dir, url, dropper: Some(DropDatabase { admin: admin.to_string(), name }) }
+            .unwrap_or_else(|e| panic!("a scratch database on PostgreSQL: {}", nova_core::error_chain(&e)))
     }
 
     /// Whether `store`'s database connections are encrypted (PostgreSQL's `pg_stat_ssl` for the session).
@@ -85,27 +63,6 @@ fn admin_url() -> Option<String> {
             eprintln!("NOVA_TEST_DATABASE_URL is not set: skipping the PostgreSQL backend (scripts/test sets it)");
             None
         }
-    }
-}
-
-/// Drops the test database when the test ends, pass or fail.
-struct DropDatabase {
-    admin: String,
-    name: String,
-}
-
-impl Drop for TestStore {
-    fn drop(&mut self) {
-        let Some(db) = self.dropper.take() else { return };
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its own runtime can.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&db.admin).await.ok()?;
-                conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name).as_str()).await.ok()
-            })
-        })
-        .join();
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::DurationRound;
 use clap::Args;
 use nova_app::WorkerConfig;
 use nova_core::{JobStatus, Workflow};
-use nova_store::testing::{Backend, TestStore};
+use nova_store::scratch::ScratchStore;
 use nova_store::{NewJob, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -65,12 +65,12 @@ pub fn run(args: QueueBenchArgs) -> anyhow::Result<()> {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let mut rows = Vec::new();
-        let sqlite = TestStore::new(Backend::Sqlite).await.context("a scratch SQLite store")?;
+        let sqlite = ScratchStore::sqlite().await.context("a scratch SQLite store")?;
         rows.push(("sqlite", measure(&sqlite.store, &args).await?));
         drop(sqlite);
         match &args.postgres {
             Some(url) => {
-                let pg = TestStore::postgres(url).await;
+                let pg = ScratchStore::create_postgres(url).await.context("a scratch database on PostgreSQL")?;
                 rows.push(("postgres", measure(&pg.store, &args).await?));
             }
             None => println!("(PostgreSQL not measured: pass --postgres URL or set NOVA_BENCH_POSTGRES_URL)"),
