@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nova_app::WorkerConfig;
+use nova_app::{SandboxHandle, WorkerConfig};
+use nova_sandbox::Sandbox;
 use nova_server::{AppState, Limiter, ServerConfig};
 use nova_store::testing::{Backend, TestStore};
 use nova_store::Store;
@@ -33,6 +34,9 @@ pub struct Options {
     /// Rate limits are off unless a test sets `config.rate_limit`: other tests send bursts of their own.
     pub config: ServerConfig,
     pub limiter: Limiter,
+    /// The sandbox of `POST /v1/executions` and of the workers' `code.run` jobs, or why there is none
+    /// (`503 sandbox_unavailable`, and such jobs retried). Tests give a `ScriptedSandbox`.
+    pub sandbox: Result<Arc<dyn Sandbox>, Arc<str>>,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
             workers: 2,
             config: ServerConfig { rate_limit: None, ..ServerConfig::default() },
             limiter: Limiter::memory(),
+            sandbox: Err("not in these tests".into()),
         }
     }
 }
@@ -72,6 +77,7 @@ impl TestApp {
                 concurrency: options.workers,
                 poll_interval: Duration::from_millis(200),
                 heartbeat: Duration::from_millis(100),
+                sandbox: options.sandbox.clone().ok().map(SandboxHandle),
                 ..WorkerConfig::default()
             };
             tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
@@ -80,7 +86,7 @@ impl TestApp {
             store: store.clone(),
             config: std::sync::Arc::new(options.config),
             wake_workers: wake,
-            sandbox: Err("not in these tests".into()),
+            sandbox: options.sandbox,
             limiter: options.limiter,
             extractor: nova_app::extraction::Extractor::default(),
         };

@@ -260,7 +260,12 @@ async fn a_post_with_an_idempotency_key_is_answered_once() {
 }
 
 fn limited(rate: RateLimit, limiter: Limiter) -> Options {
-    Options { workers: 0, config: ServerConfig { rate_limit: Some(rate), ..ServerConfig::default() }, limiter }
+    Options {
+        workers: 0,
+        config: ServerConfig { rate_limit: Some(rate), ..ServerConfig::default() },
+        limiter,
+        ..Options::default()
+    }
 }
 
 fn header(headers: &HeaderMap, name: &str) -> u64 {
