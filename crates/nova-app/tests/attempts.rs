@@ -1,12 +1,18 @@
-//! One attempt at a time: outcomes, hand-back at shutdown, and a zombie's late result refused.
+//! One attempt at a time: outcomes, hand-back at shutdown, and a zombie's late result refused. The workflows
+//! that run programs (`code.run`, `task.run`, `invoice.extract`'s AI path) run here with the scripted sandbox
+//! and model server, which run nothing and work on any machine; the real jail has its own suites (nova-sandbox,
+//! nova-llm) and runs under the binary in nova-cli's.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nova_app::{run_attempt, AttemptEnd, Completer, WorkerConfig};
-use nova_core::{AttemptOutcome, DocumentKind, JobStatus, WorkerId, Workflow};
-use nova_store::{ClaimedJob, NewDocument, NewJob, Store};
+use nova_app::{run_attempt, AttemptEnd, Completer, SandboxHandle, WorkerConfig};
+use nova_core::{AttemptOutcome, DocumentId, DocumentKind, JobStatus, TenantId, WorkerId, Workflow};
+use nova_sandbox::testing::{self, input_text, ScriptedSandbox};
+use nova_sandbox::{Cancel, ExecRequest, Outcome, Sandbox, Status};
+use nova_store::{ClaimedJob, NewDocument, NewJob, Store, UsageRow};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -23,17 +29,19 @@ async fn fixture() -> Fixture {
 }
 
 async fn extract_job(store: &Store, text: &str) -> nova_core::JobId {
-    let (doc, _) = store
-        .put_document(NewDocument {
-            bytes: Bytes::copy_from_slice(text.as_bytes()),
-            filename: None,
-            kind: DocumentKind::Text,
-            page_count: None,
-        })
-        .await
-        .unwrap();
-    let input = json!({"document_id": doc.id});
+    let input = json!({"document_id": text_document(store, text).await});
     store.enqueue(NewJob::new(Workflow::InvoiceExtract, input)).await.unwrap().job.id
+}
+
+/// A text document of the default tenant.
+async fn text_document(store: &Store, text: &str) -> DocumentId {
+    let doc = NewDocument {
+        bytes: Bytes::copy_from_slice(text.as_bytes()),
+        filename: None,
+        kind: DocumentKind::Text,
+        page_count: None,
+    };
+    store.put_document(doc).await.unwrap().0.id
 }
 
 /// Runs one attempt with a completer of its own.
@@ -143,9 +151,14 @@ async fn the_pool_runs_queued_jobs_and_stops_on_shutdown() {
 
 /// Waits (polling the store, for at most a minute) until `n` jobs have succeeded.
 async fn wait_for_succeeded(store: &Store, n: usize) {
+    wait_until("jobs to finish", || async { store.count_jobs(JobStatus::Succeeded).await.unwrap() >= n as u64 }).await;
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test after a minute.
+async fn wait_until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while store.count_jobs(JobStatus::Succeeded).await.unwrap() < n as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "jobs did not finish");
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "waited a minute for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -202,4 +215,132 @@ async fn code_run_on_a_worker_without_a_sandbox_is_retried_elsewhere() {
     assert_eq!(end, AttemptEnd::Recorded(JobStatus::Retrying));
     let job = f.store.get_job(id).await.unwrap().unwrap();
     assert_eq!(job.error.unwrap().code, "sandbox_unavailable");
+}
+
+/// A worker configuration with `sandbox`.
+fn with_sandbox(sandbox: Arc<dyn Sandbox>) -> WorkerConfig {
+    WorkerConfig { sandbox: Some(SandboxHandle(sandbox)), ..WorkerConfig::default() }
+}
+
+/// The default tenant's usage of `workflow` today.
+async fn usage_today(store: &Store, workflow: &str) -> Vec<UsageRow> {
+    let today = chrono::Utc::now().date_naive();
+    store.tenant(TenantId::DEFAULT).usage(today, today, Some(workflow)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_code_run_job_run_by_the_pool_has_the_sandbox_s_outcome_as_its_result() {
+    let f = fixture().await;
+    let sandbox = Arc::new(ScriptedSandbox::new(|request: &ExecRequest| {
+        let rows = input_text(request, "data.csv").map_or(0, |data| data.lines().count());
+        testing::with_files(format!("{rows} rows\n"), [("report.txt".into(), b"done".to_vec())])
+    }));
+    let input = json!({
+        "language": "python",
+        "code": "print(len(open('data.csv').readlines()), 'rows')",
+        "stdin": "from stdin",
+        "files": [{"path": "data.csv", "content": "a,b\n1,2\n3,4\n"}],
+        "limits": {"timeout_ms": 120_000, "memory_mb": 128},
+    });
+    let id = f.store.enqueue(NewJob::new(Workflow::CodeRun, input)).await.unwrap().job.id;
+    let config =
+        WorkerConfig { concurrency: 1, poll_interval: Duration::from_millis(20), ..with_sandbox(sandbox.clone()) };
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let pool = tokio::spawn(nova_app::run(f.store.clone(), config, wake, shutdown.clone().cancelled_owned()));
+    wait_for_succeeded(&f.store, 1).await;
+    shutdown.cancel();
+    pool.await.unwrap();
+
+    let result = f.store.job_result(id).await.unwrap().unwrap();
+    assert_eq!(
+        result,
+        json!({
+            "status": "ok", "exit_code": 0, "signal": null, "stdout": "3 rows\n", "stderr": "",
+            "output_truncated": false, "files": [{"path": "report.txt", "size": 4, "content": "done"}],
+            "files_truncated": false, "wall_ms": 10, "cpu_ms": 5, "peak_memory_bytes": 0, "error": null,
+        })
+    );
+    let sent = sandbox.requests();
+    assert_eq!(sent.len(), 1, "one attempt, one run");
+    assert_eq!(
+        (sent[0].code.as_str(), sent[0].stdin.as_slice()),
+        ("print(len(open('data.csv').readlines()), 'rows')", &b"from stdin"[..])
+    );
+    assert_eq!((sent[0].limits.wall_ms, sent[0].limits.memory_bytes), (120_000, 128 << 20));
+    assert!(!sent[0].network);
+    let usage = usage_today(&f.store, "code.run").await;
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    let used = usage[0].usage;
+    assert_eq!((usage[0].runs, used.sandbox_runs, used.sandbox_cpu_ms, used.sandbox_wall_ms), (1, 1, 5, 10));
+}
+
+#[tokio::test]
+async fn a_code_run_whose_program_fails_succeeds_and_a_sandbox_error_is_retried() {
+    let f = fixture().await;
+    let sandbox = Arc::new(ScriptedSandbox::answering([
+        testing::nonzero_exit(1, "ZeroDivisionError: division by zero\n"),
+        Outcome::sandbox_error("creating the cgroup failed"),
+    ]));
+    let input = json!({"language": "python", "code": "print(1 / 0)"});
+    let failing = f.store.enqueue(NewJob::new(Workflow::CodeRun, input.clone())).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let end = attempt(&f.store, claimed, with_sandbox(sandbox.clone()), CancellationToken::new()).await;
+    // The program's own failure is its outcome, the job's result.
+    assert_eq!(end, AttemptEnd::Recorded(JobStatus::Succeeded));
+    let result = f.store.job_result(failing).await.unwrap().unwrap();
+    assert_eq!((result["status"].as_str(), result["exit_code"].as_i64()), (Some("nonzero_exit"), Some(1)), "{result}");
+
+    // The sandbox's failure is not the program's: the attempt is transient, the job tried again later.
+    let broken = f.store.enqueue(NewJob::new(Workflow::CodeRun, input)).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let end = attempt(&f.store, claimed, with_sandbox(sandbox.clone()), CancellationToken::new()).await;
+    assert_eq!(end, AttemptEnd::Recorded(JobStatus::Retrying));
+    let job = f.store.get_job(broken).await.unwrap().unwrap();
+    let error = job.error.unwrap();
+    assert_eq!((error.code.as_str(), error.message.as_str()), ("sandbox_error", "creating the cgroup failed"));
+    assert_eq!((job.status, job.attempts.len()), (JobStatus::Retrying, 1));
+    assert!(f.store.job_result(broken).await.unwrap().is_none());
+    assert_eq!(sandbox.runs(), 2);
+}
+
+/// A sandbox that hangs until canceled (the scripted one) and sends each run's outcome once it ends: the
+/// attempt no longer waits for a run it abandoned, the test does.
+struct Watched {
+    scripted: ScriptedSandbox,
+    ended: Mutex<tokio::sync::mpsc::UnboundedSender<Outcome>>,
+}
+
+impl Sandbox for Watched {
+    fn exec_cancelable(&self, request: &ExecRequest, cancel: &Cancel) -> Outcome {
+        let outcome = self.scripted.exec_cancelable(request, cancel);
+        let _ = self.ended.lock().unwrap().send(outcome.clone());
+        outcome
+    }
+}
+
+#[tokio::test]
+async fn a_running_code_run_canceled_ends_canceled_and_its_run_is_stopped() {
+    let f = fixture().await;
+    let (ended, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let sandbox = Arc::new(Watched { scripted: ScriptedSandbox::hanging(), ended: Mutex::new(ended) });
+    // Left alone, the program would run until its deadline (then its status would be `timeout`).
+    let input = json!({"language": "python", "code": "while True: pass", "limits": {"timeout_ms": 20_000}});
+    let id = f.store.enqueue(NewJob::new(Workflow::CodeRun, input)).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let config = WorkerConfig { heartbeat: Duration::from_millis(20), ..with_sandbox(sandbox.clone()) };
+    let (store, completer) = (f.store.clone(), Completer::start(f.store.clone()));
+    let running = tokio::spawn(run_attempt(store, completer, claimed, config, CancellationToken::new()));
+    wait_until("the program to start", || async { sandbox.scripted.runs() == 1 }).await;
+    assert!(matches!(f.store.cancel(id).await.unwrap(), Some(nova_store::Canceled::Requested(_))));
+
+    assert_eq!(running.await.unwrap(), AttemptEnd::Recorded(JobStatus::Canceled));
+    let job = f.store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts[0].outcome), (JobStatus::Canceled, Some(AttemptOutcome::Canceled)));
+    // The run was canceled, not left to its deadline.
+    let outcome = tokio::time::timeout(Duration::from_secs(60), outcomes.recv())
+        .await
+        .expect("the sandbox run did not end")
+        .unwrap();
+    assert_eq!(outcome.status, Status::Canceled, "the run went on after the job was canceled");
 }
