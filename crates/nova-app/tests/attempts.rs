@@ -10,10 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use nova_app::{run_attempt, AttemptEnd, Completer, SandboxHandle, WorkerConfig};
 use nova_core::{AttemptOutcome, DocumentId, DocumentKind, JobStatus, TenantId, WorkerId, Workflow};
+use nova_llm::testing::{ModelServer, Reply, INPUT_TOKENS, OUTPUT_TOKENS};
 use nova_sandbox::testing::{self, input_text, ScriptedSandbox};
 use nova_sandbox::{Cancel, ExecRequest, Outcome, Sandbox, Status};
 use nova_store::{ClaimedJob, NewDocument, NewJob, Store, UsageRow};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -343,4 +344,161 @@ async fn a_running_code_run_canceled_ends_canceled_and_its_run_is_stopped() {
         .expect("the sandbox run did not end")
         .unwrap();
     assert_eq!(outcome.status, Status::Canceled, "the run went on after the job was canceled");
+}
+
+/// A worker configuration with `sandbox` and the scripted model `server`.
+fn with_model(server: &ModelServer, sandbox: Option<Arc<dyn Sandbox>>) -> WorkerConfig {
+    let client = nova_llm::ChatClient::new(server.config()).unwrap();
+    WorkerConfig { model: Ok(Some(client)), sandbox: sandbox.map(SandboxHandle), ..WorkerConfig::default() }
+}
+
+/// What the model writes for the task of `a_task_run_stores_its_program_s_files_as_artifacts` (the scripted
+/// sandbox answers for it).
+const NUMBERS_PER_DOCUMENT: &str = r#"import csv, json
+docs = json.load(open("documents/index.json"))
+with open("out/numbers.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["document", "invoice_number"])
+    for doc in docs:
+        w.writerow([doc["id"], (doc["invoice"] or {}).get("invoice_number")])
+print(len(docs), "documents")
+"#;
+
+#[tokio::test]
+async fn a_task_run_stores_its_program_s_files_as_artifacts() {
+    let f = fixture().await;
+    let server = ModelServer::start().await;
+    server.script.push(Reply::Program(NUMBERS_PER_DOCUMENT.into()));
+    // What the program would write, from the documents' data it is given.
+    let sandbox = Arc::new(ScriptedSandbox::new(|request: &ExecRequest| {
+        let index = input_text(request, "documents/index.json").expect("the documents' data");
+        let docs: Vec<Value> = serde_json::from_str(&index).unwrap();
+        let mut csv = String::from("document,invoice_number\r\n");
+        for doc in &docs {
+            csv.push_str(&format!(
+                "{},{}\r\n",
+                doc["id"].as_str().unwrap(),
+                doc["invoice"]["invoice_number"].as_str().unwrap()
+            ));
+        }
+        testing::with_files(format!("{} documents\n", docs.len()), [("numbers.csv".into(), csv.into_bytes())])
+    }));
+    let first = text_document(&f.store, INVOICE_TEXT).await;
+    let second = text_document(&f.store, &INVOICE_TEXT.replace("INV-2041", "INV-2042")).await;
+    let input = json!({"prompt": "list the invoice numbers", "document_ids": [first, second]});
+    let id = f.store.enqueue(NewJob::new(Workflow::TaskRun, input)).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let end = attempt(&f.store, claimed, with_model(&server, Some(sandbox.clone())), CancellationToken::new()).await;
+    assert_eq!(end, AttemptEnd::Recorded(JobStatus::Succeeded));
+
+    let result = f.store.job_result(id).await.unwrap().unwrap();
+    assert_eq!((result["summary"].as_str(), result["rounds"].as_u64()), (Some("2 documents\n"), Some(1)), "{result}");
+    assert_eq!(result["program"].as_str().map(str::trim), Some(NUMBERS_PER_DOCUMENT.trim()));
+    assert_eq!(
+        (result["llm_usage"]["model_calls"].as_u64(), result["llm_usage"]["sandbox_runs"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let expected = format!("document,invoice_number\r\n{first},INV-2041\r\n{second},INV-2042\r\n");
+    let artifacts = result["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 1, "{result}");
+    assert_eq!(
+        (artifacts[0]["name"].as_str(), artifacts[0]["content_type"].as_str(), artifacts[0]["size"].as_u64()),
+        (Some("numbers.csv"), Some("text/csv; charset=utf-8"), Some(expected.len() as u64))
+    );
+    let (artifact, contents) =
+        f.store.tenant(TenantId::DEFAULT).artifact(id, "numbers.csv").await.unwrap().expect("the stored artifact");
+    assert_eq!((artifact.name.as_str(), String::from_utf8(contents).unwrap()), ("numbers.csv", expected));
+
+    // The sandbox got the model's program and the documents' texts, and was asked for the files of out/.
+    let sent = sandbox.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(input_text(&sent[0], "program.py").as_deref().map(str::trim), Some(NUMBERS_PER_DOCUMENT.trim()));
+    assert_eq!(
+        input_text(&sent[0], &format!("documents/{second}.txt")).as_deref(),
+        Some(INVOICE_TEXT.replace("INV-2041", "INV-2042").as_str())
+    );
+    assert_eq!(sent[0].output_dir.as_deref(), Some("out"));
+    assert!(server.script.last_user_message(0).contains("list the invoice numbers"));
+    let usage = usage_today(&f.store, "task.run").await;
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    let used = usage[0].usage;
+    assert_eq!((used.model_calls, used.input_tokens, used.output_tokens), (1, INPUT_TOKENS, OUTPUT_TOKENS));
+    assert_eq!((used.sandbox_runs, used.sandbox_wall_ms), (1, 10));
+}
+
+/// What the model writes for `INVOICE_TEXT` (the scripted sandbox answers for it).
+const READS_THE_INVOICE: &str = r#"import re
+
+def extract(text):
+    return {
+        "invoice_number": re.search(r"Invoice number: (\S+)", text).group(1),
+        "issue_date": re.search(r"Date: (\S+)", text).group(1),
+        "currency": "EUR",
+        "seller": {"name": text.splitlines()[0]},
+        "totals": {"grand_total": re.search(r"Total: ([\d.]+)", text).group(1)},
+    }
+"#;
+
+#[tokio::test]
+async fn an_llm_extraction_runs_the_model_s_program_in_the_sandbox() {
+    let f = fixture().await;
+    let server = ModelServer::start().await;
+    server.script.push(Reply::Program(READS_THE_INVOICE.into()));
+    let sandbox = Arc::new(ScriptedSandbox::new(|request: &ExecRequest| {
+        let text = input_text(request, "document.txt").expect("the document's text");
+        let field = |label: &str| text.lines().find_map(|l| l.strip_prefix(label)).unwrap().trim().to_string();
+        let invoice = json!({
+            "invoice_number": field("Invoice number:"),
+            "issue_date": field("Date:"),
+            "currency": "EUR",
+            "seller": {"name": text.lines().next().unwrap()},
+            "totals": {"grand_total": field("Total:").trim_end_matches(" EUR")},
+        });
+        testing::ok(invoice.to_string())
+    }));
+    let input = json!({"document_id": text_document(&f.store, INVOICE_TEXT).await, "strategy": "llm"});
+    let id = f.store.enqueue(NewJob::new(Workflow::InvoiceExtract, input)).await.unwrap().job.id;
+    let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+    let end = attempt(&f.store, claimed, with_model(&server, Some(sandbox.clone())), CancellationToken::new()).await;
+    assert_eq!(end, AttemptEnd::Recorded(JobStatus::Succeeded));
+
+    let result = f.store.job_result(id).await.unwrap().unwrap();
+    assert_eq!(result["source"], "llm", "the model's program, not the rules: {result}");
+    assert_eq!(
+        (result["invoice_number"].as_str(), result["issue_date"].as_str()),
+        (Some("INV-2041"), Some("2026-03-01"))
+    );
+    assert_eq!(result["totals"]["grand_total"], "119.00", "{result}");
+    assert_eq!(
+        (result["llm_usage"]["model_calls"].as_u64(), result["llm_usage"]["sandbox_runs"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let sent = sandbox.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(input_text(&sent[0], "program.py").as_deref().map(str::trim), Some(READS_THE_INVOICE.trim()));
+    assert_eq!(input_text(&sent[0], "document.txt").as_deref(), Some(INVOICE_TEXT));
+    assert!(!sent[0].network);
+    let usage = usage_today(&f.store, "invoice.extract").await;
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!((usage[0].usage.model_calls, usage[0].usage.sandbox_runs), (1, 1));
+}
+
+#[tokio::test]
+async fn the_ai_workflows_on_a_worker_without_a_sandbox_are_retried_elsewhere() {
+    let f = fixture().await;
+    let server = ModelServer::start().await;
+    let document = text_document(&f.store, INVOICE_TEXT).await;
+    let jobs = [
+        (Workflow::TaskRun, json!({"prompt": "list the invoice numbers", "document_ids": [document]})),
+        (Workflow::InvoiceExtract, json!({"document_id": document, "strategy": "llm"})),
+    ];
+    for (workflow, input) in jobs {
+        let id = f.store.enqueue(NewJob::new(workflow, input)).await.unwrap().job.id;
+        let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
+        let end = attempt(&f.store, claimed, with_model(&server, None), CancellationToken::new()).await;
+        assert_eq!(end, AttemptEnd::Recorded(JobStatus::Retrying), "{workflow}");
+        let job = f.store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(job.error.unwrap().code, "sandbox_unavailable", "{workflow}");
+    }
+    assert_eq!(server.script.calls(), 0, "the model is not asked for a program that could not run");
 }
