@@ -2,9 +2,12 @@
 
 mod helpers;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use helpers::{dev_file, error_code, EventStream, Options, SseItem, TestApp};
+use nova_sandbox::testing::{self, input_text, ScriptedSandbox};
+use nova_sandbox::{ExecRequest, Limits, Outcome, Status};
 use nova_server::ServerConfig;
 use serde_json::{json, Value};
 
@@ -359,6 +362,146 @@ async fn executions_answer_503_on_a_server_without_a_sandbox() {
     let (status, body) = app.post_json("/v1/executions", &json!({"language": "python", "code": "print(1)"})).await;
     assert_eq!((status, error_code(&body)), (503, "sandbox_unavailable"));
     assert!(body["error"]["message"].as_str().unwrap().contains("not in these tests"), "{body}");
+    app.stop().await;
+}
+
+/// The API with no workers and `sandbox` (a scripted one: it runs nothing) behind `POST /v1/executions`.
+async fn app_with_sandbox(sandbox: &Arc<ScriptedSandbox>) -> TestApp {
+    let options = Options { workers: 0, sandbox: Ok(sandbox.clone()), ..Options::default() };
+    TestApp::spawn_with(tempfile::tempdir().unwrap(), options).await
+}
+
+#[tokio::test]
+async fn an_execution_sends_the_spec_to_the_sandbox_and_answers_with_its_outcome() {
+    // The program counts the lines of its input file and leaves a file of its own.
+    let sandbox = Arc::new(ScriptedSandbox::new(|request: &ExecRequest| {
+        let rows = input_text(request, "data.csv").map_or(0, |data| data.lines().count());
+        let mut outcome = testing::with_files(format!("{rows} rows\n"), [("out/report.txt".into(), b"done".to_vec())]);
+        outcome.stderr = b"a warning\n".to_vec();
+        outcome.peak_memory_bytes = 12 << 20;
+        outcome
+    }));
+    let app = app_with_sandbox(&sandbox).await;
+    let spec = json!({
+        "language": "python",
+        "code": "import sys\nprint(len(open('data.csv').readlines()), 'rows')\n",
+        "stdin": "from stdin",
+        "files": [{"path": "data.csv", "content": "a,b\n1,2\n"}],
+        "limits": {"timeout_ms": 2500, "memory_mb": 64, "processes": 4},
+        "network": true,
+    });
+    let (status, body) = app.post_json("/v1/executions", &spec).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "status": "ok",
+            "exit_code": 0,
+            "signal": null,
+            "stdout": "2 rows\n",
+            "stderr": "a warning\n",
+            "output_truncated": false,
+            "files": [{"path": "out/report.txt", "size": 4, "content": "done"}],
+            "files_truncated": false,
+            "wall_ms": testing::WALL_TIME.as_millis() as u64,
+            "cpu_ms": testing::CPU_TIME.as_millis() as u64,
+            "peak_memory_bytes": 12 << 20,
+            "error": null,
+        })
+    );
+
+    let sent = sandbox.requests();
+    assert_eq!(sent.len(), 1);
+    let request = &sent[0];
+    assert_eq!(request.code, spec["code"].as_str().unwrap());
+    assert_eq!(request.stdin, b"from stdin");
+    assert_eq!(input_text(request, "data.csv").as_deref(), Some("a,b\n1,2\n"));
+    assert_eq!(request.files.len(), 1);
+    let limits = &request.limits;
+    assert_eq!((limits.wall_ms, limits.cpu_ms), (2500, 2500), "the timeout bounds wall and CPU time");
+    assert_eq!((limits.memory_bytes, limits.processes), (64 << 20, 4));
+    assert!(request.network, "the spec asked for the network");
+    assert_eq!(request.output_dir, None, "an execution gets back the whole work directory");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_execution_answers_200_with_whatever_status_the_run_ended_with() {
+    let sandbox = Arc::new(ScriptedSandbox::answering([
+        testing::nonzero_exit(3, "Traceback (most recent call last):\nValueError: bad\n"),
+        testing::ended(Status::Timeout),
+        Outcome::sandbox_error("creating the cgroup failed"),
+    ]));
+    let app = app_with_sandbox(&sandbox).await;
+    let spec = json!({"language": "python", "code": "raise ValueError('bad')"});
+
+    let (status, failed) = app.post_json("/v1/executions", &spec).await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!((failed["status"].as_str(), failed["exit_code"].as_i64()), (Some("nonzero_exit"), Some(3)));
+    assert!(failed["stderr"].as_str().unwrap().ends_with("ValueError: bad\n"), "{failed}");
+    let (status, timed_out) = app.post_json("/v1/executions", &spec).await;
+    assert_eq!(status, 200, "{timed_out}");
+    assert_eq!((timed_out["status"].as_str(), &timed_out["exit_code"]), (Some("timeout"), &Value::Null));
+    let (status, broken) = app.post_json("/v1/executions", &spec).await;
+    assert_eq!(status, 200, "{broken}");
+    assert_eq!(
+        (broken["status"].as_str(), broken["error"].as_str()),
+        (Some("sandbox_error"), Some("creating the cgroup failed"))
+    );
+
+    // A spec without limits or network gets the sandbox's defaults, offline.
+    let sent = sandbox.requests();
+    assert_eq!(sent.len(), 3);
+    let defaults = Limits::default();
+    let limits = &sent[0].limits;
+    assert_eq!((limits.wall_ms, limits.cpu_ms), (defaults.wall_ms, defaults.cpu_ms));
+    assert_eq!((limits.memory_bytes, limits.processes), (defaults.memory_bytes, defaults.processes));
+    assert!(!sent[0].network);
+    assert!(sent[0].stdin.is_empty() && sent[0].files.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_execution_spec_is_refused_before_the_sandbox() {
+    let sandbox = Arc::new(ScriptedSandbox::replying("should not run"));
+    let app = app_with_sandbox(&sandbox).await;
+    let cases = [
+        (json!({"language": "ruby", "code": "puts 1"}), "unsupported_language"),
+        // 60 s is the bound of an execution (a `code.run` job may take ten minutes).
+        (json!({"language": "python", "code": "1", "limits": {"timeout_ms": 60_001}}), "invalid_request"),
+        (json!({"language": "python", "code": "1", "limits": {"timeout_ms": 0}}), "invalid_request"),
+        (json!({"language": "python", "code": "1", "limits": {"memory_mb": 8}}), "invalid_request"),
+        (json!({"language": "python", "code": "1", "limits": {"processes": 65}}), "invalid_request"),
+        (json!({"language": "python", "code": "x".repeat((1 << 20) + 1)}), "invalid_request"),
+    ];
+    for (spec, code) in cases {
+        let (status, body) = app.post_json("/v1/executions", &spec).await;
+        assert_eq!((status, error_code(&body)), (422, code), "{body}");
+    }
+    assert_eq!(sandbox.runs(), 0, "a refused spec never reaches the sandbox");
+    // The same server runs a good one.
+    let (status, body) = app.post_json("/v1/executions", &json!({"language": "python", "code": "1"})).await;
+    assert_eq!((status, body["stdout"].as_str()), (200, Some("should not run")), "{body}");
+    assert_eq!(sandbox.runs(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_run_job_runs_in_the_workers_sandbox_with_a_job_s_longer_deadline() {
+    let sandbox = Arc::new(ScriptedSandbox::replying("42\n"));
+    let options = Options { workers: 1, sandbox: Ok(sandbox.clone()), ..Options::default() };
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), options).await;
+    // Ten minutes: more than an execution may take, within what a job may.
+    let input = json!({"language": "python", "code": "print(6 * 7)", "limits": {"timeout_ms": 600_000}});
+    let (status, job) = app.post_json("/v1/jobs", &json!({"workflow": "code.run", "input": input})).await;
+    assert_eq!(status, 202, "{job}");
+    let job = app.wait_final(job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (status, result) = app.get(&format!("/v1/jobs/{}/result", job["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!((result["status"].as_str(), result["stdout"].as_str()), (Some("ok"), Some("42\n")), "{result}");
+    let sent = sandbox.requests();
+    assert_eq!((sent.len(), sent[0].code.as_str(), sent[0].limits.wall_ms), (1, "print(6 * 7)", 600_000));
     app.stop().await;
 }
 

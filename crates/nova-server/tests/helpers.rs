@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use nova_app::housekeeping::HousekeepingConfig;
 use nova_app::webhooks::WebhookConfig;
-use nova_app::WorkerConfig;
+use nova_app::{SandboxHandle, WorkerConfig};
+use nova_sandbox::Sandbox;
 use nova_server::{AppState, Limiter, ServerConfig};
 use nova_store::testing::{Backend, TestStore};
 use nova_store::Store;
@@ -37,6 +38,9 @@ pub struct Options {
     pub limiter: Limiter,
     /// The webhook dispatcher's settings; it runs beside the server, as `nova serve` runs it.
     pub webhooks: WebhookConfig,
+    /// The sandbox of `POST /v1/executions` and of the workers' `code.run` jobs, or why there is none
+    /// (`503 sandbox_unavailable`, and such jobs retried). Tests give a `ScriptedSandbox`.
+    pub sandbox: Result<Arc<dyn Sandbox>, Arc<str>>,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             config: ServerConfig { rate_limit: None, ..ServerConfig::default() },
             limiter: Limiter::memory(),
             webhooks: WebhookConfig::default(),
+            sandbox: Err("not in these tests".into()),
         }
     }
 }
@@ -77,6 +82,7 @@ impl TestApp {
                 concurrency: options.workers,
                 poll_interval: Duration::from_millis(200),
                 heartbeat: Duration::from_millis(100),
+                sandbox: options.sandbox.clone().ok().map(SandboxHandle),
                 ..WorkerConfig::default()
             };
             tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
@@ -86,7 +92,7 @@ impl TestApp {
             store: store.clone().into(),
             config: std::sync::Arc::new(options.config),
             wake_workers: wake,
-            sandbox: Err("not in these tests".into()),
+            sandbox: options.sandbox,
             limiter: options.limiter,
             extractor: nova_app::extraction::Extractor::default(),
         };

@@ -2,9 +2,13 @@
 
 mod helpers;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use helpers::{error_code, Options, TestApp};
+use nova_sandbox::testing::{self, ScriptedSandbox};
 use nova_store::UsageDelta;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn usage_is_summed_per_day_and_workflow_for_the_caller_only() {
@@ -65,5 +69,48 @@ async fn usage_is_summed_per_day_and_workflow_for_the_caller_only() {
         let (status, body) = get(bad, &a.secret).await;
         assert_eq!((status, error_code(&body)), (422, "invalid_range"), "{bad}: {body}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_execution_s_sandbox_time_is_counted_for_its_caller() {
+    // Every run took 45 ms, 30 of them on the CPU.
+    let sandbox = Arc::new(ScriptedSandbox::new(|_: &nova_sandbox::ExecRequest| nova_sandbox::Outcome {
+        wall_time: Duration::from_millis(45),
+        cpu_time: Duration::from_millis(30),
+        ..testing::ok("42\n")
+    }));
+    let options = Options { workers: 0, sandbox: Ok(sandbox.clone()), ..Options::default() };
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), options).await;
+    let a = app.store.create_key("a").await.unwrap();
+    let b = app.store.create_key("b").await.unwrap();
+    let spec = json!({"language": "python", "code": "print(6 * 7)"});
+    for _ in 0..2 {
+        let r = app.client.post(app.url("/v1/executions")).bearer_auth(&a.secret).json(&spec).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    // Refused before the sandbox: nothing used, nothing counted.
+    let refused = json!({"language": "ruby", "code": "puts 42"});
+    let r = app.client.post(app.url("/v1/executions")).bearer_auth(&a.secret).json(&refused).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(sandbox.runs(), 2);
+
+    let usage = |key: String| {
+        let request = app.client.get(app.url("/v1/usage")).bearer_auth(key);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let report = usage(a.secret.clone()).await;
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert_eq!(
+        report["data"],
+        json!([{
+            "day": today, "workflow": "execution", "runs": 2,
+            "model_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": "0",
+            "sandbox_runs": 2, "sandbox_cpu_ms": 60, "sandbox_wall_ms": 90,
+        }]),
+        "{report}"
+    );
+    let theirs = usage(b.secret.clone()).await;
+    assert_eq!(theirs["data"], json!([]), "B ran nothing: {theirs}");
     app.stop().await;
 }
