@@ -13,6 +13,7 @@ mod openapi;
 pub mod ratelimit;
 pub mod request_id;
 mod routes;
+mod schemas;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -83,7 +84,7 @@ pub struct AppState {
 /// The whole API as an axum router. Its event streams end only with their jobs; [`serve`] also ends them
 /// at shutdown.
 pub fn router(state: AppState) -> Router {
-    routes::router(state, CancellationToken::new())
+    routes::router(state, CancellationToken::new(), openapi::router())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; requests in flight then finish before it returns,
@@ -114,7 +115,7 @@ pub async fn serve(
             streams_end.cancel();
         }
     };
-    let app = routes::router(state, streams_end).into_make_service_with_connect_info::<SocketAddr>();
+    let app = routes::router(state, streams_end, openapi::router()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
     upkeep.abort();
     metrics_upkeep.abort();

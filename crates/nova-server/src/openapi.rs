@@ -4,8 +4,8 @@
 //! the document changes with the code. What every `/v1` operation shares is added once here, by
 //! [`V1Conventions`]: the bearer key, the answers of the layers in front of the handlers (`401`/`403` from
 //! `auth`, `429` from `ratelimit`, `500`), and on `POST` the `Idempotency-Key` header with its answers.
-//! Answers that handlers build as JSON values (health, event pages, sandbox outcomes) are described by the
-//! schema-only types below; the schemathesis suite (`crates/nova-cli/tests/schemathesis.rs`) checks every
+//! Every schema is a type the handlers send or take (the few that are only schemas, such as bytes and the
+//! upload form, are in `schemas.rs`); the schemathesis suite (`crates/nova-cli/tests/schemathesis.rs`) checks every
 //! answer of a live server against the document.
 
 use std::sync::OnceLock;
@@ -276,33 +276,3 @@ fn add_idempotency(operation: &mut Operation) {
         add_response(operation, status, name);
     }
 }
-
-/// A document upload as a form: the bytes as field `file` (its file name is kept, informational only). The
-/// form is read field by field as it streams in (`routes/documents.rs`), so its schema is written here.
-pub(crate) struct UploadForm;
-
-impl PartialSchema for UploadForm {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .property("file", Binary::schema())
-            .required("file")
-            .description(Some("A document upload as a form: the bytes as field `file`."))
-            .into()
-    }
-}
-
-impl ToSchema for UploadForm {}
-
-/// Bytes, as sent.
-pub(crate) struct Binary;
-
-impl PartialSchema for Binary {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary)))
-            .into()
-    }
-}
-
-impl ToSchema for Binary {}

@@ -74,7 +74,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ArtifactPath {
     ),
     responses(
         (status = 200, description = "The file's bytes.", content(
-            (crate::openapi::Binary = "application/octet-stream"),
+            (crate::schemas::Binary = "application/octet-stream"),
             (String = "text/csv"),
         )),
         (status = 404, description = "No such job of this tenant (`job_not_found`), or no such artifact of the \

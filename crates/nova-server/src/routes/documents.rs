@@ -40,10 +40,10 @@ pub fn router(config: &ServerConfig) -> Router<AppState> {
     request_body(
         description = "The document: multipart field `file`, or the raw body.",
         content(
-            (crate::openapi::UploadForm = "multipart/form-data"),
-            (crate::openapi::Binary = "application/octet-stream"),
-            (crate::openapi::Binary = "application/pdf"),
-            (crate::openapi::Binary = "application/xml"),
+            (crate::schemas::UploadForm = "multipart/form-data"),
+            (crate::schemas::Binary = "application/octet-stream"),
+            (crate::schemas::Binary = "application/pdf"),
+            (crate::schemas::Binary = "application/xml"),
             (String = "text/plain"),
         )
     ),
@@ -158,8 +158,8 @@ async fn show(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Documen
     params(("id" = DocumentId, Path, description = "The document's id.")),
     responses(
         (status = 200, description = "The bytes, with the content type of the document's kind.", content(
-            (crate::openapi::Binary = "application/pdf"),
-            (crate::openapi::Binary = "application/xml"),
+            (crate::schemas::Binary = "application/pdf"),
+            (crate::schemas::Binary = "application/xml"),
             (String = "text/plain"),
         )),
         (status = 404, description = "No such document of this tenant (`document_not_found`).", body = ErrorBody),

@@ -32,7 +32,8 @@ use crate::{auth, idempotency, ratelimit, AppState};
 #[derive(Clone)]
 pub(crate) struct StreamsEnd(pub(crate) CancellationToken);
 
-pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
+/// The whole API; `docs` serves its OpenAPI document (`openapi.rs`, which is built from these routes).
+pub fn router(state: AppState, streams_end: CancellationToken, docs: Router<AppState>) -> Router {
     // Every /v1 request: who is asking (auth), within its rate (ratelimit), then, for a POST with an
     // Idempotency-Key, replayed or run once (idempotency). Layers run outermost (last added) first.
     let v1 = documents::router(&state.config)
@@ -52,7 +53,7 @@ pub fn router(state: AppState, streams_end: CancellationToken) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::metrics::router(&state))
-        .merge(crate::openapi::router())
+        .merge(docs)
         .merge(crate::console::router())
         .nest("/v1", v1)
         .fallback(|| async {

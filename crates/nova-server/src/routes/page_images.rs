@@ -68,7 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PagePath {
         ("page" = u32, Path, description = "The page's number, from 1.", minimum = 1),
     ),
     responses(
-        (status = 200, description = "The page.", content((crate::openapi::Binary = "image/png"))),
+        (status = 200, description = "The page.", content((crate::schemas::Binary = "image/png"))),
         (status = 404, description = "No such document of this tenant (`document_not_found`), or no such page \
             (`page_not_found`).", body = ErrorBody),
         (status = 422, description = "The document is not a PDF (`not_a_pdf`), or its page cannot be rendered \
