@@ -53,6 +53,20 @@ macro_rules! workflows {
                 }
             }
 
+            /// The checks beyond the input's shape ([`WorkflowInput::check`]).
+            fn check(&self) -> Result<(), InputError> {
+                match self {
+                    $(JobInput::$variant(input) => input.check(),)+
+                }
+            }
+
+            /// The documents the input names, which must be the submitting tenant's.
+            pub fn document_ids(&self) -> Vec<DocumentId> {
+                match self {
+                    $(JobInput::$variant(input) => input.document_ids(),)+
+                }
+            }
+
             /// Parses and checks `input` as `workflow`'s; an absent input (`null`) is an empty object.
             pub fn parse(workflow: Workflow, input: &serde_json::Value) -> Result<JobInput, InputError> {
                 let empty = serde_json::Value::Object(serde_json::Map::new());
@@ -85,27 +99,23 @@ workflows! {
     TaskRun = "task.run", input TaskRunInput, takes "{\"prompt\": \"...\", \"document_ids\": [\"doc_...\"]}";
 }
 
-impl JobInput {
-    /// The checks beyond the input's shape.
+/// What a workflow's input type says of itself beyond its shape: the checks its values must pass, and the
+/// documents it names (which the API checks are the caller's). Each input type of the `workflows!` table
+/// implements it; the defaults are "no further checks" and "no documents".
+pub trait WorkflowInput {
+    /// The checks beyond the input's shape: `invalid_input` (the API prefixes what the workflow takes), or a
+    /// more precise code.
     fn check(&self) -> Result<(), InputError> {
-        let invalid = |message: String| InputError { code: "invalid_input", message };
-        match self {
-            JobInput::InvoiceExtract(_) => Ok(()),
-            JobInput::Noop(input) => input.check().map_err(invalid),
-            JobInput::CodeRun(spec) => spec.check(ProgramSpec::MAX_JOB_TIMEOUT_MS),
-            JobInput::TaskRun(input) => input.check().map_err(invalid),
-        }
+        Ok(())
     }
 
     /// The documents the input names, which must be the submitting tenant's.
-    pub fn document_ids(&self) -> Vec<DocumentId> {
-        match self {
-            JobInput::InvoiceExtract(input) => vec![input.document_id],
-            JobInput::TaskRun(input) => input.document_ids.clone(),
-            JobInput::Noop(_) | JobInput::CodeRun(_) => Vec::new(),
-        }
+    fn document_ids(&self) -> Vec<DocumentId> {
+        Vec::new()
     }
+}
 
+impl JobInput {
     /// The input as the store keeps it.
     pub fn to_json(&self) -> serde_json::Value {
         // Plain data with string keys: encoding cannot fail.
@@ -159,6 +169,12 @@ pub struct InvoiceExtractInput {
     pub force: bool,
 }
 
+impl WorkflowInput for InvoiceExtractInput {
+    fn document_ids(&self) -> Vec<DocumentId> {
+        vec![self.document_id]
+    }
+}
+
 /// How an invoice is extracted when it carries no e-invoice XML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -189,22 +205,28 @@ impl TaskRunInput {
     pub const MAX_PROMPT_CHARS: usize = 8_000;
     /// Documents of one task, at most.
     pub const MAX_DOCUMENTS: usize = 50;
+}
 
-    /// The checks beyond the input's shape.
-    fn check(&self) -> Result<(), String> {
+impl WorkflowInput for TaskRunInput {
+    fn document_ids(&self) -> Vec<DocumentId> {
+        self.document_ids.clone()
+    }
+
+    fn check(&self) -> Result<(), InputError> {
+        let invalid = |message: String| InputError { code: "invalid_input", message };
         let parsed = self;
         if parsed.prompt.trim().is_empty() {
-            return Err("prompt is empty".into());
+            return Err(invalid("prompt is empty".into()));
         }
         if parsed.prompt.chars().count() > Self::MAX_PROMPT_CHARS {
-            return Err(format!("prompt must be at most {} characters", Self::MAX_PROMPT_CHARS));
+            return Err(invalid(format!("prompt must be at most {} characters", Self::MAX_PROMPT_CHARS)));
         }
         if parsed.document_ids.len() > Self::MAX_DOCUMENTS {
-            return Err(format!("a task takes at most {} documents", Self::MAX_DOCUMENTS));
+            return Err(invalid(format!("a task takes at most {} documents", Self::MAX_DOCUMENTS)));
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(twice) = parsed.document_ids.iter().find(|id| !seen.insert(**id)) {
-            return Err(format!("document {twice} is named twice"));
+            return Err(invalid(format!("document {twice} is named twice")));
         }
         Ok(())
     }
@@ -235,11 +257,13 @@ pub struct NoopInput {
 
 impl NoopInput {
     pub const MAX_SLEEP_MS: u64 = 600_000;
+}
 
-    /// The checks beyond the input's shape.
-    fn check(&self) -> Result<(), String> {
+impl WorkflowInput for NoopInput {
+    fn check(&self) -> Result<(), InputError> {
         if self.sleep_ms > Self::MAX_SLEEP_MS {
-            return Err(format!("sleep_ms must be at most {}", Self::MAX_SLEEP_MS));
+            let message = format!("sleep_ms must be at most {}", Self::MAX_SLEEP_MS);
+            return Err(InputError { code: "invalid_input", message });
         }
         Ok(())
     }

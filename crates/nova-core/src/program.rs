@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::WorkflowInput;
 use crate::InputError;
 
 /// A program to run, as a client writes it.
@@ -77,7 +78,7 @@ impl ProgramSpec {
 
     /// Checks the spec, with its wall time bounded by `max_timeout_ms`: `unsupported_language` for a language
     /// other than Python, `invalid_request` for sizes and limits out of bounds.
-    pub fn check(&self, max_timeout_ms: u64) -> Result<(), InputError> {
+    pub fn check_within(&self, max_timeout_ms: u64) -> Result<(), InputError> {
         let invalid = |message: String| InputError { code: "invalid_request", message };
         if self.language != "python" {
             let shown: String = self.language.chars().take(40).collect();
@@ -105,6 +106,13 @@ impl ProgramSpec {
     }
 }
 
+/// As a `code.run` job's input, a program may run up to [`ProgramSpec::MAX_JOB_TIMEOUT_MS`].
+impl WorkflowInput for ProgramSpec {
+    fn check(&self) -> Result<(), InputError> {
+        self.check_within(Self::MAX_JOB_TIMEOUT_MS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,13 +124,13 @@ mod tests {
     #[test]
     fn limits_are_checked_against_the_callers_bound() {
         let ok = spec(serde_json::json!({"language": "python", "code": "1", "limits": {"timeout_ms": 60000}}));
-        assert!(ok.check(ProgramSpec::MAX_EXECUTION_TIMEOUT_MS).is_ok());
+        assert!(ok.check_within(ProgramSpec::MAX_EXECUTION_TIMEOUT_MS).is_ok());
         let long = spec(serde_json::json!({"language": "python", "code": "1", "limits": {"timeout_ms": 60001}}));
-        assert_eq!(long.check(ProgramSpec::MAX_EXECUTION_TIMEOUT_MS).unwrap_err().code, "invalid_request");
-        assert!(long.check(ProgramSpec::MAX_JOB_TIMEOUT_MS).is_ok());
+        assert_eq!(long.check_within(ProgramSpec::MAX_EXECUTION_TIMEOUT_MS).unwrap_err().code, "invalid_request");
+        assert!(long.check_within(ProgramSpec::MAX_JOB_TIMEOUT_MS).is_ok());
         let ruby = spec(serde_json::json!({"language": "ruby", "code": "1"}));
-        assert_eq!(ruby.check(1000).unwrap_err().code, "unsupported_language");
+        assert_eq!(ruby.check_within(1000).unwrap_err().code, "unsupported_language");
         let big = spec(serde_json::json!({"language": "python", "code": "1", "limits": {"memory_mb": 2048}}));
-        assert!(big.check(1000).unwrap_err().message.contains("memory_mb"));
+        assert!(big.check_within(1000).unwrap_err().message.contains("memory_mb"));
     }
 }

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ExecRequest, InputFile, Limits, Outcome, Runtime, Status};
 
-/// Checks `spec` (its wall time bounded by `max_timeout_ms`, see [`ProgramSpec::check`]) and builds the
+/// Checks `spec` (its wall time bounded by `max_timeout_ms`, see [`ProgramSpec::check_within`]) and builds the
 /// sandbox's request, the sandbox's defaults filling the limits the spec leaves out.
 pub fn exec_request(spec: ProgramSpec, max_timeout_ms: u64) -> Result<ExecRequest, InputError> {
-    spec.check(max_timeout_ms)?;
+    spec.check_within(max_timeout_ms)?;
     let defaults = Limits::default();
     let timeout_ms = spec.limits.timeout_ms.unwrap_or(defaults.wall_ms.min(max_timeout_ms));
     let memory_mb = spec.limits.memory_mb.unwrap_or(defaults.memory_bytes >> 20);
