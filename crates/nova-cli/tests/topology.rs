@@ -1,8 +1,9 @@
 //! The scaled-out shape of `compose.yaml`, as processes on this machine: one API process (`nova serve
 //! --workers 0`), two `nova worker` processes, PostgreSQL, Redis and an S3-compatible server (moto), with
 //! the secrets given as files the way the compose file gives them. Documents go in through the API, the
-//! workers do the jobs, webhooks are delivered by the API process, and a worker killed mid-job loses
-//! nothing: the other finishes what it held.
+//! workers do the jobs, webhooks are delivered (by whichever process takes them from the outbox, and by the
+//! workers alone once the API is gone), and a worker killed mid-job loses nothing: the other finishes what
+//! it held.
 //!
 //! PostgreSQL comes from `NOVA_TEST_DATABASE_URL`, Redis from `NOVA_TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), moto from `pip install "moto[server]"` (all three set up by `scripts/test`).
@@ -120,6 +121,8 @@ async fn the_scaled_out_stack_loses_nothing_when_a_worker_dies() {
     let mut env: Vec<(&str, String)> = vec![
         ("NOVA_DATABASE_URL_FILE", write("database-url", &t.url)),
         ("NOVA_BLOB_URL", format!("s3://{BUCKET}/documents")),
+        // Every process runs the webhook dispatcher, so every process is told where hooks may go.
+        ("NOVA_WEBHOOK_ALLOW", "127.0.0.1".into()),
     ];
     for (name, value) in moto.s3_settings() {
         match name {
@@ -132,7 +135,6 @@ async fn the_scaled_out_stack_loses_nothing_when_a_worker_dies() {
     let mut api_env = env.clone();
     api_env.push(("NOVA_API_KEY_FILE", write("api-key", &api_key)));
     api_env.push(("NOVA_REDIS_URL_FILE", write("redis-url", &redis)));
-    api_env.push(("NOVA_WEBHOOK_ALLOW", "127.0.0.1".into()));
     let api_env: Vec<(&str, &str)> = api_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (api, base, _) = start_serve_on("127.0.0.1:0", dirs[0].path(), &["--workers", "0"], &api_env);
     let mut workers = [Some(start_worker(dirs[1].path(), &env)), Some(start_worker(dirs[2].path(), &env))];
@@ -254,8 +256,28 @@ async fn the_scaled_out_stack_loses_nothing_when_a_worker_dies() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The survivor and the API stop cleanly.
-    for mut child in [workers[1].take().unwrap(), api] {
+    // 4. With the API stopped, the surviving worker still sends webhooks: a job enqueued straight into the
+    // queue reaches the receiver through the worker's own dispatcher.
+    let mut api = api;
+    let status = std::process::Command::new("kill").args(["-TERM", &api.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(api.0.wait().unwrap().success(), "the API stops cleanly on SIGTERM");
+    let tenant = t.store.list_keys().await.unwrap()[0].tenant;
+    let webhook = nova_store::JobWebhook { url: hook.clone(), events: vec!["job.succeeded".into()] };
+    let job = nova_store::NewJob {
+        tenant,
+        webhook: Some(webhook),
+        ..nova_store::NewJob::new(nova_core::Workflow::Noop, json!({}))
+    };
+    let job = t.store.tenant(tenant).enqueue(job).await.unwrap().job.id.to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !received.lock().unwrap().iter().any(|(_, kind, j, signed)| *j == job && kind == "job.succeeded" && *signed) {
+        assert!(tokio::time::Instant::now() < deadline, "the worker alone sent no webhook for {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The survivor stops cleanly.
+    for mut child in [workers[1].take().unwrap()] {
         let status = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
         assert!(status.success());
         assert!(child.0.wait().unwrap().success(), "stops cleanly on SIGTERM");
