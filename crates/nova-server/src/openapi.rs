@@ -5,7 +5,7 @@
 //! [`V1Conventions`]: the bearer key, the answers of the layers in front of the handlers (`401`/`403` from
 //! `auth`, `429` from `ratelimit`, `500`), and on `POST` the `Idempotency-Key` header with its answers.
 //! Answers that handlers build as JSON values (health, event pages, sandbox outcomes) are described by the
-//! schema-only types below; the schemathesis suite (`crates/nova-cli/tests/schemathesis.rs`) checks every
+//! schema-only types below; the schemathesis suite (`crates/nova-cli/tests/cli/schemathesis.rs`) checks every
 //! answer of a live server against the document.
 
 use std::sync::OnceLock;

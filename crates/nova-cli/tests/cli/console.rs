@@ -1,5 +1,5 @@
 //! The web console in a real browser: Playwright for Python (from PyPI) drives Debian's Chromium through
-//! `tests/console/console_test.py` against a live `nova serve` with two tenants' keys. It signs in, drops
+//! `tests/cli/console/console_test.py` against a live `nova serve` with two tenants' keys. It signs in, drops
 //! three dev invoices on the upload zone and follows the live job list, corrects and saves an invoice, exports
 //! the reviewed ones, cancels a queued job, checks that another tenant sees none of it, and screenshots every
 //! page at 1280 and 390 pixels wide into `target/tmp/console-screenshots`. `scripts/test` installs both;
@@ -8,9 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-
-use common::{dev_dir, nova, start_serve};
+use crate::common::{dev_dir, nova, start_serve};
 
 /// The Playwright `scripts/test` installs. The script uses the Python API of 1.x, stable across its minors.
 const PLAYWRIGHT: &str = "1.65.3";
@@ -35,7 +33,7 @@ fn the_console_works_in_a_real_browser() {
         "zfc__Facture_FR_BASICWL.noxml.pdf",
     ]
     .map(|name| facturx.join(name));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/console_test.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/console/console_test.py");
     let started = std::time::Instant::now();
     let out = Command::new(&python)
         .arg(&script)

@@ -5,9 +5,7 @@
 
 use std::process::Command;
 
-mod common;
-
-use common::start_serve;
+use crate::common::start_serve;
 
 /// The version `scripts/test` installs; the CLI's options differ between major versions.
 const SCHEMATHESIS_MAJOR: &str = "4.";
@@ -16,7 +14,6 @@ const SCHEMATHESIS_MAJOR: &str = "4.";
 /// (its deliveries go to public addresses) and a program's network access.
 const HOOKS: &str = r#"
 import schemathesis
-
 
 @schemathesis.hook
 def before_call(context, case, kwargs):

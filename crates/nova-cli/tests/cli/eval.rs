@@ -4,9 +4,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-mod common;
-
-use common::{dev_dir, nova};
+use crate::common::{dev_dir, nova};
 
 fn eval_json(dir: &Path, variant: &str) -> Value {
     let out = nova().arg("eval").arg(dir).args(["--variant", variant, "--json"]).output().unwrap();

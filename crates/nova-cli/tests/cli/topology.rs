@@ -23,9 +23,7 @@ use nova_core::{AttemptOutcome, JobId, JobStatus};
 use nova_store::testing::{files_under, Backend, Moto, TestStore};
 use serde_json::{json, Value};
 
-mod common;
-
-use common::{dev_dir, nova, start_serve_on, wait_finished, KillOnDrop};
+use crate::common::{dev_dir, nova, start_serve_on, wait_finished, KillOnDrop};
 
 const BUCKET: &str = "nova-topology";
 const LEASE_SECS: &str = "2";

@@ -1,6 +1,6 @@
 """NOVA's web console in a real browser (Playwright for Python driving the system's Chromium).
 
-Run by crates/nova-cli/tests/console.rs against a live `nova serve` whose store has two tenants' keys:
+Run by crates/nova-cli/tests/cli/console.rs against a live `nova serve` whose store has two tenants' keys:
 
     python3 console_test.py BASE_URL SCREENSHOT_DIR PDF PDF PDF
 

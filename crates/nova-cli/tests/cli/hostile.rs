@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
-
-use common::{nova, KillOnDrop};
+use crate::common::{self, nova, KillOnDrop};
 
 /// Damaged copies in the test's corpus: enough of every kind, few enough for a debug build in CI.
 const DAMAGED: usize = 42;

@@ -6,9 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-mod common;
-
-use common::{dev_dir, nova, start_serve, start_serve_on, wait_succeeded, KillOnDrop};
+use crate::common::{dev_dir, nova, start_serve, start_serve_on, wait_succeeded, KillOnDrop};
 
 fn dev_inputs() -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -1,7 +1,5 @@
 //! Helpers shared by the `nova` binary's test files.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};

@@ -1,14 +1,13 @@
 //! The AI path through the real binary: `nova serve` with a model configured (a scripted OpenAI-compatible
 //! server) runs `invoice.extract` with `strategy: llm` and `task.run` end to end, in its own jail.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
-use common::{dev_dir, start_serve, wait_succeeded};
 use nova_llm::testing::{ModelServer, Reply, GOOD, LAYOUT_A, LAYOUT_A2, TOTALS_PER_SELLER};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+
+use crate::common::{self, dev_dir, start_serve, wait_succeeded};
 
 struct Api {
     client: reqwest::Client,
