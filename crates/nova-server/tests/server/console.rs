@@ -1,11 +1,9 @@
 //! The web console's files: served at `/` from the binary, locked to their own origin, within their budget.
-//! (What the page does is tested in a browser: `crates/nova-cli/tests/console.rs`.)
-
-mod helpers;
+//! (What the page does is tested in a browser: `crates/nova-cli/tests/cli/console.rs`.)
 
 use std::io::Write;
 
-use helpers::TestApp;
+use crate::helpers::TestApp;
 
 /// The most the console's files may weigh, gzip-compressed, as a browser receives them.
 const BUDGET_BYTES: usize = 100 * 1024;

@@ -1,13 +1,12 @@
 //! The OpenAPI document (`/openapi.json`) and its page (`/docs`): the document is OpenAPI 3.1, names every
 //! route the router serves, and its references resolve. (That live answers match it is the schemathesis
-//! suite's job: `crates/nova-cli/tests/schemathesis.rs`.)
-
-mod helpers;
+//! suite's job: `crates/nova-cli/tests/cli/schemathesis.rs`.)
 
 use std::collections::BTreeSet;
 
-use helpers::TestApp;
 use serde_json::Value;
+
+use crate::helpers::TestApp;
 
 /// Every route the router serves, as `METHOD /path` with `{id}` for path parameters. A route added to the
 /// router belongs here and in the document; the test below checks both against the live server.

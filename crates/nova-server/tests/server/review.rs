@@ -2,14 +2,13 @@
 //! the latest version. Results are written through the store (as a worker would) so that which one asks for
 //! review is known.
 
-mod helpers;
-
 use std::time::Duration;
 
-use helpers::{dev_file, error_code, Options, TestApp};
 use nova_core::WorkerId;
 use nova_store::testing::Backend;
 use serde_json::{json, Value};
+
+use crate::helpers::{self, dev_file, error_code, Options, TestApp};
 
 nova_store::conformance!(a_correction_is_the_latest_version_and_leaves_the_review_queue);
 

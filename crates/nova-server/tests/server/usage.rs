@@ -1,10 +1,9 @@
 //! `GET /v1/usage` over HTTP: per day and workflow, with totals, scoped to the caller's tenant.
 
-mod helpers;
-
-use helpers::{error_code, Options, TestApp};
 use nova_store::UsageDelta;
 use serde_json::Value;
+
+use crate::helpers::{error_code, Options, TestApp};
 
 #[tokio::test]
 async fn usage_is_summed_per_day_and_workflow_for_the_caller_only() {

@@ -1,7 +1,5 @@
 //! Starts the real API (and optionally in-process workers) on port 0 over a temporary data directory.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

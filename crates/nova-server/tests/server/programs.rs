@@ -1,10 +1,9 @@
 //! `/v1/programs`: the programs a model wrote, listed, shown, retired and deleted.
 
-mod helpers;
-
-use helpers::TestApp;
 use nova_core::TenantId;
 use nova_store::{program_scope, NewProgram};
+
+use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn programs_are_listed_shown_and_deleted() {

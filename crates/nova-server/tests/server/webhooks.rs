@@ -2,8 +2,6 @@
 //! then dead-lettered and resent through the API, non-public destinations are refused (in the URL, after
 //! DNS, and on redirects), and messages belong to their tenant.
 
-mod helpers;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,10 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use helpers::{error_code, Options, TestApp};
 use nova_server::webhooks::{sign, AllowList, WebhookConfig};
 use nova_server::ServerConfig;
 use serde_json::{json, Value};
+
+use crate::helpers::{error_code, Options, TestApp};
 
 /// What a receiver got: the path, the headers and the body of each request.
 #[derive(Default)]

@@ -1,12 +1,11 @@
 //! The API driven over HTTP: uploads, jobs, results, lists, event streams, bad input, restarts.
 
-mod helpers;
-
 use std::time::Duration;
 
-use helpers::{dev_file, error_code, EventStream, Options, SseItem, TestApp};
 use nova_server::ServerConfig;
 use serde_json::{json, Value};
+
+use crate::helpers::{dev_file, error_code, EventStream, Options, SseItem, TestApp};
 
 const CRONUS: &str = "facturx/mustang__103767-Invoice-2026-03-24-1";
 

@@ -3,16 +3,15 @@
 //! One test of this file scrapes a server with jobs: the recorder and its gauges are the process's, shared by
 //! every app a test starts, so a second test with jobs would race it for the queue's gauges.
 
-mod helpers;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use helpers::{error_code, Options, TestApp};
 use nova_server::{AppState, Limiter, ServerConfig};
 use serde_json::{json, Value};
+
+use crate::helpers::{error_code, Options, TestApp};
 
 /// One sample of the exposition: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,10 +1,7 @@
 //! Tenants, API keys, idempotent POSTs and rate limits, driven over HTTP.
 
-mod helpers;
-
 use std::time::Duration;
 
-use helpers::{dev_file, error_code, Options, TestApp};
 use nova_core::TenantId;
 use nova_server::ratelimit::{RateLimit, RedisLimiter};
 use nova_server::{Limiter, ServerConfig};
@@ -12,6 +9,8 @@ use nova_store::testing::Backend;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
+
+use crate::helpers::{dev_file, error_code, Options, TestApp};
 
 nova_store::conformance!(no_tenant_sees_or_touches_another_tenant_s_resources);
 
