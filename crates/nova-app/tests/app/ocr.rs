@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-
 use lopdf::{dictionary, Stream};
 use nova_app::engines::{Tesseract, TesseractConfig};
 use nova_extract::{extract, extract_with, ExtractError, Ocr, OcrPage, OcrWord};
+
+use crate::common;
 
 fn dev_scan() -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/invoices/dev/facturx");

@@ -19,7 +19,7 @@ use nova_extract::{
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 /// The dev invoice whose glyphs are Type3 procedures and which holds no image.
 fn type3_invoice() -> PathBuf {

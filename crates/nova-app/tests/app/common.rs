@@ -1,7 +1,5 @@
 //! Fixtures shared by the OCR and rendering tests: in-memory PDFs and the words a stand-in OCR engine reads.
 
-#![allow(dead_code)]
-
 use lopdf::{dictionary, Document, Object, ObjectId};
 use nova_extract::OcrWord;
 
