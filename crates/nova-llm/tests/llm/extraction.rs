@@ -3,17 +3,16 @@
 //! what it would print, on any machine; what a program can do runs in the real jail, and so does the check
 //! that the scripted answers are what the programs print.
 
-mod common;
-
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use common::*;
 use nova_llm::program::run_in_sandbox;
 use nova_llm::{ChatClient, LlmError, Message, Price};
 use nova_sandbox::testing::{self, input_text, ScriptedSandbox};
 use nova_sandbox::ExecRequest;
 use rust_decimal::Decimal;
+
+use crate::common::*;
 
 fn dec(s: &str) -> Option<Decimal> {
     Some(Decimal::from_str(s).unwrap())

@@ -3,15 +3,14 @@
 //! on any machine; what a program can do runs in the real jail, and so does the check that the scripted
 //! answers are what the program writes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use nova_llm::{ChatClient, LlmConfig, TaskDocument, TaskError, TaskRunner};
 use nova_sandbox::testing::{self, input_text};
 use nova_sandbox::Status;
 use rust_decimal::Decimal;
+
+use crate::common::*;
 
 /// Reads the data, then fails.
 const RAISES_IN_TASK: &str = "import json\nrows = json.load(open('documents/index.json'))\nprint(1 / 0)\n";

@@ -6,8 +6,6 @@
 //! programs (`GOOD`'s regular expressions, `TOTALS_PER_SELLER`'s sums), which the real-jail tests compare with
 //! the programs themselves.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
