@@ -6,7 +6,7 @@
 //! What it cannot do is run the program: its answers stand in for what the program would have printed, so
 //! a test built on it checks what the caller does with an outcome (retries, validation, accounting,
 //! caching) and which requests it sends, not what a program does. The jail's own behaviour is covered by
-//! this crate's suites (`tests/escape.rs` and the others), with the real jail.
+//! this crate's suites (`tests/sandbox/escape.rs` and the others), with the real jail.
 //!
 //! ```
 //! use nova_sandbox::testing::{self, ScriptedSandbox};

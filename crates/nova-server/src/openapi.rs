@@ -5,7 +5,7 @@
 //! [`V1Conventions`]: the bearer key, the answers of the layers in front of the handlers (`401`/`403` from
 //! `auth`, `429` from `ratelimit`, `500`), and on `POST` the `Idempotency-Key` header with its answers.
 //! Every schema is a type the handlers send or take (the few that are only schemas, such as bytes and the
-//! upload form, are in `schemas.rs`); the schemathesis suite (`crates/nova-cli/tests/schemathesis.rs`) checks every
+//! upload form, are in `schemas.rs`); the schemathesis suite (`crates/nova-cli/tests/cli/schemathesis.rs`) checks every
 //! answer of a live server against the document.
 
 use std::sync::OnceLock;

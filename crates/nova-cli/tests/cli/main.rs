@@ -1,0 +1,13 @@
+//! The `nova` binary's integration suites, in one test binary (each binary links the whole dependency graph,
+//! and linking dominates a build of the tests): a module per suite, `common` the helpers they share.
+
+mod ai;
+mod cli;
+mod common;
+mod console;
+mod eval;
+mod exec;
+mod hostile;
+mod queue_crash;
+mod schemathesis;
+mod topology;

@@ -1,0 +1,14 @@
+//! nova-store's integration suites, in one test binary (each binary links the whole dependency graph, and
+//! linking dominates a build of the tests): a module per suite.
+
+mod artifacts;
+mod blob_s3;
+mod lists;
+mod programs;
+mod queue;
+mod retention;
+mod stats;
+mod tenants;
+mod tls;
+mod usage;
+mod webhooks;
