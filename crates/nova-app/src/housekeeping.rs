@@ -3,7 +3,8 @@
 //! housekeeping. `nova serve` (with or without workers) and `nova worker` both start them, so a deployment of
 //! API processes with `--workers 0` and separate workers sends its webhooks and keeps its retention whichever
 //! processes it runs. Several processes share them safely: webhook messages are leased from the outbox one
-//! sender at a time, and every deletion here is a bounded batch that another process repeating it finds done.
+//! sender at a time, and a deletion another process repeats finds nothing left (the prunes of jobs and
+//! documents go in bounded batches; the purges delete expired rows of small tables).
 
 use std::time::Duration;
 

@@ -154,7 +154,7 @@ fn literal_permitted(url: &Url, allow: &AllowList) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{address} is not a public address; webhooks may reach it only when the server's allow-list names it"
+            "{address} is not a public address; webhooks may reach it only when the allow-list (`NOVA_WEBHOOK_ALLOW`) names it"
         ))
     }
 }
@@ -194,7 +194,7 @@ impl Resolve for GuardedResolver {
             if permitted.is_empty() {
                 let shown: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
                 return Err(format!(
-                    "{host} resolves to no public address ({}); the server's allow-list does not name it",
+                    "{host} resolves to no public address ({}); the allow-list (`NOVA_WEBHOOK_ALLOW`) does not name it",
                     shown.join(", ")
                 )
                 .into());

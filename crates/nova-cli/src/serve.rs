@@ -166,14 +166,28 @@ impl BackgroundArgs {
         }
     }
 
-    /// Starts the webhook dispatcher and the housekeeping until `shutdown`.
-    pub fn spawn(&self, store: &nova_store::Store, shutdown: &CancellationToken) {
+    /// Starts the webhook dispatcher and the housekeeping until `shutdown`; [`Background::stop`] waits for them.
+    pub fn spawn(&self, store: &nova_store::Store, shutdown: &CancellationToken) -> Background {
         let housekeeping = nova_app::housekeeping::HousekeepingConfig {
             job_retention: days(self.retention_days),
             document_retention: days(self.document_retention_days),
             ..Default::default()
         };
-        nova_app::housekeeping::spawn(store, self.webhooks(), housekeeping, shutdown);
+        Background(nova_app::housekeeping::spawn(store, self.webhooks(), housekeeping, shutdown))
+    }
+}
+
+/// The running webhook dispatcher and housekeeping.
+pub struct Background([tokio::task::JoinHandle<()>; 2]);
+
+impl Background {
+    /// Waits (a few seconds at most) for the dispatcher and the housekeeping to see the shutdown and end what
+    /// they were writing, so the store is closed under no statement of theirs.
+    pub async fn stop(self) {
+        let ended = futures::future::join_all(self.0);
+        if tokio::time::timeout(Duration::from_secs(10), ended).await.is_err() {
+            tracing::warn!("the webhook dispatcher or the housekeeping did not stop within 10 s");
+        }
     }
 }
 
@@ -303,7 +317,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         limiter,
         extractor,
     };
-    args.background.spawn(&store, &shutdown);
+    let background = args.background.spawn(&store, &shutdown);
     let first_key = api_key(&store, settings.api_key.as_deref(), addr).await?;
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.
@@ -320,6 +334,8 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         workers.await.context("the worker pool panicked")?;
     }
+    shutdown.cancel();
+    background.stop().await;
     store.close().await;
     info!("NOVA stopped");
     Ok(())

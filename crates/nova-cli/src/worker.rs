@@ -54,7 +54,7 @@ pub fn run(args: WorkerArgs, settings: &crate::config::Settings) -> anyhow::Resu
             }
             None => None,
         };
-        args.background.spawn(&store, &shutdown);
+        let background = args.background.spawn(&store, &shutdown);
         // The one line a script can wait for, on stdout.
         say(&format!("nova: worker running up to {} jobs at once", config.total_slots()));
         nova_app::run(store.clone(), config, Arc::new(Notify::new()), shutdown.clone().cancelled_owned()).await;
@@ -62,6 +62,8 @@ pub fn run(args: WorkerArgs, settings: &crate::config::Settings) -> anyhow::Resu
             shutdown.cancel();
             let _ = metrics.await;
         }
+        shutdown.cancel();
+        background.stop().await;
         store.close().await;
         info!("worker stopped");
         Ok(())

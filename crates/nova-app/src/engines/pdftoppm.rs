@@ -1,5 +1,5 @@
-//! Poppler's `pdftoppm` as the page renderer, run as a confined subprocess: with [`super::tesseract`], the
-//! part of `nova-extract` that does I/O, used only by callers that pass it to
+//! Poppler's `pdftoppm` as the page renderer, run as a confined subprocess behind
+//! `nova_extract::PageRenderer`, beside [`super::tesseract`], for callers that pass it to
 //! [`nova_extract::extract_with_engines`].
 //!
 //! The PDF goes in on standard input and the page comes out on standard output (grey PGM), so nothing is

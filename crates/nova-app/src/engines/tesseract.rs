@@ -1,5 +1,5 @@
-//! The tesseract OCR engine, run as a subprocess: the one part of `nova-extract` that does I/O, used only by
-//! callers that pass it to [`nova_extract::extract_with`].
+//! The tesseract OCR engine, run as a subprocess behind `nova_extract::Ocr`, for callers that pass it to
+//! [`nova_extract::extract_with`] (`nova-extract` itself runs no process).
 //!
 //! The page goes in on standard input (as PGM) and the words come out on standard output (TSV), so nothing is
 //! written to disk. Each run is bounded: a time limit (the process is killed past it) and a cap on the

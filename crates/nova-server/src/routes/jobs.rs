@@ -135,7 +135,8 @@ async fn create(
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
-    // Parsed once, here: the store keeps the typed input as JSON and the worker reads it back as this type.
+    // Parsed here, at the edge; the store keeps the input as the client sent it (so a job shows what was
+    // submitted, and a retried Idempotency-Key compares like with like), which the worker reads back as this type.
     let input = JobInput::parse(workflow, &body.input)
         .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
     for id in input.document_ids() {
@@ -164,7 +165,7 @@ async fn create(
         idempotency_key,
         webhook,
         request_id: crate::request_id::of(&headers),
-        ..NewJob::new(workflow, input.to_json())
+        ..NewJob::new(workflow, body.input)
     };
     let enqueued = tenant.enqueue(new).await.map_err(|e| match e {
         StoreError::IdempotencyConflict(existing) => ApiError::Conflict {
