@@ -3,8 +3,8 @@
 //! housekeeping. `nova serve` (with or without workers) and `nova worker` both start them, so a deployment of
 //! API processes with `--workers 0` and separate workers sends its webhooks and keeps its retention whichever
 //! processes it runs. Several processes share them safely: webhook messages are leased from the outbox one
-//! sender at a time, and a deletion another process repeats finds nothing left (the prunes of jobs and
-//! documents go in bounded batches; the purges delete expired rows of small tables).
+//! sender at a time, and a deletion another process repeats finds nothing left. Every deletion goes in bounded
+//! batches, so no statement holds a table for long.
 
 use std::time::Duration;
 
@@ -69,9 +69,7 @@ pub async fn run(store: Store, config: HousekeepingConfig, shutdown: Cancellatio
 
 /// One round of the housekeeping. A step that fails is logged and tried again at the next round.
 pub async fn once(store: &Store, config: &HousekeepingConfig) {
-    if let Err(e) = store.purge_idempotency().await {
-        warn!(error = %error_chain(&e), "purging expired idempotency records failed");
-    }
+    purge_idempotency(store).await;
     if let Err(e) = store.purge_deliveries(DELIVERY_RETENTION, 10_000).await {
         warn!(error = %error_chain(&e), "purging old webhook messages failed");
     }
@@ -80,6 +78,21 @@ pub async fn once(store: &Store, config: &HousekeepingConfig) {
     }
     if let Some(age) = config.document_retention {
         prune_documents(store, age).await;
+    }
+}
+
+/// Deletes expired idempotency records, in batches so no statement holds the table for long.
+async fn purge_idempotency(store: &Store) {
+    const BATCH: u32 = 5000;
+    loop {
+        match store.purge_idempotency(BATCH).await {
+            Ok(n) if n < u64::from(BATCH) => break,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %error_chain(&e), "purging expired idempotency records failed; trying again later");
+                break;
+            }
+        }
     }
 }
 

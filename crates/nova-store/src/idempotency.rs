@@ -171,13 +171,18 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes expired records; returns how many went.
-    pub async fn purge_idempotency(&self) -> Result<u64, StoreError> {
+    /// Deletes expired records, at most `limit` of them (by `idempotency_keys_expiry`), so no statement holds
+    /// the table for long; returns how many went.
+    pub async fn purge_idempotency(&self, limit: u32) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
-            .bind(to_millis(Utc::now()))
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (
+                 SELECT tenant_id, key FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)",
+        )
+        .bind(to_millis(Utc::now()))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }

@@ -185,8 +185,13 @@ async fn idempotency_records_replay_refuse_and_expire(b: Backend) {
     assert_eq!(f.store.begin_idempotent(a, "brief", "f1", short).await.unwrap(), Idempotent::Run);
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(f.store.begin_idempotent(a, "brief", "f9", short).await.unwrap(), Idempotent::Run);
+    assert_eq!(f.store.begin_idempotent(other, "brief", "f9", short).await.unwrap(), Idempotent::Run);
+    assert_eq!(f.store.begin_idempotent(a, "brief2", "f9", short).await.unwrap(), Idempotent::Run);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(f.store.purge_idempotency().await.unwrap(), 1);
+    // A bounded batch at a time, the expired ones only.
+    assert_eq!(f.store.purge_idempotency(2).await.unwrap(), 2);
+    assert_eq!(f.store.purge_idempotency(2).await.unwrap(), 1);
+    assert_eq!(f.store.purge_idempotency(2).await.unwrap(), 0);
     assert_eq!(
         f.store.begin_idempotent(a, "k", "f1", day).await.unwrap(),
         Idempotent::Replay(StoredResponse {
