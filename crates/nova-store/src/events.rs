@@ -26,36 +26,29 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// A job's events with a sequence number above `after`, oldest first, at most `limit`, and whether the
-    /// job has finished (then its log will not grow), read together in one statement so they agree: a
-    /// finished job's final event is always among what it returns or before `after`. `None` for an unknown
-    /// job. One lookup of the job by key and one range of `job_events`' key: cheap enough to poll.
-    pub async fn read_job_log(&self, job: JobId, after: u64, limit: u32) -> Result<Option<JobLog>, StoreError> {
-        self.read_log(job, None, after, limit).await
-    }
-
-    /// [`Store::read_job_log`], of `tenant`'s job only when one is named (in the same statement).
-    pub(crate) async fn read_log(
+    /// `tenant`'s job `id`'s events with a sequence number above `after`, oldest first, at most `limit`, and
+    /// whether the job has finished (then its log will not grow), read together in one statement so they
+    /// agree: a finished job's final event is always among what it returns or before `after`. `None` for an
+    /// unknown job or another tenant's. One lookup of the job by key and one range of `job_events`' key: cheap
+    /// enough to poll (see `TenantStore::read_job_log`).
+    pub(crate) async fn read_job_log(
         &self,
         job: JobId,
-        tenant: Option<TenantId>,
+        tenant: TenantId,
         after: u64,
         limit: u32,
     ) -> Result<Option<JobLog>, StoreError> {
-        let sql = format!(
+        let rows = sqlx::query(
             "SELECT j.status, e.seq, e.at, e.kind, e.data FROM jobs j
              LEFT JOIN job_events e ON e.job_id = j.id AND e.seq > $2
-             WHERE j.id = $1{} ORDER BY e.seq LIMIT $3",
-            if tenant.is_some() { " AND j.tenant_id = $4" } else { "" }
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(job.to_string())
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::from(limit.clamp(1, MAX_EVENTS_PER_READ)));
-        if let Some(tenant) = tenant {
-            query = query.bind(tenant.to_string());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+             WHERE j.id = $1 AND j.tenant_id = $4 ORDER BY e.seq LIMIT $3",
+        )
+        .bind(job.to_string())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit.clamp(1, MAX_EVENTS_PER_READ)))
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let status: JobStatus = parse_stored("job status", &first.try_get::<String, _>("status")?)?;
         let finished = matches!(status, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled);
@@ -224,7 +217,7 @@ impl Store {
     }
 }
 
-/// What [`Store::read_job_log`] found.
+/// What a read of a job's log found (`TenantStore::read_job_log`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobLog {
     /// The events asked for, oldest first.

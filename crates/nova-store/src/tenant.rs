@@ -111,10 +111,11 @@ impl TenantStore {
         self.store.job_events(id, after, limit).await.map(Some)
     }
 
-    /// See [`Store::read_job_log`]; `None` for a job this tenant does not own. One statement, the tenant in
-    /// it, so an event stream's every poll is scoped at no extra cost.
+    /// A job's events after `after` and whether it has finished (see `Store::read_job_log`); `None` for a job
+    /// this tenant does not own. One statement with the tenant in it, so an event stream's every poll is
+    /// scoped at no extra cost.
     pub async fn read_job_log(&self, id: JobId, after: u64, limit: u32) -> Result<Option<JobLog>, StoreError> {
-        self.store.read_log(id, Some(self.tenant), after, limit).await
+        self.store.read_job_log(id, self.tenant, after, limit).await
     }
 
     /// Cancels a job of this tenant (see [`Store::cancel`]); `None` for a job it does not own.

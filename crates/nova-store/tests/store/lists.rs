@@ -185,28 +185,30 @@ async fn list_queries_stay_on_their_indexes_with_a_long_history(b: Backend) {
 
 async fn the_log_read_says_when_a_job_has_finished(b: Backend) {
     let Some(f) = TestStore::new(b).await else { return };
-    assert_eq!(f.store.read_job_log(JobId::new(), 0, 10).await.unwrap(), None);
+    // Read as the jobs' tenant sees them (`enqueue` submits as the default tenant).
+    let tenant = f.store.tenant(TenantId::DEFAULT);
+    assert_eq!(tenant.read_job_log(JobId::new(), 0, 10).await.unwrap(), None);
     let id = enqueue(&f.store, Workflow::Noop).await;
 
-    let log = f.store.read_job_log(id, 0, 10).await.unwrap().unwrap();
+    let log = tenant.read_job_log(id, 0, 10).await.unwrap().unwrap();
     assert_eq!(log.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["queued"]);
     assert!(!log.finished);
-    let log = f.store.read_job_log(id, 1, 10).await.unwrap().unwrap();
+    let log = tenant.read_job_log(id, 1, 10).await.unwrap().unwrap();
     assert!(log.events.is_empty() && !log.finished, "{log:?}");
 
     let claimed = f.store.claim(WorkerId::new(), LEASE).await.unwrap().unwrap();
     f.store.report_progress(id, claimed.token, &json!({"step": "one"})).await.unwrap();
     f.store.complete(id, claimed.token, &json!({})).await.unwrap();
-    let log = f.store.read_job_log(id, 1, 10).await.unwrap().unwrap();
+    let log = tenant.read_job_log(id, 1, 10).await.unwrap().unwrap();
     let seqs: Vec<_> = log.events.iter().map(|e| (e.seq, e.kind.as_str())).collect();
     assert_eq!(seqs, [(2, "started"), (3, "progress"), (4, "succeeded")]);
     assert!(log.finished);
     assert_eq!(log.events, f.store.job_events(id, 1, 10).await.unwrap(), "the same events as the plain read");
-    let log = f.store.read_job_log(id, 2, 1).await.unwrap().unwrap();
+    let log = tenant.read_job_log(id, 2, 1).await.unwrap().unwrap();
     assert_eq!((log.events.len(), log.events[0].seq, log.finished), (1, 3, true));
     // Past its end, a finished job's log is empty and says so.
-    let log = f.store.read_job_log(id, 4, 10).await.unwrap().unwrap();
+    let log = tenant.read_job_log(id, 4, 10).await.unwrap().unwrap();
     assert!(log.events.is_empty() && log.finished);
-    let log = f.store.read_job_log(id, 99, 10).await.unwrap().unwrap();
+    let log = tenant.read_job_log(id, 99, 10).await.unwrap().unwrap();
     assert!(log.events.is_empty() && log.finished);
 }
