@@ -7,11 +7,8 @@ use nova_store::UsageDelta;
 use super::{record_usage, sandbox_unavailable, Context, WorkflowError};
 use crate::{internal, SandboxHandle};
 
-/// The longest a program may run as a `code.run` job (the job's own deadline still applies).
-pub const MAX_PROGRAM_MS: u64 = ProgramSpec::MAX_JOB_TIMEOUT_MS;
-
 pub(super) async fn run(spec: ProgramSpec, cx: &Context<'_>) -> Result<ExecutionOutcome, WorkflowError> {
-    let request = exec_request(spec, MAX_PROGRAM_MS)
+    let request = exec_request(spec, ProgramSpec::MAX_JOB_TIMEOUT_MS)
         .map_err(|e| WorkflowError::Permanent(JobError { code: e.code.into(), message: e.message }))?;
     let Some(SandboxHandle(sandbox)) = cx.services.sandbox.cloned() else {
         return Err(sandbox_unavailable());

@@ -81,7 +81,6 @@ async fn llm_pass(
     let applied = applied.map_err(|e| ai_error(e.code(), &e, e.is_transient()))?;
     let llm_usage = applied.model_ran.then_some(usage);
     if let Some(usage) = &llm_usage {
-        let usage = serde_json::to_value(usage).unwrap_or_default();
         cx.progress.report(serde_json::json!({"step": "llm", "usage": usage})).await;
     }
     Ok(InvoiceExtractOutput { invoice: applied.invoice, llm_usage })

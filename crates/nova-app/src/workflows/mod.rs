@@ -11,7 +11,8 @@ mod invoice_extract;
 mod noop;
 mod task_run;
 
-pub use code_run::MAX_PROGRAM_MS;
+// Each workflow's result, as its job's `result` holds it (`code.run`'s is `nova_sandbox::spec::ExecutionOutcome`).
+pub use invoice_extract::InvoiceExtractOutput;
 pub use noop::NoopOutput;
 pub use task_run::TaskRunOutput;
 
