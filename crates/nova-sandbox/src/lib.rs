@@ -8,6 +8,9 @@
 //!
 //! The calls block: from async code, run them on a blocking thread (`tokio::task::spawn_blocking`).
 //!
+//! [`session::Session`] is the other way in: a jail that lives across calls, with a Python state that survives
+//! from one code run to the next, commands and files, opened with [`jail::JailSandbox::open_session`].
+//!
 //! With the `testing` feature, `testing::ScriptedSandbox` is a second implementation that runs nothing:
 //! it answers from a script, for tests of the code around a sandbox on any machine.
 
@@ -15,6 +18,7 @@ mod cancel;
 pub mod confined;
 pub mod jail;
 mod os;
+pub mod session;
 pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;

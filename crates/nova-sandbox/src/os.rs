@@ -315,6 +315,20 @@ pub fn proportional_set_size(pid: pid_t) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
+/// The proportional set size of `root` and all its descendants, in bytes; `None` when `root` is gone.
+pub fn tree_proportional_set_size(root: pid_t) -> Option<u64> {
+    let mut total = proportional_set_size(root)?;
+    let mut pids = vec![root];
+    while let Some(pid) = pids.pop() {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse::<pid_t>().ok()) {
+            total += proportional_set_size(child).unwrap_or(0);
+            pids.push(child);
+        }
+    }
+    Some(total)
+}
+
 /// A connected pair of Unix sequenced-packet sockets (message boundaries kept) whose ends close on exec.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];

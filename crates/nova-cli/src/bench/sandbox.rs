@@ -1,5 +1,6 @@
 //! `nova bench sandbox`: `print(1)` through the warm pool and cold jails, next to a bare `python3 -c` and
-//! bubblewrap running the same, in one run (the machines are shared and noisy: compare ratios).
+//! bubblewrap running the same, in one run (the machines are shared and noisy: compare ratios); then
+//! sessions: opening one, a code run and a command in a live one, and the memory of many idle ones.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use std::collections::HashMap;
+
 use nova_sandbox::jail::JailSandbox;
+use nova_sandbox::session::{Command as SessionCommand, Event, Session, SessionSpec};
 use nova_sandbox::{ExecRequest, Sandbox, Status};
 
 #[derive(Args)]
@@ -22,6 +26,9 @@ pub struct SandboxBenchArgs {
     /// Callers running executions at once for the throughput figure.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// Idle sessions held open at once for the memory figure.
+    #[arg(long, default_value_t = 100)]
+    idle_sessions: usize,
 }
 
 const CODE: &str = "print(1)";
@@ -119,6 +126,8 @@ pub fn run(args: SandboxBenchArgs, interpreter: Option<&Path>) -> anyhow::Result
         per_second
     );
 
+    let idle_session_memory = bench_sessions(&sandbox, &cold_sandbox, &args)?;
+
     let p50 = |t: &Timings| t.percentile(50).as_secs_f64();
     println!();
     println!("cold jail / bare python3 -c (p50): {:.2}x", p50(&cold) / p50(&bare));
@@ -129,6 +138,79 @@ pub fn run(args: SandboxBenchArgs, interpreter: Option<&Path>) -> anyhow::Result
         ),
         None => println!("memory held by each idle warm jail: not measured (no ready jail)"),
     }
+    let (held, bytes) = idle_session_memory;
+    println!(
+        "idle sessions held open at once: {held}; memory per idle session (PSS of its whole process tree): {:.1} MiB",
+        bytes as f64 / held.max(1) as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+/// Sessions: opening one (from the warm pool and cold), a code run and a command in a live one, and the
+/// memory of many idle ones. Returns how many idle sessions were held and their memory in all.
+fn bench_sessions(
+    sandbox: &JailSandbox,
+    cold_sandbox: &JailSandbox,
+    args: &SandboxBenchArgs,
+) -> anyhow::Result<(usize, u64)> {
+    let spec = SessionSpec::default();
+    let mut warm = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        sandbox.wait_warm(Duration::from_secs(10));
+        let start = Instant::now();
+        let session = sandbox.open_session(&spec)?;
+        warm.push(start.elapsed());
+        session.close();
+    }
+    print_row("nova session, create, warm pool (latency)", &Timings::new(warm, None));
+    let cold =
+        time_runs(args.runs.min(30), || cold_sandbox.open_session(&spec).map(|s| s.close()).map_err(Into::into))?;
+    print_row("nova session, create, cold", &cold);
+
+    let session = sandbox.open_session(&spec)?;
+    let no_env = HashMap::new();
+    session_ok(session.run_code("x = 1", None, &no_env)?, "")?;
+    let code = time_runs(args.runs, || session_ok(session.run_code("x += 1; x", None, &no_env)?, ""))?;
+    print_row("nova session, code run in a live session", &code);
+    let echo = SessionCommand { cmd: "echo 1".into(), ..Default::default() };
+    let commands = time_runs(args.runs, || session_ok(session.spawn(&echo)?, "1\n"))?;
+    print_row("nova session, command `echo 1`", &commands);
+    session.close();
+
+    let mut idle = Vec::with_capacity(args.idle_sessions);
+    for _ in 0..args.idle_sessions {
+        idle.push(cold_sandbox.open_session(&spec)?);
+    }
+    let bytes: u64 = idle.iter().filter_map(Session::memory).sum();
+    // Every session still answers.
+    for session in &idle {
+        session_ok(session.run_code("1", None, &no_env)?, "")?;
+    }
+    for session in &idle {
+        session.close();
+    }
+    Ok((idle.len(), bytes))
+}
+
+/// Waits for a call of a session to end well, its stdout being `stdout` (when not empty).
+fn session_ok(call: nova_sandbox::session::Call, stdout: &str) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for event in call {
+        match event {
+            Event::Stdout(bytes) => out.extend(bytes),
+            Event::Error(e) => anyhow::bail!("session code failed: {}: {}", e.name, e.value),
+            Event::Fail(e) => anyhow::bail!("session call failed: {e}"),
+            Event::Done(fields) => {
+                anyhow::ensure!(fields.get("exit_code").is_none_or(|c| c == 0), "session command failed: {fields:?}");
+            }
+            _ => {}
+        }
+    }
+    anyhow::ensure!(
+        stdout.is_empty() || out == stdout.as_bytes(),
+        "unexpected output {:?}",
+        String::from_utf8_lossy(&out)
+    );
     Ok(())
 }
 

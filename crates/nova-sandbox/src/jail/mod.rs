@@ -18,11 +18,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use helper::{helper_main, Setup, SetupError};
-use helper::{Reply, SetupReply};
+pub use helper::{helper_main, SessionEnd, Setup, SetupError};
+use helper::{Reply, SessionLine, SetupReply};
 
 use nova_core::error_chain;
 
+use crate::session::{Session, SessionSpec};
 use crate::{Cancel, ExecRequest, Limits, Outcome, Sandbox};
 
 /// Why a jail sandbox could not run a program: the typed form of what [`Sandbox::exec`] reports as a
@@ -52,6 +53,9 @@ pub enum JailError {
     /// The pipes to the helper broke.
     #[error("talking to the jail helper")]
     Helper(#[source] io::Error),
+    /// A session's agent did not start; the message says why.
+    #[error("starting the session: {0}")]
+    Session(String),
 }
 
 impl JailError {
@@ -213,18 +217,8 @@ impl JailSandbox {
         let pool = self.pool.as_ref()?;
         let state = pool.state.lock().expect("pool lock");
         let jail = state.ready.front()?;
-        let helper = jail.child.id() as i32;
-        let mut total = crate::os::proportional_set_size(helper)?;
-        // The helper's descendants: the init, the zygote and the prepared run.
-        let mut pids = vec![helper];
-        while let Some(pid) = pids.pop() {
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
-                total += crate::os::proportional_set_size(child).unwrap_or(0);
-                pids.push(child);
-            }
-        }
-        Some(total)
+        // The helper and its descendants: the init, the zygote and the prepared run.
+        crate::os::tree_proportional_set_size(jail.child.id() as i32)
     }
 
     /// Waits until the pool holds `pool_size` ready jails (or `timeout` passes).
@@ -271,6 +265,23 @@ impl JailSandbox {
         let ran = jail.run(request, cancel);
         pool.give_back(jail, ran.reusable);
         ran
+    }
+}
+
+impl JailSandbox {
+    /// Opens a session (see [`crate::session`]) in a warm jail when one is ready (the pool builds another),
+    /// else in a new one; returns once its agent is ready.
+    pub fn open_session(&self, spec: &SessionSpec) -> Result<Session, JailError> {
+        let warm = self.pool.as_ref().and_then(|pool| pool.take());
+        let jail = match warm {
+            Some(jail) => jail,
+            None => WarmJail::start(&self.config, &self.started)?,
+        };
+        let WarmJail { child, stdin, stdout } = jail;
+        let mut input = stdin.lock().expect("stdin lock").take().ok_or(JailError::HelperEnded(String::new()))?;
+        let line = serde_json::to_string(&SessionLine { session: spec.request() }).expect("requests serialise");
+        writeln!(input, "{line}").map_err(JailError::Helper)?;
+        Session::start(child, input, stdout.into_inner()).map_err(JailError::Session)
     }
 }
 
@@ -345,6 +356,15 @@ struct PoolState {
 }
 
 impl Pool {
+    /// Takes a ready jail out of the pool for good (a session's); the refillers build its replacement.
+    fn take(&self) -> Option<WarmJail> {
+        let mut state = self.state.lock().expect("pool lock");
+        let jail = state.ready.pop_front()?;
+        state.live -= 1;
+        self.changed.notify_all();
+        Some(jail)
+    }
+
     /// Takes a jail back after an execution: idle again if it can serve another, else closed (and replaced).
     fn give_back(&self, jail: WarmJail, reusable: bool) {
         let mut state = self.state.lock().expect("pool lock");

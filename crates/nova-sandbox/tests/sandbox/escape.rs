@@ -1041,3 +1041,136 @@ fn statuses_stdin_files_and_env_are_reported() {
 fn libc_sigabrt() -> i32 {
     6
 }
+
+// ----- sessions ----------------------------------------------------------------------------------------------
+
+fn open_session(limits: Option<Limits>) -> Option<nova_sandbox::session::Session> {
+    use nova_sandbox::session::SessionSpec;
+    let sandbox = jail()?;
+    let mut spec = SessionSpec::default();
+    if let Some(limits) = limits {
+        spec.limits = limits;
+    }
+    Some(sandbox.open_session(&spec).expect("a session opens"))
+}
+
+/// Runs `code` (with the probes' prelude) in `session`; returns its stdout, after checking no probe leaked.
+fn in_session(session: &nova_sandbox::session::Session, code: &str) -> String {
+    use nova_sandbox::session::Event;
+    let events: Vec<Event> =
+        session.run_code(&format!("{PRELUDE}\n{code}"), None, &Default::default()).unwrap().collect();
+    let out: String = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Stdout(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert!(!out.contains("LEAK"), "containment failed: {out}\n{events:?}");
+    assert!(matches!(events.last(), Some(Event::Done(_))), "{events:?}");
+    out
+}
+
+#[test]
+fn one_sessions_state_never_reaches_another() {
+    let Some(a) = open_session(None) else { return };
+    let b = open_session(None).unwrap();
+    in_session(&a, "secret = 'a'\nopen('/work/secret-a', 'w').write('a'); open('/tmp/secret-a', 'w').write('a')");
+    let sleeper = a.spawn(&nova_sandbox::session::Command { cmd: "sleep 300".into(), ..Default::default() }).unwrap();
+    let probe = r#"
+for d in ["/work", "/tmp"]:
+    if "secret-a" in os.listdir(d): leak(d)
+if "secret" in globals(): leak("variables")
+if any(b"sleep" in open(f"/proc/{p}/cmdline", "rb").read() for p in os.listdir("/proc") if p.isdigit()):
+    leak("the other session's processes")
+print("contained")
+"#;
+    assert!(in_session(&b, probe).contains("contained"));
+    assert!(b.processes().unwrap().is_empty());
+    drop(sleeper);
+}
+
+/// Host processes whose command line holds `marker`.
+fn host_processes_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// What a session's jail holds on the host, named after its helper's pid: its cgroup and its mount point.
+fn jail_leftovers(helper: u32) -> Vec<String> {
+    let prefix = format!("nova-jail-{helper}-");
+    let mut left = Vec::new();
+    for dir in [
+        "/sys/fs/cgroup/nova-sandbox",
+        "/sys/fs/cgroup/memory/nova-sandbox",
+        "/sys/fs/cgroup/pids/nova-sandbox",
+        "/tmp",
+    ] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                left.push(entry.path().display().to_string());
+            }
+        }
+    }
+    left
+}
+
+/// Checks that everything of a session that held `marker`'s processes is gone from the host.
+fn assert_nothing_left(session: &nova_sandbox::session::Session, marker: &str) {
+    let helper = session.helper_pid();
+    assert!(!jail_leftovers(helper).is_empty() || session.end().is_some(), "the probe sees the live jail");
+    let end = session.wait_ended(Duration::from_secs(20)).expect("the session ended");
+    assert!(!std::path::Path::new(&format!("/proc/{helper}")).exists(), "the helper is gone");
+    assert_eq!(host_processes_with(marker), Vec::<i32>::new(), "processes left ({end:?})");
+    assert_eq!(jail_leftovers(helper), Vec::<String>::new(), "cgroup or mount point left ({end:?})");
+}
+
+#[test]
+fn a_killed_session_leaves_no_process_or_file() {
+    let Some(session) = open_session(None) else { return };
+    let marker = format!("31{}.25", std::process::id());
+    // A background command, a double-forked daemon and a file in each writable place.
+    let command = format!("sleep {marker} & (setsid sleep {marker} &) ; echo x > /tmp/f; echo y > /work/f; wait");
+    let _running = session.spawn(&nova_sandbox::session::Command { cmd: command, ..Default::default() }).unwrap();
+    in_session(&session, &format!("subprocess.Popen(['sleep', '{marker}'], start_new_session=True)"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while host_processes_with(&marker).len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(host_processes_with(&marker).len() >= 3, "the sleepers run");
+    session.close();
+    assert_nothing_left(&session, &marker);
+}
+
+#[test]
+fn a_session_past_its_timeout_is_gone() {
+    let limits = Limits { wall_ms: 1_500, ..nova_sandbox::session::SessionSpec::default_limits() };
+    let Some(session) = open_session(Some(limits)) else { return };
+    let marker = format!("32{}.25", std::process::id());
+    let _running =
+        session.spawn(&nova_sandbox::session::Command { cmd: format!("sleep {marker}"), ..Default::default() });
+    assert_nothing_left(&session, &marker);
+    assert_eq!(session.end().unwrap().reason, "timeout");
+    let after = session.run_code("1", None, &Default::default());
+    assert!(
+        after.is_err()
+            || after.unwrap().any(|e| matches!(e, nova_sandbox::session::Event::Fail(f) if f.kind == "ended"))
+    );
+}
+
+#[test]
+fn a_session_over_its_memory_limit_ends() {
+    let limits = Limits { memory_bytes: 96 << 20, ..nova_sandbox::session::SessionSpec::default_limits() };
+    let Some(session) = open_session(Some(limits)) else { return };
+    let hog: Vec<_> = session.run_code("x = bytearray(400 << 20)", None, &Default::default()).unwrap().collect();
+    let end = session.wait_ended(Duration::from_secs(20)).expect("ended");
+    assert_eq!(end.reason, "memory_limit", "{hog:?}");
+}

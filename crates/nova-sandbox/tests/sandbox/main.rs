@@ -7,6 +7,7 @@
 mod cancel;
 mod escape;
 mod pool;
+mod session;
 mod setup_errors;
 
 use nova_sandbox::jail::{JailConfig, JailSandbox};

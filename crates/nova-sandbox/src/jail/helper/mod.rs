@@ -4,6 +4,9 @@
 //! 1. reads a [`Setup`] line, builds the jail and starts its zygote, an interpreter that waits for runs;
 //! 2. writes `{"ready":true}` (or `{"failure":{...}}`: the step that failed, see [`SetupError`]);
 //! 3. reads an [`ExecRequest`] line (a warm-pool jail waits here; end of input means "tear down");
+//!    A `{"session": <ExecRequest>}` line instead asks for a session: the helper runs that request's program
+//!    and relays bytes between its own pipes and the program's until it ends (see [`relay`]), then writes
+//!    one `ended` line and tears the jail down;
 //! 4. runs it and writes one [`Reply`] line: the outcome, and whether the jail can take another request (then
 //!    back to 3; otherwise it tears the jail down and exits). Its input closing (or anything more arriving on
 //!    it) while the program runs cancels the execution: the jail is killed and the outcome says `canceled`.
@@ -32,6 +35,7 @@ mod files;
 mod init;
 mod net;
 mod protocol;
+mod relay;
 mod root;
 mod run;
 mod watch;
@@ -48,9 +52,11 @@ use crate::os::{self, pid_t, Forked};
 use crate::{ExecRequest, Limits};
 pub use error::SetupError;
 use init::{init_main, InsideEnds};
-pub use protocol::Setup;
+use nova_core::error_chain;
+pub(crate) use protocol::SessionLine;
 use protocol::{read_line, Failure};
 pub(crate) use protocol::{Reply, SetupReply};
+pub use protocol::{SessionEnd, Setup};
 use watch::Ran;
 
 /// Runs the helper on this process's stdin and stdout and exits. Call it first thing in `main`, before any
@@ -83,6 +89,16 @@ fn run_helper(input: &mut impl BufRead, out: &mut impl Write) -> Result<(), Setu
         // A warm jail waits here for its next request; no request (the caller dropped us) means tear down.
         line.clear();
         let request = match answered.and_then(|()| input.read_line(&mut line)) {
+            Ok(n) if n > 0 && line.starts_with(SessionLine::PREFIX) => {
+                let end = match serde_json::from_str::<SessionLine>(&line) {
+                    Ok(SessionLine { session }) => jail.relay(&session, input, out),
+                    Err(e) => SessionEnd::failed(error_chain(&SetupError::ReadRequest(e.into()))),
+                };
+                let line = serde_json::json!({"id": 0, "ev": "ended", "end": end});
+                let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+                jail.destroy();
+                return Ok(());
+            }
             Ok(n) if n > 0 => serde_json::from_str::<ExecRequest>(&line).map_err(|e| SetupError::ReadRequest(e.into())),
             Ok(_) | Err(_) => {
                 jail.destroy();

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::SetupError;
 use super::net::Egress;
-use crate::{InputFile, Limits, Outcome, OutputFile};
+use crate::{ExecRequest, InputFile, Limits, Outcome, OutputFile};
 
 /// What the helper needs to build a jail before it knows the program.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +55,39 @@ pub(crate) struct Reply {
     /// For an outcome that is a `sandbox_error` because a step of the run failed: that step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) failure: Option<Failure>,
+}
+
+/// The line that asks the helper for a session instead of one run: `{"session": <ExecRequest>}`, the request
+/// of the session's program (its agent). The caller sends nothing more until the program speaks.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SessionLine {
+    pub(crate) session: ExecRequest,
+}
+
+impl SessionLine {
+    /// How a session line starts, as serde writes it (the helper tells the two kinds of lines apart by it).
+    pub(crate) const PREFIX: &'static str = "{\"session\":";
+}
+
+/// How a session ended, in the helper's last line of it: `{"id":0,"ev":"ended","end":<SessionEnd>}`, after
+/// everything its program wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// `exited` (the program ended), `closed` (the caller closed it), `timeout` (its deadline passed),
+    /// `memory_limit` (the kernel killed a process of it for memory), or `failed` (it could not start: see
+    /// `error`).
+    pub reason: String,
+    /// CPU time of every process of the session.
+    pub cpu_ms: u64,
+    pub peak_memory_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SessionEnd {
+    pub(crate) fn failed(error: String) -> SessionEnd {
+        SessionEnd { reason: "failed".into(), error: Some(error), ..SessionEnd::default() }
+    }
 }
 
 /// A [`SetupError`] as it crosses a pipe: the step's stable code, the errno of its cause, and the cause in

@@ -18,11 +18,11 @@ use crate::{ExecRequest, Outcome, Status};
 
 /// The helper's ends of one run's pipes, sent ahead so that the run is prepared before its request.
 pub(super) struct RunPipes {
-    stdin: Option<File>,
-    stdout: File,
-    stderr: File,
+    pub(super) stdin: Option<File>,
+    pub(super) stdout: File,
+    pub(super) stderr: File,
     code: Option<File>,
-    report: File,
+    pub(super) report: File,
     /// Brings the run's network namespace (sent by the run's init), for a request with network on.
     netns: OwnedFd,
 }
@@ -48,11 +48,9 @@ impl Jail {
     /// readable: end of input from a caller that gave up. Returns the outcome and whether the jail can take
     /// another request (it cannot once it was killed, or when anything of it failed).
     pub(super) fn run(&mut self, request: &ExecRequest, cancel: RawFd) -> Ran {
-        // Never without the policy: a request for network access fails here when its tool is missing.
-        let tool = match (request.network, net::find_tool(self.network_tool.as_deref())) {
-            (false, _) => None,
-            (true, Some(tool)) => Some(tool),
-            (true, None) => return Ran::failed(SetupError::NetworkToolMissing, true),
+        let tool = match self.network_tool_for(request) {
+            Ok(tool) => tool,
+            Err(e) => return Ran::failed(e, true),
         };
         let before = self.cgroup.stats();
         let (mut pipes, stack) = match self.dispatch(request, tool.as_deref()) {
@@ -121,6 +119,16 @@ impl Jail {
         Ran { outcome, reusable, failure: failed }
     }
 
+    /// The network stack a request needs: none without network access. Never without the policy: a request
+    /// for network access fails here when its tool is missing.
+    pub(super) fn network_tool_for(&self, request: &ExecRequest) -> Result<Option<std::path::PathBuf>, SetupError> {
+        match (request.network, net::find_tool(self.network_tool.as_deref())) {
+            (false, _) => Ok(None),
+            (true, Some(tool)) => Ok(Some(tool)),
+            (true, None) => Err(SetupError::NetworkToolMissing),
+        }
+    }
+
     /// Sends the next run's descriptors to the init, which prepares the run (namespaces, file system, the
     /// program forked and confined) before its request arrives.
     pub(super) fn prepare_next(&mut self) -> Result<(), SetupError> {
@@ -145,7 +153,7 @@ impl Jail {
 
     /// Limits into the cgroup, the network stack onto the run (when `tool` is given), the request to the
     /// prepared run, then the code to the program.
-    fn dispatch(
+    pub(super) fn dispatch(
         &mut self,
         request: &ExecRequest,
         tool: Option<&std::path::Path>,

@@ -1,0 +1,442 @@
+# A session's agent: the program a session's jail runs for its whole life (see `session/mod.rs`). It keeps a
+# Python interpreter state per code context, starts commands, and reads and writes files, on requests from
+# the host. It is confined like any program of the jail, and the host trusts nothing it says beyond the
+# session itself.
+#
+# The protocol is JSON lines. The host writes requests on fd 0, `{"id": N, "op": ..., ...}`; the agent
+# answers on fd 1 with events `{"id": N, "ev": ..., ...}`, any number of them, the last of each request being
+# `done` (with the request's result fields) or `fail` (`kind` and `message`). Id 0 is the agent's own: `ready`
+# once it serves. Bytes travel base64-encoded (`b64`); code output as text.
+#
+# Code runs take turns in the main thread (so that `interrupt` can raise KeyboardInterrupt in them); every
+# other request is served at once by the reader thread. Output written to fds 1 and 2 by the code or by
+# processes it starts (`os.system`) goes to the code run in progress, never onto the protocol channel.
+import os, sys, json, threading, queue, base64, signal
+
+IN = os.dup(0)
+OUT = os.dup(1)  # os.dup's copies are not inherited by processes the code or a command starts
+_devnull = os.open("/dev/null", os.O_RDWR)
+os.dup2(_devnull, 0)
+HOME = os.environ.get("HOME") or "/work"
+MAX_CHUNK = 1 << 20
+_outbox = queue.SimpleQueue()
+
+
+def send(message):
+    """Queues one event. A writer thread writes them, so that an interrupt (a KeyboardInterrupt in the main
+    thread) can never leave half a line on the channel."""
+    _outbox.put((json.dumps(message, separators=(",", ":")) + "\n").encode())
+
+
+def writer():
+    while True:
+        data = _outbox.get()
+        while data:
+            data = data[os.write(OUT, data):]
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def resolve(path, cwd=HOME):
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise ValueError("a path must be a non-empty string without NUL")
+    return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+
+
+class Failed(Exception):
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+def failure(e):
+    if isinstance(e, Failed):
+        return e.kind, str(e)
+    if isinstance(e, FileNotFoundError):
+        return "not_found", f"{e.filename or ''}: no such file or directory".lstrip(": ")
+    if isinstance(e, FileExistsError):
+        return "exists", f"{e.filename}: already exists"
+    if isinstance(e, (NotADirectoryError, IsADirectoryError)):
+        return "invalid", str(e.strerror or e)
+    if isinstance(e, PermissionError):
+        return "permission", f"{e.filename or ''}: permission denied".lstrip(": ")
+    if isinstance(e, OSError) and e.errno == 28:
+        return "no_space", "the sandbox's work area is full"
+    if isinstance(e, (ValueError, KeyError, TypeError)):
+        return "invalid", str(e)
+    return "internal", f"{type(e).__name__}: {e}"
+
+
+# ---- Output of code runs -----------------------------------------------------------------------------------
+
+_current = [None]  # the id of the code run in progress
+
+
+class Stream:
+    """`sys.stdout` / `sys.stderr` of code runs: text goes out line by line (the rest at flush or the end)."""
+
+    encoding, errors = "utf-8", "replace"
+
+    def __init__(self, name, fd):
+        self.name, self._fd, self._buf, self._lock = name, fd, [], threading.Lock()
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._buf.append(text)
+            if "\n" in text or sum(map(len, self._buf)) > 8192:
+                self._emit(final=False)
+        return len(text)
+
+    def _emit(self, final):
+        text = "".join(self._buf)
+        cut = len(text) if final or len(text) > 8192 else text.rfind("\n") + 1
+        out, rest = text[:cut], text[cut:]
+        self._buf = [rest] if rest else []
+        run = _current[0]
+        if out and run is not None:
+            for i in range(0, len(out), 65536):
+                send({"id": run, "ev": self.name, "text": out[i:i + 65536]})
+
+    def flush(self):
+        with self._lock:
+            self._emit(final=True)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return False
+
+
+def capture(fd, name):
+    """Points `fd` at a pipe whose text goes to the code run in progress."""
+    r, w = os.pipe()
+    os.dup2(w, fd)
+    os.close(w)
+
+    def pump():
+        while True:
+            data = os.read(r, 65536)
+            if not data:
+                return
+            run = _current[0]
+            if run is not None:
+                send({"id": run, "ev": name, "text": data.decode("utf-8", "replace")})
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
+# ---- Code contexts ----------------------------------------------------------------------------------------
+
+class Context:
+    def __init__(self, cwd):
+        self.cwd = cwd
+        self.count = 0
+        self.globals = {"__name__": "__main__", "__builtins__": __builtins__}
+
+
+contexts = {"default": Context(HOME)}
+_runs = queue.Queue()
+
+
+def run_code(rid, request):
+    import ast, traceback
+    context = contexts.get(request.get("context") or "default")
+    if context is None:
+        return send({"id": rid, "ev": "fail", "kind": "not_found", "message": "no such code context"})
+    context.count += 1
+    saved_env = dict(os.environ)
+    os.environ.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
+    _current[0] = rid
+    done = {"id": rid, "ev": "done", "execution_count": context.count}
+    try:
+        os.chdir(context.cwd)
+        name = f"<cell {context.count}>"
+        tree = ast.parse(request.get("code", ""), name, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, name, "exec"), context.globals)
+        if last is not None:
+            value = eval(compile(last, name, "eval"), context.globals)
+            if value is not None:
+                context.globals["_"] = value
+                send({"id": rid, "ev": "result", "text": repr(value)})
+    except BaseException as e:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        tb = e.__traceback__
+        # The agent's own frames are not the user's business: start at the cell.
+        while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell "):
+            tb = tb.tb_next
+        lines = traceback.format_exception(type(e), e, tb)
+        send({"id": rid, "ev": "error", "name": type(e).__name__, "value": str(e), "traceback": "".join(lines)})
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        try:
+            context.cwd = os.getcwd()
+        except OSError:
+            pass
+        os.environ.clear()
+        os.environ.update(saved_env)
+        _current[0] = None
+        send(done)
+
+
+def code_loop():
+    while True:
+        rid, request = _runs.get()
+        try:
+            _running[0] = rid
+            run_code(rid, request)
+        except BaseException:
+            pass  # an interrupt that arrived between two runs
+        finally:
+            _running[0] = None
+
+
+_running = [None]
+
+
+# ---- Commands ---------------------------------------------------------------------------------------------
+
+processes = {}  # pid -> Command
+_proc_lock = threading.Lock()
+
+
+class Command:
+    def __init__(self, rid, request):
+        import subprocess
+        self.rid = rid
+        self.cmd = request["cmd"]
+        if not isinstance(self.cmd, str) or "\0" in self.cmd:
+            raise ValueError("a command must be a string without NUL")
+        self.cwd = resolve(request.get("cwd") or HOME)
+        self.tag = request.get("tag")
+        self.env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
+        env = dict(os.environ)
+        env.update(self.env)
+        shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+        self.proc = subprocess.Popen(
+            [shell, "-c", self.cmd], cwd=self.cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        self.pid = self.proc.pid
+        if not request.get("stdin"):
+            self.proc.stdin.close()
+        self.readers = [threading.Thread(target=self.pump, args=(f, n), daemon=True)
+                        for f, n in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
+
+    def start(self):
+        send({"id": self.rid, "ev": "started", "pid": self.pid})
+        for t in self.readers:
+            t.start()
+        threading.Thread(target=self.wait, daemon=True).start()
+
+    def pump(self, f, name):
+        fd = f.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            send({"id": self.rid, "ev": name, "b64": b64(data)})
+
+    def wait(self):
+        status = self.proc.wait()
+        # What the process wrote before it ended; a descendant that keeps the pipes open is not waited for.
+        for t in self.readers:
+            t.join(0.2)
+        with _proc_lock:
+            processes.pop(self.pid, None)
+        end = {"id": self.rid, "ev": "done"}
+        if status < 0:
+            end["signal"] = -status
+        else:
+            end["exit_code"] = status
+        send(end)
+
+    def info(self):
+        return {"pid": self.pid, "cmd": self.cmd, "cwd": self.cwd, "env": self.env, "tag": self.tag}
+
+
+def find(pid):
+    with _proc_lock:
+        command = processes.get(pid)
+    if command is None:
+        raise Failed("not_found", f"no process {pid}")
+    return command
+
+
+# ---- Requests ---------------------------------------------------------------------------------------------
+
+def entry(path, name=None):
+    import stat
+    st = os.lstat(path)
+    kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+    info = {"name": name or os.path.basename(path) or "/", "path": path, "type": kind, "size": st.st_size,
+            "mode": st.st_mode & 0o7777, "modified": st.st_mtime}
+    if kind == "symlink":
+        info["target"] = os.readlink(path)
+        if os.path.isdir(path):
+            info["type"] = "dir"
+        elif os.path.exists(path):
+            info["type"] = "file"
+    return info
+
+
+def serve(rid, op, r):
+    if op == "code":
+        _runs.put((rid, r))
+        return None
+    if op == "interrupt":
+        if _running[0] is not None and _running[0] == r.get("target"):
+            # A real SIGINT, so that a run blocked in a system call (a sleep, a read) wakes up too.
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return {}
+    if op == "context":
+        key = os.urandom(8).hex()
+        contexts[key] = Context(resolve(r.get("cwd") or HOME))
+        return {"context": key, "cwd": contexts[key].cwd}
+    if op == "contexts":
+        return {"contexts": [{"context": k, "cwd": c.cwd} for k, c in contexts.items()]}
+    if op == "drop_context":
+        if r.get("context") == "default" or contexts.pop(r.get("context"), None) is None:
+            raise Failed("not_found", "no such code context")
+        return {}
+    if op == "reset_context":
+        key = r.get("context") or "default"
+        if key not in contexts:
+            raise Failed("not_found", "no such code context")
+        contexts[key] = Context(contexts[key].cwd)
+        return {}
+    if op == "spawn":
+        command = Command(rid, r)
+        with _proc_lock:
+            processes[command.pid] = command
+        command.start()
+        return None
+    if op == "ps":
+        with _proc_lock:
+            return {"processes": [c.info() for c in processes.values()]}
+    if op == "signal":
+        command = find(r["pid"])
+        try:
+            os.killpg(command.pid, int(r.get("signal", 9)))
+        except ProcessLookupError:
+            os.kill(command.pid, int(r.get("signal", 9)))
+        return {}
+    if op == "input":
+        command = find(r["pid"])
+        if command.proc.stdin.closed:
+            raise Failed("invalid", "the process's input is closed")
+        command.proc.stdin.write(base64.b64decode(r.get("b64", "")))
+        command.proc.stdin.flush()
+        return {}
+    if op == "close_input":
+        find(r["pid"]).proc.stdin.close()
+        return {}
+    if op == "write":
+        path = resolve(r["path"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "ab" if r.get("append") else "wb") as f:
+            f.write(base64.b64decode(r.get("b64", "")))
+        return {"entry": entry(path)}
+    if op == "read":
+        path = resolve(r["path"])
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(MAX_CHUNK)
+                if not chunk:
+                    break
+                send({"id": rid, "ev": "data", "b64": b64(chunk)})
+        return {}
+    if op == "stat":
+        return {"entry": entry(resolve(r["path"]))}
+    if op == "list":
+        path = resolve(r["path"])
+        depth = max(1, int(r.get("depth") or 1))
+        out = []
+
+        def walk(d, level):
+            with os.scandir(d) as it:
+                for e in sorted(it, key=lambda e: e.name):
+                    out.append(entry(e.path, e.name))
+                    if level < depth and e.is_dir(follow_symlinks=False):
+                        walk(e.path, level + 1)
+
+        walk(path, 1)
+        return {"entries": out}
+    if op == "mkdir":
+        path = resolve(r["path"])
+        if os.path.isdir(path):
+            return {"created": False, "entry": entry(path)}
+        os.makedirs(path)
+        return {"created": True, "entry": entry(path)}
+    if op == "remove":
+        import shutil
+        path = resolve(r["path"])
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        return {}
+    if op == "rename":
+        source, target = resolve(r["path"]), resolve(r["to"])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        import shutil
+        shutil.move(source, target)  # a copy where a rename across folders is refused (EXDEV under Landlock)
+        return {"entry": entry(target)}
+    raise Failed("invalid", f"unknown operation {op!r}")
+
+
+def reader():
+    with os.fdopen(IN, "rb") as requests:
+        for line in requests:
+            rid = None
+            try:
+                r = json.loads(line)
+                rid, op = r["id"], r["op"]
+                result = serve(rid, op, r)
+                if result is not None:
+                    send({"id": rid, "ev": "done", **result})
+            except BaseException as e:
+                kind, message = failure(e)
+                send({"id": rid, "ev": "fail", "kind": kind, "message": message})
+    # The host closed the channel: the session ends.
+    os._exit(0)
+
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+threading.Thread(target=writer, daemon=True).start()
+sys.stdout, sys.stderr = Stream("stdout", 1), Stream("stderr", 2)
+capture(1, "stdout")
+capture(2, "stderr")
+sys.path[:0] = [HOME]
+os.chdir(HOME)
+threading.Thread(target=reader, daemon=True).start()
+send({"id": 0, "ev": "ready", "pid": os.getpid()})
+while True:
+    try:
+        code_loop()
+    except BaseException:
+        pass  # an interrupt between two runs
