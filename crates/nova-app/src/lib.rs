@@ -12,6 +12,7 @@
 pub mod engines;
 pub mod extraction;
 pub mod housekeeping;
+pub mod sandboxes;
 pub mod webhooks;
 pub mod workflows;
 

@@ -158,6 +158,10 @@ settings! {
     webhook_allow: String = "NOVA_WEBHOOK_ALLOW", Value(""), Plain;
     webhook_retry_hours: u64 = "NOVA_WEBHOOK_RETRY_HOURS", Value("24"), Plain;
     document_retention_days: u64 = "NOVA_DOCUMENT_RETENTION_DAYS", Value("0"), Plain;
+    sandbox_max: u64 = "NOVA_SANDBOX_MAX", Value("100"), Plain;
+    sandbox_max_per_tenant: u64 = "NOVA_SANDBOX_MAX_PER_TENANT", Value("20"), Plain;
+    sandbox_timeout_secs: u64 = "NOVA_SANDBOX_TIMEOUT_SECS", Value("300"), Plain;
+    sandbox_max_timeout_secs: u64 = "NOVA_SANDBOX_MAX_TIMEOUT_SECS", Value("3600"), Plain;
     // Workers (`serve`, `worker`).
     workers: u64 = "NOVA_WORKERS", Unset("the number of cores"), Plain;
     workflow_concurrency: String = "NOVA_WORKFLOW_CONCURRENCY", Unset("every workflow gets `workers` slots"), Plain;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use nova_app::sandboxes::Sandboxes;
 use nova_app::WorkerConfig;
 use nova_core::Workflow;
 use nova_server::{AppState, Limiter, RateLimit, ServerConfig};
@@ -48,7 +49,38 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub background: BackgroundArgs,
     #[command(flatten)]
+    sandboxes: SandboxArgs,
+    #[command(flatten)]
     log: LogArgs,
+}
+
+/// Sandbox sessions (`/v1/sandboxes`): how many, and how long they live.
+#[derive(Args)]
+pub struct SandboxArgs {
+    /// Sandboxes running at once on this server, all tenants together.
+    #[arg(long, env = "NOVA_SANDBOX_MAX", default_value_t = 100)]
+    sandbox_max: usize,
+    /// Sandboxes running at once per tenant.
+    #[arg(long, env = "NOVA_SANDBOX_MAX_PER_TENANT", default_value_t = 20)]
+    sandbox_max_per_tenant: usize,
+    /// Seconds a sandbox lives when its creator names no timeout.
+    #[arg(long, env = "NOVA_SANDBOX_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    sandbox_timeout_secs: u64,
+    /// The longest timeout a sandbox may be given, in seconds.
+    #[arg(long, env = "NOVA_SANDBOX_MAX_TIMEOUT_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    sandbox_max_timeout_secs: u64,
+}
+
+impl SandboxArgs {
+    fn config(&self) -> nova_app::sandboxes::SandboxConfig {
+        nova_app::sandboxes::SandboxConfig {
+            default_timeout: Duration::from_secs(self.sandbox_timeout_secs.min(self.sandbox_max_timeout_secs)),
+            max_timeout: Duration::from_secs(self.sandbox_max_timeout_secs),
+            max_per_tenant: self.sandbox_max_per_tenant,
+            max_total: self.sandbox_max,
+            ..nova_app::sandboxes::SandboxConfig::default()
+        }
+    }
 }
 
 /// How log lines are written (on stderr; `NOVA_LOG` picks which, e.g. `info,nova_app=debug`).
@@ -244,7 +276,10 @@ impl PoolArgs {
             heartbeat: lease / 6,
             // Polling is the fallback wake-up, and what finds lapsed leases.
             poll_interval: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
-            sandbox: sandbox.as_ref().ok().map(|s| nova_app::SandboxHandle(s.clone())),
+            sandbox: sandbox
+                .as_ref()
+                .ok()
+                .map(|s| nova_app::SandboxHandle(s.clone() as Arc<dyn nova_sandbox::Sandbox>)),
             extractor,
             model,
         }
@@ -300,6 +335,8 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         (Some(rate), Some(_)) => info!(%rate, "request rate limit per API key, counted in Redis"),
         (Some(rate), None) => info!(%rate, "request rate limit per API key, counted in memory"),
     }
+    let sandboxes = sandbox.clone().map(|jail| Sandboxes::new(jail, store.clone(), args.sandboxes.config()));
+    let reaper = sandboxes.as_ref().ok().map(|s| s.spawn_reaper(shutdown.clone()));
     let state = AppState {
         store: store.clone().into(),
         config: std::sync::Arc::new(ServerConfig {
@@ -311,7 +348,8 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
             ..ServerConfig::default()
         }),
         wake_workers: wake,
-        sandbox,
+        sandbox: sandbox.clone().map(|jail| jail as Arc<dyn nova_sandbox::Sandbox>),
+        sandboxes: sandboxes.clone(),
         limiter,
         extractor,
     };
@@ -333,6 +371,10 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         workers.await.context("the worker pool panicked")?;
     }
     shutdown.cancel();
+    if let Some(reaper) = reaper {
+        // Every sandbox ends with the server; their use is recorded before the store closes.
+        let _ = reaper.await;
+    }
     background.stop().await;
     store.close().await;
     info!("NOVA stopped");
@@ -387,7 +429,7 @@ pub fn templates_dir(dir: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// A started sandbox, or why there is none.
-pub type SandboxResult = Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>;
+pub type SandboxResult = Result<Arc<nova_sandbox::jail::JailSandbox>, Arc<str>>;
 
 /// The jail sandbox with its warm pool and the interpreter `python` (`python3` when `None`), or why this host
 /// cannot run one (the server still serves everything else, and says so at start).
@@ -403,7 +445,7 @@ pub async fn start_sandbox(pool: usize, python: Option<PathBuf>) -> SandboxResul
     match started {
         Ok(jail) => Ok(Arc::new(jail)),
         Err(reason) => {
-            tracing::warn!(%reason, "no sandbox on this host: POST /v1/executions answers 503");
+            tracing::warn!(%reason, "no sandbox on this host: POST /v1/executions and /v1/sandboxes answer 503");
             Err(reason.into())
         }
     }

@@ -131,6 +131,11 @@ prefixed_id!(
 );
 
 prefixed_id!(
+    /// A sandbox session: a jail that lives across calls, with its files, processes and Python state.
+    SandboxId, "sbx_", "sandbox"
+);
+
+prefixed_id!(
     /// A webhook message: the `webhook-id` a receiver deduplicates by, the same on every attempt.
     MessageId, "msg_", "webhook message"
 );

@@ -16,7 +16,9 @@ pub mod review;
 pub mod testing;
 
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};
-pub use ids::{ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, TenantId, WorkerId};
+pub use ids::{
+    ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, TenantId, WorkerId,
+};
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{
     Artifact, Attempt, AttemptOutcome, InputError, InvoiceExtractInput, Job, JobError, JobEvent, JobInput, JobStatus,

@@ -191,6 +191,7 @@ mod tests {
             config: Arc::new(crate::ServerConfig::default()),
             wake_workers: Arc::default(),
             sandbox: Err("none".into()),
+            sandboxes: Err("none".into()),
             limiter: crate::Limiter::Off,
             extractor: nova_app::extraction::Extractor::default(),
         };

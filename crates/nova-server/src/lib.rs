@@ -75,6 +75,8 @@ pub struct AppState {
     pub wake_workers: Arc<Notify>,
     /// The sandbox for `POST /v1/executions`, or why there is none (the API then answers `503`).
     pub sandbox: Result<Arc<dyn nova_sandbox::Sandbox>, Arc<str>>,
+    /// The live sandbox sessions of `/v1/sandboxes`, or why there are none (the API then answers `503`).
+    pub sandboxes: Result<Arc<nova_app::sandboxes::Sandboxes>, Arc<str>>,
     /// Where request rates are counted (see [`ratelimit`]).
     pub limiter: Limiter,
     /// Where uploads are checked: parsing untrusted bytes happens in its processes, not the server's.

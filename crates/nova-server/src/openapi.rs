@@ -22,7 +22,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, usage, versions, webhooks,
+    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, sandboxes, usage, versions,
+    webhooks,
 };
 use crate::AppState;
 
@@ -57,6 +58,23 @@ use crate::AppState;
         artifacts::list,
         artifacts::download,
         executions::create,
+        sandboxes::create,
+        sandboxes::list,
+        sandboxes::show,
+        sandboxes::kill,
+        sandboxes::set_timeout,
+        sandboxes::run_code,
+        sandboxes::create_context,
+        sandboxes::list_contexts,
+        sandboxes::remove_context,
+        sandboxes::run_command,
+        sandboxes::list_commands,
+        sandboxes::kill_command,
+        sandboxes::send_stdin,
+        sandboxes::download,
+        sandboxes::upload,
+        sandboxes::remove_file,
+        sandboxes::list_files,
         programs::list,
         programs::show,
         programs::delete,
@@ -76,6 +94,8 @@ use crate::AppState;
         (name = "documents", description = "Uploaded documents, stored once per content."),
         (name = "jobs", description = "The queue: submit, follow, read results, cancel."),
         (name = "executions", description = "Short programs run synchronously in the sandbox."),
+        (name = "sandboxes", description = "Sandboxes that keep their files, processes and Python variables \
+                                            across calls, until killed or their timeout passes."),
         (name = "programs", description = "Extraction programs a model wrote, one per document layout."),
         (name = "webhooks", description = "Signed job events sent to the URL a job names."),
         (name = "usage", description = "What the tenant's work used: model calls, tokens, cost, sandbox time."),
@@ -223,10 +243,11 @@ impl Modify for V1Conventions {
             if !path.starts_with("/v1/") {
                 continue;
             }
-            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Delete] {
+            for method in [HttpMethod::Get, HttpMethod::Post, HttpMethod::Put, HttpMethod::Delete] {
                 let operation = match method {
                     HttpMethod::Get => item.get.as_mut(),
                     HttpMethod::Post => item.post.as_mut(),
+                    HttpMethod::Put => item.put.as_mut(),
                     HttpMethod::Delete => item.delete.as_mut(),
                     _ => None,
                 };

@@ -48,6 +48,18 @@ pub fn start_serve_on(
     (child, base, stdout)
 }
 
+/// A new key for `tenant` in the store of `data`, as `nova keys create` prints it.
+pub fn create_key(data: &Path, tenant: &str) -> String {
+    let made = nova()
+        .args(["keys", "create", "--tenant", tenant, "--data-dir"])
+        .arg(data)
+        .env_remove("NOVA_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    String::from_utf8(made.stdout).unwrap().trim().to_string()
+}
+
 /// Kills the process when the test ends, however it ends.
 pub struct KillOnDrop(pub Child);
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{dev_dir, nova, start_serve};
+use crate::common::{create_key, dev_dir, start_serve};
 
 /// The Playwright `scripts/test` installs. The script uses the Python API of 1.x, stable across its minors.
 const PLAYWRIGHT: &str = "1.65.3";
@@ -52,18 +52,6 @@ fn the_console_works_in_a_real_browser() {
     assert!(out.status.success(), "the console's browser test failed (above): {:?}", out.status);
     let taken = std::fs::read_dir(&shots).unwrap().count();
     assert_eq!(taken, 12, "six pages at two widths");
-}
-
-/// A new key for `tenant` in the store of `data`, as `nova keys create` prints it.
-fn create_key(data: &Path, tenant: &str) -> String {
-    let made = nova()
-        .args(["keys", "create", "--tenant", tenant, "--data-dir"])
-        .arg(data)
-        .env_remove("NOVA_DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    String::from_utf8(made.stdout).unwrap().trim().to_string()
 }
 
 /// Python with Playwright and the Chromium it drives (`NOVA_PYTHON`, `NOVA_CHROMIUM`; default `python3` and

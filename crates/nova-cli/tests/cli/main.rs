@@ -9,5 +9,6 @@ mod eval;
 mod exec;
 mod hostile;
 mod queue_crash;
+mod sandboxes;
 mod schemathesis;
 mod topology;

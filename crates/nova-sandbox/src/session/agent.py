@@ -62,6 +62,8 @@ def failure(e):
         return "invalid", str(e.strerror or e)
     if isinstance(e, PermissionError):
         return "permission", f"{e.filename or ''}: permission denied".lstrip(": ")
+    if isinstance(e, BrokenPipeError):
+        return "invalid", "the process no longer reads its input"
     if isinstance(e, OSError) and e.errno == 28:
         return "no_space", "the sandbox's work area is full"
     if isinstance(e, (ValueError, KeyError, TypeError)):

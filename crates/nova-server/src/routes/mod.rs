@@ -12,6 +12,7 @@ pub(crate) mod page_images;
 mod pages;
 pub(crate) mod programs;
 pub(crate) mod queue;
+pub(crate) mod sandboxes;
 pub(crate) mod usage;
 pub(crate) mod versions;
 pub(crate) mod webhooks;
@@ -40,6 +41,7 @@ pub fn router(state: AppState, streams_end: CancellationToken, docs: Router<AppS
         .merge(jobs::router())
         .merge(artifacts::router())
         .merge(executions::router())
+        .merge(sandboxes::router(&state.config))
         .merge(programs::router())
         .merge(webhooks::router())
         .merge(usage::router())

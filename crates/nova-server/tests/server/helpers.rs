@@ -91,6 +91,7 @@ impl TestApp {
             config: std::sync::Arc::new(options.config),
             wake_workers: wake,
             sandbox: options.sandbox,
+            sandboxes: Err("not in these tests: the CLI suite runs them in the real jail".into()),
             limiter: options.limiter,
             extractor: nova_app::extraction::Extractor::default(),
         };

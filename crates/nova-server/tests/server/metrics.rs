@@ -165,6 +165,7 @@ async fn metrics_are_served_to_loopback_peers_and_otherwise_only_with_a_key() {
         config: std::sync::Arc::new(ServerConfig { rate_limit: None, ..ServerConfig::default() }),
         wake_workers: Arc::default(),
         sandbox: Err("none".into()),
+        sandboxes: Err("none".into()),
         limiter: Limiter::Off,
         extractor: nova_app::extraction::Extractor::default(),
     };

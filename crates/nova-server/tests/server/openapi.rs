@@ -33,6 +33,23 @@ const ROUTES: &[&str] = &[
     "GET /v1/jobs/{id}/artifacts",
     "GET /v1/jobs/{id}/artifacts/{name}",
     "POST /v1/executions",
+    "POST /v1/sandboxes",
+    "GET /v1/sandboxes",
+    "GET /v1/sandboxes/{id}",
+    "DELETE /v1/sandboxes/{id}",
+    "POST /v1/sandboxes/{id}/timeout",
+    "POST /v1/sandboxes/{id}/code",
+    "POST /v1/sandboxes/{id}/contexts",
+    "GET /v1/sandboxes/{id}/contexts",
+    "DELETE /v1/sandboxes/{id}/contexts/{context}",
+    "POST /v1/sandboxes/{id}/commands",
+    "GET /v1/sandboxes/{id}/commands",
+    "DELETE /v1/sandboxes/{id}/commands/{pid}",
+    "POST /v1/sandboxes/{id}/commands/{pid}/stdin",
+    "GET /v1/sandboxes/{id}/files",
+    "PUT /v1/sandboxes/{id}/files",
+    "DELETE /v1/sandboxes/{id}/files",
+    "GET /v1/sandboxes/{id}/files/entries",
     "GET /v1/programs",
     "GET /v1/programs/{id}",
     "DELETE /v1/programs/{id}",
@@ -85,7 +102,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_route() {
     // Each listed route is one the router really serves (not its `route_not_found` or `405` fallback).
     for route in ROUTES {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{id}", "x").replace("{name}", "a.csv");
+        let path = path.replace("{id}", "x").replace("{name}", "a.csv").replace("{pid}", "1").replace("{context}", "c");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = app.client.request(method, app.url(&path)).send().await.unwrap();
         let status = response.status().as_u16();
