@@ -215,6 +215,24 @@ impl Sandboxes {
         }
     }
 
+    /// Session `id`, for a caller that holds its access token (a protocol that authenticates calls into a
+    /// sandbox by its token rather than by an API key). A wrong token is `NotFound`, as is another
+    /// tenant's session to [`Sandboxes::get`].
+    pub fn get_with_token(&self, id: &str, token: &str) -> Result<Arc<SandboxEntry>, SandboxError> {
+        let not_found = || SandboxError::NotFound(id.chars().take(80).collect());
+        let id: SandboxId = id.parse().map_err(|_| not_found())?;
+        let state = self.state.lock().expect("sandboxes lock");
+        match state.live.get(&id) {
+            Some(entry) if constant_time_eq(entry.access_token.as_bytes(), token.as_bytes()) => {
+                if entry.session.end().is_some() {
+                    return Err(not_found());
+                }
+                Ok(entry.clone())
+            }
+            _ => Err(not_found()),
+        }
+    }
+
     /// `tenant`'s live sessions, the oldest first.
     pub fn list(&self, tenant: TenantId) -> Vec<Arc<SandboxEntry>> {
         let state = self.state.lock().expect("sandboxes lock");
@@ -322,6 +340,11 @@ pub fn stream(call: Call) -> tokio::sync::mpsc::Receiver<Event> {
         }
     });
     rx
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn random_token() -> String {

@@ -162,6 +162,7 @@ settings! {
     sandbox_max_per_tenant: u64 = "NOVA_SANDBOX_MAX_PER_TENANT", Value("20"), Plain;
     sandbox_timeout_secs: u64 = "NOVA_SANDBOX_TIMEOUT_SECS", Value("300"), Plain;
     sandbox_max_timeout_secs: u64 = "NOVA_SANDBOX_MAX_TIMEOUT_SECS", Value("3600"), Plain;
+    e2b_listen: String = "NOVA_E2B_LISTEN", Unset("no E2B listener"), Plain;
     // Workers (`serve`, `worker`).
     workers: u64 = "NOVA_WORKERS", Unset("the number of cores"), Plain;
     workflow_concurrency: String = "NOVA_WORKFLOW_CONCURRENCY", Unset("every workflow gets `workers` slots"), Plain;

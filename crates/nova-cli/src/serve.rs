@@ -66,6 +66,10 @@ pub struct SandboxArgs {
     /// Seconds a sandbox lives when its creator names no timeout.
     #[arg(long, env = "NOVA_SANDBOX_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     sandbox_timeout_secs: u64,
+    /// Serve E2B's API on this address too (off by default), so that E2B's SDKs reach NOVA's sandboxes
+    /// with E2B_API_URL and E2B_SANDBOX_URL set to `http://ADDR` and a NOVA API key as E2B_API_KEY.
+    #[arg(long, env = "NOVA_E2B_LISTEN")]
+    e2b_listen: Option<SocketAddr>,
     /// The longest timeout a sandbox may be given, in seconds.
     #[arg(long, env = "NOVA_SANDBOX_MAX_TIMEOUT_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     sandbox_max_timeout_secs: u64,
@@ -353,11 +357,26 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         limiter,
         extractor,
     };
+    let e2b = match args.sandboxes.e2b_listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening for E2B's API on {listen}"))?;
+            let e2b_addr = listener.local_addr().context("reading the E2B listener's address")?;
+            info!(%e2b_addr, "serving E2B's API: E2B_API_URL and E2B_SANDBOX_URL may point here");
+            let served = nova_server::e2b::serve(listener, state.clone(), shutdown.clone().cancelled_owned());
+            Some((e2b_addr, tokio::spawn(served)))
+        }
+        None => None,
+    };
     let background = args.background.spawn(&store, &shutdown);
     let first_key = api_key(&store, settings.api_key.as_deref(), addr).await?;
     info!(data_dir = %args.store.data_dir.display(), workers = worker_config.total_slots(), "NOVA serving");
     // The one line a script can wait for, on stdout.
     say(&format!("nova: listening on http://{addr}"));
+    if let Some((e2b_addr, _)) = &e2b {
+        say(&format!("nova: E2B API on http://{e2b_addr}"));
+    }
     if let Some(key) = first_key {
         // On stdout, once, never through the log.
         say(&format!(
@@ -371,6 +390,9 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         workers.await.context("the worker pool panicked")?;
     }
     shutdown.cancel();
+    if let Some((_, e2b)) = e2b {
+        e2b.await.context("the E2B listener panicked")?.context("serving E2B's API")?;
+    }
     if let Some(reaper) = reaper {
         // Every sandbox ends with the server; their use is recorded before the store closes.
         let _ = reaper.await;

@@ -119,8 +119,18 @@ async fn identify(
     authorization: Option<&HeaderValue>,
     peer: Option<SocketAddr>,
 ) -> Result<Caller, ApiError> {
-    if let Some(value) = authorization {
-        let secret = bearer(value)?;
+    let secret = authorization.map(bearer).transpose()?;
+    identify_key(app, secret, peer).await
+}
+
+/// The caller of a request that came with the API key `secret` (if any) from `peer` (if known), by the rules
+/// above: also for protocols that carry the key in another header (E2B's `X-API-Key`).
+pub(crate) async fn identify_key(
+    app: &AppState,
+    secret: Option<&str>,
+    peer: Option<SocketAddr>,
+) -> Result<Caller, ApiError> {
+    if let Some(secret) = secret {
         let owner = app.store.0.authenticate(secret).await?.ok_or_else(|| ApiError::Unauthorized {
             code: "invalid_api_key",
             message: "the API key is not valid (unknown or revoked)".into(),

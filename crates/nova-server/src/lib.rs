@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod e2b;
 pub mod error;
 pub mod idempotency;
 mod json;

@@ -5,6 +5,7 @@ mod ai;
 mod cli;
 mod common;
 mod console;
+mod e2b;
 mod eval;
 mod exec;
 mod hostile;

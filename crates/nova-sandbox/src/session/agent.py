@@ -54,6 +54,8 @@ class Failed(Exception):
 def failure(e):
     if isinstance(e, Failed):
         return e.kind, str(e)
+    if isinstance(e, FileNotFoundError) and e.filename is None:
+        return "not_found", str(e)
     if isinstance(e, FileNotFoundError):
         return "not_found", f"{e.filename or ''}: no such file or directory".lstrip(": ")
     if isinstance(e, FileExistsError):
@@ -229,16 +231,23 @@ class Command:
         import subprocess
         self.rid = rid
         self.cmd = request["cmd"]
-        if not isinstance(self.cmd, str) or "\0" in self.cmd:
-            raise ValueError("a command must be a string without NUL")
+        args = request.get("args")
+        if not isinstance(self.cmd, str) or "\0" in self.cmd or not self.cmd:
+            raise ValueError("a command must be a non-empty string without NUL")
+        if args is not None and (not isinstance(args, list) or any(not isinstance(a, str) or "\0" in a for a in args)):
+            raise ValueError("arguments must be strings without NUL")
+        self.args = args
         self.cwd = resolve(request.get("cwd") or HOME)
         self.tag = request.get("tag")
         self.env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
         env = dict(os.environ)
         env.update(self.env)
-        shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+        if args is None:
+            argv = ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", "-c", self.cmd]
+        else:
+            argv = [self.cmd] + args
         self.proc = subprocess.Popen(
-            [shell, "-c", self.cmd], cwd=self.cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            argv, cwd=self.cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
         self.pid = self.proc.pid
         if not request.get("stdin"):
@@ -278,7 +287,7 @@ class Command:
         send(end)
 
     def info(self):
-        return {"pid": self.pid, "cmd": self.cmd, "cwd": self.cwd, "env": self.env, "tag": self.tag}
+        return {"pid": self.pid, "cmd": self.cmd, "args": self.args, "cwd": self.cwd, "env": self.env, "tag": self.tag}
 
 
 def find(pid):

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -144,6 +144,9 @@ pub struct CodeError {
 pub struct ProcessInfo {
     pub pid: u32,
     pub cmd: String,
+    /// The arguments of a command started without a shell.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
     pub cwd: String,
     #[serde(default)]
     pub env: HashMap<String, String>,
@@ -172,8 +175,11 @@ pub struct EntryInfo {
 /// A command to start in a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Command {
-    /// A shell command line (`bash -c`, or `sh -c` where bash is missing).
+    /// A shell command line (`bash -c`, or `sh -c` where bash is missing); with `args`, the program to run.
     pub cmd: String,
+    /// The program's arguments, run without a shell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
     /// Its working directory; the session's home (`/work`) by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
@@ -191,6 +197,8 @@ pub struct Command {
 pub struct Call {
     id: u64,
     events: Receiver<Event>,
+    /// Bytes of output delivered to `events` and not yet taken (see [`MAX_BUFFERED`]).
+    buffered: Arc<AtomicUsize>,
     session: Arc<Inner>,
     finished: bool,
 }
@@ -208,7 +216,10 @@ impl Call {
             return None;
         }
         let event = match self.events.recv_timeout(timeout) {
-            Ok(event) => event,
+            Ok(event) => {
+                self.buffered.fetch_sub(event.size(), Ordering::Relaxed);
+                event
+            }
             Err(RecvTimeoutError::Timeout) => return None,
             Err(RecvTimeoutError::Disconnected) => Event::Fail(SessionError::ended(self.session.end().as_ref())),
         };
@@ -261,7 +272,7 @@ pub struct Session {
 
 struct Inner {
     input: Mutex<Option<ChildStdin>>,
-    routes: Mutex<HashMap<u64, Sender<Event>>>,
+    routes: Mutex<HashMap<u64, Route>>,
     next_id: AtomicU64,
     /// Set once, when the session has ended; `ended` wakes whoever waits for it.
     state: Mutex<Option<SessionEnd>>,
@@ -343,8 +354,9 @@ impl Session {
         let mut line = serde_json::to_vec(&request).expect("requests serialise");
         line.push(b'\n');
         let (tx, rx) = mpsc::channel();
-        self.inner.routes.lock().expect("routes lock").insert(id, tx);
-        let call = Call { id, events: rx, session: self.inner.clone(), finished: false };
+        let buffered = Arc::new(AtomicUsize::new(0));
+        self.inner.routes.lock().expect("routes lock").insert(id, Route { events: tx, buffered: buffered.clone() });
+        let call = Call { id, events: rx, buffered, session: self.inner.clone(), finished: false };
         let mut input = self.inner.input.lock().expect("input lock");
         let sent = match input.as_mut() {
             Some(input) => input.write_all(&line).and_then(|()| input.flush()).is_ok(),
@@ -532,6 +544,40 @@ fn parse_field<T: serde::de::DeserializeOwned>(done: &Map<String, Value>, key: &
     serde_json::from_value(value).map_err(|e| SessionError::new("internal", format!("the agent's {key}: {e}")))
 }
 
+/// Output a call holds undelivered before more is dropped: a caller that stops reading a command's output
+/// (a background command nobody follows) costs at most this much memory.
+pub const MAX_BUFFERED: usize = 8 << 20;
+
+/// Where a call's events go.
+struct Route {
+    events: Sender<Event>,
+    buffered: Arc<AtomicUsize>,
+}
+
+impl Route {
+    /// Delivers `event`, or drops it when it is output and the call holds [`MAX_BUFFERED`] bytes already.
+    /// Returns `false` once the call is gone.
+    fn deliver(&self, event: Event) -> bool {
+        let size = event.size();
+        if size > 0 && self.buffered.load(Ordering::Relaxed) + size > MAX_BUFFERED {
+            return true;
+        }
+        self.buffered.fetch_add(size, Ordering::Relaxed);
+        self.events.send(event).is_ok()
+    }
+}
+
+impl Event {
+    /// The bytes of output it carries (a file's chunks count for nothing: they are never dropped, and their
+    /// reader takes them as they come).
+    fn size(&self) -> usize {
+        match self {
+            Event::Stdout(b) | Event::Stderr(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// An event as the agent writes it.
 #[derive(Deserialize)]
 struct Line {
@@ -575,7 +621,7 @@ fn read_events(inner: &Inner, mut output: BufReader<ChildStdout>, ready: Sender<
         };
         let terminal = matches!(event, Event::Done(_) | Event::Fail(_));
         let mut routes = inner.routes.lock().expect("routes lock");
-        let delivered = routes.get(&id).is_some_and(|tx| tx.send(event).is_ok());
+        let delivered = routes.get(&id).is_some_and(|route| route.deliver(event));
         if terminal || !delivered {
             routes.remove(&id);
         }

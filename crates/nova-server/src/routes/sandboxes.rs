@@ -598,6 +598,7 @@ async fn run_command(
     check_maps(&BTreeMap::new(), &body.env)?;
     let command = session::Command {
         cmd: body.cmd,
+        args: None,
         cwd: body.cwd,
         env: body.env.into_iter().collect(),
         tag: body.tag,

@@ -69,6 +69,9 @@ pub(super) fn build_root(
     for dir in ["tmp", "work"] {
         fs::create_dir_all(root.join(dir)).map_err(SetupError::ScratchDirs)?;
     }
+    // `/home/user`, where programs written for other sandboxes keep their files, is the work directory.
+    fs::create_dir_all(root.join("home")).map_err(SetupError::ScratchDirs)?;
+    std::os::unix::fs::symlink("/work", root.join("home/user")).map_err(SetupError::ScratchDirs)?;
     // Switch to the new root and drop the old one.
     std::env::set_current_dir(root).map_err(SetupError::EnterNewRoot)?;
     os::pivot_root(Path::new("."), Path::new(".")).map_err(SetupError::PivotRoot)?;
