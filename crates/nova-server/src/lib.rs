@@ -119,6 +119,10 @@ pub async fn serve(
         }
     };
     let app = routes::router(state, streams_end, openapi::router()).into_make_service_with_connect_info::<SocketAddr>();
+    // Events and small answers go out as written, not after the client's delayed acknowledgement.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
     upkeep.abort();
     metrics_upkeep.abort();

@@ -29,6 +29,11 @@ pub struct SandboxBenchArgs {
     /// Idle sessions held open at once for the memory figure.
     #[arg(long, default_value_t = 100)]
     idle_sessions: usize,
+    /// A Python with E2B's SDKs (`e2b`, `e2b-code-interpreter`): the same sessions are then measured through
+    /// them, against a `nova serve --e2b-listen` this bench starts. `scripts/test` makes one
+    /// (target/e2b-sdk/bin/python).
+    #[arg(long, env = "NOVA_E2B_PYTHON")]
+    e2b_python: Option<PathBuf>,
 }
 
 const CODE: &str = "print(1)";
@@ -127,6 +132,10 @@ pub fn run(args: SandboxBenchArgs, interpreter: Option<&Path>) -> anyhow::Result
     );
 
     let idle_session_memory = bench_sessions(&sandbox, &cold_sandbox, &args)?;
+    match &args.e2b_python {
+        Some(python) => bench_e2b_sdk(python, &args)?,
+        None => println!("{:<44} skipped: no --e2b-python (a Python with E2B's SDKs)", "E2B SDK against nova"),
+    }
 
     let p50 = |t: &Timings| t.percentile(50).as_secs_f64();
     println!();
@@ -190,6 +199,86 @@ fn bench_sessions(
         session.close();
     }
     Ok((idle.len(), bytes))
+}
+
+/// What the E2B SDK does, timed from Python: `Sandbox.create()`, the first `run_code` after it, a
+/// `run_code` in the live sandbox; one JSON object of seconds.
+const E2B_BENCH: &str = r#"
+import json, sys, time
+from e2b_code_interpreter import Sandbox
+runs = int(sys.argv[1])
+Sandbox.create().kill()  # imports and connections, not measured
+create, first, again = [], [], []
+for _ in range(runs):
+    t0 = time.perf_counter()
+    sbx = Sandbox.create()
+    t1 = time.perf_counter()
+    assert sbx.run_code("1 + 1").text == "2"
+    t2 = time.perf_counter()
+    assert sbx.run_code("2 + 2").text == "4"
+    t3 = time.perf_counter()
+    sbx.kill()
+    create.append(t1 - t0); first.append(t2 - t0); again.append(t3 - t2)
+    time.sleep(0.05)  # the pool refills, as between a user's sandboxes
+print(json.dumps({"create": create, "first": first, "again": again}))
+"#;
+
+/// The E2B SDK against a `nova serve --e2b-listen` started for the purpose, next to the rows above.
+fn bench_e2b_sdk(python: &Path, args: &SandboxBenchArgs) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().context("finding the nova binary")?;
+    let dir = tempfile::tempdir()?;
+    let key = Command::new(&exe)
+        .args(["keys", "create", "--tenant", "bench", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("NOVA_DATABASE_URL")
+        .output()?;
+    anyhow::ensure!(key.status.success(), "nova keys create failed: {}", String::from_utf8_lossy(&key.stderr));
+    let key = String::from_utf8(key.stdout)?.trim().to_string();
+    let mut server = Command::new(&exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--e2b-listen", "127.0.0.1:0", "--workers", "0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--sandbox-pool", &args.pool.to_string(), "--rate-limit", "off"])
+        .env_remove("NOVA_DATABASE_URL")
+        .env_remove("NOVA_BLOB_URL")
+        .env("NOVA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let result = (|| -> anyhow::Result<()> {
+        let mut stdout = std::io::BufReader::new(server.stdout.take().expect("piped"));
+        let mut e2b = None;
+        for _ in 0..4 {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            if let Some(addr) = line.trim().strip_prefix("nova: E2B API on ") {
+                e2b = Some(addr.to_string());
+                break;
+            }
+        }
+        let e2b = e2b.context("the server did not say where E2B's API listens")?;
+        let runs = args.runs.min(50);
+        let out = Command::new(python)
+            .args(["-c", E2B_BENCH, &runs.to_string()])
+            .env("E2B_API_URL", &e2b)
+            .env("E2B_SANDBOX_URL", &e2b)
+            .env("E2B_API_KEY", &key)
+            .stderr(Stdio::inherit())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "the E2B SDK bench failed");
+        let times: std::collections::HashMap<String, Vec<f64>> = serde_json::from_slice(&out.stdout)?;
+        let timings = |name: &str| {
+            let samples = times.get(name).map(|v| v.iter().map(|s| Duration::from_secs_f64(*s)).collect());
+            Timings::new(samples.unwrap_or_default(), None)
+        };
+        print_row("E2B SDK -> nova, Sandbox.create()", &timings("create"));
+        print_row("E2B SDK -> nova, create + first run_code", &timings("first"));
+        print_row("E2B SDK -> nova, run_code in a live sandbox", &timings("again"));
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
 }
 
 /// Waits for a call of a session to end well, its stdout being `stdout` (when not empty).

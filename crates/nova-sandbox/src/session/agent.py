@@ -11,7 +11,47 @@
 # Code runs take turns in the main thread (so that `interrupt` can raise KeyboardInterrupt in them); every
 # other request is served at once by the reader thread. Output written to fds 1 and 2 by the code or by
 # processes it starts (`os.system`) goes to the code run in progress, never onto the protocol channel.
-import os, sys, json, threading, queue, base64, signal
+import os, sys, _thread, _queue, _signal, binascii
+
+# Only C modules at start: `json`, `threading`, `queue`, `base64` and `signal` would pull in `re`, `enum` and
+# `collections`, most of a session's start-up time and a megabyte of every idle session's memory. The code
+# a session runs imports what it wants.
+try:
+    import _json
+
+    class _Parsing:
+        strict, object_hook, object_pairs_hook = True, None, None
+        parse_float, parse_int, parse_constant = float, int, float
+        memo = {}
+
+    def _unencodable(o):
+        raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+    _scan = _json.make_scanner(_Parsing())
+    _encode = _json.make_encoder(None, _unencodable, _json.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+    def loads(text):
+        text = text.decode() if isinstance(text, bytes) else text
+        text = text.strip()
+        value, end = _scan(text, 0)
+        if end != len(text):
+            raise ValueError("extra data after the JSON value")
+        return value
+
+    def dumps(value):
+        return "".join(_encode(value, 0))
+except Exception:  # an interpreter without the C accelerator
+    import json
+
+    loads = json.loads
+
+    def dumps(value):
+        return json.dumps(value, separators=(",", ":"))
+
+
+def spawn(target, *args):
+    """Starts a thread that ends with the process (as a daemon thread does)."""
+    _thread.start_new_thread(target, args)
 
 IN = os.dup(0)
 OUT = os.dup(1)  # os.dup's copies are not inherited by processes the code or a command starts
@@ -19,13 +59,13 @@ _devnull = os.open("/dev/null", os.O_RDWR)
 os.dup2(_devnull, 0)
 HOME = os.environ.get("HOME") or "/work"
 MAX_CHUNK = 1 << 20
-_outbox = queue.SimpleQueue()
+_outbox = _queue.SimpleQueue()
 
 
 def send(message):
     """Queues one event. A writer thread writes them, so that an interrupt (a KeyboardInterrupt in the main
     thread) can never leave half a line on the channel."""
-    _outbox.put((json.dumps(message, separators=(",", ":")) + "\n").encode())
+    _outbox.put((dumps(message) + "\n").encode())
 
 
 def writer():
@@ -36,7 +76,11 @@ def writer():
 
 
 def b64(data):
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
+def unb64(text):
+    return binascii.a2b_base64(text or "")
 
 
 def resolve(path, cwd=HOME):
@@ -84,7 +128,7 @@ class Stream:
     encoding, errors = "utf-8", "replace"
 
     def __init__(self, name, fd):
-        self.name, self._fd, self._buf, self._lock = name, fd, [], threading.Lock()
+        self.name, self._fd, self._buf, self._lock = name, fd, [], _thread.allocate_lock()
 
     def write(self, text):
         if not isinstance(text, str):
@@ -141,7 +185,7 @@ def capture(fd, name):
             if run is not None:
                 send({"id": run, "ev": name, "text": data.decode("utf-8", "replace")})
 
-    threading.Thread(target=pump, daemon=True).start()
+    spawn(pump)
 
 
 # ---- Code contexts ----------------------------------------------------------------------------------------
@@ -154,11 +198,11 @@ class Context:
 
 
 contexts = {"default": Context(HOME)}
-_runs = queue.Queue()
+_runs = _queue.SimpleQueue()
 
 
 def run_code(rid, request):
-    import ast, traceback
+    import _ast  # the C module: `ast` would import `enum` and `re` on the first run
     context = contexts.get(request.get("context") or "default")
     if context is None:
         return send({"id": rid, "ev": "fail", "kind": "not_found", "message": "no such code context"})
@@ -170,10 +214,10 @@ def run_code(rid, request):
     try:
         os.chdir(context.cwd)
         name = f"<cell {context.count}>"
-        tree = ast.parse(request.get("code", ""), name, "exec")
+        tree = compile(request.get("code", ""), name, "exec", _ast.PyCF_ONLY_AST)
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
+        if tree.body and isinstance(tree.body[-1], _ast.Expr):
+            last = _ast.Expression(tree.body.pop().value)
         exec(compile(tree, name, "exec"), context.globals)
         if last is not None:
             value = eval(compile(last, name, "eval"), context.globals)
@@ -181,6 +225,7 @@ def run_code(rid, request):
                 context.globals["_"] = value
                 send({"id": rid, "ev": "result", "text": repr(value)})
     except BaseException as e:
+        import traceback
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         tb = e.__traceback__
@@ -223,7 +268,7 @@ _running = [None]
 # ---- Commands ---------------------------------------------------------------------------------------------
 
 processes = {}  # pid -> Command
-_proc_lock = threading.Lock()
+_proc_lock = _thread.allocate_lock()
 
 
 class Command:
@@ -252,31 +297,36 @@ class Command:
         self.pid = self.proc.pid
         if not request.get("stdin"):
             self.proc.stdin.close()
-        self.readers = [threading.Thread(target=self.pump, args=(f, n), daemon=True)
-                        for f, n in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
+        # Each reader holds its lock until its pipe ends.
+        self.readers = [(f, n, _thread.allocate_lock()) for f, n in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
 
     def start(self):
         send({"id": self.rid, "ev": "started", "pid": self.pid})
-        for t in self.readers:
-            t.start()
-        threading.Thread(target=self.wait, daemon=True).start()
+        for f, name, done in self.readers:
+            done.acquire()
+            spawn(self.pump, f, name, done)
+        spawn(self.wait)
 
-    def pump(self, f, name):
+    def pump(self, f, name, done):
         fd = f.fileno()
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            send({"id": self.rid, "ev": name, "b64": b64(data)})
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                send({"id": self.rid, "ev": name, "b64": b64(data)})
+        finally:
+            done.release()
 
     def wait(self):
         status = self.proc.wait()
         # What the process wrote before it ended; a descendant that keeps the pipes open is not waited for.
-        for t in self.readers:
-            t.join(0.2)
+        for _, _, done in self.readers:
+            if done.acquire(timeout=0.2):
+                done.release()
         with _proc_lock:
             processes.pop(self.pid, None)
         end = {"id": self.rid, "ev": "done"}
@@ -322,7 +372,7 @@ def serve(rid, op, r):
     if op == "interrupt":
         if _running[0] is not None and _running[0] == r.get("target"):
             # A real SIGINT, so that a run blocked in a system call (a sleep, a read) wakes up too.
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            _signal.pthread_kill(MAIN_THREAD, _signal.SIGINT)
         return {}
     if op == "context":
         key = os.urandom(8).hex()
@@ -360,7 +410,7 @@ def serve(rid, op, r):
         command = find(r["pid"])
         if command.proc.stdin.closed:
             raise Failed("invalid", "the process's input is closed")
-        command.proc.stdin.write(base64.b64decode(r.get("b64", "")))
+        command.proc.stdin.write(unb64(r.get("b64")))
         command.proc.stdin.flush()
         return {}
     if op == "close_input":
@@ -370,7 +420,7 @@ def serve(rid, op, r):
         path = resolve(r["path"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "ab" if r.get("append") else "wb") as f:
-            f.write(base64.b64decode(r.get("b64", "")))
+            f.write(unb64(r.get("b64")))
         return {"entry": entry(path)}
     if op == "read":
         path = resolve(r["path"])
@@ -425,7 +475,7 @@ def reader():
         for line in requests:
             rid = None
             try:
-                r = json.loads(line)
+                r = loads(line)
                 rid, op = r["id"], r["op"]
                 result = serve(rid, op, r)
                 if result is not None:
@@ -437,14 +487,15 @@ def reader():
     os._exit(0)
 
 
-signal.signal(signal.SIGINT, signal.default_int_handler)
-threading.Thread(target=writer, daemon=True).start()
+MAIN_THREAD = _thread.get_ident()
+_signal.signal(_signal.SIGINT, _signal.default_int_handler)
+spawn(writer)
 sys.stdout, sys.stderr = Stream("stdout", 1), Stream("stderr", 2)
 capture(1, "stdout")
 capture(2, "stderr")
 sys.path[:0] = [HOME]
 os.chdir(HOME)
-threading.Thread(target=reader, daemon=True).start()
+spawn(reader)
 send({"id": 0, "ev": "ready", "pid": os.getpid()})
 while True:
     try:
