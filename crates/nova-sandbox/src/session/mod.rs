@@ -597,10 +597,12 @@ fn read_events(inner: &Inner, mut output: BufReader<ChildStdout>, ready: Sender<
         match (&mut output).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line.len() > MAX_LINE => {
-                // An agent that floods the channel is not served further.
+                // An agent that floods the channel is not served further. Its output is drained until the
+                // helper, its input closed, has killed the jail: a helper blocked on a full pipe would never
+                // see that.
                 drop(inner.input.lock().expect("input lock").take());
-                end = Some(SessionEnd::failed("the session's agent wrote a line too long".into()));
-                break;
+                let _ = std::io::copy(&mut output, &mut std::io::sink());
+                return SessionEnd::failed("the session's agent wrote a line too long".into());
             }
             Ok(_) => {}
         }

@@ -1174,3 +1174,38 @@ fn a_session_over_its_memory_limit_ends() {
     let end = session.wait_ended(Duration::from_secs(20)).expect("ended");
     assert_eq!(end.reason, "memory_limit", "{hog:?}");
 }
+
+#[test]
+fn a_session_that_floods_or_forges_its_channel_harms_only_itself() {
+    use nova_sandbox::session::Event;
+    let Some(session) = open_session(None) else { return };
+    let bystander = open_session(None).unwrap();
+    in_session(&bystander, "kept = 1");
+    // Forged events on every pipe the agent holds: unknown ids and kinds, then a reply for a call that does
+    // not exist, then garbage; the session goes on answering its own calls.
+    let forge = r#"
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+            os.write(fd, b'{"id":999999,"ev":"done"}\n{"id":1,"ev":"bogus"}\nnot json at all\n{"id":0,"ev":"ended","end":{"reason":"forged","cpu_ms":1,"peak_memory_bytes":1}}\n')
+    except OSError:
+        pass
+print("contained")
+"#;
+    assert!(in_session(&session, forge).contains("contained"));
+    assert!(session.end().is_none(), "a forged end does not end the session");
+    assert!(in_session(&session, "print('still', 'here')").contains("still here"));
+    // A line past the limit ends the session, and only it.
+    let flood = r#"
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+            os.write(fd, b"x" * (6 << 20))
+    except OSError:
+        pass
+"#;
+    let _: Vec<Event> = session.run_code(&format!("{PRELUDE}\n{flood}"), None, &Default::default()).unwrap().collect();
+    let end = session.wait_ended(Duration::from_secs(20)).expect("the flooding session ended");
+    assert_eq!(end.reason, "failed", "{end:?}");
+    assert!(in_session(&bystander, "print(kept)").contains('1'), "the other session is untouched");
+}
