@@ -195,6 +195,7 @@ fn describe() {
     describe_histogram!("nova_job_duration_seconds", Unit::Seconds, "Attempt durations by workflow and outcome.");
     describe_counter!("nova_sandbox_runs_total", "Sandbox executions by source (api, job) and outcome status.");
     describe_histogram!("nova_sandbox_cpu_seconds", Unit::Seconds, "CPU time of sandbox executions by source.");
+    describe_gauge!("nova_sandboxes_live", "Sandboxes (sessions that live across calls) running in this process.");
     describe_counter!("nova_llm_calls_total", "Model calls (retries included once) by model and outcome (ok, error).");
     describe_counter!("nova_llm_tokens_total", "Model tokens by model and direction (in, out).");
     describe_counter!(
