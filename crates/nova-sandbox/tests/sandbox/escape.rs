@@ -1195,14 +1195,11 @@ print("contained")
     assert!(in_session(&session, forge).contains("contained"));
     assert!(session.end().is_none(), "a forged end does not end the session");
     assert!(in_session(&session, "print('still', 'here')").contains("still here"));
-    // A line past the limit ends the session, and only it.
+    // A line past the limit ends the session, and only it. The channel is the agent's own descriptor, found
+    // through its frame as hostile code could; nothing else is written meanwhile, so the line stays whole.
     let flood = r#"
-for fd in map(int, os.listdir("/proc/self/fd")):
-    try:
-        if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-            os.write(fd, b"x" * (6 << 20))
-    except OSError:
-        pass
+channel = sys._getframe(1).f_globals["OUT"]
+os.write(channel, b"x" * (6 << 20))
 "#;
     let _: Vec<Event> = session.run_code(&format!("{PRELUDE}\n{flood}"), None, &Default::default()).unwrap().collect();
     let end = session.wait_ended(Duration::from_secs(20)).expect("the flooding session ended");
