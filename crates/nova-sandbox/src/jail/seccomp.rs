@@ -21,10 +21,11 @@
 //! on the caller itself. `clone3` passes its flags in memory the filter cannot read: a first filter refuses
 //! it with `ENOSYS`, so libc falls back to `clone`.
 //!
-//! The architecture: seccompiler compiles for this machine's and kills a process that makes a call through
-//! another ABI (32-bit `int 0x80` on x86_64, say). x32 calls share x86_64's architecture and are told apart
-//! by bit 30 of their number (`__X32_SYSCALL_BIT`), which seccompiler does not check; no number on the list
-//! has it, so every x32 call takes the default `EPERM` on a kernel built with x32.
+//! The architecture: both programs are for this machine's and kill a process that makes a call through
+//! another ABI (32-bit `int 0x80` on x86_64, say). x32 calls share x86_64's architecture and are told apart by
+//! bit 30 of their number (`__X32_SYSCALL_BIT`), which seccompiler's programs do not check: the allow list's
+//! program (`seccomp/bpf.rs`, a binary search over the numbers) refuses any number with that bit first, and
+//! no number on the list has it anyway, so every x32 call gets `EPERM` on a kernel built with x32.
 //!
 //! Arguments the kernel reads as 32-bit (`int` and `unsigned int` ones, and `clone`'s flags, which it
 //! truncates) are compared on their low 32 bits only, as the kernel reads them: high bits set by the caller
@@ -33,10 +34,11 @@
 use std::collections::BTreeMap;
 
 use libc::c_long;
-use seccompiler::{
-    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
-};
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+
+use bpf::{Condition, Op, Rule};
+
+mod bpf;
 
 /// Memory: the interpreter, extension modules and the libraries they load map, protect and release it.
 const MEMORY: &[c_long] = &[
@@ -411,10 +413,7 @@ pub fn compile_for_helper() -> Result<Filters, String> {
 /// Builds both filters: the allow list with its argument rules, and the `clone3` refusal before it.
 fn compile_with(sockets: Sockets) -> Result<Filters, String> {
     let arch = std::env::consts::ARCH.try_into().map_err(|e| format!("seccomp: unsupported architecture: {e:?}"))?;
-    let rules = allow_list(sockets).map_err(|e| format!("seccomp: building rules: {e}"))?;
-    let filter = SeccompFilter::new(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow, arch)
-        .map_err(|e| format!("seccomp: building the filter: {e}"))?;
-    let main: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: compiling: {e:?}"))?;
+    let main = bpf::allow_list(&allow_list(sockets), libc::SECCOMP_RET_ERRNO | libc::EPERM as u32)?;
     let clone3 = SeccompFilter::new(
         BTreeMap::from([(libc::SYS_clone3, vec![])]),
         SeccompAction::Allow,
@@ -426,45 +425,43 @@ fn compile_with(sockets: Sockets) -> Result<Filters, String> {
     Ok(Filters { clone3, main })
 }
 
-/// The allowed calls: an empty rule list allows a call with any arguments; a call with rules is allowed when
-/// one of its rules holds (all of that rule's conditions).
-fn allow_list(sockets: Sockets) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().flat_map(|group| group.iter()).map(|&nr| (nr, vec![])).collect();
-    // The kernel reads these arguments as 32-bit values (`int`, `unsigned int`, `clone`'s truncated flags).
-    let low = |arg, op, value: u64| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value);
-    let rule = SeccompRule::new;
+/// The allowed calls by number: a call without rules is allowed with any arguments; a call with rules when
+/// one of them holds (all of that rule's conditions). Every condition compares an argument's low 32 bits:
+/// the kernel reads these arguments as `int`s or `unsigned int`s, and truncates `clone`'s flags.
+fn allow_list(sockets: Sockets) -> BTreeMap<u32, Vec<Rule>> {
+    let mut rules: BTreeMap<u32, Vec<Rule>> =
+        ALLOWED.iter().flat_map(|group| group.iter()).map(|&nr| (nr as u32, vec![])).collect();
+    let when = |arg, op, value: u64| Condition { arg, op, value: value as u32 };
     // Threads and forks, but no new namespace.
-    rules.insert(libc::SYS_clone, vec![rule(vec![low(0, SeccompCmpOp::MaskedEq(CLONE_NAMESPACES), 0)?])?]);
+    rules.insert(libc::SYS_clone as u32, vec![vec![when(0, Op::MaskedEq(CLONE_NAMESPACES as u32), 0)]]);
     // Any terminal request but TIOCSTI, which types into the terminal as if its user had.
-    rules.insert(libc::SYS_ioctl, vec![rule(vec![low(1, SeccompCmpOp::Ne, libc::TIOCSTI)?])?]);
+    rules.insert(libc::SYS_ioctl as u32, vec![vec![when(1, Op::Ne, libc::TIOCSTI)]]);
     // Limits of the caller itself (pid 0), which is what getrlimit, setrlimit and `ulimit` ask; never another
     // process's.
-    rules.insert(libc::SYS_prlimit64, vec![rule(vec![low(0, SeccompCmpOp::Eq, 0)?])?]);
-    rules.insert(libc::SYS_socket, socket_rules(sockets)?);
-    Ok(rules)
+    rules.insert(libc::SYS_prlimit64 as u32, vec![vec![when(0, Op::Eq, 0)]]);
+    rules.insert(libc::SYS_socket as u32, socket_rules(sockets));
+    rules
 }
 
 /// `socket(domain, type, protocol)` for each family allowed. The type carries `SOCK_NONBLOCK` and
 /// `SOCK_CLOEXEC` above its low nibble, the socket's kind.
-fn socket_rules(sockets: Sockets) -> Result<Vec<SeccompRule>, BackendError> {
-    let low = |arg, op, value: u64| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value);
-    let family = |f: libc::c_int| low(0, SeccompCmpOp::Eq, f as u64);
-    let kind = |k: libc::c_int| low(1, SeccompCmpOp::MaskedEq(0xf), k as u64);
-    let mut rules = vec![SeccompRule::new(vec![family(libc::AF_UNIX)?])?];
+fn socket_rules(sockets: Sockets) -> Vec<Rule> {
+    let family = |f: libc::c_int| Condition { arg: 0, op: Op::Eq, value: f as u32 };
+    let kind = |k: libc::c_int| Condition { arg: 1, op: Op::MaskedEq(0xf), value: k as u32 };
+    let mut rules = vec![vec![family(libc::AF_UNIX)]];
     if let Sockets::UnixInternetAndRoutes = sockets {
         for f in [libc::AF_INET, libc::AF_INET6] {
             for k in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
-                rules.push(SeccompRule::new(vec![family(f)?, kind(k)?])?);
+                rules.push(vec![family(f), kind(k)]);
             }
         }
-        rules.push(SeccompRule::new(vec![family(libc::AF_NETLINK)?, low(2, SeccompCmpOp::Eq, NETLINK_ROUTE)?])?);
+        rules.push(vec![family(libc::AF_NETLINK), Condition { arg: 2, op: Op::Eq, value: NETLINK_ROUTE }]);
     }
-    Ok(rules)
+    rules
 }
 
 /// `NETLINK_ROUTE`, the netlink protocol of addresses and routes.
-const NETLINK_ROUTE: u64 = 0;
+const NETLINK_ROUTE: u32 = 0;
 
 /// The compiled filters, installed one after the other; the strictest verdict of the two wins.
 pub struct Filters {

@@ -1,9 +1,9 @@
-//! The filters run here by an interpreter of the few BPF instructions seccompiler emits, the verdicts
-//! combined as the kernel combines them: the policy is checked without root or a jail (the escape suite
-//! checks the installed filter).
+//! The filters run here by an interpreter of the few BPF instructions they hold, the verdicts combined as the
+//! kernel combines them: the policy is checked without root or a jail (the escape suite checks the installed
+//! filter), and the binary search of `bpf.rs` against seccompiler's linear program of the same list.
 
 use super::*;
-use seccompiler::sock_filter;
+use seccompiler::{sock_filter, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
 const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
@@ -24,13 +24,7 @@ const NATIVE: u32 = AUDIT_ARCH_AARCH64;
 /// What the kernel answers a call: every filter runs, the most restrictive action wins, and of two alike
 /// the newer filter's (the main one, installed second).
 fn verdict(filters: &Filters, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-    let mut data = Vec::with_capacity(64);
-    data.extend_from_slice(&nr.to_ne_bytes());
-    data.extend_from_slice(&arch.to_ne_bytes());
-    data.extend_from_slice(&0u64.to_ne_bytes()); // the instruction pointer
-    for arg in args {
-        data.extend_from_slice(&arg.to_ne_bytes());
-    }
+    let data = seccomp_data(arch, nr, args);
     let action = |ret: u32| (ret & libc::SECCOMP_RET_ACTION_FULL) as i32;
     let mut answer = ALLOW;
     for program in [&filters.main, &filters.clone3] {
@@ -42,12 +36,30 @@ fn verdict(filters: &Filters, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
     answer
 }
 
+/// `struct seccomp_data` as the kernel fills it for a call.
+fn seccomp_data(arch: u32, nr: u32, args: [u64; 6]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(64);
+    data.extend_from_slice(&nr.to_ne_bytes());
+    data.extend_from_slice(&arch.to_ne_bytes());
+    data.extend_from_slice(&0u64.to_ne_bytes()); // the instruction pointer
+    for arg in args {
+        data.extend_from_slice(&arg.to_ne_bytes());
+    }
+    data
+}
+
 /// Runs one classic BPF program over `seccomp_data`.
 fn run(program: &[sock_filter], data: &[u8]) -> u32 {
-    let (mut a, mut pc) = (0u32, 0usize);
+    run_counting(program, data).0
+}
+
+/// Runs one classic BPF program over `seccomp_data`: its answer and the instructions it went through.
+fn run_counting(program: &[sock_filter], data: &[u8]) -> (u32, usize) {
+    let (mut a, mut pc, mut steps) = (0u32, 0usize, 0usize);
     loop {
         let insn = &program[pc];
         pc += 1;
+        steps += 1;
         let jump = |taken: bool| usize::from(if taken { insn.jt } else { insn.jf });
         match insn.code {
             0x20 => {
@@ -61,7 +73,7 @@ fn run(program: &[sock_filter], data: &[u8]) -> u32 {
             0x25 => pc += jump(a > insn.k),      // BPF_JMP | BPF_JGT | BPF_K
             0x35 => pc += jump(a >= insn.k),     // BPF_JMP | BPF_JGE | BPF_K
             0x45 => pc += jump(a & insn.k != 0), // BPF_JMP | BPF_JSET | BPF_K
-            0x06 => return insn.k,               // BPF_RET | BPF_K
+            0x06 => return (insn.k, steps),      // BPF_RET | BPF_K
             code => panic!("instruction {code:#x} not interpreted"),
         }
     }
@@ -226,7 +238,7 @@ fn sockets_of_the_needed_families_only() {
         ([inet, raw, libc::IPPROTO_ICMP as u64], EPERM, EPERM),
         ([inet6, raw | flags, 0], EPERM, EPERM),
         ([inet, 10, 0], EPERM, EPERM), // SOCK_PACKET
-        ([netlink, raw | flags, NETLINK_ROUTE], ALLOW, EPERM),
+        ([netlink, raw | flags, u64::from(NETLINK_ROUTE)], ALLOW, EPERM),
         ([netlink, dgram, libc::NETLINK_AUDIT as u64], EPERM, EPERM),
         ([libc::AF_PACKET as u64, raw, 0], EPERM, EPERM),
         ([libc::AF_PACKET as u64, dgram, 0], EPERM, EPERM),
@@ -277,5 +289,93 @@ fn x32_calls_are_refused() {
             let got = verdict(&filters, AUDIT_ARCH_X86_64, X32 | nr, [0; 6]);
             assert!(got == EPERM || got == ENOSYS, "x32 syscall {nr}: {got:#x}");
         }
+    }
+}
+
+/// seccompiler's linear program of the same list and rules: the reference.
+fn linear(sockets: Sockets) -> BpfProgram {
+    let condition = |c: &Condition| {
+        let op = match c.op {
+            Op::Eq => SeccompCmpOp::Eq,
+            Op::Ne => SeccompCmpOp::Ne,
+            Op::MaskedEq(mask) => SeccompCmpOp::MaskedEq(u64::from(mask)),
+        };
+        SeccompCondition::new(c.arg, SeccompCmpArgLen::Dword, op, u64::from(c.value)).expect("a condition")
+    };
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = allow_list(sockets)
+        .iter()
+        .map(|(&nr, rules)| {
+            let rules = rules.iter().map(|r| SeccompRule::new(r.iter().map(condition).collect()).expect("a rule"));
+            (i64::from(nr), rules.collect())
+        })
+        .collect();
+    let arch = std::env::consts::ARCH.try_into().expect("a known architecture");
+    SeccompFilter::new(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow, arch)
+        .and_then(|f| f.try_into())
+        .expect("seccompiler compiles the list")
+}
+
+#[test]
+fn the_binary_search_answers_as_seccompilers_linear_program() {
+    // Argument values around the rules' own: families, kinds, flags, requests, pids, high bits.
+    let values = [
+        0,
+        1,
+        2,
+        3,
+        10,
+        16,
+        17,
+        38,
+        40,
+        0x800 | 1,
+        0x80000 | 0x800 | 2,
+        0x5401,
+        0x5412,
+        0x1_0000_5412,
+        0x11,
+        0x1_0000_0011,
+        0x20000,
+        0x1000_0000,
+        0x7e02_0000,
+        0x0001_0f00,
+        0xffff_ffff,
+        u64::MAX,
+    ];
+    let ruled = [libc::SYS_clone, libc::SYS_ioctl, libc::SYS_prlimit64, libc::SYS_socket].map(|nr| nr as u32);
+    let numbers = (0..1100u32).chain((0..1100).map(|nr| nr | 0x4000_0000)).chain([0x3fff_ffff, u32::MAX]);
+    for sockets in [Sockets::Unix, Sockets::UnixInternetAndRoutes] {
+        let (search, reference) = (super::bpf::allow_list(&allow_list(sockets), EPERM).unwrap(), linear(sockets));
+        let compare = |arch, nr, args| {
+            let data = seccomp_data(arch, nr, args);
+            let ((ours, steps), theirs) = (run_counting(&search, &data), run(&reference, &data));
+            assert_eq!(ours, theirs, "arch {arch:#x}, syscall {nr:#x}, arguments {args:x?}");
+            steps
+        };
+        let mut longest = 0;
+        for arch in [AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, AUDIT_ARCH_AARCH64] {
+            for nr in numbers.clone() {
+                for args in [[0; 6], [u64::MAX; 6]] {
+                    let steps = compare(arch, nr, args);
+                    if !ruled.contains(&nr) {
+                        longest = longest.max(steps);
+                    }
+                }
+            }
+        }
+        for nr in ruled {
+            for a in values {
+                for b in values {
+                    for c in values {
+                        compare(NATIVE, nr, [a, b, c, 0, 0, 0]);
+                    }
+                }
+            }
+        }
+        // The point of the search: a call without argument rules is answered in a few steps (the kernel
+        // runs a new filter over every number), and the program is smaller.
+        println!("{} instructions ({} linear), at most {longest} run for a call", search.len(), reference.len());
+        assert!(longest <= 24, "{longest} instructions to find a call's verdict");
+        assert!(search.len() < reference.len() / 2, "{} instructions, {} linear", search.len(), reference.len());
     }
 }
