@@ -1,15 +1,15 @@
 //! The allow list as a seccomp program that finds a call's number by binary search.
 //!
-//! seccompiler lays a filter out as one comparison after another, in the order of the numbers. For an allow
-//! list of about 240 calls that is a program of 1213 instructions, and two costs that a run pays and a deny
-//! list of 55 calls did not (measured on a 2-core machine): installing it took 0.45 ms instead of 0.15 ms,
-//! since the kernel runs a new filter over every call number to cache the calls it allows whatever their
-//! arguments, and a call with argument rules walks the list up to its number (`getrlimit`'s `prlimit64`, at
-//! 302: 0.65 µs instead of 0.41). Every run installs the filter, so this module lays the same list out as a
-//! binary search, as libseccomp's optimisation level 2 does: about 10 instructions to any number instead of
-//! twice as many as the list holds below it. seccompiler still compiles the `clone3` filter and installs
-//! both, and its linear program of the same list is the reference the tests compare this one with, number
-//! by number and argument by argument.
+//! seccompiler lays a filter out as one comparison after another, in the order of the numbers. For the jail's
+//! allow list of about 240 calls that is a program of 1213 instructions, with two costs that a deny list of
+//! 55 calls did not have (measured on a 2-core machine): installing it took 0.45 ms instead of 0.15 ms, since
+//! the kernel runs a new filter over every call number to cache the calls it allows whatever their arguments,
+//! and a call with argument rules walks the list up to its number (`getrlimit`'s `prlimit64`, at 302: 0.64 µs
+//! instead of 0.39). Every run installs the filter, so this module lays the same list out as a binary search,
+//! as libseccomp's optimisation level 2 does: 543 instructions, at most 21 of them run to answer a call
+//! without argument rules, 0.13 ms to install, 0.47 µs for `getrlimit`. seccompiler still compiles the
+//! `clone3` filter and installs both, and its linear program of the same list is the reference the tests
+//! compare this one with, number by number and argument by argument.
 
 use std::collections::BTreeMap;
 
