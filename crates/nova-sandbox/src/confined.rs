@@ -6,12 +6,12 @@
 //! again with arguments of its own, which calls [`serve`] and answers requests one at a time. [`HelperPool`]
 //! keeps such processes warm and hands each request to an idle one.
 //!
-//! Each helper runs confined: an address-space limit (its memory), a CPU-time budget per request, no core
-//! files, no file writes (`RLIMIT_FSIZE` 0 and, where the kernel has Landlock, a ruleset that allows writing
-//! `/dev/null` only), no socket but a Unix one (seccomp; the jail's deny list too), `no_new_privs`, and death
-//! with its parent. The pool adds a wall-clock deadline per request and a cap on the answer's size. When a
-//! helper dies, the pool tells why from its exit status and the last lines it wrote on stderr
-//! ([`CallError`]), and the next request gets a fresh helper.
+//! Each helper runs confined: an address-space limit (its memory), a CPU-time budget per request, no core files, no
+//! file writes (`RLIMIT_FSIZE` 0 and, where the kernel has Landlock, a ruleset that allows writing `/dev/null`
+//! only), no socket but a Unix one (seccomp: the jail's allow list, with Unix sockets only), `no_new_privs`, and
+//! death with its parent. The pool adds a wall-clock deadline per request and a cap on the answer's size. When a
+//! helper dies, the pool tells why from its exit status and the last lines it wrote on stderr ([`CallError`]), and
+//! the next request gets a fresh helper.
 //!
 //! The protocol on the helper's stdin and stdout: a request is its length (8 bytes, little-endian), its CPU
 //! budget in seconds (4 bytes) and its bytes; an answer is its length and its bytes. The helper's stderr goes

@@ -905,6 +905,24 @@ print("contained")
     contained(code);
 }
 
+/// Calls the allow list does not name fail with the filter's `EPERM`: one the kernel gained after the list was
+/// written (`memfd_secret`, which would answer a descriptor), numbers no kernel has yet, and x32 numbers (bit
+/// 30 set), which share x86_64's architecture and which a kernel without x32 would answer `ENOSYS`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn calls_off_the_allow_list_fail_with_eperm() {
+    let code = r#"
+X32 = 0x40000000
+calls = {"memfd_secret": (447, 0), "syscall 500": (500, 0), "syscall 1023": (1023, 0),
+         "x32 getpid": (X32 | 39,), "x32 memfd_secret": (X32 | 447, 0), "x32 mount": (X32 | 165, 0, 0, 0, 0, 0)}
+for name, (nr, *args) in calls.items():
+    if not sys_denied(nr, *args): leak(name)
+    elif ctypes.get_errno() != errno.EPERM: leak(f"{name}: errno {ctypes.get_errno()}, not the filter's EPERM")
+print("contained")
+"#;
+    contained(code);
+}
+
 #[test]
 fn keyctl_is_refused() {
     let code = r#"
@@ -1036,6 +1054,94 @@ fn statuses_stdin_files_and_env_are_reported() {
     assert_eq!(o.signal, Some(libc_sigabrt()));
     let Some(o) = expect(ExecRequest { network: true, ..request("print(1)") }, Status::Ok) else { return };
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n", "network on runs a program as usual");
+}
+
+/// What the jail's programs do, under the allow list: threads, subprocesses of `/bin/sh` over pipes, a
+/// session and its process group, signals and timers, select, poll and epoll, files, sqlite3, ssl and hashlib,
+/// asyncio, and numpy where the host's Python has it.
+#[test]
+fn ordinary_programs_run_under_the_allow_list() {
+    let code = r#"
+import json, queue, sqlite3, ssl, hashlib, threading, selectors, select, asyncio, concurrent.futures, shutil
+out = []
+q = queue.Queue()
+threads = [threading.Thread(target=lambda i=i: q.put(hashlib.sha256(bytes([i])).hexdigest())) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+out.append(f"threads {q.qsize()}")
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    out.append(f"pool {sum(pool.map(lambda x: x * x, range(10)))}")
+r = subprocess.run(["/bin/sh", "-c", "echo hi | cat; ls /; sleep 0.01 & wait"], capture_output=True, text=True)
+out.append(f"sh {r.returncode} {r.stdout.split()[0]} {'usr' in r.stdout.split()}")
+# A session's subprocess: a session of its own, pipes both ways, ended through its process group.
+p = subprocess.Popen(["/bin/sh", "-c", "read x; echo got $x; exec sleep 30"], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, start_new_session=True)
+p.stdin.write(b"line\n"); p.stdin.flush()
+sel = selectors.DefaultSelector(); sel.register(p.stdout, selectors.EVENT_READ)
+sel.select(5)
+out.append(f"session {p.stdout.readline().decode().strip()} {os.getsid(p.pid) == p.pid}")
+os.killpg(p.pid, signal.SIGTERM)
+out.append(f"killpg {p.wait(5)}")
+got = []
+signal.signal(signal.SIGUSR1, lambda *a: got.append("usr1"))
+signal.signal(signal.SIGALRM, lambda *a: got.append("alrm"))
+os.kill(os.getpid(), signal.SIGUSR1)
+signal.setitimer(signal.ITIMER_REAL, 0.01)
+time.sleep(0.2)
+out.append(f"signals {' '.join(got)}")
+r, w = os.pipe(); os.write(w, b"x")
+polled = select.poll(); polled.register(r, select.POLLIN)
+out.append(f"select {select.select([r], [], [], 1)[0] == [r]} poll {polled.poll(1000) == [(r, select.POLLIN)]}")
+os.mkdir("d"); open("d/a.json", "w").write(json.dumps({"a": 1})); os.rename("d/a.json", "d/b.json")
+shutil.copy2("d/b.json", "d/c.json"); os.unlink("d/b.json")
+db = sqlite3.connect("d/db.sqlite"); db.execute("create table t(x)"); db.execute("insert into t values (42)"); db.commit()
+out.append(f"files {' '.join(sorted(os.listdir('d')))} {os.stat('d/c.json').st_size} {db.execute('select x from t').fetchone()[0]}")
+db.close(); shutil.rmtree("d")
+ssl.create_default_context()
+async def echo():
+    proc = await asyncio.create_subprocess_exec("/bin/echo", "async", stdout=asyncio.subprocess.PIPE)
+    return (await proc.communicate())[0].decode().strip()
+out.append(asyncio.run(echo()))
+try:
+    import numpy
+    out.append(f"numpy {numpy.linalg.inv(numpy.eye(3) * 2).sum()}")
+except ImportError:
+    out.append("numpy 1.5")
+print("\n".join(out))
+"#;
+    let Some(o) = expect(request(code), Status::Ok) else { return };
+    let expected = "threads 8\npool 285\nsh 0 hi True\nsession got line True\nkillpg -15\nsignals usr1 alrm\n\
+                    select True poll True\nfiles c.json db.sqlite 8 42\nasync\nnumpy 1.5\n";
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expected, "stderr: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A shell with coreutils, under the allow list: files, pipes, background jobs, `kill` and `wait`, `ps`.
+#[test]
+fn a_shell_with_coreutils_runs_under_the_allow_list() {
+    let code = r#"
+script = """
+set -e
+mkdir -p a/b
+echo one two three > a/b/f
+cat a/b/f | wc -w
+mv a/b/f a/g
+ls a
+grep -c two a/g
+rm -r a
+sleep 30 &
+kill $!
+wait $! || echo "killed $?"
+(sleep 0.01; echo background) &
+wait
+ps -e -o comm= | grep -cx ps
+"""
+r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True)
+print(r.stdout, end=""); print(r.stderr, end="", file=sys.stderr)
+sys.exit(r.returncode)
+"#;
+    let Some(o) = expect(request(code), Status::Ok) else { return };
+    let expected = "3\nb\ng\n1\nkilled 143\nbackground\n1\n";
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expected, "stderr: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 fn libc_sigabrt() -> i32 {
