@@ -9,13 +9,14 @@
 //! ends them all.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nova_core::{error_chain, SandboxId, TenantId};
 use nova_sandbox::jail::JailSandbox;
-use nova_sandbox::session::{Call, Event, Session, SessionSpec};
+use nova_sandbox::session::{Command, Event, Session, SessionError, SessionSpec, MAX_BUFFERED};
 use nova_sandbox::Limits;
 use nova_store::{Store, UsageDelta};
 use tokio_util::sync::CancellationToken;
@@ -78,6 +79,27 @@ pub enum SandboxError {
     Session(#[from] nova_sandbox::session::SessionError),
 }
 
+/// Checks a session's labels and variables: few, short, and no `=` or NUL where they break the environment.
+pub fn check_labels(metadata: &BTreeMap<String, String>, env: &BTreeMap<String, String>) -> Result<(), String> {
+    if metadata.len() > 32 || metadata.iter().any(|(k, v)| k.len() > 256 || v.len() > 256) {
+        return Err("metadata holds at most 32 labels of at most 256 bytes each".into());
+    }
+    check_env(env.iter())
+}
+
+/// Checks environment variables: at most 256, each at most 32 KiB, with a name and no `=` or NUL in it.
+pub fn check_env<'a>(env: impl ExactSizeIterator<Item = (&'a String, &'a String)>) -> Result<(), String> {
+    if env.len() > 256 {
+        return Err("at most 256 environment variables".into());
+    }
+    for (key, value) in env {
+        if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') || key.len() + value.len() > 32 << 10 {
+            return Err(format!("environment variable {:?} is not valid", key.chars().take(80).collect::<String>()));
+        }
+    }
+    Ok(())
+}
+
 /// One live session.
 pub struct SandboxEntry {
     pub id: SandboxId,
@@ -120,6 +142,24 @@ impl State {
 
     fn total(&self) -> usize {
         self.live.len() + self.opening.values().sum::<usize>()
+    }
+}
+
+/// A session being opened, counted against the caps until it is dropped.
+struct Opening<'a> {
+    sandboxes: &'a Sandboxes,
+    tenant: TenantId,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        let mut state = self.sandboxes.state.lock().expect("sandboxes lock");
+        if let Some(n) = state.opening.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                state.opening.remove(&self.tenant);
+            }
+        }
     }
 }
 
@@ -170,17 +210,17 @@ impl Sandboxes {
             }
             *state.opening.entry(tenant).or_default() += 1;
         }
-        let limits = Limits { wall_ms: self.config.max_timeout.as_millis() as u64 + 60_000, ..self.config.limits };
+        // The count of sessions being opened goes down however this ends, a caller gone mid-way included.
+        let opening = Opening { sandboxes: self, tenant };
+        // The registry ends sessions at their timeouts, which may be extended; the helper's own deadline is
+        // only a backstop, far beyond any.
+        let limits = Limits { wall_ms: 30 * 24 * 3_600_000, ..self.config.limits };
         let spec = SessionSpec { limits, env: new.env.clone().into_iter().collect(), network: new.network };
         let jail = self.jail.clone();
+        // A session whose caller stopped waiting is dropped with its handle, which closes it.
         let opened = tokio::task::spawn_blocking(move || jail.open_session(&spec)).await;
+        drop(opening);
         let mut state = self.state.lock().expect("sandboxes lock");
-        if let Some(n) = state.opening.get_mut(&tenant) {
-            *n -= 1;
-            if *n == 0 {
-                state.opening.remove(&tenant);
-            }
-        }
         let session = match opened {
             Ok(Ok(session)) => session,
             Ok(Err(e)) => return Err(SandboxError::Start(error_chain(&e))),
@@ -316,30 +356,89 @@ impl Sandboxes {
                         })
                         .collect()
                 };
+                // Each on a task of its own: a session slow to end holds up no other.
                 for (entry, why) in due {
-                    sandboxes.finish(&entry, why).await;
+                    let sandboxes = sandboxes.clone();
+                    tokio::spawn(async move { sandboxes.finish(&entry, why).await });
                 }
             }
             let all: Vec<_> = sandboxes.state.lock().expect("sandboxes lock").live.values().cloned().collect();
-            for entry in all {
-                sandboxes.finish(&entry, "shutdown").await;
+            let ending: Vec<_> = all
+                .into_iter()
+                .map(|entry| {
+                    let sandboxes = sandboxes.clone();
+                    tokio::spawn(async move { sandboxes.finish(&entry, "shutdown").await })
+                })
+                .collect();
+            for ended in ending {
+                let _ = ended.await;
             }
         })
     }
 }
 
-/// Streams a call's events into an async channel (a blocking thread reads them); dropping the receiver stops
-/// the reading (the request goes on in the session).
-pub fn stream(call: Call) -> tokio::sync::mpsc::Receiver<Event> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::task::spawn_blocking(move || {
-        for event in call {
-            if tx.blocking_send(event).is_err() {
-                break;
+/// A call's events, for async code: the session's reader thread hands them over as they come, and no thread
+/// waits for them. Output the receiver has not taken is capped at `MAX_BUFFERED` bytes (more is dropped, and
+/// `Done` then says `output_truncated`); dropping the stream drops the call's later events (the request goes
+/// on in the session).
+pub struct EventStream {
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    buffered: Arc<AtomicUsize>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the call has ended (or the session has).
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.events.recv().await?;
+        self.buffered.fetch_sub(event.size(), Ordering::Relaxed);
+        Some(event)
+    }
+
+    /// A stream and the sink that feeds it.
+    fn new() -> (impl FnMut(Event) -> bool + Send + 'static, EventStream) {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let counted = buffered.clone();
+        let mut dropped = false;
+        let sink = move |mut event: Event| {
+            let size = event.size();
+            match &mut event {
+                Event::Done(fields) if dropped => {
+                    fields.insert("output_truncated".into(), serde_json::Value::Bool(true));
+                }
+                Event::Done(_) | Event::Fail(_) => {}
+                _ if counted.load(Ordering::Relaxed) + size > MAX_BUFFERED => {
+                    dropped = true;
+                    return !tx.is_closed();
+                }
+                _ => {}
             }
-        }
-    });
-    rx
+            counted.fetch_add(size, Ordering::Relaxed);
+            tx.send(event).is_ok()
+        };
+        (sink, EventStream { events, buffered })
+    }
+}
+
+impl SandboxEntry {
+    /// Runs code in the session; returns the run's id (for an interrupt) and its events.
+    pub async fn run_code(
+        self: &Arc<Self>,
+        code: String,
+        context: Option<String>,
+        env: HashMap<String, String>,
+    ) -> Result<(u64, EventStream), SessionError> {
+        let (sink, stream) = EventStream::new();
+        let id = self.blocking(move |s| s.run_code_into(&code, context.as_deref(), &env, sink)).await?;
+        Ok((id, stream))
+    }
+
+    /// Starts a command in the session; returns its events (`Started` first, when it started).
+    pub async fn spawn(self: &Arc<Self>, command: Command) -> Result<EventStream, SessionError> {
+        let (sink, stream) = EventStream::new();
+        self.blocking(move |s| s.spawn_into(&command, sink)).await?;
+        Ok(stream)
+    }
 }
 
 /// Compares two secrets in time that depends on their lengths only.

@@ -92,6 +92,20 @@ async fn run(app: &AppState, req: Request, next: Next) -> Result<Response, Respo
         }
         return Ok(response);
     }
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    if streamed {
+        // An event stream is not an answer to keep (it would be held back until it ends): the key is freed.
+        if let Some(key) = guard.key.take() {
+            if let Err(e) = tenant.abandon_idempotent(&key).await {
+                tracing::warn!(error = %nova_core::error_chain(&e), "freeing an idempotency key failed");
+            }
+        }
+        return Ok(response);
+    }
     let (parts, body) = response.into_parts();
     let Ok(body) = to_bytes(body, MAX_KEPT_BODY).await else {
         return Err(ApiError::Internal("keeping the answer of an idempotent request".into()).into_response());

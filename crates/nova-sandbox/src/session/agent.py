@@ -59,6 +59,8 @@ _devnull = os.open("/dev/null", os.O_RDWR)
 os.dup2(_devnull, 0)
 HOME = os.environ.get("HOME") or "/work"
 MAX_CHUNK = 1 << 20
+MAX_TEXT = 1 << 20  # the most of a result's repr, and of a traceback, that is sent
+MAX_ENTRIES = 10000  # the most entries a listing sends
 _outbox = _queue.SimpleQueue()
 
 
@@ -112,6 +114,13 @@ def failure(e):
         return "invalid", "the process no longer reads its input"
     if isinstance(e, OSError) and e.errno == 28:
         return "no_space", "the sandbox's work area is full"
+    if isinstance(e, OSError) and e.errno == 30:
+        return "permission", f"{e.filename or ''}: read-only file system (only /work and /tmp are writable)".lstrip(": ")
+    if isinstance(e, OSError) and e.errno in (1, 13):
+        return "permission", f"{e.filename or ''}: {e.strerror}".lstrip(": ")
+    if isinstance(e, OSError) and e.errno is not None:
+        # A path too long, a loop of links, a bad argument: the request's own problem.
+        return "invalid", f"{e.filename or ''}: {e.strerror}".lstrip(": ")
     if isinstance(e, (ValueError, KeyError, TypeError)):
         return "invalid", str(e)
     return "internal", f"{type(e).__name__}: {e}"
@@ -123,7 +132,8 @@ _current = [None]  # the id of the code run in progress
 
 
 class Stream:
-    """`sys.stdout` / `sys.stderr` of code runs: text goes out line by line (the rest at flush or the end)."""
+    """`sys.stdout` / `sys.stderr` of code runs: text goes to fd 1 or 2 line by line (the rest at flush or the
+    end), where the pump of that descriptor sends it to the run in progress."""
 
     encoding, errors = "utf-8", "replace"
 
@@ -144,10 +154,10 @@ class Stream:
         cut = len(text) if final or len(text) > 8192 else text.rfind("\n") + 1
         out, rest = text[:cut], text[cut:]
         self._buf = [rest] if rest else []
-        run = _current[0]
-        if out and run is not None:
-            for i in range(0, len(out), 65536):
-                send({"id": run, "ev": self.name, "text": out[i:i + 65536]})
+        # Through the descriptor, as the output of processes the code starts goes: one pipe, one order.
+        data = out.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self._fd, data):]
 
     def flush(self):
         with self._lock:
@@ -170,22 +180,57 @@ class Stream:
         return False
 
 
+# Written after each code run on fds 1 and 2: once the pump has passed it, everything the run (and what it
+# started) wrote before is sent, and the run can end. Random, so no output holds it by chance.
+MARK = b"\0nova-end-" + os.urandom(8).hex().encode() + b"\0"
+_captures = []  # (fd, lock released when the pump passes the mark)
+
+
 def capture(fd, name):
     """Points `fd` at a pipe whose text goes to the code run in progress."""
     r, w = os.pipe()
     os.dup2(w, fd)
     os.close(w)
+    seen = _thread.allocate_lock()
+    seen.acquire()
+    _captures.append((fd, seen))
 
     def pump():
+        import codecs  # loaded with the interpreter already
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        held = b""
         while True:
             data = os.read(r, 65536)
             if not data:
                 return
+            data, held, marked = held + data, b"", False
+            at = data.find(MARK)
+            if at >= 0:
+                data, marked = data[:at] + data[at + len(MARK):], True
+            else:
+                # A mark cut by the end of this read waits for its rest.
+                for k in range(len(MARK) - 1, 0, -1):
+                    if data.endswith(MARK[:k]):
+                        data, held = data[:-k], data[-k:]
+                        break
+            text = decoder.decode(data)
             run = _current[0]
-            if run is not None:
-                send({"id": run, "ev": name, "text": data.decode("utf-8", "replace")})
+            if run is not None and text:
+                send({"id": run, "ev": name, "text": text})
+            if marked and seen.locked():
+                seen.release()
 
     spawn(pump)
+
+
+def drain_captures():
+    """Waits (a second at most) until what was written on fds 1 and 2 so far has been sent."""
+    for fd, seen in _captures:
+        try:
+            os.write(fd, MARK)
+        except OSError:
+            continue
+        seen.acquire(timeout=1.0)
 
 
 # ---- Code contexts ----------------------------------------------------------------------------------------
@@ -208,10 +253,10 @@ def run_code(rid, request):
         return send({"id": rid, "ev": "fail", "kind": "not_found", "message": "no such code context"})
     context.count += 1
     saved_env = dict(os.environ)
-    os.environ.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
     _current[0] = rid
     done = {"id": rid, "ev": "done", "execution_count": context.count}
     try:
+        os.environ.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
         os.chdir(context.cwd)
         name = f"<cell {context.count}>"
         tree = compile(request.get("code", ""), name, "exec", _ast.PyCF_ONLY_AST)
@@ -223,7 +268,10 @@ def run_code(rid, request):
             value = eval(compile(last, name, "eval"), context.globals)
             if value is not None:
                 context.globals["_"] = value
-                send({"id": rid, "ev": "result", "text": repr(value)})
+                text = repr(value)
+                if len(text) > MAX_TEXT:
+                    text = text[:MAX_TEXT] + "... (cut)"
+                send({"id": rid, "ev": "result", "text": text})
     except BaseException as e:
         import traceback
         for stream in (sys.stdout, sys.stderr):
@@ -233,7 +281,12 @@ def run_code(rid, request):
         while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell "):
             tb = tb.tb_next
         lines = traceback.format_exception(type(e), e, tb)
-        send({"id": rid, "ev": "error", "name": type(e).__name__, "value": str(e), "traceback": "".join(lines)})
+        text = "".join(lines)[-MAX_TEXT:]
+        try:
+            value = str(e)[:MAX_TEXT]
+        except BaseException:
+            value = "(unprintable)"
+        send({"id": rid, "ev": "error", "name": type(e).__name__, "value": value, "traceback": text})
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -246,6 +299,10 @@ def run_code(rid, request):
             pass
         os.environ.clear()
         os.environ.update(saved_env)
+        try:
+            drain_captures()
+        except BaseException:
+            pass
         _current[0] = None
         send(done)
 
@@ -295,6 +352,7 @@ class Command:
             argv, cwd=self.cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
         self.pid = self.proc.pid
+        self.input_lock = _thread.allocate_lock()
         if not request.get("stdin"):
             self.proc.stdin.close()
         # Each reader holds its lock until its pipe ends.
@@ -335,6 +393,22 @@ class Command:
         else:
             end["exit_code"] = status
         send(end)
+
+    def feed(self, rid, data):
+        """Writes `data` to the process's input (or closes it, for `None`), then answers request `rid`."""
+        with self.input_lock:
+            try:
+                if self.proc.stdin.closed:
+                    raise Failed("invalid", "the process's input is closed")
+                if data is None:
+                    self.proc.stdin.close()
+                else:
+                    self.proc.stdin.write(data)
+                    self.proc.stdin.flush()
+                send({"id": rid, "ev": "done"})
+            except BaseException as e:
+                kind, message = failure(e)
+                send({"id": rid, "ev": "fail", "kind": kind, "message": message})
 
     def info(self):
         return {"pid": self.pid, "cmd": self.cmd, "args": self.args, "cwd": self.cwd, "env": self.env, "tag": self.tag}
@@ -406,16 +480,13 @@ def serve(rid, op, r):
         except ProcessLookupError:
             os.kill(command.pid, int(r.get("signal", 9)))
         return {}
-    if op == "input":
+    if op in ("input", "close_input"):
+        # On a thread of its own, in turn with the command's other inputs: a command that does not read would
+        # otherwise hold up every request of the session.
         command = find(r["pid"])
-        if command.proc.stdin.closed:
-            raise Failed("invalid", "the process's input is closed")
-        command.proc.stdin.write(unb64(r.get("b64")))
-        command.proc.stdin.flush()
-        return {}
-    if op == "close_input":
-        find(r["pid"]).proc.stdin.close()
-        return {}
+        data = unb64(r.get("b64")) if op == "input" else None
+        spawn(command.feed, rid, data)
+        return None
     if op == "write":
         path = resolve(r["path"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -424,13 +495,8 @@ def serve(rid, op, r):
         return {"entry": entry(path)}
     if op == "read":
         path = resolve(r["path"])
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(MAX_CHUNK)
-                if not chunk:
-                    break
-                send({"id": rid, "ev": "data", "b64": b64(chunk)})
-        return {}
+        spawn(read_file, rid, path)
+        return None
     if op == "stat":
         return {"entry": entry(resolve(r["path"]))}
     if op == "list":
@@ -441,12 +507,14 @@ def serve(rid, op, r):
         def walk(d, level):
             with os.scandir(d) as it:
                 for e in sorted(it, key=lambda e: e.name):
+                    if len(out) >= MAX_ENTRIES:
+                        return
                     out.append(entry(e.path, e.name))
                     if level < depth and e.is_dir(follow_symlinks=False):
                         walk(e.path, level + 1)
 
         walk(path, 1)
-        return {"entries": out}
+        return {"entries": out, "truncated": len(out) >= MAX_ENTRIES}
     if op == "mkdir":
         path = resolve(r["path"])
         if os.path.isdir(path):
@@ -468,6 +536,28 @@ def serve(rid, op, r):
         shutil.move(source, target)  # a copy where a rename across folders is refused (EXDEV under Landlock)
         return {"entry": entry(target)}
     raise Failed("invalid", f"unknown operation {op!r}")
+
+
+def read_file(rid, path):
+    """Sends a regular file in chunks (a FIFO or a device could block for ever), then `done`."""
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Failed("invalid", f"{path} is not a regular file")
+            os.set_blocking(fd, True)
+            while True:
+                chunk = os.read(fd, MAX_CHUNK)
+                if not chunk:
+                    break
+                send({"id": rid, "ev": "data", "b64": b64(chunk)})
+        finally:
+            os.close(fd)
+        send({"id": rid, "ev": "done"})
+    except BaseException as e:
+        kind, message = failure(e)
+        send({"id": rid, "ev": "fail", "kind": kind, "message": message})
 
 
 def reader():

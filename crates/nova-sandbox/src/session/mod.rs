@@ -17,8 +17,9 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -271,7 +272,10 @@ pub struct Session {
 }
 
 struct Inner {
+    /// The helper's input, non-blocking: a write waits for room a bounded time, and never past a close.
     input: Mutex<Option<ChildStdin>>,
+    /// Set by [`Session::close`]: a writer waiting for room drops the input instead.
+    closing: AtomicBool,
     routes: Mutex<HashMap<u64, Route>>,
     next_id: AtomicU64,
     /// Set once, when the session has ended; `ended` wakes whoever waits for it.
@@ -282,6 +286,43 @@ struct Inner {
 }
 
 impl Inner {
+    /// Closes the helper's input now, or, while a writer holds it, has the writer close it (within
+    /// [`WRITE_POLL`]): closing never waits on a session that does not read.
+    fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Ok(mut input) = self.input.try_lock() {
+            drop(input.take());
+        }
+    }
+
+    /// Writes one request line, waiting for room at most [`CALL_TIMEOUT`].
+    fn send(&self, line: &[u8]) -> Result<(), SessionError> {
+        let mut input = self.input.lock().expect("input lock");
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut left = line;
+        while !left.is_empty() {
+            if self.closing.load(Ordering::SeqCst) {
+                drop(input.take());
+            }
+            let Some(stdin) = input.as_mut() else { return Err(SessionError::ended(self.end().as_ref())) };
+            match stdin.write(left) {
+                Ok(n) => left = &left[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(SessionError::new("timeout", "the session does not read its requests"));
+                    }
+                    let _ = crate::os::poll(&[(stdin.as_raw_fd(), libc::POLLOUT)], WRITE_POLL.as_millis() as i32);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    drop(input.take());
+                    return Err(SessionError::ended(self.end().as_ref()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn end(&self) -> Option<SessionEnd> {
         self.state.lock().expect("state lock").clone()
     }
@@ -292,9 +333,12 @@ struct Closer(Arc<Inner>);
 
 impl Drop for Closer {
     fn drop(&mut self) {
-        drop(self.0.input.lock().expect("input lock").take());
+        self.0.close();
     }
 }
+
+/// How often a writer waiting for room looks whether the session is being closed.
+const WRITE_POLL: Duration = Duration::from_millis(100);
 
 /// The wait for the agent's first word.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -305,8 +349,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 impl Session {
     /// Takes over a helper that was sent a session line; returns once the agent says it is ready.
     pub(crate) fn start(mut child: Child, input: ChildStdin, output: ChildStdout) -> Result<Session, String> {
+        crate::os::set_nonblocking(input.as_raw_fd()).map_err(|e| format!("the session's input: {e}"))?;
         let inner = Arc::new(Inner {
             input: Mutex::new(Some(input)),
+            closing: AtomicBool::new(false),
             routes: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             state: Mutex::new(None),
@@ -342,8 +388,14 @@ impl Session {
         }
     }
 
-    /// Sends one request; `fields` are its arguments besides `id` and `op`.
+    /// Sends one request; `fields` are its arguments besides `id` and `op`. Output beyond [`MAX_BUFFERED`]
+    /// bytes not yet taken is dropped, and the call's `Done` says `output_truncated`.
     pub fn call(&self, op: &str, fields: Value) -> Result<Call, SessionError> {
+        self.call_with_budget(op, fields, MAX_BUFFERED)
+    }
+
+    /// A new request id and the request's line.
+    fn request(&self, op: &str, fields: Value) -> (u64, Vec<u8>) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut request = match fields {
             Value::Object(map) => map,
@@ -353,19 +405,42 @@ impl Session {
         request.insert("op".into(), op.into());
         let mut line = serde_json::to_vec(&request).expect("requests serialise");
         line.push(b'\n');
+        (id, line)
+    }
+
+    fn call_with_budget(&self, op: &str, fields: Value, budget: usize) -> Result<Call, SessionError> {
+        let (id, line) = self.request(op, fields);
         let (tx, rx) = mpsc::channel();
         let buffered = Arc::new(AtomicUsize::new(0));
-        self.inner.routes.lock().expect("routes lock").insert(id, Route { events: tx, buffered: buffered.clone() });
+        let route = Route { to: Deliver::Channel(tx), buffered: buffered.clone(), budget, dropped: false };
+        self.inner.routes.lock().expect("routes lock").insert(id, route);
         let call = Call { id, events: rx, buffered, session: self.inner.clone(), finished: false };
-        let mut input = self.inner.input.lock().expect("input lock");
-        let sent = match input.as_mut() {
-            Some(input) => input.write_all(&line).and_then(|()| input.flush()).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(SessionError::ended(self.inner.end().as_ref()));
-        }
+        self.inner.send(&line)?;
         Ok(call)
+    }
+
+    /// Like [`Session::call`], with the events handed to `sink` on the session's reader thread, as they come
+    /// (no thread waits for them): for callers that are async. `sink` must not block; it returns `false`
+    /// once it wants no more (then later events of the call are dropped). Returns the request's id.
+    pub fn call_into(
+        &self,
+        op: &str,
+        fields: Value,
+        sink: impl FnMut(Event) -> bool + Send + 'static,
+    ) -> Result<u64, SessionError> {
+        let (id, line) = self.request(op, fields);
+        let route = Route {
+            to: Deliver::Sink(Box::new(sink)),
+            buffered: Arc::new(AtomicUsize::new(0)),
+            budget: MAX_BUFFERED,
+            dropped: false,
+        };
+        self.inner.routes.lock().expect("routes lock").insert(id, route);
+        if let Err(e) = self.inner.send(&line) {
+            self.inner.routes.lock().expect("routes lock").remove(&id);
+            return Err(e);
+        }
+        Ok(id)
     }
 
     fn call_and_wait(&self, op: &str, fields: Value) -> Result<Map<String, Value>, SessionError> {
@@ -382,6 +457,26 @@ impl Session {
         env: &HashMap<String, String>,
     ) -> Result<Call, SessionError> {
         self.call("code", json!({"code": code, "context": context, "env": env}))
+    }
+
+    /// [`Session::run_code`] with its events handed to `sink` (see [`Session::call_into`]); returns its id.
+    pub fn run_code_into(
+        &self,
+        code: &str,
+        context: Option<&str>,
+        env: &HashMap<String, String>,
+        sink: impl FnMut(Event) -> bool + Send + 'static,
+    ) -> Result<u64, SessionError> {
+        self.call_into("code", json!({"code": code, "context": context, "env": env}), sink)
+    }
+
+    /// [`Session::spawn`] with its events handed to `sink` (see [`Session::call_into`]).
+    pub fn spawn_into(
+        &self,
+        command: &Command,
+        sink: impl FnMut(Event) -> bool + Send + 'static,
+    ) -> Result<u64, SessionError> {
+        self.call_into("spawn", serde_json::to_value(command).expect("commands serialise"), sink)
     }
 
     /// Stops the code run `call` (a [`Call::id`]) with a `KeyboardInterrupt`, if it is still running.
@@ -464,7 +559,9 @@ impl Session {
         if entry.size > max_bytes {
             return Err(SessionError::new("too_large", format!("{} holds more than {max_bytes} bytes", entry.path)));
         }
-        let mut call = self.call("read", json!({"path": path}))?;
+        // A read's chunks are never dropped: its budget is the file's size, which the check above bounds.
+        let budget = usize::try_from(max_bytes).unwrap_or(usize::MAX).saturating_add(2 << 20);
+        let mut call = self.call_with_budget("read", json!({"path": path}), budget)?;
         let mut contents = Vec::new();
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
@@ -510,7 +607,7 @@ impl Session {
     /// Ends the session: the helper kills every process of it and removes its jail. Returns at once; see
     /// [`Session::wait_ended`].
     pub fn close(&self) {
-        drop(self.inner.input.lock().expect("input lock").take());
+        self.inner.close();
     }
 
     /// How the session ended, once it has (and its jail is gone); `None` while it lives.
@@ -550,30 +647,57 @@ pub const MAX_BUFFERED: usize = 8 << 20;
 
 /// Where a call's events go.
 struct Route {
-    events: Sender<Event>,
+    to: Deliver,
+    /// Bytes delivered to a channel and not yet taken.
     buffered: Arc<AtomicUsize>,
+    /// The most `buffered` may reach: [`MAX_BUFFERED`], or a file read's own size.
+    budget: usize,
+    /// Whether events were dropped for want of room: `Done` then says `output_truncated`.
+    dropped: bool,
+}
+
+enum Deliver {
+    Channel(Sender<Event>),
+    Sink(Box<dyn FnMut(Event) -> bool + Send>),
 }
 
 impl Route {
     /// Delivers `event`, or drops it when it is output and the call holds [`MAX_BUFFERED`] bytes already.
     /// Returns `false` once the call is gone.
-    fn deliver(&self, event: Event) -> bool {
-        let size = event.size();
-        if size > 0 && self.buffered.load(Ordering::Relaxed) + size > MAX_BUFFERED {
-            return true;
+    fn deliver(&mut self, event: Event) -> bool {
+        match &mut self.to {
+            Deliver::Sink(sink) => sink(event),
+            Deliver::Channel(events) => {
+                let size = event.size();
+                let mut event = event;
+                match &mut event {
+                    Event::Done(fields) if self.dropped => {
+                        fields.insert("output_truncated".into(), Value::Bool(true));
+                    }
+                    Event::Done(_) | Event::Fail(_) => {}
+                    _ if self.buffered.load(Ordering::Relaxed) + size > self.budget => {
+                        self.dropped = true;
+                        return true;
+                    }
+                    _ => {}
+                }
+                self.buffered.fetch_add(size, Ordering::Relaxed);
+                events.send(event).is_ok()
+            }
         }
-        self.buffered.fetch_add(size, Ordering::Relaxed);
-        self.events.send(event).is_ok()
     }
 }
 
 impl Event {
-    /// The bytes of output it carries (a file's chunks count for nothing: they are never dropped, and their
-    /// reader takes them as they come).
-    fn size(&self) -> usize {
+    /// The bytes it carries, as counted against [`MAX_BUFFERED`].
+    pub fn size(&self) -> usize {
         match self {
-            Event::Stdout(b) | Event::Stderr(b) => b.len(),
-            _ => 0,
+            Event::Stdout(b) | Event::Stderr(b) | Event::Data(b) => b.len(),
+            Event::Result(text) => text.len(),
+            Event::Error(e) => e.name.len() + e.value.len() + e.traceback.len(),
+            Event::Done(fields) => fields.len() * 64,
+            Event::Fail(e) => e.message.len(),
+            Event::Started { .. } => 0,
         }
     }
 }
@@ -600,7 +724,7 @@ fn read_events(inner: &Inner, mut output: BufReader<ChildStdout>, ready: Sender<
                 // An agent that floods the channel is not served further. Its output is drained until the
                 // helper, its input closed, has killed the jail: a helper blocked on a full pipe would never
                 // see that.
-                drop(inner.input.lock().expect("input lock").take());
+                inner.close();
                 let _ = std::io::copy(&mut output, &mut std::io::sink());
                 return SessionEnd::failed("the session's agent wrote a line too long".into());
             }
@@ -623,12 +747,12 @@ fn read_events(inner: &Inner, mut output: BufReader<ChildStdout>, ready: Sender<
         };
         let terminal = matches!(event, Event::Done(_) | Event::Fail(_));
         let mut routes = inner.routes.lock().expect("routes lock");
-        let delivered = routes.get(&id).is_some_and(|route| route.deliver(event));
+        let delivered = routes.get_mut(&id).is_some_and(|route| route.deliver(event));
         if terminal || !delivered {
             routes.remove(&id);
         }
     }
-    drop(inner.input.lock().expect("input lock").take());
+    inner.close();
     end.unwrap_or_else(|| SessionEnd::failed("the session's helper ended without a word".into()))
 }
 

@@ -1312,3 +1312,24 @@ os.write(channel, b"x" * (6 << 20))
     assert_eq!(end.reason, "failed", "{end:?}");
     assert!(in_session(&bystander, "print(kept)").contains('1'), "the other session is untouched");
 }
+
+#[test]
+fn a_session_whose_agent_stops_reading_still_closes_at_once() {
+    let Some(session) = open_session(None) else { return };
+    // The agent stopped (its command sends it SIGSTOP): it reads no request again.
+    let stop = nova_sandbox::session::Command { cmd: "kill -STOP $PPID".into(), ..Default::default() };
+    let _stopper = session.spawn(&stop).unwrap();
+    std::thread::scope(|scope| {
+        // A request larger than every buffer on the way waits for room...
+        let writer = scope.spawn(|| session.write_file("big.bin", &vec![7u8; 8 << 20]));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!writer.is_finished(), "the write waits for the agent");
+        // ...and closing does not wait behind it: the session ends, the writer gives up.
+        let closed = std::time::Instant::now();
+        session.close();
+        let end = session.wait_ended(Duration::from_secs(10)).expect("the session ended");
+        assert_eq!(end.reason, "closed");
+        assert!(writer.join().unwrap().is_err());
+        assert!(closed.elapsed() < Duration::from_secs(10));
+    });
+}

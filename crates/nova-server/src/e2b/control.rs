@@ -112,17 +112,9 @@ pub(super) async fn create(
     }
     let mut metadata = body.metadata.unwrap_or_default();
     metadata.retain(|k, _| !k.starts_with("nova."));
-    if metadata.len() > 32 || metadata.iter().any(|(k, v)| k.len() > 256 || v.len() > 256) {
-        return Err(RestError::new(
-            StatusCode::BAD_REQUEST,
-            "metadata holds at most 32 labels of at most 256 bytes each",
-        ));
-    }
-    metadata.insert("nova.template".into(), template.clone());
     let env = body.env_vars.unwrap_or_default();
-    if env.iter().any(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0')) {
-        return Err(RestError::new(StatusCode::BAD_REQUEST, "an environment variable is not valid"));
-    }
+    nova_app::sandboxes::check_labels(&metadata, &env).map_err(|m| RestError::new(StatusCode::BAD_REQUEST, m))?;
+    metadata.insert("nova.template".into(), template.clone());
     let new = NewSandbox {
         timeout: body.timeout.map(Duration::from_secs),
         metadata,

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
-use nova_app::sandboxes::{self, SandboxEntry};
+use nova_app::sandboxes::{EventStream, SandboxEntry};
 use nova_sandbox::session::{self, EntryInfo, Event, SessionError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -243,6 +243,7 @@ async fn start(
         .and_then(Value::as_object)
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
         .unwrap_or_default();
+    nova_app::sandboxes::check_env(env.iter()).map_err(|m| RpcError::new("invalid_argument", m))?;
     let command = session::Command {
         cmd,
         args: Some(args),
@@ -251,8 +252,8 @@ async fn start(
         tag: message.get("tag").and_then(Value::as_str).map(str::to_owned),
         stdin: message.get("stdin").and_then(Value::as_bool).unwrap_or(false),
     };
-    let mut call = entry.blocking(move |s| s.spawn(&command)).await?;
-    let (first, call) = entry.blocking(move |_| (call.next_timeout(session::CALL_TIMEOUT), call)).await;
+    let mut events = entry.spawn(command).await?;
+    let first = tokio::time::timeout(session::CALL_TIMEOUT, events.recv()).await.ok().flatten();
     let pid = match first {
         Some(Event::Started { pid }) => pid,
         Some(Event::Fail(e)) => {
@@ -272,7 +273,6 @@ async fn start(
         });
     }
     let keepalive = Duration::from_secs(header_number("keepalive-ping-interval").unwrap_or(50).clamp(1, 3600));
-    let events = sandboxes::stream(call);
     let first = envelope(0, &json!({"event": {"start": {"pid": pid}}}));
     let state = StreamState {
         events,
@@ -316,7 +316,7 @@ async fn start(
 }
 
 struct StreamState {
-    events: tokio::sync::mpsc::Receiver<Event>,
+    events: EventStream,
     keepalive: tokio::time::Interval,
     ended: bool,
 }

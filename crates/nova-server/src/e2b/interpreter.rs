@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use futures::StreamExt;
-use nova_app::sandboxes;
 use nova_sandbox::session::{Event, SessionError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -67,6 +66,17 @@ fn shown(repr: &str) -> &str {
     repr
 }
 
+/// Output as the interpreter's server sends it: a JSON line per line of text (the SDK's `on_stdout` is called
+/// once per line).
+fn output_lines(kind: &str, bytes: &[u8], timestamp: &str) -> Bytes {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    for piece in text.split_inclusive('\n') {
+        out.extend_from_slice(&line(json!({"type": kind, "text": piece, "timestamp": timestamp})));
+    }
+    Bytes::from(out)
+}
+
 fn line(value: Value) -> Bytes {
     let mut text = value.to_string();
     text.push('\n');
@@ -101,24 +111,26 @@ pub(super) async fn execute(
         }
     }
     let env = body.env_vars.unwrap_or_default();
+    if let Err(message) = nova_app::sandboxes::check_env(env.iter()) {
+        return text_error(StatusCode::BAD_REQUEST, message);
+    }
     let (code, context) = (body.code, body.context_id);
-    let call = match entry.blocking(move |s| s.run_code(&code, context.as_deref(), &env)).await {
-        Ok(call) => call,
+    let (id, events) = match entry.run_code(code, context, env).await {
+        Ok(started) => started,
         Err(e) => return session_failed(e),
     };
-    let events = sandboxes::stream(call);
-    let stream = futures::stream::unfold((events, false), |(mut events, ended)| async move {
+    // A client that goes away (its own timeout, say) interrupts its run, as Jupyter's server does: the next
+    // run would otherwise wait behind it.
+    let guard = InterruptOnDrop { entry: Some(entry), id };
+    let stream = futures::stream::unfold((events, false, guard), |(mut events, ended, mut guard)| async move {
         if ended {
+            guard.entry.take();
             return None;
         }
         let timestamp = || Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let (bytes, ended) = match events.recv().await {
-            Some(Event::Stdout(b)) => {
-                (line(json!({"type": "stdout", "text": String::from_utf8_lossy(&b), "timestamp": timestamp()})), false)
-            }
-            Some(Event::Stderr(b)) => {
-                (line(json!({"type": "stderr", "text": String::from_utf8_lossy(&b), "timestamp": timestamp()})), false)
-            }
+            Some(Event::Stdout(b)) => (output_lines("stdout", &b, &timestamp()), false),
+            Some(Event::Stderr(b)) => (output_lines("stderr", &b, &timestamp()), false),
             Some(Event::Result(repr)) => {
                 (line(json!({"type": "result", "text": shown(&repr), "is_main_result": true, "extra": {}})), false)
             }
@@ -140,10 +152,27 @@ pub(super) async fn execute(
             Some(Event::Started { .. } | Event::Data(_)) => (Bytes::new(), false),
             None => (line(json!({"type": "unexpected_end_of_execution"})), true),
         };
-        Some((Ok::<_, Infallible>(bytes), (events, ended)))
+        Some((Ok::<_, Infallible>(bytes), (events, ended, guard)))
     })
     .filter(|chunk| std::future::ready(chunk.as_ref().is_ok_and(|b| !b.is_empty())));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response()
+}
+
+/// Interrupts a code run when dropped before its end.
+struct InterruptOnDrop {
+    entry: Option<std::sync::Arc<nova_app::sandboxes::SandboxEntry>>,
+    id: u64,
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            let id = self.id;
+            tokio::spawn(async move {
+                let _ = entry.blocking(move |s| s.interrupt(id)).await;
+            });
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -140,24 +140,10 @@ struct ListBody {
     data: Vec<SandboxBody>,
 }
 
-/// Checks the caller's labels and variables: few, short, and no NUL in a variable.
+/// Checks the caller's labels and variables (see `nova_app::sandboxes::check_labels`).
 fn check_maps(metadata: &BTreeMap<String, String>, env: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    let invalid = |message: String| ApiError::Unprocessable { code: "invalid_request", message };
-    if metadata.len() > 32 || metadata.iter().any(|(k, v)| k.len() > 256 || v.len() > 256) {
-        return Err(invalid("metadata holds at most 32 labels of at most 256 bytes each".into()));
-    }
-    if env.len() > 256 {
-        return Err(invalid("env holds at most 256 variables".into()));
-    }
-    for (key, value) in env {
-        if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') || key.len() + value.len() > 32 << 10 {
-            return Err(invalid(format!(
-                "environment variable {:?} is not valid",
-                key.chars().take(80).collect::<String>()
-            )));
-        }
-    }
-    Ok(())
+    sandboxes::check_labels(metadata, env)
+        .map_err(|message| ApiError::Unprocessable { code: "invalid_request", message })
 }
 
 #[utoipa::path(
@@ -291,8 +277,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
 /// A call's events as server-sent events: `stdout`, `stderr` (`{"text"}`), `result` (`{"text"}`), `error`
 /// (`{"name", "value", "traceback"}`), `started` (`{"pid"}`), then `done` with the call's result, or `fail`
 /// (`{"error": {"code", "message"}}`).
-fn event_stream(call: session::Call) -> Response {
-    let events = sandboxes::stream(call);
+fn event_stream(events: sandboxes::EventStream) -> Response {
     let stream = futures::stream::unfold(events, |mut events| async move {
         let event = events.recv().await?;
         let (name, data) = match event {
@@ -346,14 +331,17 @@ struct CodeRunBody {
 /// The most output a code run or command answers with when not streamed; beyond it, output is cut.
 const MAX_COLLECTED: usize = 1 << 20;
 
-fn append_capped(into: &mut String, bytes: &[u8]) {
+/// The longest a code run or a foreground command may be given.
+const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
+
+fn append_capped(into: &mut Vec<u8>, bytes: &[u8]) {
     let room = MAX_COLLECTED.saturating_sub(into.len());
-    let text = String::from_utf8_lossy(bytes);
-    let mut cut = room.min(text.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    into.push_str(&text[..cut]);
+    into.extend_from_slice(&bytes[..room.min(bytes.len())]);
+}
+
+/// Collected output as text: decoded once whole, so a character split between two chunks stays whole.
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[utoipa::path(
@@ -384,9 +372,8 @@ async fn run_code(
     check_maps(&BTreeMap::new(), &body.env)?;
     let env: HashMap<String, String> = body.env.into_iter().collect();
     let (code, context) = (body.code, body.context);
-    let call = entry.blocking(move |s| s.run_code(&code, context.as_deref(), &env)).await.map_err(session_error)?;
-    let timeout = Duration::from_secs(body.timeout_seconds.unwrap_or(300).max(1));
-    let call_id = call.id();
+    let (call_id, mut events) = entry.run_code(code, context, env).await.map_err(session_error)?;
+    let timeout = Duration::from_secs(body.timeout_seconds.unwrap_or(300).clamp(1, MAX_TIMEOUT_SECS));
     let watchdog = {
         let entry = entry.clone();
         tokio::spawn(async move {
@@ -396,15 +383,19 @@ async fn run_code(
     };
     if wants_events(&headers) {
         // The watchdog stays: it interrupts the run at its timeout whether or not anyone still listens.
-        return Ok(event_stream(call));
+        return Ok(event_stream(events));
     }
-    let mut events = sandboxes::stream(call);
     let mut out = CodeRunBody::default();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     while let Some(event) = events.recv().await {
         match event {
-            Event::Stdout(b) => append_capped(&mut out.stdout, &b),
-            Event::Stderr(b) => append_capped(&mut out.stderr, &b),
-            Event::Result(text) => out.results.push(text),
+            Event::Stdout(b) => append_capped(&mut stdout, &b),
+            Event::Stderr(b) => append_capped(&mut stderr, &b),
+            Event::Result(text) => {
+                if out.results.iter().map(String::len).sum::<usize>() + text.len() <= MAX_COLLECTED {
+                    out.results.push(text);
+                }
+            }
             Event::Error(e) => out.error = Some(e),
             Event::Done(fields) => {
                 out.execution_count = fields.get("execution_count").and_then(|c| c.as_u64()).unwrap_or(0);
@@ -417,6 +408,7 @@ async fn run_code(
         }
     }
     watchdog.abort();
+    (out.stdout, out.stderr) = (text_of(&stdout), text_of(&stderr));
     Ok(Json(out).into_response())
 }
 
@@ -604,10 +596,9 @@ async fn run_command(
         tag: body.tag,
         stdin: body.stdin.is_some(),
     };
-    let mut call = entry.blocking(move |s| s.spawn(&command)).await.map_err(session_error)?;
+    let mut events = entry.spawn(command).await.map_err(session_error)?;
     // The first event says whether it started.
-    let first = entry.blocking(move |_| (call.next_timeout(session::CALL_TIMEOUT), call)).await;
-    let (first, call) = first;
+    let first = tokio::time::timeout(session::CALL_TIMEOUT, events.recv()).await.ok().flatten();
     let pid = match first {
         Some(Event::Started { pid }) => pid,
         Some(Event::Fail(e)) => return Err(session_error(e)),
@@ -618,15 +609,15 @@ async fn run_command(
         let _ = entry.blocking(move |s| s.send_input(pid, stdin.as_bytes()).and_then(|()| s.close_input(pid))).await;
     }
     if body.background {
-        drop(call);
+        drop(events);
         return Ok((StatusCode::ACCEPTED, Json(Started { pid })).into_response());
     }
-    let timeout = Duration::from_secs(body.timeout_seconds.unwrap_or(60).max(1));
+    let timeout = Duration::from_secs(body.timeout_seconds.unwrap_or(60).clamp(1, MAX_TIMEOUT_SECS));
     if wants_events(&headers) {
-        return Ok(event_stream(call));
+        return Ok(event_stream(events));
     }
-    let mut events = sandboxes::stream(call);
     let mut out = CommandResult { pid, ..CommandResult::default() };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let event = tokio::select! {
@@ -638,8 +629,8 @@ async fn run_command(
             }
         };
         match event {
-            Some(Event::Stdout(b)) => append_capped(&mut out.stdout, &b),
-            Some(Event::Stderr(b)) => append_capped(&mut out.stderr, &b),
+            Some(Event::Stdout(b)) => append_capped(&mut stdout, &b),
+            Some(Event::Stderr(b)) => append_capped(&mut stderr, &b),
             Some(Event::Done(fields)) => {
                 out.exit_code = fields.get("exit_code").and_then(|c| c.as_i64()).map(|c| c as i32);
                 out.signal = fields.get("signal").and_then(|c| c.as_i64()).map(|c| c as i32);
@@ -649,6 +640,7 @@ async fn run_command(
             None => break,
         }
     }
+    (out.stdout, out.stderr) = (text_of(&stdout), text_of(&stderr));
     Ok(Json(out).into_response())
 }
 

@@ -51,10 +51,12 @@ impl Jail {
                 self.kill();
                 break;
             }
-            let timeout = (deadline - now).as_millis().min(i32::MAX as u128) as i32 + 1;
+            let timeout = (deadline - now).as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
             let stdin_fd = pipes.stdin.as_ref().map_or(-1, |s| s.as_raw_fd());
+            // The helper's input is always watched: with room for more, for data; else for its end alone (a
+            // caller that closes the session while the program reads nothing must still end it).
             let fds = [
-                (if pending.len() < PENDING_CAP { 0 } else { -1 }, libc::POLLIN),
+                (0, if pending.len() < PENDING_CAP { libc::POLLIN } else { 0 }),
                 (if pending.is_empty() { -1 } else { stdin_fd }, libc::POLLOUT),
                 (if out_open { pipes.stdout.as_raw_fd() } else { -1 }, libc::POLLIN),
                 (if err_open { pipes.stderr.as_raw_fd() } else { -1 }, libc::POLLIN),
@@ -62,7 +64,12 @@ impl Jail {
             ];
             let Ok(ready) = os::poll(&fds, timeout) else { break };
             let readable = |i: usize| ready[i] & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-            if readable(0) {
+            if pending.len() >= PENDING_CAP && ready[0] & (libc::POLLHUP | libc::POLLERR) != 0 {
+                end.reason = "closed".into();
+                self.kill();
+                break;
+            }
+            if pending.len() < PENDING_CAP && readable(0) {
                 match input.read(&mut buf) {
                     Ok(0) | Err(_) => {
                         // The caller closed the session.

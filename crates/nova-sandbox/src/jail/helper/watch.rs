@@ -230,7 +230,7 @@ impl Jail {
                 self.kill();
                 break;
             }
-            let timeout = (deadline - now).as_millis().min(i32::MAX as u128) as i32 + 1;
+            let timeout = (deadline - now).as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
             let mut fds = vec![
                 (if out_open { pipes.stdout.as_raw_fd() } else { -1 }, libc::POLLIN),
                 (if err_open { pipes.stderr.as_raw_fd() } else { -1 }, libc::POLLIN),
