@@ -268,14 +268,20 @@ def run_code(rid, request):
             value = eval(compile(last, name, "eval"), context.globals)
             if value is not None:
                 context.globals["_"] = value
+                # What the run printed comes first, as it did.
+                drain_captures()
                 text = repr(value)
                 if len(text) > MAX_TEXT:
                     text = text[:MAX_TEXT] + "... (cut)"
                 send({"id": rid, "ev": "result", "text": text})
     except BaseException as e:
         import traceback
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            drain_captures()
+        except BaseException:
+            pass
         tb = e.__traceback__
         # The agent's own frames are not the user's business: start at the cell.
         while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell "):
