@@ -190,33 +190,21 @@ pub(super) async fn create_context(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Option<Json<ContextBody>>,
-) -> Response {
-    let entry = match sandbox_of(&app, &headers) {
-        Ok(entry) => entry,
-        Err(refusal) => return refused(refusal),
-    };
+) -> Result<Response, Response> {
+    let entry = sandbox_of(&app, &headers).map_err(refused)?;
     let body = body.map(|b| b.0).unwrap_or_default();
     if !python(body.language.as_deref()) {
-        return text_error(StatusCode::BAD_REQUEST, "NOVA's code interpreter runs Python only");
+        return Err(text_error(StatusCode::BAD_REQUEST, "NOVA's code interpreter runs Python only"));
     }
-    match entry.blocking(move |s| s.create_context(body.cwd.as_deref())).await {
-        Ok((id, cwd)) => Json(context_json(&id, &cwd)).into_response(),
-        Err(e) => session_failed(e),
-    }
+    let (id, cwd) = entry.blocking(move |s| s.create_context(body.cwd.as_deref())).await.map_err(session_failed)?;
+    Ok(Json(context_json(&id, &cwd)).into_response())
 }
 
 /// `GET /contexts`.
-pub(super) async fn list_contexts(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let entry = match sandbox_of(&app, &headers) {
-        Ok(entry) => entry,
-        Err(refusal) => return refused(refusal),
-    };
-    match entry.blocking(|s| s.contexts()).await {
-        Ok(contexts) => {
-            Json(contexts.iter().map(|(id, cwd)| context_json(id, cwd)).collect::<Vec<_>>()).into_response()
-        }
-        Err(e) => session_failed(e),
-    }
+pub(super) async fn list_contexts(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, Response> {
+    let entry = sandbox_of(&app, &headers).map_err(refused)?;
+    let contexts = entry.blocking(|s| s.contexts()).await.map_err(session_failed)?;
+    Ok(Json(contexts.iter().map(|(id, cwd)| context_json(id, cwd)).collect::<Vec<_>>()).into_response())
 }
 
 /// `DELETE /contexts/{id}`.
@@ -224,15 +212,10 @@ pub(super) async fn remove_context(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let entry = match sandbox_of(&app, &headers) {
-        Ok(entry) => entry,
-        Err(refusal) => return refused(refusal),
-    };
-    match entry.blocking(move |s| s.remove_context(&id)).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => session_failed(e),
-    }
+) -> Result<StatusCode, Response> {
+    let entry = sandbox_of(&app, &headers).map_err(refused)?;
+    entry.blocking(move |s| s.remove_context(&id)).await.map_err(session_failed)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /contexts/{id}/restart`: the context's variables are forgotten.
@@ -240,13 +223,8 @@ pub(super) async fn restart_context(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let entry = match sandbox_of(&app, &headers) {
-        Ok(entry) => entry,
-        Err(refusal) => return refused(refusal),
-    };
-    match entry.blocking(move |s| s.reset_context(&id)).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => session_failed(e),
-    }
+) -> Result<StatusCode, Response> {
+    let entry = sandbox_of(&app, &headers).map_err(refused)?;
+    entry.blocking(move |s| s.reset_context(&id)).await.map_err(session_failed)?;
+    Ok(StatusCode::NO_CONTENT)
 }
