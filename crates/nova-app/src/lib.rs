@@ -315,6 +315,16 @@ async fn attempt(
         _ = hand_back.cancelled() => Err(Interrupt::HandBack),
     };
     // Past this point the workflow's future is dropped: whatever it held is released.
+    // A workflow that learned of its cancellation or of its lost lease first ends as the heartbeat would;
+    // a failure says whether another attempt could help.
+    let outcome = match outcome {
+        Ok(Ok(result)) => Ok(Ok(result)),
+        Ok(Err(WorkflowError::Permanent(e))) => Ok(Err((e, false))),
+        Ok(Err(WorkflowError::Transient(e))) => Ok(Err((e, true))),
+        Ok(Err(WorkflowError::Canceled)) => Err(Interrupt::Canceled),
+        Ok(Err(WorkflowError::LeaseLost)) => Err(Interrupt::LeaseLost),
+        Err(interrupt) => Err(interrupt),
+    };
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(Interrupt::Canceled) => {
@@ -353,8 +363,8 @@ async fn attempt(
     let elapsed = started.elapsed();
     let recorded = match outcome {
         Ok(result) => completer.complete(job.id, token, result).await.map(|()| JobStatus::Succeeded),
-        Err(WorkflowError::Permanent(e)) => store.fail(job.id, token, &e, None).await,
-        Err(WorkflowError::Transient(e)) => {
+        Err((e, false)) => store.fail(job.id, token, &e, None).await,
+        Err((e, true)) => {
             let delay = backoff(attempt, token.as_uuid().as_u128() as u64);
             store.fail(job.id, token, &e, Some(delay)).await
         }

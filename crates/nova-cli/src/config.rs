@@ -200,6 +200,7 @@ settings! {
     llm_program_timeout_ms: u64 = "NOVA_LLM_PROGRAM_TIMEOUT_MS", Value("5000"), Plain;
     llm_task_timeout_secs: u64 = "NOVA_LLM_TASK_TIMEOUT_SECS", Value("60"), Plain;
     llm_auto_threshold: f64 = "NOVA_LLM_AUTO_THRESHOLD", Value("0.8"), Plain;
+    llm_context_tokens: u64 = "NOVA_LLM_CONTEXT_TOKENS", Value("32000"), Plain;
     llm_prices: String = "NOVA_LLM_PRICES", Unset("no prices (tokens are counted, not costed)"), Plain;
 }
 
@@ -755,6 +756,7 @@ mod tests {
         assert_eq!(default("llm_program_timeout_ms"), llm.program_timeout.as_millis().to_string());
         assert_eq!(default("llm_task_timeout_secs"), llm.task_timeout.as_secs().to_string());
         assert_eq!(default("llm_auto_threshold"), llm.auto_threshold.to_string());
+        assert_eq!(default("llm_context_tokens"), llm.context_tokens.to_string());
         // Bad or empty values are the defaults, and a time limit is at least a second, as before.
         let odd = |name: &str| match name {
             "NOVA_OCR_TIMEOUT_SECS" => Some("0".to_string()),

@@ -90,6 +90,8 @@ workflows! {
     /// A free-form task over documents: a model writes a program over their extracted data and text, the
     /// sandbox runs it, and the files it writes become the job's artifacts.
     TaskRun = "task.run", input TaskRunInput, takes "{\"prompt\": \"...\", \"document_ids\": [\"doc_...\"]}";
+    /// A model's answer to a prompt or a conversation, streamed into the job's event log as it is written.
+    LlmGenerate = "llm.generate", input crate::LlmGenerateInput, takes "{\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}";
 }
 
 /// What a workflow's input type says of itself beyond its shape: the checks its values must pass, and the
@@ -129,6 +131,17 @@ impl utoipa::PartialSchema for Workflow {
 }
 
 impl utoipa::ToSchema for Workflow {}
+
+impl Workflow {
+    /// The hard deadline of one attempt when the job gives none: a model writing a long answer takes many
+    /// minutes, where an extraction that runs past 15 has hung.
+    pub fn default_timeout_seconds(self) -> u64 {
+        match self {
+            Workflow::LlmGenerate => 3600,
+            _ => 900,
+        }
+    }
+}
 
 impl fmt::Display for Workflow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

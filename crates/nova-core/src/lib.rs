@@ -6,6 +6,7 @@
 pub mod correction;
 pub mod document;
 pub mod export;
+pub mod generate;
 pub mod ids;
 pub mod invoice;
 pub mod job;
@@ -16,6 +17,7 @@ pub mod review;
 pub mod testing;
 
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};
+pub use generate::{ChatMessage, ChatRole, LlmGenerateInput, Temperature};
 pub use ids::{
     ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, TenantId, WorkerId,
 };

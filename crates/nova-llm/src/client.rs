@@ -62,6 +62,9 @@ pub enum LlmError {
     NoMessage,
     #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
+    /// A streamed answer broke off, or the stream said why it stopped.
+    #[error("the model's streamed answer broke off: {0}")]
+    Stream(String),
 }
 
 impl LlmError {
@@ -71,6 +74,9 @@ impl LlmError {
             LlmError::Status { status, .. } => *status == 429 || *status >= 500,
             LlmError::Timeout(_) | LlmError::Connect(_) => true,
             LlmError::Decode(_) | LlmError::NoMessage | LlmError::Client(_) => false,
+            // A stream cut by the network is worth another try; one the provider ended with an error says so
+            // in a status first, which is read above.
+            LlmError::Stream(_) => true,
         }
     }
 
@@ -87,8 +93,11 @@ impl LlmError {
 #[derive(Clone)]
 pub struct ChatClient {
     http: reqwest::Client,
-    url: String,
-    config: LlmConfig,
+    /// For streamed answers, which may take as long as the model writes: no deadline on the whole request,
+    /// only on each wait for the next bytes (see `crate::stream`).
+    pub(crate) streaming: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) config: LlmConfig,
 }
 
 impl std::fmt::Debug for ChatClient {
@@ -141,8 +150,13 @@ impl ChatClient {
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(LlmError::Client)?;
+        let streaming = reqwest::Client::builder()
+            .read_timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(LlmError::Client)?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
-        Ok(ChatClient { http, url, config })
+        Ok(ChatClient { http, streaming, url, config })
     }
 
     pub fn config(&self) -> &LlmConfig {
@@ -153,11 +167,7 @@ impl ChatClient {
     pub async fn complete(&self, messages: &[Message]) -> Result<Completion, LlmError> {
         let body = ChatRequest { model: &self.config.model, messages, temperature: 0.0 };
         let requests = AtomicU32::new(0);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.config.min_backoff)
-            .with_max_delay(self.config.max_backoff)
-            .with_max_times(self.config.max_retries)
-            .with_jitter();
+        let backoff = self.backoff();
         let max_backoff = self.config.max_backoff;
         let result = (|| async {
             requests.fetch_add(1, Ordering::Relaxed);
@@ -171,7 +181,7 @@ impl ChatClient {
             warn!(error = %crate::error_chain(e), retry_in_ms = delay.as_millis() as u64, "model call failed; retrying")
         })
         .await;
-        self.record(&result);
+        self.record(result.as_ref().ok());
         let mut completion = result?;
         completion.requests = requests.load(Ordering::Relaxed);
         Ok(completion)
@@ -179,11 +189,11 @@ impl ChatClient {
 
     /// Counts one call (its retries included) in the process's metrics: by the configured model, its
     /// outcome, its tokens and, when the price table knows the model, its cost in millionths.
-    fn record(&self, result: &Result<Completion, LlmError>) {
+    pub(crate) fn record(&self, result: Option<&Completion>) {
         let model = self.config.model.clone();
-        let outcome = if result.is_ok() { "ok" } else { "error" };
+        let outcome = if result.is_some() { "ok" } else { "error" };
         metrics::counter!("nova_llm_calls_total", "model" => model.clone(), "outcome" => outcome).increment(1);
-        let Ok(completion) = result else { return };
+        let Some(completion) = result else { return };
         let (input, output) = (completion.input_tokens, completion.output_tokens);
         metrics::counter!("nova_llm_tokens_total", "model" => model.clone(), "direction" => "in").increment(input);
         metrics::counter!("nova_llm_tokens_total", "model" => model.clone(), "direction" => "out").increment(output);
@@ -194,8 +204,22 @@ impl ChatClient {
         }
     }
 
-    async fn send_once(&self, body: &ChatRequest<'_>) -> Result<Completion, LlmError> {
-        let mut request = self.http.post(&self.url).json(body);
+    /// The backoff of one call's retries, from the configuration.
+    pub(crate) fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.config.min_backoff)
+            .with_max_delay(self.config.max_backoff)
+            .with_max_times(self.config.max_retries)
+            .with_jitter()
+    }
+
+    /// Sends `body` through `http` with the configured key; an answer with an error status is an error.
+    pub(crate) async fn post(
+        &self,
+        http: &reqwest::Client,
+        body: &impl Serialize,
+    ) -> Result<reqwest::Response, LlmError> {
+        let mut request = http.post(&self.url).json(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose());
         }
@@ -211,6 +235,11 @@ impl ChatClient {
             let body = text.chars().take(ERROR_BODY_CHARS).collect();
             return Err(LlmError::Status { status: status.as_u16(), body, retry_after });
         }
+        Ok(response)
+    }
+
+    async fn send_once(&self, body: &ChatRequest<'_>) -> Result<Completion, LlmError> {
+        let response = self.post(&self.http, body).await?;
         let parsed: ChatResponse =
             response.json().await.map_err(
                 |e| {
@@ -232,7 +261,7 @@ impl ChatClient {
     }
 }
 
-fn transport_error(e: reqwest::Error) -> LlmError {
+pub(crate) fn transport_error(e: reqwest::Error) -> LlmError {
     if e.is_timeout() {
         LlmError::Timeout(e)
     } else {

@@ -43,6 +43,9 @@ pub struct LlmConfig {
     pub retire_after_failures: u32,
     /// What tokens cost, per model.
     pub prices: PriceTable,
+    /// The model's context window in tokens (`NOVA_LLM_CONTEXT_TOKENS`): `llm.generate` cuts the documents'
+    /// text to fit it beside the conversation and the answer.
+    pub context_tokens: u32,
 }
 
 impl LlmConfig {
@@ -63,6 +66,7 @@ impl LlmConfig {
             auto_threshold: nova_core::DEFAULT_CONFIDENCE_THRESHOLD,
             retire_after_failures: 3,
             prices: PriceTable::default(),
+            context_tokens: 32_000,
         }
     }
 
@@ -98,6 +102,9 @@ impl LlmConfig {
         }
         if let Some(v) = get("NOVA_LLM_AUTO_THRESHOLD") {
             config.auto_threshold = number("NOVA_LLM_AUTO_THRESHOLD", &v)?;
+        }
+        if let Some(v) = get("NOVA_LLM_CONTEXT_TOKENS") {
+            config.context_tokens = number("NOVA_LLM_CONTEXT_TOKENS", &v)?;
         }
         if let Some(v) = get("NOVA_LLM_PRICES") {
             config.prices = v.parse()?;

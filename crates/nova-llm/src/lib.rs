@@ -15,10 +15,12 @@
 pub mod client;
 pub mod config;
 pub mod extraction;
+pub mod generate;
 pub mod layout;
 pub mod program;
 pub mod prompt;
 pub mod strategy;
+pub mod stream;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -27,8 +29,10 @@ pub mod validate;
 pub use client::{ChatClient, Completion, LlmError, Message};
 pub use config::{ApiKey, ConfigError, LlmConfig, Price, PriceTable};
 pub use extraction::{Extraction, LlmExtractor, LoopError, Usage};
+pub use generate::{generate, ContextDocument, ContextUse, GenerateError, GenerateEvent, Generation};
 use nova_core::{Invoice, Strategy};
 pub use strategy::{apply, model_client, Applied, ApplyError, ModelClient};
+pub use stream::{ChatOptions, Streamed};
 pub use task::{TaskDocument, TaskError, TaskOutput, TaskRunner};
 
 pub(crate) use nova_core::error_chain;

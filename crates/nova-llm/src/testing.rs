@@ -28,6 +28,11 @@ pub enum Reply {
     Status(u16, Option<&'static str>),
     /// The program, after a delay.
     Slow(Duration, String),
+    /// A streamed answer (`"stream": true`) of these pieces, then a finish reason of `stop`.
+    Stream(Vec<String>),
+    /// A streamed answer of the first pieces, then, once the gate opens ([`Script::release`], or
+    /// `POST /release`), the others and `stop`.
+    Gated(Vec<String>, Vec<String>),
 }
 
 #[derive(Default)]
@@ -41,11 +46,20 @@ pub struct Script {
     pub requests: Mutex<Vec<Value>>,
     /// The `Authorization` header of the last chat request.
     pub authorization: Mutex<Option<String>>,
+    /// Opens the gates of [`Reply::Gated`] answers, one per release, in order.
+    gate: tokio::sync::Notify,
+    /// Streamed answers whose client went away before their end.
+    pub streams_dropped: AtomicUsize,
 }
 
 impl Script {
     pub fn push(&self, reply: Reply) {
         self.replies.lock().unwrap().push_back(reply);
+    }
+
+    /// Lets one [`Reply::Gated`] answer, waiting now or the next to wait, go on.
+    pub fn release(&self) {
+        self.gate.notify_one();
     }
 
     pub fn calls(&self) -> usize {
@@ -76,6 +90,7 @@ impl ModelServer {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/leak", get(leak))
+            .route("/release", post(release))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the model server");
         let addr = listener.local_addr().expect("its address");
@@ -111,6 +126,8 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(body):
             tokio::time::sleep(delay).await;
             completion(&code)
         }
+        Some(Reply::Stream(pieces)) => streamed(script, pieces, Vec::new(), false),
+        Some(Reply::Gated(before, after)) => streamed(script, before, after, true),
         Some(Reply::Status(status, retry_after)) => {
             let status = StatusCode::from_u16(status).expect("a status code");
             let mut response = (status, Json(json!({"error": {"message": "scripted failure"}}))).into_response();
@@ -133,6 +150,60 @@ fn completion(code: &str) -> Response {
         "usage": {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS},
     }))
     .into_response()
+}
+
+/// A streamed chat completion: `before`, then (when `gated`, once the gate opens) `after`, each piece a
+/// chunk, then the finish, the usage and `[DONE]`.
+fn streamed(script: Arc<Script>, before: Vec<String>, after: Vec<String>, gated: bool) -> Response {
+    /// Counts the stream as dropped unless it reached its end.
+    struct Watch {
+        script: Arc<Script>,
+        ended: bool,
+    }
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            if !self.ended {
+                self.script.streams_dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "scripted-model",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let mut first: Vec<String> = before.iter().map(|p| chunk(json!({"content": p}), Value::Null)).collect();
+    let mut rest: Vec<String> = after.iter().map(|p| chunk(json!({"content": p}), Value::Null)).collect();
+    let end = if gated { &mut rest } else { &mut first };
+    end.push(chunk(json!({}), json!("stop")));
+    let usage = json!({"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS});
+    end.push(format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    ));
+    end.push("data: [DONE]\n\n".to_string());
+    let watch = Watch { script, ended: false };
+    let state = (watch, first.into_iter(), rest.into_iter(), gated);
+    let body = futures::stream::unfold(state, |(mut watch, mut first, mut rest, mut gated)| async move {
+        let piece = match first.next() {
+            Some(piece) => piece,
+            None => {
+                if gated {
+                    watch.script.gate.notified().await;
+                    gated = false;
+                }
+                rest.next()?
+            }
+        };
+        watch.ended |= piece.starts_with("data: [DONE]");
+        Some((Ok::<_, std::convert::Infallible>(piece), (watch, first, rest, gated)))
+    });
+    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(body)).into_response()
+}
+
+async fn release(State(script): State<Arc<Script>>) -> StatusCode {
+    script.release();
+    StatusCode::NO_CONTENT
 }
 
 async fn leak(State(script): State<Arc<Script>>) -> &'static str {

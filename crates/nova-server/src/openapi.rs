@@ -22,8 +22,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, sandboxes, usage, versions,
-    webhooks,
+    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, responses, sandboxes, usage,
+    versions, webhooks,
 };
 use crate::AppState;
 
@@ -86,8 +86,17 @@ use crate::AppState;
         usage::usage,
         exports::invoices,
         queue::queue,
+        responses::create,
+        responses::retrieve,
+        responses::cancel,
     ),
-    components(schemas(ErrorBody, nova_core::InvoiceExtractInput, nova_core::TaskRunInput, nova_core::NoopInput)),
+    components(schemas(
+        ErrorBody,
+        nova_core::InvoiceExtractInput,
+        nova_core::TaskRunInput,
+        nova_core::NoopInput,
+        nova_core::LlmGenerateInput
+    )),
     modifiers(&V1Conventions, &MetricsPath),
     tags(
         (name = "meta", description = "Health and this document."),
@@ -99,6 +108,8 @@ use crate::AppState;
         (name = "programs", description = "Extraction programs a model wrote, one per document layout."),
         (name = "webhooks", description = "Signed job events sent to the URL a job names."),
         (name = "usage", description = "What the tenant's work used: model calls, tokens, cost, sandbox time."),
+        (name = "responses", description = "OpenAI's Responses API over `llm.generate` jobs: create in the \
+                                            background, poll, stream and resume, cancel."),
     )
 )]
 struct ApiDoc;

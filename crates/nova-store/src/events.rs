@@ -70,24 +70,51 @@ impl Store {
         token: AttemptToken,
         data: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        self.append_event(job, token, "progress", data).await.map(|_| ())
+    }
+
+    /// Appends an event of `kind` written by the attempt that holds `job` (an `llm.generate`'s `output`, say),
+    /// if it still holds it, and says whether the job's cancellation was asked for meanwhile: a workflow that
+    /// writes often learns of a cancellation sooner than from its heartbeat.
+    pub async fn append_event(
+        &self,
+        job: JobId,
+        token: AttemptToken,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<Appended, StoreError> {
         let now = to_millis(Utc::now());
         let mut tx = self.begin_write().await?;
         // The fenced write comes first: a SQLite transaction that reads before it writes cannot be upgraded
         // once another connection has written, and would fail at once instead of waiting its turn.
-        let seq: Option<i64> = sqlx::query_scalar(
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
             "UPDATE jobs SET event_seq = event_seq + 1, updated_at = $1
              WHERE id = $2 AND lease_token = $3 AND status = 'running'
-             RETURNING event_seq",
+             RETURNING event_seq, cancel_requested_at",
         )
         .bind(now)
         .bind(job.to_string())
         .bind(token.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let seq = seq.ok_or(StoreError::LeaseLost)?;
-        insert_event(&mut tx, &job.to_string(), seq, "progress", Some(data), now).await?;
+        let (seq, cancel) = row.ok_or(StoreError::LeaseLost)?;
+        insert_event(&mut tx, &job.to_string(), seq, kind, Some(data), now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Appended { seq: seq as u64, cancel_requested: cancel.is_some() })
+    }
+
+    /// Whether `job`'s cancellation was asked for, read by the attempt that holds it
+    /// ([`StoreError::LeaseLost`] when it no longer does): a workflow that waits on something slow (a model
+    /// that thinks before it writes) learns of a cancellation sooner than from its heartbeat.
+    pub async fn cancel_requested(&self, job: JobId, token: AttemptToken) -> Result<bool, StoreError> {
+        let row: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT cancel_requested_at FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+        )
+        .bind(job.to_string())
+        .bind(token.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|at| at.is_some()).ok_or(StoreError::LeaseLost)
     }
 
     /// Deletes jobs that finished more than `older_than` ago, with their attempts and events, at most
@@ -215,6 +242,15 @@ impl Store {
         out.push_str("--\n");
         Ok(())
     }
+}
+
+/// An event appended by [`Store::append_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its sequence number in the job's log.
+    pub seq: u64,
+    /// The job's cancellation has been asked for: the attempt should stop.
+    pub cancel_requested: bool,
 }
 
 /// What a read of a job's log found (`TenantStore::read_job_log`).

@@ -46,7 +46,7 @@ use tokio::sync::Notify;
 pub use artifacts::NewArtifact;
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
-pub use events::{JobLog, MAX_EVENTS_PER_READ};
+pub use events::{Appended, JobLog, MAX_EVENTS_PER_READ};
 pub use idempotency::{Idempotent, StoredResponse};
 pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
 pub use keys::{valid_given_key, valid_tenant_name, AddedKey, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};

@@ -8,11 +8,13 @@
 
 mod code_run;
 mod invoice_extract;
+mod llm_generate;
 mod noop;
 mod task_run;
 
 // Each workflow's result, as its job's `result` holds it (`code.run`'s is `nova_sandbox::spec::ExecutionOutcome`).
 pub use invoice_extract::InvoiceExtractOutput;
+pub use llm_generate::{LlmGenerateOutput, FLUSH_BYTES, FLUSH_EVERY};
 pub use noop::NoopOutput;
 pub use task_run::TaskRunOutput;
 
@@ -31,6 +33,10 @@ pub enum WorkflowError {
     Permanent(JobError),
     /// Something around the job failed (storage unavailable): worth another attempt.
     Transient(JobError),
+    /// The workflow learned that the job's cancellation was asked for, before the heartbeat did.
+    Canceled,
+    /// The workflow learned that its attempt no longer holds the job.
+    LeaseLost,
 }
 
 /// A running workflow's channel for progress reports, which land in the job's event log.
@@ -87,12 +93,36 @@ pub async fn execute(
         JobInput::Noop(input) => encode(noop::run(input, &cx).await),
         JobInput::CodeRun(input) => encode(code_run::run(input, &cx).await),
         JobInput::TaskRun(input) => encode(task_run::run(input, &cx).await),
+        JobInput::LlmGenerate(input) => encode(llm_generate::run(input, &cx).await),
     }
 }
 
 /// A workflow's typed output as the job's JSON result.
 fn encode<T: Serialize>(output: Result<T, WorkflowError>) -> Result<serde_json::Value, WorkflowError> {
     serde_json::to_value(output?).map_err(|_| WorkflowError::Permanent(internal("encoding the result")))
+}
+
+/// Document `id` of the job's tenant and what reading it found (its invoice and its text, OCR for scans, in
+/// one pass), read on a blocking thread.
+async fn read_document(
+    cx: &Context<'_>,
+    id: nova_core::DocumentId,
+) -> Result<(nova_core::DocumentMeta, Result<nova_extract::Read, JobError>), WorkflowError> {
+    let (meta, bytes) = match cx.store.tenant(cx.tenant).document_content(id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            let message = format!("document {id} does not exist");
+            return Err(WorkflowError::Permanent(JobError { code: "document_not_found".into(), message }));
+        }
+        Err(e) => {
+            tracing::error!(%id, error = %error_chain(&e), "reading a document failed");
+            return Err(WorkflowError::Transient(internal("reading the documents")));
+        }
+    };
+    let extractor = cx.services.extractor.clone();
+    let read = tokio::task::spawn_blocking(move || extractor.read(&bytes));
+    let read = read.await.map_err(|_| WorkflowError::Permanent(internal("reading a document")))?;
+    Ok((meta, read))
 }
 
 /// The error of a workflow that needs the sandbox on a worker that has none: another worker may have one.

@@ -4,9 +4,9 @@
 use nova_core::{Artifact, JobError, TaskRunInput, Workflow};
 use nova_store::NewArtifact;
 use serde::Serialize;
-use tracing::{error, warn};
+use tracing::warn;
 
-use super::{ai_error, llm_usage, record_usage, sandbox_unavailable, Context, Services, WorkflowError};
+use super::{ai_error, llm_usage, read_document, record_usage, sandbox_unavailable, Context, Services, WorkflowError};
 use crate::{error_chain, internal, SandboxHandle};
 
 /// The result of a `task.run` job.
@@ -27,7 +27,7 @@ pub struct TaskRunOutput {
 /// files stored as the job's artifacts. What the model and the sandbox used is recorded whatever the outcome.
 pub(super) async fn run(input: TaskRunInput, cx: &Context<'_>) -> Result<TaskRunOutput, WorkflowError> {
     let (store, tenant, progress) = (cx.store, cx.tenant, cx.progress);
-    let Services { extractor, sandbox, model } = cx.services;
+    let Services { sandbox, model, .. } = cx.services;
     let permanent = |code: &str, message: String| WorkflowError::Permanent(JobError { code: code.into(), message });
     let client = match model {
         Ok(Some(client)) => client.clone(),
@@ -41,18 +41,7 @@ pub(super) async fn run(input: TaskRunInput, cx: &Context<'_>) -> Result<TaskRun
     let mut documents = Vec::with_capacity(total);
     for (done, id) in input.document_ids.iter().enumerate() {
         progress.report(serde_json::json!({"step": "reading_documents", "done": done, "total": total})).await;
-        let (meta, bytes) = match store.tenant(tenant).document_content(*id).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Err(permanent("document_not_found", format!("document {id} does not exist"))),
-            Err(e) => {
-                error!(%id, error = %error_chain(&e), "reading a document failed");
-                return Err(WorkflowError::Transient(internal("reading the documents")));
-            }
-        };
-        // One pass over the document (one OCR of a scan) for both its invoice and its text.
-        let extractor = extractor.clone();
-        let read = tokio::task::spawn_blocking(move || extractor.read(&bytes));
-        let read = read.await.map_err(|_| WorkflowError::Permanent(internal("reading a document")))?;
+        let (meta, read) = read_document(cx, *id).await?;
         let (invoice, text, error) = match read {
             Ok(read) => (serde_json::to_value(read.invoice).ok(), read.text, None),
             Err(e) => (None, None, Some(format!("{}: {}", e.code, e.message))),

@@ -10,6 +10,7 @@ mod eval;
 mod exec;
 mod hostile;
 mod queue_crash;
+mod responses;
 mod sandboxes;
 mod schemathesis;
 mod topology;

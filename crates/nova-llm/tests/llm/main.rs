@@ -4,4 +4,5 @@
 
 mod common;
 mod extraction;
+mod generate;
 mod task;

@@ -69,6 +69,23 @@ pub async fn respond(
     if log.events.is_empty() && log.finished {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    let stream = follow(app, tenant, id, after, log, end).filter_map(|event| async move { message(&event) });
+    let stream = stream.map(Ok::<_, Infallible>);
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.config.event_keep_alive));
+    // Proxies that buffer responses (nginx) would hold the events back.
+    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
+}
+
+/// Job `id`'s events after `after`, live, from its first read `log`: read again every
+/// `event_poll_interval` while the job runs, ending after its final event or when `end` is cancelled.
+pub(super) fn follow(
+    app: &AppState,
+    tenant: &TenantStore,
+    id: JobId,
+    after: u64,
+    log: JobLog,
+    end: CancellationToken,
+) -> impl futures::Stream<Item = JobEvent> + Send + 'static {
     let mut follow = Follow {
         tenant: tenant.clone(),
         job: id,
@@ -80,10 +97,7 @@ pub async fn respond(
         end,
     };
     follow.absorb(log);
-    let stream = futures::stream::unfold(follow, Follow::next).map(Ok::<_, Infallible>);
-    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(app.config.event_keep_alive));
-    // Proxies that buffer responses (nginx) would hold the events back.
-    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse).into_response())
+    futures::stream::unfold(follow, Follow::next)
 }
 
 /// A stream's place in its job's log.
@@ -114,12 +128,11 @@ impl Follow {
         self.pending.extend(log.events);
     }
 
-    /// The next message, once there is one; `None` ends the stream.
-    async fn next(mut self) -> Option<(Event, Self)> {
+    /// The next event, once there is one; `None` ends the stream.
+    async fn next(mut self) -> Option<(JobEvent, Self)> {
         loop {
             if let Some(event) = self.pending.pop_front() {
-                let message = message(&event)?;
-                return Some((message, self));
+                return Some((event, self));
             }
             if self.complete {
                 return None;

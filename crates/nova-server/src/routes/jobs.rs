@@ -108,8 +108,7 @@ async fn create(
     if !(-1000..=1000).contains(&body.priority) {
         return Err(invalid("priority must be between -1000 and 1000".into()));
     }
-    let timeout = body.timeout_seconds.unwrap_or(900);
-    if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
+    if body.timeout_seconds.is_some_and(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(&t)) {
         return Err(invalid(format!("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")));
     }
     let max_attempts = body.max_attempts.unwrap_or(app.config.max_attempts);
@@ -135,9 +134,33 @@ async fn create(
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
+    let new = NewJob {
+        max_attempts,
+        priority: body.priority,
+        run_at: body.run_at,
+        timeout: Duration::from_secs(body.timeout_seconds.unwrap_or(workflow.default_timeout_seconds())),
+        queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
+        idempotency_key,
+        webhook,
+        request_id: crate::request_id::of(&headers),
+        ..NewJob::new(workflow, body.input)
+    };
+    let enqueued = submit(&app, &tenant, new).await?;
+    // A replay answers as the first request did.
+    Ok((StatusCode::ACCEPTED, Json(enqueued.job)))
+}
+
+/// Checks `new`'s input against its workflow (the documents it names must be the tenant's) and the tenant's
+/// cap on unfinished jobs, then queues it: what `POST /v1/jobs` and the surfaces mapped onto jobs
+/// (`/v1/responses`) share.
+pub(super) async fn submit(
+    app: &AppState,
+    tenant: &nova_store::TenantStore,
+    new: NewJob,
+) -> Result<nova_store::Enqueued, ApiError> {
     // Parsed here, at the edge; the store keeps the input as the client sent it (so a job shows what was
     // submitted, and a retried Idempotency-Key compares like with like), which the worker reads back as this type.
-    let input = JobInput::parse(workflow, &body.input)
+    let input = JobInput::parse(new.workflow, &new.input)
         .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
     for id in input.document_ids() {
         if tenant.get_document(id).await?.is_none() {
@@ -156,17 +179,6 @@ async fn create(
             });
         }
     }
-    let new = NewJob {
-        max_attempts,
-        priority: body.priority,
-        run_at: body.run_at,
-        timeout: Duration::from_secs(timeout),
-        queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
-        idempotency_key,
-        webhook,
-        request_id: crate::request_id::of(&headers),
-        ..NewJob::new(workflow, body.input)
-    };
     let enqueued = tenant.enqueue(new).await.map_err(|e| match e {
         StoreError::IdempotencyConflict(existing) => ApiError::Conflict {
             code: "idempotency_conflict",
@@ -180,8 +192,7 @@ async fn create(
     if enqueued.created {
         app.wake_workers.notify_one();
     }
-    // A replay answers as the first request did.
-    Ok((StatusCode::ACCEPTED, Json(enqueued.job)))
+    Ok(enqueued)
 }
 
 /// A job's webhook as given: its URL checked, its event types known and distinct.
@@ -211,7 +222,7 @@ fn webhook(hook: WebhookRequest, allow: &AllowList) -> Result<JobWebhook, ApiErr
 }
 
 /// The `Idempotency-Key` header, if any: printable ASCII, at most 255 characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     match value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_string())),

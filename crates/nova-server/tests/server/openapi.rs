@@ -61,6 +61,9 @@ const ROUTES: &[&str] = &[
     "GET /v1/usage",
     "GET /v1/exports/invoices",
     "GET /v1/queue",
+    "POST /v1/responses",
+    "GET /v1/responses/{id}",
+    "POST /v1/responses/{id}/cancel",
 ];
 
 async fn document(app: &TestApp) -> Value {

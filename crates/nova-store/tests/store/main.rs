@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod blob_s3;
+mod events;
 mod lists;
 mod programs;
 mod queue;
