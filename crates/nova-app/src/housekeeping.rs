@@ -1,6 +1,6 @@
 //! The upkeep of the stored state, and the work that runs beside the queue in every NOVA process that is
-//! given a store: [`spawn`] starts the webhook dispatcher ([`crate::webhooks::run`]) and [`run`], the
-//! housekeeping. `nova serve` (with or without workers) and `nova worker` both start them, so a deployment of
+//! given a store: [`spawn`] starts the webhook dispatcher ([`crate::webhooks::run`]), the scheduler
+//! ([`crate::schedules::run`]) and [`run`], the housekeeping. `nova serve` (with or without workers) and `nova worker` both start them, so a deployment of
 //! API processes with `--workers 0` and separate workers sends its webhooks and keeps its retention whichever
 //! processes it runs. Several processes share them safely: webhook messages are leased from the outbox one
 //! sender at a time, and a deletion another process repeats finds nothing left. Every deletion goes in bounded
@@ -41,15 +41,17 @@ impl Default for HousekeepingConfig {
 /// How long delivered and dead webhook messages are kept.
 const DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Starts the webhook dispatcher and the housekeeping on the current runtime; both stop at `shutdown`.
+/// Starts the webhook dispatcher, the scheduler and the housekeeping on the current runtime; all stop at
+/// `shutdown`.
 pub fn spawn(
     store: &Store,
     webhooks: WebhookConfig,
     housekeeping: HousekeepingConfig,
     shutdown: &CancellationToken,
-) -> [JoinHandle<()>; 2] {
+) -> [JoinHandle<()>; 3] {
     [
         tokio::spawn(crate::webhooks::run(store.clone(), webhooks, shutdown.clone())),
+        tokio::spawn(crate::schedules::run(store.clone(), shutdown.clone())),
         tokio::spawn(run(store.clone(), housekeeping, shutdown.clone())),
     ]
 }

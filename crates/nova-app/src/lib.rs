@@ -13,6 +13,7 @@ pub mod engines;
 pub mod extraction;
 pub mod housekeeping;
 pub mod sandboxes;
+pub mod schedules;
 pub mod webhooks;
 pub mod workflows;
 

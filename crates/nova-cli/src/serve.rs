@@ -214,7 +214,7 @@ impl BackgroundArgs {
 }
 
 /// The running webhook dispatcher and housekeeping.
-pub struct Background([tokio::task::JoinHandle<()>; 2]);
+pub struct Background([tokio::task::JoinHandle<()>; 3]);
 
 impl Background {
     /// Waits (a few seconds at most) for the dispatcher and the housekeeping to see the shutdown and end what

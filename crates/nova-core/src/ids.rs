@@ -139,6 +139,10 @@ prefixed_id!(
     /// A webhook message: the `webhook-id` a receiver deduplicates by, the same on every attempt.
     MessageId, "msg_", "webhook message"
 );
+prefixed_id!(
+    /// A schedule: a cron expression that enqueues a job at each of its times.
+    ScheduleId, "sch_", "schedule"
+);
 
 impl TenantId {
     /// The tenant of a server without API keys (loopback only), and of everything stored before tenants

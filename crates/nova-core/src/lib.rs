@@ -13,13 +13,15 @@ pub mod job;
 pub mod net;
 pub mod program;
 pub mod review;
+pub mod schedule;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};
 pub use generate::{ChatMessage, ChatRole, LlmGenerateInput, Temperature};
 pub use ids::{
-    ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, TenantId, WorkerId,
+    ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, ScheduleId, TenantId,
+    WorkerId,
 };
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{
@@ -28,6 +30,7 @@ pub use job::{
 };
 pub use program::{ProgramSpec, SpecFile, SpecLimits};
 pub use review::{review, sums, Review, ReviewReason, Sum, Why, DEFAULT_CONFIDENCE_THRESHOLD};
+pub use schedule::{CronSchedule, MissedPolicy, Schedule, ScheduleError};
 
 /// An error with its sources on one line, `outer: inner: root`, for logs and job records.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -22,8 +22,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, responses, sandboxes, usage,
-    versions, webhooks,
+    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, responses, sandboxes,
+    schedules, usage, versions, webhooks,
 };
 use crate::AppState;
 
@@ -89,6 +89,12 @@ use crate::AppState;
         responses::create,
         responses::retrieve,
         responses::cancel,
+        schedules::create,
+        schedules::list,
+        schedules::show,
+        schedules::pause,
+        schedules::resume,
+        schedules::delete,
     ),
     components(schemas(
         ErrorBody,
@@ -108,6 +114,7 @@ use crate::AppState;
         (name = "programs", description = "Extraction programs a model wrote, one per document layout."),
         (name = "webhooks", description = "Signed job events sent to the URL a job names."),
         (name = "usage", description = "What the tenant's work used: model calls, tokens, cost, sandbox time."),
+        (name = "schedules", description = "Cron schedules that enqueue a job at each of their times."),
         (name = "responses", description = "OpenAI's Responses API over `llm.generate` jobs: create in the \
                                             background, poll, stream and resume, cancel."),
     )

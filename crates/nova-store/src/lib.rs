@@ -21,6 +21,7 @@ mod keys;
 mod lists;
 mod programs;
 mod retention;
+mod schedules;
 #[doc(hidden)]
 pub mod scratch;
 mod stats;
@@ -53,6 +54,7 @@ pub use keys::{valid_given_key, valid_tenant_name, AddedKey, KeyInfo, KeyOwner, 
 pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
 pub use retention::Pruned;
+pub use schedules::{DueSchedule, NewSchedule, MAX_SCHEDULES_PER_TENANT};
 pub use stats::{QueueStats, WorkflowQueue};
 pub use tenant::TenantStore;
 pub use usage::{UsageDelta, UsageRow};
@@ -99,6 +101,9 @@ pub enum StoreError {
     /// Another version of the result was stored since the one a correction was based on.
     #[error("version {0} of this result exists already: read the latest version and correct that")]
     VersionConflict(u32),
+    /// The tenant holds as many of these as it may (schedules).
+    #[error("the tenant holds {0}, its limit")]
+    LimitReached(u64),
     /// A row holds a value this version cannot read (a corrupt or newer database).
     #[error("unreadable stored value: {0}")]
     Corrupt(String),

@@ -5,3 +5,4 @@ mod attempts;
 mod common;
 mod ocr;
 mod render;
+mod schedules;

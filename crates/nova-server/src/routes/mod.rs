@@ -14,6 +14,7 @@ pub(crate) mod programs;
 pub(crate) mod queue;
 pub(crate) mod responses;
 pub(crate) mod sandboxes;
+pub(crate) mod schedules;
 pub(crate) mod usage;
 pub(crate) mod versions;
 pub(crate) mod webhooks;
@@ -50,6 +51,7 @@ pub fn router(state: AppState, streams_end: CancellationToken, docs: Router<AppS
         .merge(exports::router())
         .merge(queue::router())
         .merge(responses::router())
+        .merge(schedules::router())
         .merge(page_images::router())
         .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
@@ -96,6 +98,7 @@ fn not_found(what: &'static str, id: &str) -> ApiError {
     let code = match what {
         "document" => "document_not_found",
         "webhook message" => "delivery_not_found",
+        "schedule" => "schedule_not_found",
         _ => "job_not_found",
     };
     let shown: String = id.chars().take(80).collect();

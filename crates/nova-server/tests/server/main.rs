@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod programs;
 mod review;
+mod schedules;
 mod tenancy;
 mod usage;
 mod webhooks;

@@ -64,6 +64,12 @@ const ROUTES: &[&str] = &[
     "POST /v1/responses",
     "GET /v1/responses/{id}",
     "POST /v1/responses/{id}/cancel",
+    "POST /v1/schedules",
+    "GET /v1/schedules",
+    "GET /v1/schedules/{id}",
+    "DELETE /v1/schedules/{id}",
+    "POST /v1/schedules/{id}/pause",
+    "POST /v1/schedules/{id}/resume",
 ];
 
 async fn document(app: &TestApp) -> Value {
