@@ -14,6 +14,7 @@
 mod artifacts;
 mod blob;
 mod documents;
+mod enqueue;
 mod events;
 mod idempotency;
 mod jobs;
@@ -46,6 +47,7 @@ use tokio::sync::Notify;
 pub use artifacts::NewArtifact;
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
+pub use enqueue::MAX_GROUP;
 pub use events::{JobLog, MAX_EVENTS_PER_READ};
 pub use idempotency::{Idempotent, StoredResponse};
 pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
@@ -81,6 +83,9 @@ pub enum StoreError {
     /// The attempt's lease was taken over (it lapsed, or the job was released): the write was refused.
     #[error("the attempt no longer holds the job's lease")]
     LeaseLost,
+    /// A job holds a value the database cannot store (the check made before a job joins a group commit).
+    #[error("the job cannot be stored: {0}")]
+    InvalidJob(String),
     /// The idempotency key is taken by this job, which has another workflow or input.
     #[error("the idempotency key is already used by job {0}, with a different workflow or input")]
     IdempotencyConflict(nova_core::JobId),
@@ -129,6 +134,8 @@ pub struct Store {
     /// An API key was seen to exist. Keys are revoked, never deleted, so once true this stays true and
     /// [`Store::keys_exist`] needs no more queries (a request without a key is refused without one).
     keys_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// The committer this store's enqueues go through, when it was made with [`Store::with_group_commit`].
+    group: Option<enqueue::GroupCommit>,
 }
 
 /// A write transaction, holding this process's write turn on SQLite until it ends. Derefs to the
@@ -224,7 +231,7 @@ impl Store {
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
         let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default() })
+        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default(), group: None })
     }
 
     /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod blob_s3;
+mod group_commit;
 mod lists;
 mod programs;
 mod queue;
