@@ -18,6 +18,7 @@ mod enqueue;
 mod events;
 mod idempotency;
 mod jobs;
+mod key_lookups;
 mod keys;
 mod lists;
 mod programs;
@@ -136,6 +137,9 @@ pub struct Store {
     keys_seen: Arc<std::sync::atomic::AtomicBool>,
     /// The committer this store's enqueues go through, when it was made with [`Store::with_group_commit`].
     group: Option<enqueue::GroupCommit>,
+    /// The task this store's key lookups go through, when it was made with
+    /// [`Store::with_grouped_key_lookups`].
+    lookups: Option<key_lookups::KeyLookups>,
 }
 
 /// A write transaction, holding this process's write turn on SQLite until it ends. Derefs to the
@@ -231,7 +235,7 @@ impl Store {
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
         let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default(), group: None })
+        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default(), group: None, lookups: None })
     }
 
     /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one

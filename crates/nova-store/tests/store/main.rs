@@ -4,6 +4,7 @@
 mod artifacts;
 mod blob_s3;
 mod group_commit;
+mod key_lookups;
 mod lists;
 mod programs;
 mod queue;
