@@ -112,7 +112,11 @@ async fn an_invalid_job_fails_alone_and_its_group_is_stored(b: Backend) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20 {
         let store = store.clone();
-        let job = if i == 7 { NewJob { request_id: Some("bad\0id".into()), ..noop(json!({})) } } else { noop(json!({"i": i})) };
+        let job = if i == 7 {
+            NewJob { request_id: Some("bad\0id".into()), ..noop(json!({})) }
+        } else {
+            noop(json!({"i": i}))
+        };
         tasks.spawn(async move { (i, store.enqueue(job).await) });
     }
     while let Some(done) = tasks.join_next().await {
@@ -122,7 +126,8 @@ async fn an_invalid_job_fails_alone_and_its_group_is_stored(b: Backend) {
     assert_eq!(counts(&f).await, (21, 21, 1));
 }
 
-/// Enqueues `n` jobs from `n` concurrent tasks through `store`; the answers, in no particular order.
+/// Enqueues `jobs` through `store`, each from a task of its own, all at once; the answers, in no particular
+/// order.
 async fn enqueue_concurrently(store: &Store, jobs: impl Iterator<Item = NewJob>) -> Vec<Result<Enqueued, StoreError>> {
     let mut tasks = tokio::task::JoinSet::new();
     for job in jobs {
