@@ -5,8 +5,8 @@
 //! ([`insert_jobs`]), and on PostgreSQL one `pg_notify` for the group. A group of one is what a lone
 //! [`Store::enqueue`] writes.
 //!
-//! A store made with [`Store::with_group_commit`] sends its enqueues to a committer task instead, which
-//! writes every enqueue that arrived since its last commit as one group, in one transaction, and answers
+//! A store made with [`Store::with_group_commit`] sends its enqueues to a committer task instead (a few on
+//! PostgreSQL: see [`committers`]), which writes every enqueue that arrived since its last commit as one group, in one transaction, and answers
 //! each caller only after that commit: a server's concurrent submissions then share one commit (and one
 //! write turn on SQLite) where each used to pay its own. An idle committer writes each enqueue at once, a
 //! group of one, so nobody waits for company.
@@ -36,8 +36,9 @@ use crate::{from_millis, parse_stored, to_millis, Dialect, Enqueued, NewJob, Sto
 /// The most jobs one group commit writes; more waiting go in the next.
 pub const MAX_GROUP: usize = 1024;
 
-/// The committer of a store made with [`Store::with_group_commit`]. Cheap to clone; the committer ends when
-/// the last clone is dropped, or at [`Store::end_group_commit`].
+/// The committers of a store made with [`Store::with_group_commit`] (one on SQLite, a few on PostgreSQL: see
+/// [`committers`]). Cheap to clone; the committers end when the last clone is dropped, or at
+/// [`Store::end_group_commit`].
 #[derive(Clone)]
 pub(crate) struct GroupCommit {
     queue: mpsc::UnboundedSender<Request>,
@@ -111,7 +112,7 @@ impl Store {
     pub fn with_group_commit(self) -> Store {
         let (queue, requests) = mpsc::unbounded_channel();
         // The committer's own store writes directly: it holds no sender, so it ends with the last clone.
-        tokio::spawn(commit_groups(Store { group: None, ..self.clone() }, requests));
+        spawn_committers(Store { group: None, ..self.clone() }, requests);
         Store { group: Some(GroupCommit { queue }), ..self }
     }
 
@@ -195,21 +196,47 @@ impl GroupCommit {
     }
 }
 
-/// The committer: takes whatever enqueues have arrived (up to [`MAX_GROUP`]), writes them in one
-/// transaction, answers each, and starts again; ends when every sender is gone or at [`Request::End`].
-async fn commit_groups(store: Store, mut requests: mpsc::UnboundedReceiver<Request>) {
+/// Committers of one store that write at once: on PostgreSQL a group's commit mostly waits for its WAL to
+/// reach the disk, and the groups of several committers share that wait (the server flushes the commits that
+/// came together at once), so a second group gathers and writes while the first one's flush runs. SQLite
+/// has one writer at a time, so a second committer would only split the groups.
+fn committers(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Sqlite => 1,
+        Dialect::Postgres => 4,
+    }
+}
+
+/// Starts the committers of `store` on the queue `requests`.
+fn spawn_committers(store: Store, requests: mpsc::UnboundedReceiver<Request>) {
+    let requests = std::sync::Arc::new(tokio::sync::Mutex::new(requests));
+    for _ in 0..committers(store.dialect) {
+        tokio::spawn(commit_groups(store.clone(), requests.clone()));
+    }
+}
+
+/// A committer: takes whatever enqueues have arrived (up to [`MAX_GROUP`]), writes them in one transaction,
+/// answers each, and starts again; ends when every sender is gone or at [`Request::End`]. Committers of one
+/// queue take turns at gathering, not at writing.
+async fn commit_groups(store: Store, requests: std::sync::Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>>) {
     let mut arrived = Vec::with_capacity(MAX_GROUP);
-    while requests.recv_many(&mut arrived, MAX_GROUP).await > 0 {
-        let mut group = Vec::with_capacity(arrived.len());
-        let mut replies = Vec::with_capacity(arrived.len());
-        for request in arrived.drain(..) {
-            match request {
-                Request::Job { job, reply } => {
-                    group.push(job);
-                    replies.push(reply);
+    loop {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut replies = Vec::with_capacity(MAX_GROUP);
+        {
+            let mut requests = requests.lock().await;
+            if requests.recv_many(&mut arrived, MAX_GROUP).await == 0 {
+                return;
+            }
+            for request in arrived.drain(..) {
+                match request {
+                    Request::Job { job, reply } => {
+                        group.push(job);
+                        replies.push(reply);
+                    }
+                    // New senders now fail (and write their own transaction); what was queued is still received.
+                    Request::End => requests.close(),
                 }
-                // New senders now fail (and write their own transaction); what was queued is still received.
-                Request::End => requests.close(),
             }
         }
         match store.write_group(&group).await {
@@ -235,9 +262,12 @@ async fn commit_groups(store: Store, mut requests: mpsc::UnboundedReceiver<Reque
 /// fail its group's transaction, and gives it its id and `run_at`.
 fn check(new: NewJob) -> Result<Checked, StoreError> {
     // PostgreSQL's text cannot hold NUL; SQLite's can. Refused on both, so both store the same jobs.
-    let texts = [new.idempotency_key.as_deref(), new.request_id.as_deref(), new.webhook.as_ref().map(|h| h.url.as_str())];
+    let texts =
+        [new.idempotency_key.as_deref(), new.request_id.as_deref(), new.webhook.as_ref().map(|h| h.url.as_str())];
     if texts.into_iter().flatten().any(|t| t.contains('\0')) {
-        return Err(StoreError::InvalidJob("a job's idempotency key, request id and webhook URL cannot hold NUL".into()));
+        return Err(StoreError::InvalidJob(
+            "a job's idempotency key, request id and webhook URL cannot hold NUL".into(),
+        ));
     }
     let run_at = new.run_at.map_or_else(|| to_millis(Utc::now()), to_millis);
     Ok(Checked { id: JobId::new(), run_at, run_at_time: from_millis(run_at)?, new })
