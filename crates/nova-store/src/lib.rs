@@ -235,7 +235,16 @@ impl Store {
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
         let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default(), group: None, lookups: None })
+        Ok(Self {
+            pool,
+            dialect,
+            blobs,
+            database_url: database_url.into(),
+            write_turn,
+            keys_seen: Default::default(),
+            group: None,
+            lookups: None,
+        })
     }
 
     /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one

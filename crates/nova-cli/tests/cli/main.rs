@@ -12,4 +12,5 @@ mod hostile;
 mod queue_crash;
 mod sandboxes;
 mod schemathesis;
+mod submit_crash;
 mod topology;
