@@ -46,7 +46,7 @@ pub(crate) struct GroupCommit {
 
 enum Request {
     /// A job to write; the reply hands it back with what became of it.
-    Job { job: Checked, reply: oneshot::Sender<(Checked, Result<Written, StoreError>)> },
+    Job { job: Box<Checked>, reply: oneshot::Sender<(Checked, Result<Written, StoreError>)> },
     /// Commit what is queued, then stop taking requests.
     End,
 }
@@ -65,7 +65,7 @@ pub(crate) struct Checked {
 #[derive(Debug)]
 pub(crate) enum Written {
     /// The job was stored.
-    Stored(Job),
+    Stored(Box<Job>),
     /// The tenant's idempotency key was taken (before, or by an earlier job of the group): nothing stored.
     KeyTaken,
 }
@@ -153,7 +153,7 @@ impl Store {
         Ok(jobs
             .iter()
             .map(|job| match stored.remove(&job.id.to_string()) {
-                Some(row) => job_from_row(&row, Vec::new()).map(Written::Stored),
+                Some(row) => job_from_row(&row, Vec::new()).map(|job| Written::Stored(Box::new(job))),
                 None => Ok(Written::KeyTaken),
             })
             .collect())
@@ -162,7 +162,7 @@ impl Store {
     /// The caller's answer: the job stored, or the job that holds its idempotency key.
     async fn answer(&self, job: &Checked, written: Written) -> Result<Enqueued, StoreError> {
         let key = match written {
-            Written::Stored(stored) => return Ok(Enqueued { job: stored, created: true }),
+            Written::Stored(stored) => return Ok(Enqueued { job: *stored, created: true }),
             Written::KeyTaken => job.new.idempotency_key.as_deref().unwrap_or_default(),
         };
         let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2")
@@ -185,10 +185,11 @@ impl GroupCommit {
     /// Hands `job` to the committer and waits for its commit; the job comes back with what became of it.
     async fn write(&self, store: &Store, job: Checked) -> Result<(Checked, Result<Written, StoreError>), StoreError> {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Request::Job { job, .. })) = self.queue.send(Request::Job { job, reply }) {
+        let request = Request::Job { job: Box::new(job), reply };
+        if let Err(mpsc::error::SendError(Request::Job { job, .. })) = self.queue.send(request) {
             // The committer has ended (shutdown, or its runtime is gone): this job writes its own transaction.
             let written = store.write_one(&job).await;
-            return Ok((job, written));
+            return Ok((*job, written));
         }
         // Dropped unanswered (the runtime is shutting down mid-commit): whether the job was stored is unknown,
         // so the caller is told it failed, never that it succeeded.
@@ -231,7 +232,7 @@ async fn commit_groups(store: Store, requests: std::sync::Arc<tokio::sync::Mutex
             for request in arrived.drain(..) {
                 match request {
                     Request::Job { job, reply } => {
-                        group.push(job);
+                        group.push(*job);
                         replies.push(reply);
                     }
                     // New senders now fail (and write their own transaction); what was queued is still received.
