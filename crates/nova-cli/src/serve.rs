@@ -342,7 +342,9 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
     let sandboxes = sandbox.clone().map(|jail| Sandboxes::new(jail, store.clone(), args.sandboxes.config()));
     let reaper = sandboxes.as_ref().ok().map(|s| s.spawn_reaper(shutdown.clone()));
     let state = AppState {
-        store: store.clone().into(),
+        // Submissions share transactions (the committer writes every enqueue waiting since its last commit),
+        // and the key lookups of concurrent requests share a query.
+        store: store.clone().with_group_commit().with_grouped_key_lookups().into(),
         config: std::sync::Arc::new(ServerConfig {
             max_upload_bytes: args.max_upload_mb * 1024 * 1024,
             rate_limit: args.rate_limit.0,

@@ -209,89 +209,7 @@ pub(crate) fn expire_sql(dialect: Dialect) -> String {
     )
 }
 
-/// A job's row, unless its tenant's idempotency key is taken (a macro, so that [`ENQUEUE_SQLITE_SQL`] can
-/// extend the text).
-macro_rules! enqueue_sql {
-    () => {
-        "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
-                           run_at, created_at, updated_at, event_seq, start_by, tenant_id, request_id)
-         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9, 1, $10, $11, $12)
-         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING *"
-    };
-}
-const ENQUEUE_SQL: &str = enqueue_sql!();
-
-/// On SQLite, the job's row and, in the same query, its event 1 (`queued`, data `$13`), written only when the
-/// row is there (not when the idempotency key was taken). SQLite binds `$N` by number across the statements
-/// of one query, so the pair costs one round trip to the connection's thread instead of two.
-const ENQUEUE_SQLITE_SQL: &str = concat!(
-    enqueue_sql!(),
-    ";
-     INSERT INTO job_events (job_id, seq, at, kind, data)
-     SELECT $1, 1, $9, 'queued', $13 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)"
-);
-
 impl Store {
-    /// Queues a job for its tenant. With an idempotency key already in use by the tenant, returns that job
-    /// when its workflow and input are the same, and [`StoreError::IdempotencyConflict`] when they differ.
-    pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StoreError> {
-        let id = JobId::new().to_string();
-        let now = to_millis(Utc::now());
-        let run_at = new.run_at.map_or(now, to_millis);
-        let queued = serde_json::json!({"workflow": new.workflow, "run_at": from_millis(run_at)?});
-        let sqlite = self.dialect == Dialect::Sqlite;
-        let mut tx = self.begin_write().await?;
-        // The job's first event (`queued`, number 1) is counted in the insert itself.
-        let mut insert = sqlx::query(if sqlite { ENQUEUE_SQLITE_SQL } else { ENQUEUE_SQL })
-            .bind(&id)
-            .bind(new.workflow.as_str())
-            .bind(new.input.to_string())
-            .bind(new.priority)
-            .bind(i64::from(new.max_attempts.max(1)))
-            .bind(new.timeout.as_millis().min(i64::MAX as u128) as i64)
-            .bind(&new.idempotency_key)
-            .bind(run_at)
-            .bind(now)
-            .bind(new.queue_timeout.map(|t| run_at.saturating_add(t.as_millis().min(i64::MAX as u128) as i64)))
-            .bind(new.tenant.to_string())
-            .bind(&new.request_id);
-        if sqlite {
-            insert = insert.bind(queued.to_string());
-        }
-        // All rows, so that SQLite runs the query's second statement too; there is one row or none.
-        let inserted = insert.fetch_all(&mut *tx).await?.into_iter().next();
-        if let Some(row) = inserted {
-            if !sqlite {
-                insert_event(&mut tx, &id, 1, "queued", Some(&queued), now).await?;
-            }
-            if let Some(hook) = &new.webhook {
-                crate::webhooks::insert_webhook(&mut tx, &id, new.tenant, hook).await?;
-            }
-            if self.dialect == Dialect::Postgres {
-                // Delivered when the transaction commits, never for a job that was not stored.
-                sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            return Ok(Enqueued { job: job_from_row(&row, Vec::new())?, created: true });
-        }
-        tx.commit().await?;
-        let key = new.idempotency_key.as_deref().unwrap_or_default();
-        let existing: String = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2")
-            .bind(new.tenant.to_string())
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await?;
-        let existing = self
-            .get_job(parse_stored("job id", &existing)?)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a job vanished while its idempotency key was looked up".into()))?;
-        if existing.workflow != new.workflow || existing.input != new.input {
-            return Err(StoreError::IdempotencyConflict(existing.id));
-        }
-        Ok(Enqueued { job: existing, created: false })
-    }
-
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.get_one_job(id, None).await
     }
@@ -808,7 +726,7 @@ pub(crate) fn complete_attempts_sql(dialect: Dialect) -> String {
 
 /// How [`json_rows`] reads a field.
 #[derive(Clone, Copy)]
-enum Col {
+pub(crate) enum Col {
     Text,
     BigInt,
 }
@@ -820,7 +738,7 @@ pub(crate) fn json_array(items: impl Iterator<Item = serde_json::Value>) -> Stri
 
 /// A `SELECT` with one row per element of the JSON array of objects bound to `$param`, one column per
 /// field: how a statement takes a whole batch in one parameter on both backends.
-fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
+pub(crate) fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
     let columns: Vec<String> = fields
         .iter()
         .map(|(name, col)| match (dialect, col) {

@@ -196,33 +196,21 @@ impl Store {
         if self.keys_seen.load(Ordering::Relaxed) {
             return Ok(true);
         }
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM api_keys LIMIT 1").fetch_optional(&self.pool).await?;
-        if found.is_some() {
+        let found = self.any_key_stored().await?;
+        if found {
             self.keys_seen.store(true, Ordering::Relaxed);
         }
-        Ok(found.is_some())
+        Ok(found)
     }
 
-    /// The owner of `secret` when it is a key that was made here and not revoked: one lookup of the hash's
-    /// unique index, every request, so a key made or revoked by another process counts at once.
+    /// The owner of `secret` when it is a key that was made here and not revoked: a lookup of the hash's
+    /// unique index, every request (answered with other requests' lookups of the moment on a store made with
+    /// [`Store::with_grouped_key_lookups`]), so a key made or revoked by another process counts at once.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<KeyOwner>, StoreError> {
         if !secret.starts_with(KEY_PREFIX) || secret.len() > 200 {
             return Ok(None);
         }
-        let row = sqlx::query(
-            "SELECT k.id, k.tenant_id, t.rate_limit FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-             WHERE k.hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(hash_key(secret))
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(KeyOwner {
-            key: parse_stored("key id", &row.try_get::<String, _>("id")?)?,
-            tenant: parse_stored("tenant id", &row.try_get::<String, _>("tenant_id")?)?,
-            rate_limit: row.try_get("rate_limit")?,
-        }))
+        self.key_owner(hash_key(secret)).await
     }
 }
 

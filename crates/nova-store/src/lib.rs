@@ -14,9 +14,11 @@
 mod artifacts;
 mod blob;
 mod documents;
+mod enqueue;
 mod events;
 mod idempotency;
 mod jobs;
+mod key_lookups;
 mod keys;
 mod lists;
 mod programs;
@@ -47,6 +49,7 @@ use tokio::sync::Notify;
 pub use artifacts::NewArtifact;
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
+pub use enqueue::MAX_GROUP;
 pub use events::{Appended, JobLog, MAX_EVENTS_PER_READ};
 pub use idempotency::{Idempotent, StoredResponse};
 pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
@@ -83,6 +86,9 @@ pub enum StoreError {
     /// The attempt's lease was taken over (it lapsed, or the job was released): the write was refused.
     #[error("the attempt no longer holds the job's lease")]
     LeaseLost,
+    /// A job holds a value the database cannot store (the check made before a job joins a group commit).
+    #[error("the job cannot be stored: {0}")]
+    InvalidJob(String),
     /// The idempotency key is taken by this job, which has another workflow or input.
     #[error("the idempotency key is already used by job {0}, with a different workflow or input")]
     IdempotencyConflict(nova_core::JobId),
@@ -134,6 +140,11 @@ pub struct Store {
     /// An API key was seen to exist. Keys are revoked, never deleted, so once true this stays true and
     /// [`Store::keys_exist`] needs no more queries (a request without a key is refused without one).
     keys_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// The committer this store's enqueues go through, when it was made with [`Store::with_group_commit`].
+    group: Option<enqueue::GroupCommit>,
+    /// The task this store's key lookups go through, when it was made with
+    /// [`Store::with_grouped_key_lookups`].
+    lookups: Option<key_lookups::KeyLookups>,
 }
 
 /// A write transaction, holding this process's write turn on SQLite until it ends. Derefs to the
@@ -229,7 +240,16 @@ impl Store {
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
         let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default() })
+        Ok(Self {
+            pool,
+            dialect,
+            blobs,
+            database_url: database_url.into(),
+            write_turn,
+            keys_seen: Default::default(),
+            group: None,
+            lookups: None,
+        })
     }
 
     /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one

@@ -377,24 +377,6 @@ impl Store {
     }
 }
 
-/// Writes a job's webhook in the job's own insert transaction.
-pub(crate) async fn insert_webhook(
-    tx: &mut sqlx::AnyConnection,
-    job: &str,
-    tenant: TenantId,
-    hook: &JobWebhook,
-) -> Result<(), StoreError> {
-    let events = serde_json::to_string(&hook.events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query("INSERT INTO job_webhooks (job_id, tenant_id, url, events) VALUES ($1, $2, $3, $4)")
-        .bind(job)
-        .bind(tenant.to_string())
-        .bind(&hook.url)
-        .bind(events)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<Delivery, StoreError> {
     let status: String = row.try_get("status")?;
     let optional_time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {

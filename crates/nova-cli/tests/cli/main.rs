@@ -13,4 +13,5 @@ mod queue_crash;
 mod responses;
 mod sandboxes;
 mod schemathesis;
+mod submit_crash;
 mod topology;

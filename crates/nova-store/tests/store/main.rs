@@ -4,6 +4,8 @@
 mod artifacts;
 mod blob_s3;
 mod events;
+mod group_commit;
+mod key_lookups;
 mod lists;
 mod programs;
 mod queue;
