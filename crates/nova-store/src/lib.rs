@@ -12,6 +12,7 @@
 //! - no transaction stays open while a job runs.
 
 mod artifacts;
+mod batches;
 mod blob;
 mod documents;
 mod events;
@@ -44,6 +45,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
 pub use artifacts::NewArtifact;
+pub use batches::{BatchCanceled, NewBatch};
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
 pub use events::{JobLog, MAX_EVENTS_PER_READ};
