@@ -19,7 +19,8 @@ pub mod testing;
 pub use batch::{Batch, BatchCounts, BatchItem, MAX_BATCH_JOBS};
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};
 pub use ids::{
-    ApiKeyId, AttemptToken, BatchId, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, TenantId, WorkerId,
+    ApiKeyId, AttemptToken, BatchId, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, TenantId,
+    WorkerId,
 };
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{

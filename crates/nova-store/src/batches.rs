@@ -299,8 +299,14 @@ impl Store {
         .bind(id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        insert_events(&mut tx, self.dialect, "canceled", now, stopped.iter().map(|(job, seq)| (job.as_str(), *seq, None)))
-            .await?;
+        insert_events(
+            &mut tx,
+            self.dialect,
+            "canceled",
+            now,
+            stopped.iter().map(|(job, seq)| (job.as_str(), *seq, None)),
+        )
+        .await?;
         let requested: Vec<(String, i64)> = sqlx::query_as(
             "UPDATE jobs SET cancel_requested_at = $1, updated_at = $1, event_seq = event_seq + 1
              WHERE batch_id = $2 AND status = 'running' AND cancel_requested_at IS NULL

@@ -8,13 +8,16 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use nova_core::{Batch, BatchId, BatchItem, DocumentId, DocumentMeta, Job, JobEvent, JobId, MessageId, TenantId, Workflow};
+use nova_core::{
+    Batch, BatchId, BatchItem, DocumentId, DocumentMeta, Job, JobEvent, JobId, MessageId, TenantId, Workflow,
+};
 use sqlx::Row;
 
 use crate::documents::document_from_row;
 use crate::jobs::{json_array, json_in};
 use crate::{
-    BatchCanceled, NewBatch, Canceled, Delivery, DeliveryStatus, Enqueued, JobFilter, JobLog, NewDocument, NewJob, Page, Store, StoreError,
+    BatchCanceled, Canceled, Delivery, DeliveryStatus, Enqueued, JobFilter, JobLog, NewBatch, NewDocument, NewJob,
+    Page, Store, StoreError,
 };
 
 /// The store, scoped to one tenant: see [`Store::tenant`].
@@ -104,8 +107,7 @@ impl TenantStore {
             return Ok(Default::default());
         }
         let list = json_array(ids.iter().map(|id| serde_json::json!({ "id": id.to_string() })));
-        let sql =
-            format!("SELECT id FROM documents WHERE tenant_id = $2 AND {}", json_in(self.store.dialect, "id", 1));
+        let sql = format!("SELECT id FROM documents WHERE tenant_id = $2 AND {}", json_in(self.store.dialect, "id", 1));
         let found: Vec<String> =
             sqlx::query_scalar(&sql).bind(list).bind(self.tenant.to_string()).fetch_all(&self.store.pool).await?;
         found.iter().map(|id| crate::parse_stored("document id", id)).collect()

@@ -61,6 +61,12 @@ const ROUTES: &[&str] = &[
     "GET /v1/usage",
     "GET /v1/exports/invoices",
     "GET /v1/queue",
+    "POST /v1/batches",
+    "GET /v1/batches",
+    "GET /v1/batches/{id}",
+    "POST /v1/batches/{id}/cancel",
+    "GET /v1/batches/{id}/events",
+    "GET /v1/batches/{id}/results",
 ];
 
 async fn document(app: &TestApp) -> Value {

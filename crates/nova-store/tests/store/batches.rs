@@ -144,11 +144,17 @@ async fn a_finished_batch_makes_one_message_however_many_settle_it(b: Backend) {
     let sent = f.store.claim_deliveries(10, LEASE).await.unwrap();
     assert_eq!(sent.len(), 1, "only the batch with a webhook has a message");
     let message = &sent[0];
-    assert_eq!((message.batch_id, message.job_id, message.event_type.as_str()), (Some(hooked), None, "batch.completed"));
+    assert_eq!(
+        (message.batch_id, message.job_id, message.event_type.as_str()),
+        (Some(hooked), None, "batch.completed")
+    );
     let payload: serde_json::Value = serde_json::from_str(&message.payload).unwrap();
     assert_eq!(payload["type"], "batch.completed");
     assert_eq!(payload["data"]["id"], hooked.to_string());
-    assert_eq!((payload["data"]["total"].as_u64(), payload["data"]["counts"]["succeeded"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (payload["data"]["total"].as_u64(), payload["data"]["counts"]["succeeded"].as_u64()),
+        (Some(3), Some(3))
+    );
     let finished = f.store.tenant(TenantId::DEFAULT).get_batch(silent).await.unwrap().unwrap();
     assert!(finished.finished && finished.finished_at.is_some());
 }
