@@ -136,8 +136,43 @@ pub(crate) async fn insert_jobs(
     Ok(())
 }
 
-/// The statuses a job is unfinished in, as SQL.
-const UNFINISHED: &str = "('queued', 'retrying', 'running')";
+/// The statuses a job is unfinished in, as SQL (a macro, so that the statements below can include it).
+macro_rules! unfinished {
+    () => {
+        "('queued', 'retrying', 'running')"
+    };
+}
+const UNFINISHED: &str = unfinished!();
+
+/// Batch `$1`'s jobs per status, with the time the last of each finished: one range of
+/// `jobs_by_batch_status`, read from the index alone. `batch_id IS NOT NULL` is spelled out so that both
+/// planners see that the partial index applies.
+const COUNTS_SQL: &str = "SELECT batch_id, status, COUNT(*) AS n, MAX(finished_at) AS last FROM jobs
+     WHERE batch_id IS NOT NULL AND batch_id = $1 GROUP BY batch_id, status";
+
+/// Up to `$4` jobs of tenant `$3`'s batch `$1` from index `$2` on, in input order: a range of `jobs_by_batch`.
+const ITEMS_SQL: &str = "SELECT id, batch_index, input, status, result, error_code, error_message FROM jobs
+     WHERE batch_id = $1 AND batch_index >= $2 AND tenant_id = $3
+     ORDER BY batch_index LIMIT $4";
+
+/// Up to `$1` open batches none of whose jobs is unfinished: `batches_open`, and a probe of
+/// `jobs_by_batch_status` each.
+const SETTLED_SQL: &str = concat!(
+    "SELECT b.id FROM batches b
+     WHERE b.finished_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.status IN ",
+    unfinished!(),
+    ")
+     ORDER BY b.id LIMIT $1"
+);
+
+/// Cancels, at time `$1`, the jobs of batch `$2` that have not started, counting their `canceled` event:
+/// the batch's ranges of `jobs_by_batch_status`.
+const CANCEL_QUEUED_SQL: &str = "UPDATE jobs SET status = 'canceled', cancel_requested_at = $1, finished_at = $1,
+         updated_at = $1, error_code = 'canceled', error_message = 'the job was canceled before it ran',
+         start_by = NULL, event_seq = event_seq + 1
+     WHERE batch_id = $2 AND status IN ('queued', 'retrying')
+     RETURNING id, event_seq";
 
 impl Store {
     /// Stores a batch and its jobs in one transaction (see [`insert_jobs`]); the batch as it stands then,
@@ -249,19 +284,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        // `batch_id IS NOT NULL` spelled out, so that both planners see the partial index applies.
-        let (filter, batch) = if let [id] = ids {
-            ("batch_id = $1".to_string(), id.to_string())
+        let (sql, batch) = if let [id] = ids {
+            (COUNTS_SQL.to_string(), id.to_string())
         } else {
             (
-                json_in(self.dialect, "batch_id", 1),
+                COUNTS_SQL.replace("batch_id = $1", &json_in(self.dialect, "batch_id", 1)),
                 json_array(ids.iter().map(|id| serde_json::json!({"batch_id": id.to_string()}))),
             )
         };
-        let sql = format!(
-            "SELECT batch_id, status, COUNT(*) AS n, MAX(finished_at) AS last FROM jobs
-             WHERE batch_id IS NOT NULL AND {filter} GROUP BY batch_id, status"
-        );
         let mut counted: HashMap<String, Counted> = HashMap::new();
         for row in sqlx::query(&sql).bind(batch).fetch_all(&self.pool).await? {
             let entry = counted.entry(row.try_get("batch_id")?).or_default();
@@ -288,17 +318,8 @@ impl Store {
         }
         let now = to_millis(Utc::now());
         let mut tx = self.begin_write().await?;
-        let stopped: Vec<(String, i64)> = sqlx::query_as(
-            "UPDATE jobs SET status = 'canceled', cancel_requested_at = $1, finished_at = $1, updated_at = $1,
-                 error_code = 'canceled', error_message = 'the job was canceled before it ran',
-                 start_by = NULL, event_seq = event_seq + 1
-             WHERE batch_id = $2 AND status IN ('queued', 'retrying')
-             RETURNING id, event_seq",
-        )
-        .bind(now)
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+        let stopped: Vec<(String, i64)> =
+            sqlx::query_as(CANCEL_QUEUED_SQL).bind(now).bind(id.to_string()).fetch_all(&mut *tx).await?;
         insert_events(
             &mut tx,
             self.dialect,
@@ -337,17 +358,13 @@ impl Store {
         from: u64,
         limit: u32,
     ) -> Result<Vec<BatchItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, batch_index, input, status, result, error_code, error_message FROM jobs
-             WHERE batch_id = $1 AND batch_index >= $2 AND tenant_id = $3
-             ORDER BY batch_index LIMIT $4",
-        )
-        .bind(id.to_string())
-        .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .bind(tenant.to_string())
-        .bind(i64::from(limit.clamp(1, 10_000)))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(ITEMS_SQL)
+            .bind(id.to_string())
+            .bind(i64::try_from(from).unwrap_or(i64::MAX))
+            .bind(tenant.to_string())
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(item_from_row).collect()
     }
 
@@ -358,15 +375,8 @@ impl Store {
     /// open batches (`batches_open`) and one probe of `jobs_by_batch_status` each: cheap enough for every
     /// turn of the webhook dispatcher.
     pub async fn settle_batches(&self, limit: u32) -> Result<u64, StoreError> {
-        let ready: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT b.id FROM batches b
-             WHERE b.finished_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.status IN {UNFINISHED})
-             ORDER BY b.id LIMIT $1"
-        ))
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
+        let ready: Vec<String> =
+            sqlx::query_scalar(SETTLED_SQL).bind(i64::from(limit.max(1))).fetch_all(&self.pool).await?;
         let mut settled = 0;
         for id in ready {
             let now = to_millis(Utc::now());
@@ -417,6 +427,28 @@ impl Store {
         Ok(settled)
     }
 
+    /// The database's plans for the statements that read a batch's jobs (its counts, a page of its results,
+    /// the settling's probe, the cancellation), one line per plan step and `--` after each, so a test can
+    /// check that they read the batch's indexes however many other jobs there are.
+    #[doc(hidden)]
+    pub async fn explain_batch_queries(&self) -> Result<String, StoreError> {
+        let explain = self.explain_prefix();
+        let batch = "bat_x";
+        let mut out = String::new();
+        for (i, statement) in [COUNTS_SQL, ITEMS_SQL, SETTLED_SQL, CANCEL_QUEUED_SQL].into_iter().enumerate() {
+            let sql = format!("{explain}{statement}");
+            let query = sqlx::query(&sql);
+            let query = match i {
+                0 => query.bind(batch),
+                1 => query.bind(batch).bind(0_i64).bind(TenantId::DEFAULT.to_string()).bind(500_i64),
+                2 => query.bind(100_i64),
+                _ => query.bind(0_i64).bind(batch),
+            };
+            self.append_plan(query, &mut out).await?;
+        }
+        Ok(out)
+    }
+
     /// Deletes up to `limit` finished batches none of whose jobs is left (retention deleted them); returns
     /// how many went.
     pub async fn prune_batches(&self, limit: u32) -> Result<u64, StoreError> {
@@ -443,13 +475,7 @@ struct Counted {
 
 /// [`Store::batch_counts`] of one batch, inside a transaction.
 async fn batch_counts_in(tx: &mut sqlx::AnyConnection, id: BatchId) -> Result<Counted, StoreError> {
-    let rows = sqlx::query(
-        "SELECT status, COUNT(*) AS n, MAX(finished_at) AS last FROM jobs
-         WHERE batch_id IS NOT NULL AND batch_id = $1 GROUP BY status",
-    )
-    .bind(id.to_string())
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query(COUNTS_SQL).bind(id.to_string()).fetch_all(&mut *tx).await?;
     let mut counted = Counted::default();
     for row in rows {
         let status: JobStatus = parse_stored("job status", &row.try_get::<String, _>("status")?)?;

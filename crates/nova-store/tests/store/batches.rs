@@ -16,6 +16,7 @@ nova_store::conformance!(
     a_finished_batch_makes_one_message_however_many_settle_it,
     batches_belong_to_their_tenant,
     a_batch_goes_when_its_jobs_are_pruned,
+    batch_queries_read_the_batch_indexes_with_a_long_history,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -192,4 +193,19 @@ async fn a_batch_goes_when_its_jobs_are_pruned(b: Backend) {
     assert_eq!(f.store.prune_batches(10).await.unwrap(), 1);
     assert!(tenant.get_batch(done).await.unwrap().is_none());
     assert!(tenant.get_batch(open).await.unwrap().is_some(), "a batch with a queued job stays");
+}
+
+async fn batch_queries_read_the_batch_indexes_with_a_long_history(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    f.store.insert_batch(batch(50, None)).await.unwrap();
+    // 20,000 finished jobs outside any batch, and the planners' statistics taken with them.
+    f.store.insert_history(20_000, true).await.unwrap();
+    let plans = f.store.explain_batch_queries().await.unwrap();
+    let parts: Vec<&str> = plans.split("--\n").filter(|p| !p.is_empty()).collect();
+    assert_eq!(parts.len(), 4, "{plans}");
+    for plan in parts {
+        assert!(plan.contains("jobs_by_batch"), "the batch's indexes are not read:\n{plan}");
+        let full_scan = plan.lines().any(|l| l.trim() == "SCAN jobs" || l.contains("Seq Scan on jobs"));
+        assert!(!full_scan, "a full scan of the jobs table:\n{plan}");
+    }
 }
