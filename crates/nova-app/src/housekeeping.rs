@@ -57,7 +57,7 @@ pub fn spawn(
 }
 
 /// Every `config.every` until `shutdown`: deletes expired idempotency records, old webhook messages, finished
-/// jobs and documents past their retention.
+/// jobs and documents past their retention, and batches whose jobs are all gone.
 pub async fn run(store: Store, config: HousekeepingConfig, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(config.every);
     loop {
@@ -77,6 +77,12 @@ pub async fn once(store: &Store, config: &HousekeepingConfig) {
     }
     if let Some(age) = config.job_retention {
         prune_jobs(store, age).await;
+    }
+    // A batch goes once retention has deleted all its jobs (whatever deleted them).
+    match store.prune_batches(1000).await {
+        Ok(n) if n > 0 => info!(deleted = n, "deleted batches whose jobs are all gone"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %error_chain(&e), "deleting batches whose jobs are gone failed"),
     }
     if let Some(age) = config.document_retention {
         prune_documents(store, age).await;

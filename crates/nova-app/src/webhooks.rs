@@ -252,6 +252,12 @@ pub async fn run(store: Store, config: WebhookConfig, shutdown: CancellationToke
     let lease = config.timeout + Duration::from_secs(30);
     loop {
         let mut busy = false;
+        // Batches whose every job is final get their `batch.completed` message first, so it leaves with
+        // the last job's own.
+        match store.settle_batches(100).await {
+            Ok(settled) => busy |= settled > 0,
+            Err(e) => tracing::warn!(error = %error_chain(&e), "settling finished batches failed"),
+        }
         match store.fill_outbox(500).await {
             Ok(made) => busy |= made > 0,
             Err(e) => tracing::warn!(error = %error_chain(&e), "moving job events to the webhook outbox failed"),
@@ -294,10 +300,10 @@ async fn deliver(store: &Store, client: &reqwest::Client, config: &WebhookConfig
     metrics::counter!("nova_webhook_attempts_total", "outcome" => outcome).increment(1);
     match &result {
         AttemptResult::Delivered { status } => {
-            tracing::info!(message = %delivery.id, job = %delivery.job_id, status, "webhook delivered")
+            tracing::info!(message = %delivery.id, job = ?delivery.job_id, batch = ?delivery.batch_id, status, "webhook delivered")
         }
         AttemptResult::Failed { status, error } => tracing::warn!(
-            message = %delivery.id, job = %delivery.job_id, attempt = delivery.attempts, status, error = %error,
+            message = %delivery.id, job = ?delivery.job_id, batch = ?delivery.batch_id, attempt = delivery.attempts, status, error = %error,
             "webhook attempt failed"
         ),
     }

@@ -327,7 +327,8 @@ pub struct Settings {
     /// The S3 settings of the blob store: the `AWS_*` variables that name one.
     pub s3: Vec<(String, String)>,
     /// An API key for the default tenant that `nova serve` adds at start (`NOVA_API_KEY`, a deployment's
-    /// secret); never a flag, so it does not show in the process list.
+    /// secret), and the key `nova extract --server` sends; never a flag, so it does not show in the process
+    /// list.
     pub api_key: Option<String>,
     /// The environment of an extraction process: what its OCR and rendering programs need, and the log
     /// filter. Nothing else (no database URL, no model key) reaches the process that parses untrusted bytes.

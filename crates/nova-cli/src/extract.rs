@@ -1,7 +1,10 @@
 //! `nova extract FILE...`: the `invoice.extract` workflow on local files, in parallel, with no server.
 //!
 //! Output follows the command-line contract of the invoice schema: one record per file, in the order given,
-//! each with the invoice or an error. A bad file never stops the batch.
+//! each with the invoice or an error. A bad file never stops the batch. With `--server URL`, a running NOVA
+//! extracts the files instead, as one batch of jobs (`server.rs`), with the same output.
+
+mod server;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -39,6 +42,11 @@ pub struct ExtractArgs {
     /// model is configured (NOVA_LLM_BASE_URL, NOVA_LLM_MODEL).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
+    /// Extract on the NOVA server at this URL (`http://host:8080`) instead of here: the files are uploaded
+    /// and submitted as one batch, with the API key of NOVA_API_KEY. Templates, the model and the
+    /// extraction settings are then the server's.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
     #[command(flatten)]
     store: crate::serve::StoreArgs,
     #[command(flatten)]
@@ -68,10 +76,14 @@ struct Record {
 }
 
 pub fn run(args: ExtractArgs, settings: &crate::config::Settings) -> ExitCode {
+    let limit = args.max_file_mb * 1024 * 1024;
+    if let Some(server) = &args.server {
+        let strategy = strategy_of(args.strategy);
+        return server::run(server, &args.files, args.format, limit, strategy, settings.api_key.as_deref());
+    }
     let total = args.files.len();
     let threads =
         args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).clamp(1, total);
-    let limit = args.max_file_mb * 1024 * 1024;
     // Loaded here to report the files that do not load (and a folder that cannot be read) once; the
     // extraction processes load them again for themselves.
     if let Err(e) = load_templates(args.templates.as_deref()) {
@@ -133,6 +145,14 @@ pub fn run(args: ExtractArgs, settings: &crate::config::Settings) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn strategy_of(strategy: StrategyArg) -> nova_core::Strategy {
+    match strategy {
+        StrategyArg::Rules => nova_core::Strategy::Rules,
+        StrategyArg::Llm => nova_core::Strategy::Llm,
+        StrategyArg::Auto => nova_core::Strategy::Auto,
     }
 }
 
@@ -271,11 +291,7 @@ impl Ai {
         store: &crate::serve::StoreArgs,
         settings: &crate::config::Settings,
     ) -> anyhow::Result<Ai> {
-        let strategy = match strategy {
-            StrategyArg::Rules => nova_core::Strategy::Rules,
-            StrategyArg::Llm => nova_core::Strategy::Llm,
-            StrategyArg::Auto => nova_core::Strategy::Auto,
-        };
+        let strategy = strategy_of(strategy);
         let usage = Default::default();
         let client = nova_llm::model_client(&settings.model);
         let configured = match &client {

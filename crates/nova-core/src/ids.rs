@@ -136,6 +136,11 @@ prefixed_id!(
 );
 
 prefixed_id!(
+    /// A batch: many jobs of one workflow submitted together, followed and read as one.
+    BatchId, "bat_", "batch"
+);
+
+prefixed_id!(
     /// A webhook message: the `webhook-id` a receiver deduplicates by, the same on every attempt.
     MessageId, "msg_", "webhook message"
 );

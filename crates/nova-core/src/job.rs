@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{DocumentId, JobId, ProgramSpec, WorkerId};
+use crate::{BatchId, DocumentId, JobId, ProgramSpec, WorkerId};
 
 /// Declares the workflows once: each one's name on the wire, its variant in [`Workflow`] and the type of its
 /// input in [`JobInput`]. The API parses a job's input into a [`JobInput`] at the edge; the store keeps the
@@ -92,6 +92,27 @@ workflows! {
     TaskRun = "task.run", input TaskRunInput, takes "{\"prompt\": \"...\", \"document_ids\": [\"doc_...\"]}";
     /// A model's answer to a prompt or a conversation, streamed into the job's event log as it is written.
     LlmGenerate = "llm.generate", input crate::LlmGenerateInput, takes "{\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}";
+}
+
+impl Workflow {
+    /// `input` with document `id` put where this workflow names its document (`invoice.extract`'s
+    /// `document_id`, `task.run`'s and `llm.generate`'s `document_ids` as a list of one), for a batch of documents that share
+    /// one input; `None` for a workflow that takes no document, or an input that is not an object. The
+    /// result is still to be parsed with [`JobInput::parse`].
+    pub fn input_for_document(self, input: &serde_json::Value, id: DocumentId) -> Option<serde_json::Value> {
+        let mut object = match input {
+            serde_json::Value::Null => serde_json::Map::new(),
+            serde_json::Value::Object(object) => object.clone(),
+            _ => return None,
+        };
+        let (field, value) = match self {
+            Workflow::InvoiceExtract => ("document_id", serde_json::json!(id)),
+            Workflow::TaskRun | Workflow::LlmGenerate => ("document_ids", serde_json::json!([id])),
+            Workflow::Noop | Workflow::CodeRun => return None,
+        };
+        object.insert(field.to_string(), value);
+        Some(serde_json::Value::Object(object))
+    }
 }
 
 /// What a workflow's input type says of itself beyond its shape: the checks its values must pass, and the
@@ -460,6 +481,9 @@ pub struct Job {
     /// Set when a cancellation was asked of the running job; the worker stops it at its next heartbeat.
     pub cancel_requested_at: Option<DateTime<Utc>>,
     pub error: Option<JobError>,
+    /// The batch the job was submitted in, if any (`POST /v1/batches`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<BatchId>,
     /// Set on a succeeded job whose result waits for review (`needed`) or has had one (`reviewed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewState>,
@@ -472,6 +496,20 @@ pub struct Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_input_takes_each_document_where_its_workflow_names_one() {
+        let doc = DocumentId::new();
+        let shared = serde_json::json!({"strategy": "rules"});
+        let input = Workflow::InvoiceExtract.input_for_document(&shared, doc).unwrap();
+        let parsed = JobInput::parse(Workflow::InvoiceExtract, &input).unwrap();
+        assert_eq!(parsed.document_ids(), vec![doc]);
+        assert_eq!(input["strategy"], "rules");
+        let task = Workflow::TaskRun.input_for_document(&serde_json::json!({"prompt": "sum"}), doc).unwrap();
+        assert_eq!(JobInput::parse(Workflow::TaskRun, &task).unwrap().document_ids(), vec![doc]);
+        assert_eq!(Workflow::Noop.input_for_document(&serde_json::Value::Null, doc), None);
+        assert_eq!(Workflow::InvoiceExtract.input_for_document(&serde_json::json!([1]), doc), None);
+    }
 
     #[test]
     fn the_workflow_schema_lists_the_names_on_the_wire() {

@@ -3,6 +3,7 @@
 //! Everything past the edges of the system (HTTP bodies, CLI arguments, document text) is turned into these
 //! types once, and only these types travel between crates. This crate does no I/O.
 
+pub mod batch;
 pub mod correction;
 pub mod document;
 pub mod export;
@@ -17,11 +18,12 @@ pub mod schedule;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use batch::{Batch, BatchCounts, BatchItem, MAX_BATCH_JOBS};
 pub use document::{DocumentKind, DocumentMeta, ExtractionFailure, PageWord, PageWords, Sha256Hex};
 pub use generate::{ChatMessage, ChatRole, LlmGenerateInput, Temperature};
 pub use ids::{
-    ApiKeyId, AttemptToken, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, ScheduleId, TenantId,
-    WorkerId,
+    ApiKeyId, AttemptToken, BatchId, DocumentId, JobId, MessageId, ParseIdError, ProgramId, SandboxId, ScheduleId,
+    TenantId, WorkerId,
 };
 pub use invoice::{Invoice, Line, Party, TaxRow, Totals, CORE_FIELDS};
 pub use job::{

@@ -22,8 +22,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    artifacts, documents, executions, exports, health, jobs, page_images, programs, queue, responses, sandboxes,
-    schedules, usage, versions, webhooks,
+    artifacts, batch_results, batches, documents, executions, exports, health, jobs, page_images, programs, queue,
+    responses, sandboxes, schedules, usage, versions, webhooks,
 };
 use crate::AppState;
 
@@ -55,6 +55,12 @@ use crate::AppState;
         versions::create,
         jobs::cancel,
         jobs::events,
+        batches::create,
+        batches::list,
+        batches::show,
+        batches::cancel,
+        batches::events,
+        batch_results::results,
         artifacts::list,
         artifacts::download,
         executions::create,
@@ -98,6 +104,7 @@ use crate::AppState;
     ),
     components(schemas(
         ErrorBody,
+        nova_core::BatchItem,
         nova_core::InvoiceExtractInput,
         nova_core::TaskRunInput,
         nova_core::NoopInput,
@@ -108,6 +115,8 @@ use crate::AppState;
         (name = "meta", description = "Health and this document."),
         (name = "documents", description = "Uploaded documents, stored once per content."),
         (name = "jobs", description = "The queue: submit, follow, read results, cancel."),
+        (name = "batches", description = "Many jobs of one workflow submitted at once, with their progress and \
+                                          one result file."),
         (name = "executions", description = "Short programs run synchronously in the sandbox."),
         (name = "sandboxes", description = "Sandboxes that keep their files, processes and Python variables \
                                             across calls, until killed or their timeout passes."),

@@ -765,7 +765,7 @@ pub(crate) fn json_in(dialect: Dialect, column: &str, param: usize) -> String {
 
 /// Writes one event of kind `kind` for each `(job, seq, data)`, in one statement; the caller has reserved
 /// each number in its job's row.
-async fn insert_events<'a>(
+pub(crate) async fn insert_events<'a>(
     tx: &mut sqlx::AnyConnection,
     dialect: Dialect,
     kind: &str,
@@ -879,6 +879,7 @@ pub(crate) fn job_from_row(row: &AnyRow, attempts: Vec<Attempt>) -> Result<Job, 
         request_id: row.try_get("request_id")?,
         cancel_requested_at: opt_time(row.try_get("cancel_requested_at")?)?,
         error: error_from(row.try_get("error_code")?, row.try_get("error_message")?),
+        batch_id: row.try_get::<Option<String>, _>("batch_id")?.map(|b| parse_stored("batch id", &b)).transpose()?,
         review: row.try_get::<Option<String>, _>("review")?.map(|r| parse_stored("review state", &r)).transpose()?,
         created_at: from_millis(row.try_get("created_at")?)?,
         started_at: opt_time(row.try_get("started_at")?)?,

@@ -12,6 +12,7 @@
 //! - no transaction stays open while a job runs.
 
 mod artifacts;
+mod batches;
 mod blob;
 mod documents;
 mod enqueue;
@@ -47,6 +48,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
 pub use artifacts::NewArtifact;
+pub use batches::{BatchCanceled, NewBatch};
 pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
 pub use enqueue::MAX_GROUP;

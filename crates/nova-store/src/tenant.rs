@@ -8,13 +8,16 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use nova_core::{DocumentId, DocumentMeta, Job, JobEvent, JobId, MessageId, TenantId, Workflow};
+use nova_core::{
+    Batch, BatchId, BatchItem, DocumentId, DocumentMeta, Job, JobEvent, JobId, MessageId, TenantId, Workflow,
+};
 use sqlx::Row;
 
 use crate::documents::document_from_row;
 use crate::jobs::{json_array, json_in};
 use crate::{
-    Canceled, Delivery, DeliveryStatus, Enqueued, JobFilter, JobLog, NewDocument, NewJob, Page, Store, StoreError,
+    BatchCanceled, Canceled, Delivery, DeliveryStatus, Enqueued, JobFilter, JobLog, NewBatch, NewDocument, NewJob,
+    Page, Store, StoreError,
 };
 
 /// The store, scoped to one tenant: see [`Store::tenant`].
@@ -93,6 +96,46 @@ impl TenantStore {
 
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.store.get_tenant_job(id, self.tenant).await
+    }
+
+    /// Which of `ids` are documents of this tenant, in one read however many there are.
+    pub async fn existing_documents(
+        &self,
+        ids: &[DocumentId],
+    ) -> Result<std::collections::HashSet<DocumentId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let list = json_array(ids.iter().map(|id| serde_json::json!({ "id": id.to_string() })));
+        let sql = format!("SELECT id FROM documents WHERE tenant_id = $2 AND {}", json_in(self.store.dialect, "id", 1));
+        let found: Vec<String> =
+            sqlx::query_scalar(&sql).bind(list).bind(self.tenant.to_string()).fetch_all(&self.store.pool).await?;
+        found.iter().map(|id| crate::parse_stored("document id", id)).collect()
+    }
+
+    /// Stores a batch of this tenant (whatever tenant `new` names) and its jobs, in one transaction.
+    pub async fn insert_batch(&self, new: NewBatch) -> Result<Batch, StoreError> {
+        self.store.insert_batch(NewBatch { tenant: self.tenant, ..new }).await
+    }
+
+    /// A batch of this tenant with its counts.
+    pub async fn get_batch(&self, id: BatchId) -> Result<Option<Batch>, StoreError> {
+        self.store.batch_of(self.tenant, id).await
+    }
+
+    /// This tenant's batches, newest first.
+    pub async fn list_batches(&self, before: Option<BatchId>, limit: u32) -> Result<Page<Batch>, StoreError> {
+        self.store.list_batches_of(self.tenant, before, limit).await
+    }
+
+    /// Cancels the unfinished jobs of a batch of this tenant; `None` for a batch it does not own.
+    pub async fn cancel_batch(&self, id: BatchId) -> Result<Option<BatchCanceled>, StoreError> {
+        self.store.cancel_batch_of(self.tenant, id).await
+    }
+
+    /// Up to `limit` jobs of a batch of this tenant in the order of their inputs, from index `from` on.
+    pub async fn batch_items(&self, id: BatchId, from: u64, limit: u32) -> Result<Vec<BatchItem>, StoreError> {
+        self.store.batch_items_of(self.tenant, id, from, limit).await
     }
 
     /// The result of a succeeded job of this tenant.

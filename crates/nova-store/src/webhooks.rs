@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nova_core::{JobId, MessageId, TenantId};
+use nova_core::{BatchId, JobId, MessageId, TenantId};
 use sqlx::Row;
 
 use crate::{from_millis, parse_stored, to_millis, Dialect, Page, Store, StoreError, MAX_PAGE_SIZE};
@@ -77,8 +77,11 @@ pub struct Delivery {
     /// The `webhook-id` header, the same on every attempt.
     pub id: MessageId,
     pub tenant: TenantId,
-    pub job_id: JobId,
-    /// The number of the job's event this message carries.
+    /// The job whose event this message carries; `None` for a batch's message.
+    pub job_id: Option<JobId>,
+    /// The batch whose `batch.completed` this message is (see [`crate::batches`]); `None` for a job's.
+    pub batch_id: Option<BatchId>,
+    /// The number of the job's event this message carries (0 for a batch's).
     pub seq: u64,
     pub event_type: String,
     pub url: String,
@@ -379,13 +382,16 @@ impl Store {
 
 fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<Delivery, StoreError> {
     let status: String = row.try_get("status")?;
+    let subject: String = row.try_get("job_id")?;
     let optional_time = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
         row.try_get::<Option<i64>, _>(column)?.map(from_millis).transpose()
     };
     Ok(Delivery {
         id: parse_stored("message id", &row.try_get::<String, _>("id")?)?,
         tenant: parse_stored("tenant id", &row.try_get::<String, _>("tenant_id")?)?,
-        job_id: parse_stored("job id", &row.try_get::<String, _>("job_id")?)?,
+        // The column holds the batch's id for a batch's message.
+        job_id: subject.starts_with(JobId::PREFIX).then(|| parse_stored("job id", &subject)).transpose()?,
+        batch_id: subject.starts_with(BatchId::PREFIX).then(|| parse_stored("batch id", &subject)).transpose()?,
         seq: row.try_get::<i64, _>("seq")? as u64,
         event_type: row.try_get("event_type")?,
         url: row.try_get("url")?,

@@ -23,6 +23,9 @@ pub struct ApiBenchArgs {
     /// Size of each uploaded document in KiB; every upload is distinct, so each one is stored.
     #[arg(long, default_value_t = 100)]
     upload_kib: usize,
+    /// Also time the batch submission on a server over this PostgreSQL database (`postgres://...`).
+    #[arg(long, value_name = "URL")]
+    batch_database_url: Option<String>,
 }
 
 /// The server under test, stopped (SIGKILL) and its data directory removed on drop.
@@ -42,9 +45,19 @@ impl Drop for Server {
 impl Server {
     /// Starts `nova serve` on a free loopback port with a fresh SQLite data directory, API only.
     fn start() -> anyhow::Result<Self> {
+        Self::start_on(None)
+    }
+
+    /// [`Server::start`], over the database at `database_url` when given.
+    fn start_on(database_url: Option<&str>) -> anyhow::Result<Self> {
         let data = tempfile::tempdir().context("creating a scratch data directory")?;
         let exe = std::env::current_exe().context("finding the nova binary")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        match database_url {
+            Some(url) => command.env("NOVA_DATABASE_URL", url),
+            None => command.env_remove("NOVA_DATABASE_URL"),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--data-dir"])
             .arg(data.path())
             .env("NOVA_LOG", "warn")
@@ -178,6 +191,13 @@ pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         print_row(&name, &figures);
         cpu.push((name, figures.server_cpu, figures.client_cpu));
 
+        batch_submission(&client, &base, "SQLite").await?;
+        if let Some(url) = &args.batch_database_url {
+            let postgres = Server::start_on(Some(url))?;
+            wait_ready(&client, &postgres.base).await?;
+            batch_submission(&client, &postgres.base, "PostgreSQL").await?;
+        }
+
         sampling.store(false, Ordering::Relaxed);
         sampler.thread().unpark();
         let _ = sampler.join();
@@ -197,6 +217,33 @@ pub fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// Times `POST /v1/batches` with 10,000 `noop` inputs on the server at `base`, a few times one after the
+/// other: from the request sent to the answer, which comes once the batch and its jobs are committed.
+async fn batch_submission(client: &reqwest::Client, base: &str, backend: &str) -> anyhow::Result<()> {
+    const JOBS: usize = 10_000;
+    const RUNS: usize = 5;
+    let body = serde_json::json!({"workflow": "noop", "inputs": vec![serde_json::json!({}); JOBS]});
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let sent = Instant::now();
+        let answer = client.post(format!("{base}/v1/batches")).json(&body).send().await?;
+        let took = sent.elapsed();
+        let status = answer.status();
+        let batch: Value = answer.json().await?;
+        anyhow::ensure!(status.is_success() && batch["total"] == JOBS, "the batch was refused ({status}): {batch}");
+        times.push(took);
+    }
+    times.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "POST /v1/batches ({JOBS} jobs), {backend}: accepted in {:.0} ms (median of {RUNS}; fastest {:.0} ms, slowest {:.0} ms)",
+        ms(times[RUNS / 2]),
+        ms(times[0]),
+        ms(times[RUNS - 1])
+    );
+    Ok(())
 }
 
 /// A process's resident set size in bytes (Linux `/proc`).

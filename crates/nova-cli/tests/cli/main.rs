@@ -2,6 +2,7 @@
 //! and linking dominates a build of the tests): a module per suite, `common` the helpers they share.
 
 mod ai;
+mod batches;
 mod cli;
 mod common;
 mod console;

@@ -1,6 +1,9 @@
 //! The routes, one module per resource.
 
 pub(crate) mod artifacts;
+pub(crate) mod batch_results;
+mod batch_stream;
+pub(crate) mod batches;
 pub(crate) mod documents;
 pub(crate) mod executions;
 pub(crate) mod exports;
@@ -41,6 +44,7 @@ pub fn router(state: AppState, streams_end: CancellationToken, docs: Router<AppS
     // Idempotency-Key, replayed or run once (idempotency). Layers run outermost (last added) first.
     let v1 = documents::router(&state.config)
         .merge(jobs::router())
+        .merge(batches::router())
         .merge(artifacts::router())
         .merge(executions::router())
         .merge(sandboxes::router(&state.config))
@@ -99,6 +103,7 @@ fn not_found(what: &'static str, id: &str) -> ApiError {
         "document" => "document_not_found",
         "webhook message" => "delivery_not_found",
         "schedule" => "schedule_not_found",
+        "batch" => "batch_not_found",
         _ => "job_not_found",
     };
     let shown: String = id.chars().take(80).collect();

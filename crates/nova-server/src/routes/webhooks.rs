@@ -5,7 +5,7 @@ use axum::extract::Query;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use nova_core::{JobId, MessageId};
+use nova_core::{BatchId, JobId, MessageId};
 use nova_store::{Delivery, DeliveryStatus, Page, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +30,14 @@ pub fn router() -> Router<AppState> {
 struct DeliveryBody {
     #[schema(value_type = MessageId)]
     id: String,
-    #[schema(value_type = JobId)]
-    job_id: String,
-    /// The number of the job's event this message carries.
+    /// The job whose event this message carries; `null` for a batch's `batch.completed`.
+    #[schema(value_type = Option<JobId>)]
+    job_id: Option<String>,
+    /// The batch of a `batch.completed` message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BatchId>, required = false)]
+    batch_id: Option<String>,
+    /// The number of the job's event this message carries (0 for a batch's message).
     seq: u64,
     event_type: String,
     url: String,
@@ -55,7 +60,8 @@ impl From<Delivery> for DeliveryBody {
         let pending = d.status == DeliveryStatus::Pending;
         Self {
             id: d.id.to_string(),
-            job_id: d.job_id.to_string(),
+            job_id: d.job_id.map(|id| id.to_string()),
+            batch_id: d.batch_id.map(|id| id.to_string()),
             seq: d.seq,
             event_type: d.event_type,
             url: d.url,

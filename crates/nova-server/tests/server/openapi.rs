@@ -70,6 +70,12 @@ const ROUTES: &[&str] = &[
     "DELETE /v1/schedules/{id}",
     "POST /v1/schedules/{id}/pause",
     "POST /v1/schedules/{id}/resume",
+    "POST /v1/batches",
+    "GET /v1/batches",
+    "GET /v1/batches/{id}",
+    "POST /v1/batches/{id}/cancel",
+    "GET /v1/batches/{id}/events",
+    "GET /v1/batches/{id}/results",
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -2,6 +2,7 @@
 //! linking dominates a build of the tests): a module per suite.
 
 mod artifacts;
+mod batches;
 mod blob_s3;
 mod events;
 mod group_commit;
