@@ -28,6 +28,7 @@ mod tenant;
 /// The suites' fixtures; built for this crate's own tests and, with the `testing` feature, for other crates'.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod turns;
 mod usage;
 mod versions;
 mod webhooks;
@@ -48,13 +49,14 @@ pub use blob::{BlobError, BlobStore};
 pub use documents::NewDocument;
 pub use events::{JobLog, MAX_EVENTS_PER_READ};
 pub use idempotency::{Idempotent, StoredResponse};
-pub use jobs::{Canceled, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
+pub use jobs::{Canceled, Claim, ClaimedJob, Completion, Enqueued, Heartbeat, NewJob, Swept};
 pub use keys::{valid_given_key, valid_tenant_name, AddedKey, KeyInfo, KeyOwner, NewKey, KEY_PREFIX};
 pub use lists::{JobFilter, Page, MAX_PAGE_SIZE};
 pub use programs::{program_scope, NewProgram, StoredProgram, MAX_LAYOUT_CANDIDATES};
 pub use retention::Pruned;
 pub use stats::{QueueStats, WorkflowQueue};
 pub use tenant::TenantStore;
+pub use turns::{TenantTurns, TurnsChange, MAX_TENANT_WEIGHT};
 pub use usage::{UsageDelta, UsageRow};
 pub use versions::NewResultVersion;
 pub use webhooks::{AttemptResult, Delivery, DeliveryStatus, JobWebhook, DEFAULT_EVENT_TYPES, EVENT_TYPES};
@@ -129,6 +131,9 @@ pub struct Store {
     /// An API key was seen to exist. Keys are revoked, never deleted, so once true this stays true and
     /// [`Store::keys_exist`] needs no more queries (a request without a key is refused without one).
     keys_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// The limit on running jobs per workflow of a tenant without one of its own, which claims apply
+    /// ([`Store::with_tenant_max_running`]); `None`: no limit.
+    tenant_max_running: Option<u32>,
 }
 
 /// A write transaction, holding this process's write turn on SQLite until it ends. Derefs to the
@@ -224,7 +229,15 @@ impl Store {
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let blobs = BlobStore::local(blob_dir)?;
         let write_turn = (dialect == Dialect::Sqlite).then(Default::default);
-        Ok(Self { pool, dialect, blobs, database_url: database_url.into(), write_turn, keys_seen: Default::default() })
+        Ok(Self {
+            pool,
+            dialect,
+            blobs,
+            database_url: database_url.into(),
+            write_turn,
+            keys_seen: Default::default(),
+            tenant_max_running: None,
+        })
     }
 
     /// Waits for this process's write turn (SQLite; nothing to wait for on PostgreSQL). Hold it across one
