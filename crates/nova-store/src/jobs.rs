@@ -153,61 +153,86 @@ pub(crate) fn ready_sql(column: &str, workflow: &str, tenant: &str, limit: &str)
 /// milliseconds (12 hex digits) and 80 random bits, so new tokens land at the end of the token index, not
 /// at random places in it.
 ///
-/// - SQLite: up to `$3` jobs of workflow `$4` and tenant `$5` (fewer when its limit `$6` is near), one
-///   statement per tenant; the attempts and `started` events follow in the same transaction. SQLite has
-///   one writer at a time, so each is atomic.
+/// - SQLite: up to `$3` jobs of workflow `$4` and tenant `$5` (fewer when its limit `$6` is near), and as
+///   much for each further turn of [`claim_sqlite_sql`]; the attempts and `started` events follow in the
+///   same transaction. SQLite has one writer at a time, so each is atomic.
 /// - PostgreSQL: one statement for every turn of the JSON `$3` (`[{"workflow", "tenant", "n", "cap"}]`)
 ///   that also inserts the attempts (worker `$4`) and the events, and returns the jobs' rows with
 ///   `attempt_number`. Concurrent claimers skip the rows others are locking instead of waiting on them (or,
 ///   without the lock, claiming the same row twice).
 pub(crate) fn claim_sql(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => claim_sqlite_sql(1),
+        Dialect::Postgres => claim_postgres_sql(),
+    }
+}
+
+/// The claim on SQLite for `turns` tenants in one statement (one round trip to the connection's thread,
+/// however many tenants take a turn): turn `k` (from 0) takes up to `$(3 + 4k)` jobs of workflow
+/// `$(4 + 4k)` and tenant `$(5 + 4k)`, whose limit is `$(6 + 4k)`, each turn one range of `jobs_ready`.
+/// SQLite has no `LATERAL` and takes no outer column in a `LIMIT`, hence a statement text per number of
+/// turns, at most [`SQLITE_TURNS_PER_STATEMENT`].
+pub(crate) fn claim_sqlite_sql(turns: usize) -> String {
+    let ranges: Vec<String> = (0..turns)
+        .map(|k| {
+            let [n, workflow, tenant, cap] = [3, 4, 5, 6].map(|p| format!("${}", p + 4 * k));
+            let size = turn_size_sql(Dialect::Sqlite, &n, &cap, &workflow, &tenant);
+            format!("SELECT id FROM ({})", ready_sql("id", &workflow, &tenant, &size))
+        })
+        .collect();
+    take_sql(Dialect::Sqlite, &format!("id IN ({})", ranges.join(" UNION ALL ")))
+}
+
+/// The most turns of one SQLite claim statement, below SQLite's 500 terms of a compound `SELECT`.
+pub(crate) const SQLITE_TURNS_PER_STATEMENT: usize = 100;
+
+/// Moves the jobs `which` names to `running` under fresh attempt tokens, returning their rows.
+fn take_sql(dialect: Dialect, which: &str) -> String {
     let token = match dialect {
         Dialect::Sqlite => "printf('%012x', $2) || lower(hex(randomblob(10)))",
         Dialect::Postgres => "lpad(to_hex($2::BIGINT), 12, '0') || substr(md5(gen_random_uuid()::TEXT), 1, 20)",
     };
-    let take = |which: &str| {
-        format!(
-            "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
-                 lease_token = 'att_' || {token},
-                 lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
-                 start_by = NULL, event_seq = event_seq + 1
-             WHERE {which}
-             RETURNING *"
-        )
-    };
-    match dialect {
-        Dialect::Sqlite => {
-            let size = turn_size_sql(dialect, "$3", "$6", "$4", "$5");
-            take(&format!("id IN ({})", ready_sql("id", "$4", "$5", &size)))
-        }
-        Dialect::Postgres => format!(
-            "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'tenant') AS tenant,
-                                   (e ->> 'n')::BIGINT AS n, (e ->> 'cap')::BIGINT AS cap
-                            FROM json_array_elements($3::JSON) AS e),
-             turns AS (SELECT workflow, tenant, {} AS n FROM wants),
-             picked AS (SELECT r.id FROM turns CROSS JOIN LATERAL ({} FOR UPDATE SKIP LOCKED) AS r),
-             claimed AS ({}),
-             attempts AS (INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
-                          SELECT id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a
-                                      WHERE a.job_id = claimed.id),
-                                 lease_token, $4, $2
-                          FROM claimed
-                          RETURNING job_id, number),
-             logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
-                        SELECT c.id, c.event_seq, $2, 'started',
-                               json_build_object('attempt', a.number, 'worker_id', $4::TEXT)::TEXT
-                        FROM claimed c JOIN attempts a ON a.job_id = c.id)
-             SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
-            turn_size_sql(dialect, "wants.n", "wants.cap", "wants.workflow", "wants.tenant"),
-            ready_sql("id", "turns.workflow", "turns.tenant", "turns.n"),
-            // An array, not `IN (SELECT ...)`: PostgreSQL then finds each row by its key, where a join could
-            // hash the whole table when its statistics are off.
-            take("id = ANY (ARRAY(SELECT id FROM picked))"),
-        ),
-    }
+    format!(
+        "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
+             lease_token = 'att_' || {token},
+             lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
+             start_by = NULL, event_seq = event_seq + 1
+         WHERE {which}
+         RETURNING *"
+    )
 }
 
-/// One round of a claim on SQLite: one statement per turn, in the claim's transaction.
+/// The claim on PostgreSQL: see [`claim_sql`].
+fn claim_postgres_sql() -> String {
+    let dialect = Dialect::Postgres;
+    format!(
+        "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'tenant') AS tenant,
+                               (e ->> 'n')::BIGINT AS n, (e ->> 'cap')::BIGINT AS cap
+                        FROM json_array_elements($3::JSON) AS e),
+         turns AS (SELECT workflow, tenant, {} AS n FROM wants),
+         picked AS (SELECT r.id FROM turns CROSS JOIN LATERAL ({} FOR UPDATE SKIP LOCKED) AS r),
+         claimed AS ({}),
+         attempts AS (INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
+                      SELECT id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a
+                                  WHERE a.job_id = claimed.id),
+                             lease_token, $4, $2
+                      FROM claimed
+                      RETURNING job_id, number),
+         logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
+                    SELECT c.id, c.event_seq, $2, 'started',
+                           json_build_object('attempt', a.number, 'worker_id', $4::TEXT)::TEXT
+                    FROM claimed c JOIN attempts a ON a.job_id = c.id)
+         SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
+        turn_size_sql(dialect, "wants.n", "wants.cap", "wants.workflow", "wants.tenant"),
+        ready_sql("id", "turns.workflow", "turns.tenant", "turns.n"),
+        // An array, not `IN (SELECT ...)`: PostgreSQL then finds each row by its key, where a join could
+        // hash the whole table when its statistics are off.
+        take_sql(dialect, "id = ANY (ARRAY(SELECT id FROM picked))"),
+    )
+}
+
+/// One round of a claim on SQLite, in the claim's transaction: one statement for up to
+/// [`SQLITE_TURNS_PER_STATEMENT`] turns.
 async fn claim_round_sqlite(
     tx: &mut WriteTx,
     contenders: &[Contender],
@@ -215,20 +240,19 @@ async fn claim_round_sqlite(
     lease_until: i64,
     now_ms: i64,
 ) -> Result<Vec<AnyRow>, StoreError> {
-    let sql = claim_sql(Dialect::Sqlite);
     let mut rows = Vec::new();
-    for &(i, n) in turns {
-        let c = &contenders[i];
-        let taken = sqlx::query(&sql)
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(i64::from(n))
-            .bind(c.workflow.as_str())
-            .bind(&c.tenant)
-            .bind(c.turn.max_running.map(i64::from))
-            .fetch_all(&mut **tx)
-            .await?;
-        rows.extend(taken);
+    for chunk in turns.chunks(SQLITE_TURNS_PER_STATEMENT) {
+        let sql = claim_sqlite_sql(chunk.len());
+        let mut claim = sqlx::query(&sql).bind(lease_until).bind(now_ms);
+        for &(i, n) in chunk {
+            let c = &contenders[i];
+            claim = claim
+                .bind(i64::from(n))
+                .bind(c.workflow.as_str())
+                .bind(c.tenant.clone())
+                .bind(c.turn.max_running.map(i64::from));
+        }
+        rows.extend(claim.fetch_all(&mut **tx).await?);
     }
     Ok(rows)
 }

@@ -19,6 +19,7 @@ nova_store::conformance!(
     priorities_still_order_each_tenants_own_jobs,
     a_single_tenant_claims_in_priority_then_age_order,
     a_tenant_whose_jobs_are_not_due_takes_no_turn,
+    one_claim_gives_each_of_150_tenants_its_oldest_job,
     concurrent_claimers_share_no_job_and_keep_the_limit,
 );
 
@@ -216,6 +217,22 @@ async fn a_tenant_whose_jobs_are_not_due_takes_no_turn(b: Backend) {
     let ready = enqueue_many(&f.store, bee, 4).await;
     let claimed = claim(&f.store, 4).await;
     assert_eq!(set(&of(&claimed, bee)), set(&ready), "A's share goes to B: A has nothing due");
+}
+
+/// More tenants than one SQLite statement takes turns for: every tenant gets one slot, its oldest job.
+async fn one_claim_gives_each_of_150_tenants_its_oldest_job(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let mut oldest = HashSet::new();
+    for i in 0..150 {
+        let tenant = f.store.ensure_tenant(&format!("t{i}")).await.unwrap();
+        let first = enqueue_many(&f.store, tenant, 1).await;
+        enqueue_many(&f.store, tenant, 1).await;
+        oldest.extend(first);
+    }
+    let claimed = claim(&f.store, 150).await;
+    let tenants: HashSet<TenantId> = claimed.iter().map(|c| c.tenant).collect();
+    assert_eq!((claimed.len(), tenants.len()), (150, 150), "one job of each tenant");
+    assert_eq!(claimed.iter().map(|c| c.job.id).collect::<HashSet<_>>(), oldest);
 }
 
 /// Eight claimers at once over three tenants, one with a limit of 3: no job is claimed twice, and the limit
