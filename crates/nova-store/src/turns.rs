@@ -6,9 +6,9 @@
 //! its jobs of the workflow run now (a range of `jobs_by_workflow`, as long as what it runs). [`share`] gives
 //! each free slot in turn to the tenant that runs the fewest jobs for its weight, and the claim takes each
 //! tenant's share from the top of its own range of `jobs_ready`, in the order a tenant's jobs always had
-//! (priority, then age). So a claim costs a probe per tenant with waiting jobs and a row per job taken,
-//! never the length of the queue, and a tenant's 5,000 waiting jobs delay another's next job by no more than
-//! the share the first one runs.
+//! (priority, then age). So a claim costs a few index probes per tenant with waiting jobs and a row per job
+//! taken, never the length of the queue, and when one tenant has 5,000 jobs waiting, another's start at the
+//! next claim after workers free up, not after the 5,000.
 //!
 //! Shares follow the jobs running, not the jobs claimed: a tenant whose jobs take fifteen minutes holds as
 //! many workers as one whose jobs take a second, where taking jobs in strict alternation would let the long
