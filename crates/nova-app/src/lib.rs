@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use nova_core::error_chain;
 use nova_core::{AttemptToken, JobError, JobId, JobStatus, WorkerId, Workflow};
-use nova_store::{ClaimedJob, Completion, Heartbeat, Store, StoreError, Swept};
+use nova_store::{Claim, ClaimedJob, Completion, Heartbeat, Store, StoreError, Swept};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,10 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Workflows whose slots differ from `concurrency`; `0` leaves the workflow to other processes.
     pub workflow_concurrency: HashMap<Workflow, usize>,
+    /// How many jobs of one workflow a tenant may run at once, across every worker of the queue, when the
+    /// tenant has no limit of its own (`nova tenants set`); `None`: no limit. Every process of a queue should
+    /// have the same.
+    pub tenant_max_running: Option<u32>,
     /// How long a claim holds a job without a heartbeat.
     pub lease: Duration,
     /// How often a running attempt renews its lease.
@@ -83,6 +87,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             workflow_concurrency: HashMap::new(),
+            tenant_max_running: None,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
@@ -124,6 +129,7 @@ impl AttemptEnd {
 /// [`WorkerConfig::shutdown_grace`] to finish and hands the rest back to the queue. `wake` is notified by
 /// whoever enqueues, so an idle worker starts at once instead of at its next poll.
 pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
+    let store = store.with_tenant_max_running(config.tenant_max_running);
     let worker = WorkerId::new();
     let hand_back = CancellationToken::new();
     let completer = Completer::start(store.clone());
@@ -142,8 +148,9 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
     tokio::pin!(shutdown);
     let mut poll = tokio::time::interval(config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Workflows whose last claim filled every slot asked for, so more may be waiting. When an attempt ends,
-    // only these are claimed again; a wake-up or a poll looks at every workflow.
+    // Workflows whose last claim filled every slot asked for, so more may be waiting, or left a tenant's
+    // jobs behind for its limit, which an ending attempt may lift. When an attempt ends, only these are
+    // claimed again; a wake-up or a poll looks at every workflow.
     let mut may_have_more: HashSet<Workflow> = HashSet::new();
     let mut look_everywhere = true;
     let mut next_sweep = tokio::time::Instant::now();
@@ -170,11 +177,11 @@ pub async fn run(store: Store, config: WorkerConfig, wake: Arc<Notify>, shutdown
             .collect();
         look_everywhere = false;
         if !wants.is_empty() {
-            match store.claim_batch(worker, config.lease, &wants).await {
-                Ok(batch) => {
+            match store.claim_turns(worker, config.lease, &wants).await {
+                Ok(Claim { jobs: batch, held_back }) => {
                     for &(w, asked) in &wants {
                         let taken = batch.iter().filter(|c| c.job.workflow == w).count();
-                        if taken == asked as usize {
+                        if taken == asked as usize || held_back.contains(&w) {
                             may_have_more.insert(w);
                         } else {
                             may_have_more.remove(&w);

@@ -166,6 +166,7 @@ settings! {
     // Workers (`serve`, `worker`).
     workers: u64 = "NOVA_WORKERS", Unset("the number of cores"), Plain;
     workflow_concurrency: String = "NOVA_WORKFLOW_CONCURRENCY", Unset("every workflow gets `workers` slots"), Plain;
+    tenant_max_running: u64 = "NOVA_TENANT_MAX_RUNNING", Unset("no limit (tenants share the workers by weight)"), Plain;
     shutdown_grace: u64 = "NOVA_SHUTDOWN_GRACE", Value("30"), Plain;
     lease_secs: u64 = "NOVA_LEASE_SECS", Value("30"), Plain;
     retention_days: u64 = "NOVA_RETENTION_DAYS", Value("30"), Plain;

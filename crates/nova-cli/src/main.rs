@@ -8,6 +8,7 @@ mod extract;
 mod isolation;
 mod keys;
 mod serve;
+mod tenants;
 mod worker;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Make, list and revoke the API keys of tenants.
     Keys(keys::KeysArgs),
+    /// Tenants' turns in the job queue: their weights and limits on running jobs.
+    Tenants(tenants::TenantsArgs),
     /// Run workers only (no HTTP) on the queue in the data directory or at NOVA_DATABASE_URL.
     Worker(worker::WorkerArgs),
     /// Extract invoices from local files, with no server.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => report(serve::run(args, &settings)),
         Command::Keys(args) => report(keys::run(args)),
+        Command::Tenants(args) => report(tenants::run(args)),
         Command::Worker(args) => report(worker::run(args, &settings)),
         Command::Extract(args) => extract::run(args, &settings),
         Command::Eval(args) => report(eval::run(args, &settings)),

@@ -249,6 +249,11 @@ pub struct PoolArgs {
         value_parser = parse_workflow_slots
     )]
     workflow_concurrency: Vec<(Workflow, usize)>,
+    /// Jobs of one workflow that a tenant may run at once, across every worker of the queue, unless `nova
+    /// tenants set --max-running` gave it a limit of its own. Unset: no limit (a tenant alone uses every
+    /// worker; tenants with waiting jobs share the workers by weight anyway). Give every process the same.
+    #[arg(long, env = "NOVA_TENANT_MAX_RUNNING", value_name = "N")]
+    tenant_max_running: Option<u32>,
     #[command(flatten)]
     pub extraction: crate::isolation::ExtractionArgs,
 }
@@ -274,6 +279,7 @@ impl PoolArgs {
         WorkerConfig {
             concurrency: concurrency.unwrap_or_else(|| WorkerConfig::default().concurrency),
             workflow_concurrency: self.workflow_concurrency.iter().copied().collect(),
+            tenant_max_running: self.tenant_max_running,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             lease,
             // Six beats per lease: a few lost heartbeats do not lose the job.

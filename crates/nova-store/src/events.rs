@@ -180,14 +180,15 @@ impl Store {
     }
 
     /// The database's plan for each statement that must stay index-driven however long the history grows
-    /// (the claim, the lapsed-lease and queue-timeout sweeps, retention, the batch completion), one line per
-    /// plan step and `--` after each statement, so a test can check them. The statements are the ones the
+    /// (the claim, the lapsed-lease and queue-timeout sweeps, retention, the batch completion, then the read of
+    /// the tenants' turns and a claim of a tenant with a limit), one line per plan step and `--` after each statement, so a test can check them. The statements are the ones the
     /// store runs, bound with sample values.
     #[doc(hidden)]
     pub async fn explain_queue_queries(&self) -> Result<String, StoreError> {
         use crate::jobs;
         let explain = self.explain_prefix();
         let batch = r#"[{"id": "job_x", "token": "att_x", "result": "1"}]"#;
+        let tenant = TenantId::DEFAULT.to_string();
         let statements = [
             jobs::claim_sql(self.dialect),
             jobs::LAPSED_SQL.to_string(),
@@ -199,16 +200,27 @@ impl Store {
                 Dialect::Postgres => jobs::complete_sql(self.dialect),
             },
             jobs::expire_sql(self.dialect),
+            // Then a claim's read of the tenants' turns, and a claim of a tenant with a limit.
+            crate::turns::contenders_sql(self.dialect),
+            jobs::claim_sql(self.dialect),
         ];
         let mut out = String::new();
         for (i, statement) in statements.iter().enumerate() {
             let sql = format!("{explain}{statement}");
             let query = sqlx::query(&sql);
             let query = match i {
-                0 if self.dialect == Dialect::Sqlite => query.bind(0_i64).bind(0_i64).bind(1_i64).bind("noop"),
-                0 => query.bind(0_i64).bind(0_i64).bind(r#"[{"workflow": "noop", "n": 1}]"#).bind("wrk_x"),
+                0 | 7 if self.dialect == Dialect::Sqlite => {
+                    let cap = (i == 7).then_some(2_i64);
+                    query.bind(0_i64).bind(0_i64).bind(1_i64).bind("noop").bind(tenant.clone()).bind(cap)
+                }
+                0 | 7 => {
+                    let cap = if i == 7 { "2" } else { "null" };
+                    let turns = format!(r#"[{{"workflow": "noop", "tenant": "{tenant}", "n": 1, "cap": {cap}}}]"#);
+                    query.bind(0_i64).bind(0_i64).bind(turns).bind("wrk_x")
+                }
                 1 | 5 => query.bind(0_i64).bind("code").bind("message"),
                 2 => query.bind(0_i64).bind(100_i64),
+                6 => query.bind(r#"[{"workflow": "noop"}, {"workflow": "code.run"}]"#).bind(0_i64),
                 _ => query.bind(batch).bind(0_i64),
             };
             self.append_plan(query, &mut out).await?;

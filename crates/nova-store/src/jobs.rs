@@ -12,7 +12,8 @@ use nova_core::{Attempt, AttemptOutcome, AttemptToken, Job, JobError, JobId, Job
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError};
+use crate::turns::{plan_round, turn_size_sql, Contender};
+use crate::{from_millis, parse_stored, to_millis, Dialect, Store, StoreError, WriteTx};
 
 /// A job to enqueue; its input was validated by the caller.
 #[derive(Debug, Clone)]
@@ -114,6 +115,19 @@ pub struct ClaimedJob {
     pub tenant: TenantId,
 }
 
+/// What [`Store::claim_turns`] took.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    pub jobs: Vec<ClaimedJob>,
+    /// Workflows that got fewer jobs than asked while a tenant had ready jobs left behind by its limit on
+    /// running jobs: one of its jobs ending gives it a turn again, so a pool claims these again when an
+    /// attempt ends rather than at its next poll.
+    pub held_back: Vec<Workflow>,
+}
+
+/// The most rounds of one claim: a round is needed only when a tenant had fewer ready jobs than its share.
+const CLAIM_ROUNDS: usize = 4;
+
 const LEASE_EXPIRED: &str = "lease_expired";
 const QUEUE_TIMEOUT: &str = "queue_timeout";
 const QUEUE_TIMEOUT_MESSAGE: &str = "no worker started the job within its queue-wait timeout";
@@ -122,67 +136,125 @@ const LEASE_EXPIRED_MESSAGE: &str = "the worker stopped renewing its lease (it c
 /// The PostgreSQL channel on which an enqueue wakes idle workers.
 pub(crate) const NOTIFY_CHANNEL: &str = "nova_jobs";
 
-/// The ready jobs of workflow `workflow` at time `$2`, best first (highest priority, then oldest), up to
-/// `limit`: one range of the `jobs_ready` index. Jobs past their queue-wait timeout are left for
-/// [`expire_sql`].
-fn ready_sql(workflow: &str, limit: &str) -> String {
+/// Column `column` of the ready jobs of workflow `workflow` and tenant `tenant` at time `$2`, best first
+/// (highest priority, then oldest), up to `limit`: one range of the `jobs_ready` index. Jobs past their
+/// queue-wait timeout are left for [`expire_sql`].
+pub(crate) fn ready_sql(column: &str, workflow: &str, tenant: &str, limit: &str) -> String {
     format!(
-        "SELECT id FROM jobs
-         WHERE workflow = {workflow} AND status IN ('queued', 'retrying') AND run_at <= $2
+        "SELECT {column} FROM jobs
+         WHERE workflow = {workflow} AND tenant_id = {tenant} AND status IN ('queued', 'retrying') AND run_at <= $2
            AND (start_by IS NULL OR start_by > $2)
          ORDER BY priority DESC, run_at, id LIMIT {limit}"
     )
 }
 
-/// The claim: takes ready jobs, each under a fresh attempt token made in SQL, holding them until `$1`
-/// (`$2`: now). A token is the claim's time in milliseconds (12 hex digits) and 80 random bits, so new
-/// tokens land at the end of the token index, not at random places in it.
+/// The claim: takes ready jobs of the tenants a claim's turns named ([`crate::turns`]), each under a fresh
+/// attempt token made in SQL, holding them until `$1` (`$2`: now). A token is the claim's time in
+/// milliseconds (12 hex digits) and 80 random bits, so new tokens land at the end of the token index, not
+/// at random places in it.
 ///
-/// - SQLite: up to `$3` jobs of workflow `$4`, one statement per workflow; the attempts and `started`
-///   events follow in the same transaction. SQLite has one writer at a time, so each is atomic.
-/// - PostgreSQL: one statement for every workflow of the JSON `$3` (`[{"workflow", "n"}]`) that also
-///   inserts the attempts (worker `$4`) and the events, and returns the jobs' rows with `attempt_number`.
-///   Concurrent claimers skip the rows others are locking instead of waiting on them (or, without the
-///   lock, claiming the same row twice).
+/// - SQLite: up to `$3` jobs of workflow `$4` and tenant `$5` (fewer when its limit `$6` is near), and as
+///   much for each further turn of [`claim_sqlite_sql`]; the attempts and `started` events follow in the
+///   same transaction. SQLite has one writer at a time, so each is atomic.
+/// - PostgreSQL: one statement for every turn of the JSON `$3` (`[{"workflow", "tenant", "n", "cap"}]`)
+///   that also inserts the attempts (worker `$4`) and the events, and returns the jobs' rows with
+///   `attempt_number`. Concurrent claimers skip the rows others are locking instead of waiting on them (or,
+///   without the lock, claiming the same row twice).
 pub(crate) fn claim_sql(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => claim_sqlite_sql(1),
+        Dialect::Postgres => claim_postgres_sql(),
+    }
+}
+
+/// The claim on SQLite for `turns` tenants in one statement (one round trip to the connection's thread,
+/// however many tenants take a turn): turn `k` (from 0) takes up to `$(3 + 4k)` jobs of workflow
+/// `$(4 + 4k)` and tenant `$(5 + 4k)`, whose limit is `$(6 + 4k)`, each turn one range of `jobs_ready`.
+/// SQLite has no `LATERAL` and takes no outer column in a `LIMIT`, hence a statement text per number of
+/// turns, at most [`SQLITE_TURNS_PER_STATEMENT`].
+pub(crate) fn claim_sqlite_sql(turns: usize) -> String {
+    let ranges: Vec<String> = (0..turns)
+        .map(|k| {
+            let [n, workflow, tenant, cap] = [3, 4, 5, 6].map(|p| format!("${}", p + 4 * k));
+            let size = turn_size_sql(Dialect::Sqlite, &n, &cap, &workflow, &tenant);
+            format!("SELECT id FROM ({})", ready_sql("id", &workflow, &tenant, &size))
+        })
+        .collect();
+    take_sql(Dialect::Sqlite, &format!("id IN ({})", ranges.join(" UNION ALL ")))
+}
+
+/// The most turns of one SQLite claim statement, below SQLite's 500 terms of a compound `SELECT`.
+pub(crate) const SQLITE_TURNS_PER_STATEMENT: usize = 100;
+
+/// Moves the jobs `which` names to `running` under fresh attempt tokens, returning their rows.
+fn take_sql(dialect: Dialect, which: &str) -> String {
     let token = match dialect {
         Dialect::Sqlite => "printf('%012x', $2) || lower(hex(randomblob(10)))",
         Dialect::Postgres => "lpad(to_hex($2::BIGINT), 12, '0') || substr(md5(gen_random_uuid()::TEXT), 1, 20)",
     };
-    let take = |which: &str| {
-        format!(
-            "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
-                 lease_token = 'att_' || {token},
-                 lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
-                 start_by = NULL, event_seq = event_seq + 1
-             WHERE {which}
-             RETURNING *"
-        )
-    };
-    match dialect {
-        Dialect::Sqlite => take(&format!("id IN ({})", ready_sql("$4", "$3"))),
-        Dialect::Postgres => format!(
-            "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'n')::BIGINT AS n
-                            FROM json_array_elements($3::JSON) AS e),
-             picked AS (SELECT r.id FROM wants CROSS JOIN LATERAL ({} FOR UPDATE SKIP LOCKED) AS r),
-             claimed AS ({}),
-             attempts AS (INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
-                          SELECT id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a
-                                      WHERE a.job_id = claimed.id),
-                                 lease_token, $4, $2
-                          FROM claimed
-                          RETURNING job_id, number),
-             logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
-                        SELECT c.id, c.event_seq, $2, 'started',
-                               json_build_object('attempt', a.number, 'worker_id', $4::TEXT)::TEXT
-                        FROM claimed c JOIN attempts a ON a.job_id = c.id)
-             SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
-            ready_sql("wants.workflow", "wants.n"),
-            // An array, not `IN (SELECT ...)`: PostgreSQL then finds each row by its key, where a join could
-            // hash the whole table when its statistics are off.
-            take("id = ANY (ARRAY(SELECT id FROM picked))"),
-        ),
+    format!(
+        "UPDATE jobs SET status = 'running', attempts_used = attempts_used + 1,
+             lease_token = 'att_' || {token},
+             lease_expires_at = $1, started_at = COALESCE(started_at, $2), updated_at = $2,
+             start_by = NULL, event_seq = event_seq + 1
+         WHERE {which}
+         RETURNING *"
+    )
+}
+
+/// The claim on PostgreSQL: see [`claim_sql`].
+fn claim_postgres_sql() -> String {
+    let dialect = Dialect::Postgres;
+    format!(
+        "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'tenant') AS tenant,
+                               (e ->> 'n')::BIGINT AS n, (e ->> 'cap')::BIGINT AS cap
+                        FROM json_array_elements($3::JSON) AS e),
+         turns AS (SELECT workflow, tenant, {} AS n FROM wants),
+         picked AS (SELECT r.id FROM turns CROSS JOIN LATERAL ({} FOR UPDATE SKIP LOCKED) AS r),
+         claimed AS ({}),
+         attempts AS (INSERT INTO job_attempts (job_id, number, token, worker_id, started_at)
+                      SELECT id, (SELECT COALESCE(MAX(a.number), 0) + 1 FROM job_attempts a
+                                  WHERE a.job_id = claimed.id),
+                             lease_token, $4, $2
+                      FROM claimed
+                      RETURNING job_id, number),
+         logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
+                    SELECT c.id, c.event_seq, $2, 'started',
+                           json_build_object('attempt', a.number, 'worker_id', $4::TEXT)::TEXT
+                    FROM claimed c JOIN attempts a ON a.job_id = c.id)
+         SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
+        turn_size_sql(dialect, "wants.n", "wants.cap", "wants.workflow", "wants.tenant"),
+        ready_sql("id", "turns.workflow", "turns.tenant", "turns.n"),
+        // An array, not `IN (SELECT ...)`: PostgreSQL then finds each row by its key, where a join could
+        // hash the whole table when its statistics are off.
+        take_sql(dialect, "id = ANY (ARRAY(SELECT id FROM picked))"),
+    )
+}
+
+/// One round of a claim on SQLite, in the claim's transaction: one statement for up to
+/// [`SQLITE_TURNS_PER_STATEMENT`] turns.
+async fn claim_round_sqlite(
+    tx: &mut WriteTx,
+    contenders: &[Contender],
+    turns: &[(usize, u32)],
+    lease_until: i64,
+    now_ms: i64,
+) -> Result<Vec<AnyRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in turns.chunks(SQLITE_TURNS_PER_STATEMENT) {
+        let sql = claim_sqlite_sql(chunk.len());
+        let mut claim = sqlx::query(&sql).bind(lease_until).bind(now_ms);
+        for &(i, n) in chunk {
+            let c = &contenders[i];
+            claim = claim
+                .bind(i64::from(n))
+                .bind(c.workflow.as_str())
+                .bind(c.tenant.clone())
+                .bind(c.turn.max_running.map(i64::from));
+        }
+        rows.extend(claim.fetch_all(&mut **tx).await?);
     }
+    Ok(rows)
 }
 
 /// Ends the leases that lapsed by `$1`: the job is queued again (`retrying`) or, with its attempts used
@@ -318,36 +390,144 @@ impl Store {
         Ok(Swept { lapsed: lapsed.len(), expired: expired.len() })
     }
 
-    /// Claims, for each `(workflow, n)` of `wants`, up to `n` ready jobs of that workflow for `worker`, in
-    /// one transaction (one commit, however many jobs), holding each for `lease`. Jobs past their
-    /// queue-wait timeout are never taken; lapsed leases wait for the next [`Store::sweep`].
+    /// Claims, for each `(workflow, n)` of `wants`, up to `n` ready jobs of that workflow for `worker`,
+    /// holding each for `lease`, the workflow's tenants taking turns (see [`Store::claim_turns`]). Jobs past
+    /// their queue-wait timeout are never taken; lapsed leases wait for the next [`Store::sweep`].
     pub async fn claim_batch(
         &self,
         worker: WorkerId,
         lease: Duration,
         wants: &[(Workflow, u32)],
     ) -> Result<Vec<ClaimedJob>, StoreError> {
-        if wants.iter().all(|&(_, n)| n == 0) {
-            return Ok(Vec::new());
+        Ok(self.claim_turns(worker, lease, wants).await?.jobs)
+    }
+
+    /// [`Store::claim_batch`], saying also which workflows had ready jobs held back by a tenant's limit.
+    ///
+    /// First a read finds the tenants with ready jobs of each workflow (one probe per tenant, see
+    /// [`crate::turns`]); their shares of the workflow's `n` slots are worked out here; then each tenant's
+    /// share is taken from the top of its own jobs. A tenant with fewer ready jobs than its share (or whose
+    /// jobs another claimer holds) leaves the rest to another round among the others, for at most
+    /// [`CLAIM_ROUNDS`] rounds. On SQLite the rounds, the attempts and the events are one transaction (one
+    /// commit, however many jobs); on PostgreSQL each round is one statement.
+    pub async fn claim_turns(
+        &self,
+        worker: WorkerId,
+        lease: Duration,
+        wants: &[(Workflow, u32)],
+    ) -> Result<Claim, StoreError> {
+        let wants: Vec<(Workflow, u32)> = wants.iter().copied().filter(|&(_, n)| n > 0).collect();
+        if wants.is_empty() {
+            return Ok(Claim::default());
         }
         let now_ms = to_millis(Utc::now());
         let lease_until = now_ms + lease.as_millis() as i64;
-        if self.dialect == Dialect::Postgres {
-            return self.claim_batch_postgres(worker, lease_until, now_ms, wants).await;
+        let mut contenders = self.contenders(&wants, now_ms).await?;
+        if contenders.is_empty() {
+            return Ok(Claim::default());
         }
-        let mut tx = self.begin_write().await?;
-        let claim_sql = claim_sql(self.dialect);
+        let mut left_out = vec![false; contenders.len()];
+        let mut taken: HashMap<Workflow, u32> = HashMap::new();
+        let mut tx = match self.dialect {
+            Dialect::Sqlite => Some(self.begin_write().await?),
+            Dialect::Postgres => None,
+        };
         let mut rows: Vec<AnyRow> = Vec::new();
-        for &(workflow, n) in wants.iter().filter(|&&(_, n)| n > 0) {
-            let taken = sqlx::query(&claim_sql)
-                .bind(lease_until)
-                .bind(now_ms)
-                .bind(i64::from(n))
-                .bind(workflow.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-            rows.extend(taken);
+        for _ in 0..CLAIM_ROUNDS {
+            let turns = plan_round(&contenders, &left_out, &wants, &taken);
+            if turns.is_empty() {
+                break;
+            }
+            let got = match &mut tx {
+                Some(tx) => claim_round_sqlite(tx, &contenders, &turns, lease_until, now_ms).await?,
+                None => self.claim_round_postgres(worker, &contenders, &turns, lease_until, now_ms).await?,
+            };
+            let mut per_tenant: HashMap<(String, String), u32> = HashMap::new();
+            for row in &got {
+                *per_tenant.entry((row.try_get("workflow")?, row.try_get("tenant_id")?)).or_default() += 1;
+            }
+            let mut short = false;
+            for &(i, n) in &turns {
+                let c = &mut contenders[i];
+                let got = per_tenant.get(&(c.workflow.as_str().to_string(), c.tenant.clone())).copied().unwrap_or(0);
+                c.turn.running += got;
+                *taken.entry(c.workflow).or_default() += got;
+                if got < n {
+                    left_out[i] = true;
+                    short = true;
+                }
+            }
+            rows.extend(got);
+            if !short {
+                break;
+            }
         }
+        // A tenant stopped by its limit gets its next turn when one of its jobs ends.
+        let held_back = wants
+            .iter()
+            .filter(|&&(w, n)| taken.get(&w).copied().unwrap_or(0) < n)
+            .filter(|&&(w, _)| {
+                contenders.iter().zip(&left_out).any(|(c, &out)| {
+                    c.workflow == w && c.turn.max_running.is_some_and(|max| out || c.turn.running >= max)
+                })
+            })
+            .map(|&(w, _)| w)
+            .collect();
+        let jobs = match tx {
+            Some(tx) => self.start_attempts_sqlite(tx, worker, rows, now_ms).await?,
+            None => self.claimed_postgres(worker, &rows, now_ms).await?,
+        };
+        Ok(Claim { jobs, held_back })
+    }
+
+    /// One round of a claim on PostgreSQL: one statement for every turn. When a tenant with a limit has a
+    /// turn, claims of its workflow take turns on a transaction-scoped lock, and the statement, run after the
+    /// lock, counts the jobs the previous claim committed: two claimers at once cannot both fill a tenant's
+    /// last place. Without limits, claimers run side by side, skipping each other's locked rows.
+    async fn claim_round_postgres(
+        &self,
+        worker: WorkerId,
+        contenders: &[Contender],
+        turns: &[(usize, u32)],
+        lease_until: i64,
+        now_ms: i64,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let batch = json_array(turns.iter().map(|&(i, n)| {
+            let c = &contenders[i];
+            serde_json::json!({"workflow": c.workflow.as_str(), "tenant": c.tenant, "n": n, "cap": c.turn.max_running})
+        }));
+        let sql = claim_sql(Dialect::Postgres);
+        let claim = sqlx::query(&sql).bind(lease_until).bind(now_ms).bind(batch).bind(worker.to_string());
+        // In one order for every claimer, so that two never wait on each other.
+        let limited: std::collections::BTreeSet<&str> = turns
+            .iter()
+            .map(|&(i, _)| &contenders[i])
+            .filter(|c| c.turn.max_running.is_some())
+            .map(|c| c.workflow.as_str())
+            .collect();
+        if limited.is_empty() {
+            return Ok(claim.fetch_all(&self.pool).await?);
+        }
+        let mut tx = self.pool.begin().await?;
+        for workflow in limited {
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS locked")
+                .bind(format!("nova.claim.{workflow}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = claim.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Ends a claim on SQLite: one attempt row and one `started` event per claimed job, then the commit.
+    async fn start_attempts_sqlite(
+        &self,
+        mut tx: WriteTx,
+        worker: WorkerId,
+        rows: Vec<AnyRow>,
+        now_ms: i64,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
@@ -404,28 +584,17 @@ impl Store {
             .collect()
     }
 
-    /// [`Store::claim_batch`] on PostgreSQL: one statement, which is its own transaction.
-    async fn claim_batch_postgres(
+    /// The jobs of a claim on PostgreSQL, whose statements made their attempts and events.
+    async fn claimed_postgres(
         &self,
         worker: WorkerId,
-        lease_until: i64,
+        rows: &[AnyRow],
         now_ms: i64,
-        wants: &[(Workflow, u32)],
     ) -> Result<Vec<ClaimedJob>, StoreError> {
-        let wants = json_array(
-            wants.iter().filter(|&&(_, n)| n > 0).map(|(w, n)| serde_json::json!({"workflow": w.as_str(), "n": n})),
-        );
-        let rows = sqlx::query(&claim_sql(Dialect::Postgres))
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(wants)
-            .bind(worker.to_string())
-            .fetch_all(&self.pool)
-            .await?;
         let started_at = from_millis(now_ms)?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut retried = Vec::new();
-        for row in &rows {
+        for row in rows {
             let number = row.try_get::<i64, _>("attempt_number")? as u32;
             let this = Attempt { number, worker_id: worker, started_at, finished_at: None, outcome: None, error: None };
             let job = job_from_row(row, vec![this])?;

@@ -34,7 +34,7 @@ impl QueueStats {
     }
 }
 
-/// Waiting jobs through `jobs_ready (workflow, priority DESC, run_at, id) WHERE status IN ('queued',
+/// Waiting jobs through `jobs_ready (workflow, tenant_id, priority DESC, run_at, id) WHERE status IN ('queued',
 /// 'retrying')`, and running ones through `jobs_leased (...) WHERE status = 'running'` (as many as there are
 /// worker slots). `$1` is now, in milliseconds. The index holds every column counted (PostgreSQL may walk
 /// it alone; SQLite still reads each waiting row, whose status its partial-index rule wants to see). It holds

@@ -1,6 +1,7 @@
 //! `nova bench queue`: the job queue with no-op jobs on SQLite and PostgreSQL: enqueue rate, completion rate
-//! through the real worker pool, enqueue-to-start latency with idle workers, and the completion rate again
-//! with a long history of finished jobs.
+//! through the real worker pool, enqueue-to-start latency with idle workers, the completion rate with the jobs
+//! spread over many tenants (whose claims take turns between them), and the completion rate again with a
+//! long history of finished jobs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use anyhow::Context;
 use chrono::DurationRound;
 use clap::Args;
 use nova_app::WorkerConfig;
-use nova_core::{JobStatus, Workflow};
+use nova_core::{JobStatus, TenantId, Workflow};
 use nova_store::scratch::ScratchStore;
 use nova_store::{NewJob, Store};
 use tokio::sync::Notify;
@@ -35,6 +36,10 @@ pub struct QueueBenchArgs {
     /// commit), as `nova serve`'s submissions do.
     #[arg(long, default_value_t = 32)]
     clients: usize,
+    /// Tenants the jobs are spread over for the many-tenants run, every one with jobs waiting, so each claim
+    /// shares its slots among them all.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    tenants: u64,
     /// A PostgreSQL server to measure too (a scratch database is created on it and dropped afterwards), e.g.
     /// postgres://postgres@127.0.0.1:5432/postgres. Without it, only SQLite is measured.
     #[arg(long, env = "NOVA_BENCH_POSTGRES_URL", hide_env_values = true)]
@@ -52,6 +57,7 @@ struct Figures {
     complete_per_s: f64,
     pickup_p50_ms: f64,
     pickup_p99_ms: f64,
+    complete_many_tenants_per_s: f64,
     complete_with_history_per_s: f64,
 }
 
@@ -85,15 +91,22 @@ pub fn run(args: QueueBenchArgs) -> anyhow::Result<()> {
 
 async fn measure(store: &Store, args: &QueueBenchArgs) -> anyhow::Result<Figures> {
     let wake = Arc::new(Notify::new());
-    let enqueue_alone_per_s = enqueue_all(store, args.jobs, args.clients).await?;
+    let one_tenant = [TenantId::DEFAULT];
+    let enqueue_alone_per_s = enqueue_all(store, args.jobs, args.clients, &one_tenant).await?;
     drain(store, args, &wake).await?;
     let grouped = store.clone().with_group_commit();
-    let enqueue_per_s = enqueue_all(&grouped, args.jobs, args.clients).await?;
+    let enqueue_per_s = enqueue_all(&grouped, args.jobs, args.clients, &one_tenant).await?;
     let complete_per_s = drain(store, args, &wake).await?;
     let (pickup_p50_ms, pickup_p99_ms) = pickup(store, args, &wake).await?;
+    let mut tenants = Vec::new();
+    for i in 0..args.tenants {
+        tenants.push(store.ensure_tenant(&format!("bench-{i}")).await?);
+    }
+    enqueue_all(store, args.jobs, args.clients, &tenants).await?;
+    let complete_many_tenants_per_s = drain(store, args, &wake).await?;
     eprintln!("inserting {} finished jobs of history...", args.history);
     store.insert_history(args.history, !args.no_analyze).await?;
-    enqueue_all(&grouped, args.jobs, args.clients).await?;
+    enqueue_all(&grouped, args.jobs, args.clients, &one_tenant).await?;
     let complete_with_history_per_s = drain(store, args, &wake).await?;
     Ok(Figures {
         enqueue_per_s,
@@ -101,21 +114,24 @@ async fn measure(store: &Store, args: &QueueBenchArgs) -> anyhow::Result<Figures
         complete_per_s,
         pickup_p50_ms,
         pickup_p99_ms,
+        complete_many_tenants_per_s,
         complete_with_history_per_s,
     })
 }
 
-/// Enqueues `n` no-op jobs from `clients` concurrent tasks, each one job at a time as a request would;
-/// returns jobs per second.
-async fn enqueue_all(store: &Store, n: u64, clients: usize) -> anyhow::Result<f64> {
+/// Enqueues `n` no-op jobs from `clients` concurrent tasks, each one job at a time as a request would, the
+/// tenants of `tenants` in turn; returns jobs per second.
+async fn enqueue_all(store: &Store, n: u64, clients: usize, tenants: &[TenantId]) -> anyhow::Result<f64> {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients as u64 {
         let store = store.clone();
         let share = n / clients as u64 + u64::from(c < n % clients as u64);
+        let tenants = tenants.to_vec();
         tasks.spawn(async move {
-            for _ in 0..share {
-                store.enqueue(NewJob::new(Workflow::Noop, serde_json::Value::Null)).await?;
+            for i in 0..share {
+                let tenant = tenants[((c + i * clients as u64) % tenants.len() as u64) as usize];
+                store.enqueue(NewJob { tenant, ..NewJob::new(Workflow::Noop, serde_json::Value::Null) }).await?;
             }
             anyhow::Ok(())
         });
@@ -175,26 +191,28 @@ async fn pickup(store: &Store, args: &QueueBenchArgs, wake: &Arc<Notify>) -> any
 fn print_table(args: &QueueBenchArgs, rows: &[(&str, Figures)]) {
     println!();
     println!(
-        "{:<9} {:>11} {:>15} {:>12} {:>11} {:>11} {:>22} {:>8}",
+        "{:<9} {:>11} {:>15} {:>12} {:>11} {:>11} {:>24} {:>22} {:>8}",
         "backend",
         "enqueue/s",
         "1 tx each/s",
         "complete/s",
         "pickup p50",
         "pickup p99",
+        format!("complete/s, {} tenants", args.tenants),
         format!("complete/s, {} hist.", human(args.history)),
         "change"
     );
     for (name, f) in rows {
         let change = (f.complete_with_history_per_s / f.complete_per_s - 1.0) * 100.0;
         println!(
-            "{:<9} {:>11.0} {:>15.0} {:>12.0} {:>9.2}ms {:>9.2}ms {:>22.0} {:>7.1}%",
+            "{:<9} {:>11.0} {:>15.0} {:>12.0} {:>9.2}ms {:>9.2}ms {:>24.0} {:>22.0} {:>7.1}%",
             name,
             f.enqueue_per_s,
             f.enqueue_alone_per_s,
             f.complete_per_s,
             f.pickup_p50_ms,
             f.pickup_p99_ms,
+            f.complete_many_tenants_per_s,
             f.complete_with_history_per_s,
             change
         );

@@ -298,6 +298,43 @@ fn a_server_listening_beyond_loopback_starts_with_a_key() {
     assert!(!err.contains("hunter2"), "the refused key is not echoed: {err}");
 }
 
+/// `nova tenants`: a tenant's weight and limit are set by name, shown by `list`, and refused when out of range.
+#[test]
+fn tenants_get_weights_and_limits_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = |args: &[&str]| nova().arg("tenants").args(args).arg("--data-dir").arg(dir.path()).output().unwrap();
+    let row = |name: &str| {
+        let listed = tenants(&["list"]);
+        assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+        let listed = String::from_utf8(listed.stdout).unwrap();
+        let line = listed.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{listed}"));
+        line.split_whitespace().map(str::to_string).collect::<Vec<_>>()
+    };
+    let made = nova().args(["keys", "create", "--tenant", "acme", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // Columns: name, id, weight, max running, rate.
+    assert_eq!(row("acme")[2..], ["1", "default", "default"]);
+
+    assert!(tenants(&["set", "acme", "--weight", "3", "--max-running", "5"]).status.success());
+    assert_eq!(row("acme")[2..4], ["3", "5"]);
+    assert!(tenants(&["set", "acme", "--max-running", "default"]).status.success());
+    assert_eq!(row("acme")[2..4], ["3", "default"], "the weight stays when only the limit changes");
+    assert_eq!(row("default")[2..4], ["1", "default"]);
+
+    for (args, says) in [
+        (&["set", "nobody", "--weight", "2"][..], "no tenant named `nobody`"),
+        (&["set", "acme"], "nothing to set"),
+        (&["set", "acme", "--weight", "0"], "--weight"),
+        (&["set", "acme", "--weight", "1001"], "--weight"),
+        (&["set", "acme", "--max-running", "many"], "neither a number of jobs nor `default`"),
+    ] {
+        let out = tenants(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(row("acme")[2..4], ["3", "default"], "a refused change changes nothing");
+}
+
 /// `POST /v1/executions` runs code in the jail and reports each status; bad requests get clear errors.
 #[test]
 fn serve_runs_programs_in_the_sandbox() {

@@ -14,5 +14,6 @@ mod retention;
 mod stats;
 mod tenants;
 mod tls;
+mod turns;
 mod usage;
 mod webhooks;
