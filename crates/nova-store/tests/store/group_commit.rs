@@ -65,7 +65,10 @@ async fn a_group_stores_each_job_with_its_event_and_webhook(b: Backend) {
     while let Some(c) = f.store.claim(nova_core::WorkerId::new(), std::time::Duration::from_secs(30)).await.unwrap() {
         claimed.push(c.job.id);
     }
-    assert_eq!(claimed, [stored[2].job.id, stored[0].job.id, stored[1].job.id], "priority first, then order");
+    // Tenants take turns (see `turns.rs`), so only one tenant's jobs keep the group's order between them.
+    assert_eq!(claimed.len(), 3);
+    let at = |id| claimed.iter().position(|c| *c == id).unwrap();
+    assert!(at(stored[0].job.id) < at(stored[1].job.id), "a tenant's jobs are claimed in the group's order");
 }
 
 async fn an_idempotency_key_used_twice_in_one_group_makes_one_job(b: Backend) {
