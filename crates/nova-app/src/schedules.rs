@@ -38,7 +38,12 @@ pub async fn run(store: Store, shutdown: CancellationToken) {
 pub async fn fire_due(store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let mut made = 0;
     for due in store.due_schedules(now, BATCH).await? {
-        made += fire(store, due, now).await?;
+        // One schedule that cannot be fired (its store write failed) must not hold up the others.
+        let id = due.schedule.id;
+        match fire(store, due, now).await {
+            Ok(n) => made += n,
+            Err(e) => warn!(schedule = %id, error = %error_chain(&e), "firing a schedule failed; trying again"),
+        }
     }
     Ok(made)
 }

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
+use axum::body::{to_bytes, Body, HttpBody as _};
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -97,7 +97,10 @@ async fn run(app: &AppState, req: Request, next: Next) -> Result<Response, Respo
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
-    if streamed {
+    // An answer of unknown length, or longer than is kept, is passed on as it is: buffering it would hold it
+    // back (a long response's text) or fail it.
+    let too_big = response.body().size_hint().upper().is_none_or(|n| n > MAX_KEPT_BODY as u64);
+    if streamed || too_big {
         // An event stream is not an answer to keep (it would be held back until it ends): the key is freed.
         if let Some(key) = guard.key.take() {
             if let Err(e) = tenant.abandon_idempotent(&key).await {

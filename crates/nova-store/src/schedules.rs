@@ -160,7 +160,7 @@ impl Store {
     }
 
     /// Moves schedule `id` on to `next`, if its next time is still `expected` (no other process moved it
-    /// meanwhile), recording its last time and job; whether it moved.
+    /// meanwhile) and it was not paused meanwhile, recording its last time and job; whether it moved.
     pub async fn advance_schedule(
         &self,
         id: ScheduleId,
@@ -172,7 +172,7 @@ impl Store {
         let moved = sqlx::query(
             "UPDATE schedules SET next_run_at = $1, last_run_at = COALESCE($2, last_run_at),
                  last_job_id = COALESCE($3, last_job_id), updated_at = $4
-             WHERE id = $5 AND next_run_at = $6",
+             WHERE id = $5 AND next_run_at = $6 AND paused = 0",
         )
         .bind(to_millis(next))
         .bind(last.map(|(at, _)| to_millis(at)))

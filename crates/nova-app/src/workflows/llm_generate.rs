@@ -199,20 +199,19 @@ async fn write_output(
                 }
             }
             Some(GenerateEvent::Restart { round, reason }) => {
+                // The answer being dropped need not reach the log: no reader has seen what is pending, and
+                // written after the reset it would read as the start of the new answer.
                 due = None;
-                flush(store, job, token, &mut pending).await?;
+                pending.clear();
                 let data = serde_json::json!({"round": round, "reason": reason});
-                append(store, job, token, "output_reset", &data).await?;
+                append_retrying(store, job, token, "output_reset", &data).await?;
                 last_write = tokio::time::Instant::now();
             }
             None => {
                 // The last text must be in the log before the result: a stream that reads the final event
                 // has read every character.
-                while !pending.is_empty() {
-                    flush(store, job, token, &mut pending).await?;
-                    if !pending.is_empty() {
-                        tokio::time::sleep(FLUSH_EVERY).await;
-                    }
+                if !pending.is_empty() {
+                    append_retrying(store, job, token, "output", &serde_json::json!({"text": pending})).await?;
                 }
                 return Ok(());
             }
@@ -238,6 +237,33 @@ async fn flush(
         }
         Err(WorkflowError::Transient(_)) => Ok(()),
         Err(other) => Err(other),
+    }
+}
+
+/// Tries of a write that must land (the last text, a reset) before the attempt gives up and the job is
+/// retried: 20, a [`FLUSH_EVERY`] apart.
+const MUST_WRITE_TRIES: u32 = 20;
+
+/// [`append`], tried again on a passing store failure, [`MUST_WRITE_TRIES`] times at most.
+async fn append_retrying(
+    store: &Store,
+    job: nova_core::JobId,
+    token: nova_core::AttemptToken,
+    kind: &str,
+    data: &serde_json::Value,
+) -> Result<(), WorkflowError> {
+    let mut tries = 0;
+    loop {
+        match append(store, job, token, kind, data).await {
+            Err(WorkflowError::Transient(e)) => {
+                tries += 1;
+                if tries >= MUST_WRITE_TRIES {
+                    return Err(WorkflowError::Transient(e));
+                }
+                tokio::time::sleep(FLUSH_EVERY).await;
+            }
+            other => return other,
+        }
     }
 }
 

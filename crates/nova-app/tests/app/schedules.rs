@@ -98,6 +98,8 @@ async fn a_paused_schedule_enqueues_nothing_and_resumes_from_now(b: Backend) {
     let paused = tenant.set_schedule_paused(schedule.id, true, None).await.unwrap().unwrap();
     assert!(paused.paused);
     let later = schedule.next_run_at + chrono::Duration::hours(1);
+    // A scheduler that read the schedule before the pause cannot move it on after.
+    assert!(!t.store.advance_schedule(schedule.id, schedule.next_run_at, later, None).await.unwrap());
     assert_eq!(fire_due(&t.store, later).await.unwrap(), 0);
     assert_eq!(jobs_of(&t, &schedule).await, 0);
     let next = CronSchedule::parse("*/5 * * * *", "UTC").unwrap().next_after(later).unwrap();

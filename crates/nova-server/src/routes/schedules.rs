@@ -96,8 +96,8 @@ async fn create(
         let code = if matches!(e, nova_core::ScheduleError::Zone(_)) { "invalid_timezone" } else { "invalid_cron" };
         ApiError::Unprocessable { code, message: e.to_string() }
     })?;
-    if body.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-        return Err(invalid("name must be at most 200 characters".into()));
+    if body.name.as_ref().is_some_and(|n| n.chars().count() > 200 || n.contains('\0')) {
+        return Err(invalid("name must be at most 200 characters, with no NUL".into()));
     }
     if !(-1000..=1000).contains(&body.priority) {
         return Err(invalid("priority must be between -1000 and 1000".into()));
@@ -214,6 +214,9 @@ async fn resume(Tenant(tenant): Tenant, IdPath(id): IdPath) -> Result<Json<Sched
 async fn set_paused(tenant: &TenantStore, id: &str, paused: bool) -> Result<Json<Schedule>, ApiError> {
     let id: ScheduleId = parse_id(id, "schedule")?;
     let schedule = tenant.get_schedule(id).await?.ok_or_else(|| not_found("schedule", &id.to_string()))?;
+    if schedule.paused == paused {
+        return Ok(Json(schedule));
+    }
     // Resumed, it starts afresh from now: a pause is not downtime to catch up on.
     let next = if paused {
         None
