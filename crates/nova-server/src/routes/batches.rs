@@ -6,7 +6,6 @@
 //! workers in any process did. Results are streamed a page of jobs at a time (`batch_results.rs`).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -14,11 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use nova_core::{Batch, BatchId, DocumentId, JobInput, Workflow, MAX_BATCH_JOBS};
 use nova_store::NewBatch;
 use serde::Deserialize;
 
+use super::jobs::AskedOptions;
 use super::pages::{self, PageBody};
 use super::{batch_results, batch_stream, job_stream, not_found, parse_id, IdPath, StreamsEnd};
 use crate::auth::Tenant;
@@ -58,7 +58,8 @@ struct CreateBatch {
     priority: i64,
     /// Not before this time (RFC 3339); default now.
     run_at: Option<DateTime<Utc>>,
-    /// The hard deadline of one attempt of each job, in seconds, at most a day; default 900.
+    /// The hard deadline of one attempt of each job, in seconds, at most a day; default 900 (3600 for
+    /// `llm.generate`).
     #[schema(minimum = 1, maximum = 86400)]
     timeout_seconds: Option<u64>,
     /// Attempts before a job fails, 1 to 20; default from the server's configuration.
@@ -80,8 +81,6 @@ struct BatchWebhook {
     url: String,
 }
 
-const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
-const MAX_QUEUE_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 /// Bad entries named in one error message, at most.
 const SHOWN_ERRORS: usize = 20;
 
@@ -118,7 +117,6 @@ async fn create(
     ApiJson(body): ApiJson<CreateBatch>,
 ) -> Result<(StatusCode, Json<Batch>), ApiError> {
     let invalid = |code: &'static str, message: String| ApiError::Unprocessable { code, message };
-    let options = Options::check(&body, app.config.max_attempts)?;
     let webhook_url = body
         .webhook
         .as_ref()
@@ -128,6 +126,14 @@ async fn create(
         .map(|url| url.to_string());
     let workflow: Workflow =
         body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| invalid("unknown_workflow", e.to_string()))?;
+    let asked = AskedOptions {
+        priority: body.priority,
+        run_at: body.run_at,
+        timeout_seconds: body.timeout_seconds,
+        max_attempts: body.max_attempts,
+        queue_timeout_seconds: body.queue_timeout_seconds,
+    };
+    let options = asked.check(workflow, app.config.max_attempts)?;
     let inputs = match (body.inputs, body.document_ids) {
         (Some(inputs), None) => inputs,
         (None, Some(ids)) => inputs_for_documents(workflow, &body.input, &ids)?,
@@ -186,50 +192,6 @@ async fn create(
     let batch = tenant.insert_batch(new).await?;
     app.wake_workers.notify_one();
     Ok((StatusCode::ACCEPTED, Json(batch)))
-}
-
-/// The options every job of a batch takes, checked as `POST /v1/jobs` checks them.
-struct Options {
-    max_attempts: u32,
-    timeout: Duration,
-    queue_timeout: Option<Duration>,
-}
-
-impl Options {
-    fn check(body: &CreateBatch, default_attempts: u32) -> Result<Options, ApiError> {
-        let invalid = |message: String| ApiError::Unprocessable { code: "invalid_request", message };
-        if !(-1000..=1000).contains(&body.priority) {
-            return Err(invalid("priority must be between -1000 and 1000".into()));
-        }
-        let timeout = body.timeout_seconds.unwrap_or(900);
-        if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
-            return Err(invalid(format!("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")));
-        }
-        let max_attempts = body.max_attempts.unwrap_or(default_attempts);
-        if !(1..=20).contains(&max_attempts) {
-            return Err(invalid("max_attempts must be between 1 and 20".into()));
-        }
-        if let Some(wait) = body.queue_timeout_seconds {
-            if !(1..=MAX_QUEUE_TIMEOUT_SECONDS).contains(&wait) {
-                return Err(invalid(format!(
-                    "queue_timeout_seconds must be between 1 and {MAX_QUEUE_TIMEOUT_SECONDS}"
-                )));
-            }
-        }
-        if let Some(run_at) = body.run_at {
-            // RFC 3339 years are 0000 to 9999: a job past them would be answered with unreadable times.
-            let wait = chrono::Duration::seconds(body.queue_timeout_seconds.unwrap_or(0) as i64);
-            let start_by = (run_at.year() >= 0).then(|| run_at.checked_add_signed(wait)).flatten();
-            if start_by.is_none_or(|t| t.year() > 9999) {
-                return Err(invalid("run_at must fall in the years 0000 to 9999, its queue timeout included".into()));
-            }
-        }
-        Ok(Options {
-            max_attempts,
-            timeout: Duration::from_secs(timeout),
-            queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
-        })
-    }
 }
 
 /// One input per document: the shared `input` with each document put where `workflow` names it.

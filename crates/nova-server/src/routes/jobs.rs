@@ -47,7 +47,7 @@ struct CreateJob {
     priority: i64,
     /// Not before this time (RFC 3339); default now.
     run_at: Option<DateTime<Utc>>,
-    /// The hard deadline of one attempt, in seconds, at most a day; default 900.
+    /// The hard deadline of one attempt, in seconds, at most a day; default 900 (3600 for `llm.generate`).
     #[schema(minimum = 1, maximum = 86400)]
     timeout_seconds: Option<u64>,
     /// Attempts before the job fails, 1 to 20; default from the server's configuration.
@@ -104,42 +104,25 @@ async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    let invalid = |message: String| ApiError::Unprocessable { code: "invalid_request", message };
-    if !(-1000..=1000).contains(&body.priority) {
-        return Err(invalid("priority must be between -1000 and 1000".into()));
-    }
-    if body.timeout_seconds.is_some_and(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(&t)) {
-        return Err(invalid(format!("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")));
-    }
-    let max_attempts = body.max_attempts.unwrap_or(app.config.max_attempts);
-    if !(1..=20).contains(&max_attempts) {
-        return Err(invalid("max_attempts must be between 1 and 20".into()));
-    }
-    if let Some(wait) = body.queue_timeout_seconds {
-        if !(1..=MAX_QUEUE_TIMEOUT_SECONDS).contains(&wait) {
-            return Err(invalid(format!("queue_timeout_seconds must be between 1 and {MAX_QUEUE_TIMEOUT_SECONDS}")));
-        }
-    }
-    if let Some(run_at) = body.run_at {
-        // Times travel as RFC 3339, whose years are 0000 to 9999: a job past them would be answered with
-        // times no client can read.
-        let wait = chrono::Duration::seconds(body.queue_timeout_seconds.unwrap_or(0) as i64);
-        let start_by = (run_at.year() >= 0).then(|| run_at.checked_add_signed(wait)).flatten();
-        if start_by.is_none_or(|t| t.year() > 9999) {
-            return Err(invalid("run_at must fall in the years 0000 to 9999, its queue timeout included".into()));
-        }
-    }
-    let idempotency_key = idempotency_key(&headers)?;
-    let webhook = body.webhook.map(|hook| webhook(hook, &app.config.webhook_allow)).transpose()?;
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
-    let new = NewJob {
-        max_attempts,
+    let asked = AskedOptions {
         priority: body.priority,
         run_at: body.run_at,
-        timeout: Duration::from_secs(body.timeout_seconds.unwrap_or(workflow.default_timeout_seconds())),
-        queue_timeout: body.queue_timeout_seconds.map(Duration::from_secs),
+        timeout_seconds: body.timeout_seconds,
+        max_attempts: body.max_attempts,
+        queue_timeout_seconds: body.queue_timeout_seconds,
+    };
+    let options = asked.check(workflow, app.config.max_attempts)?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let webhook = body.webhook.map(|hook| webhook(hook, &app.config.webhook_allow)).transpose()?;
+    let new = NewJob {
+        max_attempts: options.max_attempts,
+        priority: options.priority,
+        run_at: body.run_at,
+        timeout: options.timeout,
+        queue_timeout: options.queue_timeout,
         idempotency_key,
         webhook,
         request_id: crate::request_id::of(&headers),
@@ -150,6 +133,60 @@ async fn create(
     Ok((StatusCode::ACCEPTED, Json(enqueued.job)))
 }
 
+/// The options of the jobs a request submits, as `POST /v1/jobs`, `/v1/batches` and `/v1/schedules` take
+/// them, before they are checked.
+pub(super) struct AskedOptions {
+    pub priority: i64,
+    pub run_at: Option<DateTime<Utc>>,
+    pub timeout_seconds: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub queue_timeout_seconds: Option<u64>,
+}
+
+/// [`AskedOptions`] checked, with the defaults filled in.
+pub(super) struct JobOptions {
+    pub priority: i64,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub queue_timeout: Option<Duration>,
+}
+
+impl AskedOptions {
+    /// Checks each option's range; `workflow` gives the default deadline, `default_attempts` the attempts.
+    pub(super) fn check(&self, workflow: Workflow, default_attempts: u32) -> Result<JobOptions, ApiError> {
+        let invalid = |message: String| ApiError::Unprocessable { code: "invalid_request", message };
+        if !(-1000..=1000).contains(&self.priority) {
+            return Err(invalid("priority must be between -1000 and 1000".into()));
+        }
+        let timeout = self.timeout_seconds.unwrap_or(workflow.default_timeout_seconds());
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
+            return Err(invalid(format!("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")));
+        }
+        let max_attempts = self.max_attempts.unwrap_or(default_attempts);
+        if !(1..=20).contains(&max_attempts) {
+            return Err(invalid("max_attempts must be between 1 and 20".into()));
+        }
+        if self.queue_timeout_seconds.is_some_and(|wait| !(1..=MAX_QUEUE_TIMEOUT_SECONDS).contains(&wait)) {
+            return Err(invalid(format!("queue_timeout_seconds must be between 1 and {MAX_QUEUE_TIMEOUT_SECONDS}")));
+        }
+        if let Some(run_at) = self.run_at {
+            // Times travel as RFC 3339, whose years are 0000 to 9999: a job past them would be answered with
+            // times no client can read.
+            let wait = chrono::Duration::seconds(self.queue_timeout_seconds.unwrap_or(0) as i64);
+            let start_by = (run_at.year() >= 0).then(|| run_at.checked_add_signed(wait)).flatten();
+            if start_by.is_none_or(|t| t.year() > 9999) {
+                return Err(invalid("run_at must fall in the years 0000 to 9999, its queue timeout included".into()));
+            }
+        }
+        Ok(JobOptions {
+            priority: self.priority,
+            max_attempts,
+            timeout: Duration::from_secs(timeout),
+            queue_timeout: self.queue_timeout_seconds.map(Duration::from_secs),
+        })
+    }
+}
+
 /// Checks `new`'s input against its workflow (the documents it names must be the tenant's) and the tenant's
 /// cap on unfinished jobs, then queues it: what `POST /v1/jobs` and the surfaces mapped onto jobs
 /// (`/v1/responses`) share.
@@ -158,18 +195,7 @@ pub(super) async fn submit(
     tenant: &nova_store::TenantStore,
     new: NewJob,
 ) -> Result<nova_store::Enqueued, ApiError> {
-    // Parsed here, at the edge; the store keeps the input as the client sent it (so a job shows what was
-    // submitted, and a retried Idempotency-Key compares like with like), which the worker reads back as this type.
-    let input = JobInput::parse(new.workflow, &new.input)
-        .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
-    for id in input.document_ids() {
-        if tenant.get_document(id).await?.is_none() {
-            return Err(ApiError::Unprocessable {
-                code: "document_not_found",
-                message: format!("no document with id `{id}`; upload it first with POST /v1/documents"),
-            });
-        }
-    }
+    check_input(tenant, new.workflow, &new.input).await?;
     if let Some(cap) = app.config.max_unfinished_jobs {
         // Counted before the insert, so concurrent submissions may pass the cap by a few: a quota, not a lock.
         if tenant.count_unfinished_jobs(cap).await? >= cap {
@@ -193,6 +219,27 @@ pub(super) async fn submit(
         app.wake_workers.notify_one();
     }
     Ok(enqueued)
+}
+
+/// `input` parsed as `workflow`'s, the documents it names checked to be the tenant's. Parsed here, at the
+/// edge; the store keeps the input as the client sent it (so a job shows what was submitted, and a retried
+/// Idempotency-Key compares like with like), which the worker reads back as this type.
+pub(super) async fn check_input(
+    tenant: &nova_store::TenantStore,
+    workflow: Workflow,
+    input: &serde_json::Value,
+) -> Result<JobInput, ApiError> {
+    let input =
+        JobInput::parse(workflow, input).map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
+    for id in input.document_ids() {
+        if tenant.get_document(id).await?.is_none() {
+            return Err(ApiError::Unprocessable {
+                code: "document_not_found",
+                message: format!("no document with id `{id}`; upload it first with POST /v1/documents"),
+            });
+        }
+    }
+    Ok(input)
 }
 
 /// A job's webhook as given: its URL checked, its event types known and distinct.

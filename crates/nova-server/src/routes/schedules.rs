@@ -1,8 +1,6 @@
 //! Schedules: a cron expression in a time zone that enqueues a job of a workflow and input at each of its
 //! times (`nova_app::schedules` fires them). Created, listed, shown, paused, resumed and deleted here.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -12,6 +10,7 @@ use nova_core::{CronSchedule, JobInput, MissedPolicy, Schedule, ScheduleId, Work
 use nova_store::{NewSchedule, StoreError, TenantStore};
 use serde::{Deserialize, Serialize};
 
+use super::jobs::{check_input, AskedOptions};
 use super::{not_found, parse_id, IdPath};
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
@@ -99,38 +98,27 @@ async fn create(
     if body.name.as_ref().is_some_and(|n| n.chars().count() > 200 || n.contains('\0')) {
         return Err(invalid("name must be at most 200 characters, with no NUL".into()));
     }
-    if !(-1000..=1000).contains(&body.priority) {
-        return Err(invalid("priority must be between -1000 and 1000".into()));
-    }
-    let max_attempts = body.max_attempts.unwrap_or(app.config.max_attempts);
-    if !(1..=20).contains(&max_attempts) {
-        return Err(invalid("max_attempts must be between 1 and 20".into()));
-    }
-    if body.timeout_seconds.is_some_and(|t| !(1..=86_400).contains(&t)) {
-        return Err(invalid("timeout_seconds must be between 1 and 86400".into()));
-    }
     let workflow: Workflow = body.workflow.parse().map_err(|e: nova_core::UnknownWorkflow| {
         ApiError::Unprocessable { code: "unknown_workflow", message: e.to_string() }
     })?;
-    let input = JobInput::parse(workflow, &body.input)
-        .map_err(|e| ApiError::Unprocessable { code: e.code, message: e.message })?;
-    for id in input.document_ids() {
-        if tenant.get_document(id).await?.is_none() {
-            return Err(ApiError::Unprocessable {
-                code: "document_not_found",
-                message: format!("no document with id `{id}`; upload it first with POST /v1/documents"),
-            });
-        }
-    }
+    let asked = AskedOptions {
+        priority: body.priority,
+        run_at: None,
+        timeout_seconds: body.timeout_seconds,
+        max_attempts: body.max_attempts,
+        queue_timeout_seconds: None,
+    };
+    let options = asked.check(workflow, app.config.max_attempts)?;
+    check_input(&tenant, workflow, &body.input).await?;
     let new = NewSchedule {
         name: body.name,
         cron: body.cron.trim().to_string(),
         timezone,
         workflow,
         input: body.input,
-        priority: body.priority,
-        max_attempts,
-        timeout: Duration::from_secs(body.timeout_seconds.unwrap_or(workflow.default_timeout_seconds())),
+        priority: options.priority,
+        max_attempts: options.max_attempts,
+        timeout: options.timeout,
         missed: body.missed.unwrap_or_default(),
         paused: body.paused,
     };
