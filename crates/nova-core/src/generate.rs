@@ -10,7 +10,7 @@ use crate::DocumentId;
 
 /// The input of an `llm.generate` job: a `prompt` or a list of chat `messages` (exactly one of the two), the
 /// documents whose text the model is given as context, and the answer's limits and shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlmGenerateInput {
     /// The user's request, as one user message.

@@ -157,6 +157,7 @@ pub fn document_context(
     }
     let reserve = max_output_tokens.map_or(DEFAULT_ANSWER_RESERVE, |n| n as usize);
     let spoken: usize = conversation.iter().map(|m| m.content.chars().count()).sum();
+    // Each document's markers, id and name, counted generously.
     let header = 200 * documents.len();
     let budget = (context_tokens as usize).saturating_sub(reserve).saturating_mul(CHARS_PER_TOKEN);
     let mut left = budget.saturating_sub(spoken + header);

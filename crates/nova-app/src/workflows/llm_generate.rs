@@ -8,7 +8,7 @@
 //! before it is dropped: the model is asked again (its answer broke the JSON schema), or a new attempt starts
 //! the generation over after the last one's worker was lost. Each write also reads whether the job's
 //! cancellation was asked for, and a quiet spell reads it every [`CANCEL_CHECK_EVERY`], so a cancel stops the
-//! model call within half a second, without waiting for the heartbeat.
+//! model call without waiting for the heartbeat.
 
 use std::time::Duration;
 

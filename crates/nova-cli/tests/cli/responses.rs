@@ -21,6 +21,18 @@ fn pieces(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
 
+/// Submits an `llm.generate` job of `input` and returns it.
+async fn generate(client: &reqwest::Client, base: &str, input: Value) -> Value {
+    let response = client.post(format!("{base}/v1/jobs")).json(&json!({"workflow": "llm.generate", "input": input}));
+    let job: Value = response.send().await.unwrap().json().await.unwrap();
+    assert!(job["id"].is_string(), "{job}");
+    job
+}
+
+fn as_pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 fn model_env(model: &ModelServer) -> Vec<(&'static str, String)> {
     vec![
         ("NOVA_LLM_BASE_URL", model.base_url()),
@@ -63,19 +75,11 @@ async fn a_generation_streams_into_the_log_and_a_reconnection_loses_nothing() {
     let model = ModelServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let env = model_env(&model);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = as_pairs(&env);
     let (_server, base) = start_serve(dir.path(), &["--workers", "1"], &env);
     let client = reqwest::Client::new();
     model.script.push(Reply::Gated(pieces(&["Hel", "lo"]), pieces(&[", world", "!"])));
-    let job: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&json!({"workflow": "llm.generate", "input": {"prompt": "Say hello", "max_output_tokens": 20}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = generate(&client, &base, json!({"prompt": "Say hello", "max_output_tokens": 20})).await;
     let id = job["id"].as_str().unwrap_or_else(|| panic!("{job}")).to_string();
     assert_eq!(job["timeout_seconds"], 3600, "a generation's default deadline is an hour");
     let follow = |after: Option<u64>| {
@@ -120,22 +124,14 @@ async fn a_cancel_stops_the_model_call() {
     let model = ModelServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let env = model_env(&model);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = as_pairs(&env);
     // Heartbeats ten minutes apart: a cancel seen within the test's wait came through the generation's own
     // reads, not the heartbeat.
     let (_server, base) = start_serve(dir.path(), &["--workers", "1", "--lease-secs", "3600"], &env);
     let client = reqwest::Client::new();
     // An answer that never ends unless its call is dropped.
     model.script.push(Reply::Gated(pieces(&["Once upon"]), pieces(&[" a time"])));
-    let job: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&json!({"workflow": "llm.generate", "input": {"prompt": "A story"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = generate(&client, &base, json!({"prompt": "A story"})).await;
     let id = job["id"].as_str().unwrap().to_string();
     let events = client.get(format!("{base}/v1/jobs/{id}/events")).header("accept", "text/event-stream");
     let first = read_events(events.send().await.unwrap(), |kind, _| kind == "output").await;
@@ -161,7 +157,7 @@ async fn a_worker_killed_mid_generation_hands_it_to_another_which_starts_over() 
     model.script.push(Reply::Stream(pieces(&["Hello ", "again"])));
     let dir = tempfile::tempdir().unwrap();
     let env = model_env(&model);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = as_pairs(&env);
     let (_server, base) = start_serve(dir.path(), &["--workers", "0"], &env);
     let worker = || {
         let mut command = crate::common::nova();
@@ -175,15 +171,7 @@ async fn a_worker_killed_mid_generation_hands_it_to_another_which_starts_over() 
     };
     let client = reqwest::Client::new();
     let mut first = worker();
-    let job: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&json!({"workflow": "llm.generate", "input": {"prompt": "Say hello"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = generate(&client, &base, json!({"prompt": "Say hello"})).await;
     let id = job["id"].as_str().unwrap().to_string();
     let events = || client.get(format!("{base}/v1/jobs/{id}/events")).header("accept", "text/event-stream");
     let seen = read_events(events().send().await.unwrap(), |kind, _| kind == "output").await;
@@ -216,7 +204,7 @@ fn the_openai_sdk_creates_streams_resumes_and_cancels_responses() {
     let data = dir.path().join("data");
     let (key_a, key_b) = (create_key(&data, "a"), create_key(&data, "b"));
     let env = model_env(&model);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = as_pairs(&env);
     let (_server, base) = start_serve(&data, &["--workers", "2"], &env);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/openai/sdk_test.py");
     let out = Command::new(&python)

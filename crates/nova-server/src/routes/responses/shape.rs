@@ -171,16 +171,8 @@ pub struct Known {
 
 /// Job `job` as a `response` object.
 pub fn response(job: &Job, known: &Known) -> Value {
-    let input: LlmGenerateInput = serde_json::from_value(job.input.clone()).unwrap_or_else(|_| LlmGenerateInput {
-        prompt: None,
-        messages: Vec::new(),
-        instructions: None,
-        document_ids: Vec::new(),
-        max_output_tokens: None,
-        temperature: None,
-        json_schema: None,
-        metadata: BTreeMap::new(),
-    });
+    // Stored after the same parse; an input that no longer reads shows the response without its echoes.
+    let input: LlmGenerateInput = serde_json::from_value(job.input.clone()).unwrap_or_default();
     let result = known.result.as_ref();
     let finish = result.and_then(|r| r.get("finish_reason")).and_then(Value::as_str);
     let status = match job.status {
