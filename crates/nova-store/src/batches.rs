@@ -16,8 +16,9 @@ use nova_core::{Batch, BatchCounts, BatchId, BatchItem, JobError, JobId, JobStat
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::jobs::{insert_events, json_array, json_in, json_rows, Col, NOTIFY_CHANNEL};
-use crate::{from_millis, parse_stored, to_millis, Dialect, Page, Store, StoreError, MAX_PAGE_SIZE};
+use crate::enqueue::{insert_jobs, JobRow};
+use crate::jobs::{insert_events, json_array, json_in};
+use crate::{from_millis, parse_stored, to_millis, Page, Store, StoreError, MAX_PAGE_SIZE};
 
 /// A batch to store; its inputs were checked by the caller.
 #[derive(Debug, Clone)]
@@ -50,111 +51,6 @@ pub struct BatchCanceled {
     /// Running jobs whose workers stop them at their next heartbeat.
     pub requested: u64,
 }
-
-/// One job to insert with [`insert_jobs`], its values as the `jobs` table holds them.
-#[derive(Debug, Clone)]
-pub(crate) struct JobRow {
-    pub id: JobId,
-    pub tenant: TenantId,
-    pub workflow: Workflow,
-    /// The input as JSON text.
-    pub input: String,
-    pub priority: i64,
-    pub max_attempts: u32,
-    pub timeout_ms: i64,
-    pub run_at: i64,
-    pub start_by: Option<i64>,
-    pub request_id: Option<String>,
-    /// The job's batch and its index in it.
-    pub batch: Option<(BatchId, u64)>,
-}
-
-/// Inserts `rows` as queued jobs created at `now`, each with its event 1 (`queued`), in two statements
-/// over one JSON array whatever the number of rows (one on PostgreSQL): a batch of 10,000 jobs costs two
-/// round trips, not 20,000. Takes the caller's transaction, which has reserved nothing (each job's `event_seq` starts at 1).
-/// No idempotency key and no webhook: those are a single submission's (`Store::enqueue`).
-pub(crate) async fn insert_jobs(
-    tx: &mut sqlx::AnyConnection,
-    dialect: Dialect,
-    rows: &[JobRow],
-    now: i64,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        let queued = serde_json::json!({"workflow": row.workflow, "run_at": from_millis(row.run_at)?});
-        items.push(serde_json::json!({
-            "id": row.id.to_string(),
-            "workflow": row.workflow.as_str(),
-            "input": row.input,
-            "priority": row.priority,
-            "max_attempts": i64::from(row.max_attempts.max(1)),
-            "timeout_ms": row.timeout_ms,
-            "run_at": row.run_at,
-            "start_by": row.start_by,
-            "tenant_id": row.tenant.to_string(),
-            "request_id": row.request_id,
-            "batch_id": row.batch.map(|(batch, _)| batch.to_string()),
-            "batch_index": row.batch.map(|(_, index)| index),
-            "queued": queued.to_string(),
-        }));
-    }
-    let batch = json_array(items.into_iter());
-    if dialect == Dialect::Postgres {
-        // One statement for the jobs and their events, its rows decoded once (`json_to_recordset`, where
-        // `->>` on each field of each element would parse the element again for every field).
-        sqlx::query(INSERT_JOBS_POSTGRES).bind(&batch).bind(now).execute(&mut *tx).await?;
-        return Ok(());
-    }
-    let columns = json_rows(
-        dialect,
-        1,
-        &[
-            ("id", Col::Text),
-            ("workflow", Col::Text),
-            ("input", Col::Text),
-            ("priority", Col::BigInt),
-            ("max_attempts", Col::BigInt),
-            ("timeout_ms", Col::BigInt),
-            ("run_at", Col::BigInt),
-            ("start_by", Col::BigInt),
-            ("tenant_id", Col::Text),
-            ("request_id", Col::Text),
-            ("batch_id", Col::Text),
-            ("batch_index", Col::BigInt),
-        ],
-    );
-    let insert = format!(
-        "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, run_at, created_at,
-                           updated_at, event_seq, start_by, tenant_id, request_id, batch_id, batch_index)
-         SELECT c.id, c.workflow, c.input, 'queued', c.priority, c.max_attempts, c.timeout_ms, c.run_at, $2, $2, 1,
-                c.start_by, c.tenant_id, c.request_id, c.batch_id, c.batch_index
-         FROM ({columns}) AS c"
-    );
-    sqlx::query(&insert).bind(&batch).bind(now).execute(&mut *tx).await?;
-    let events = format!(
-        "INSERT INTO job_events (job_id, seq, at, kind, data) SELECT c.id, 1, $2, 'queued', c.queued FROM ({}) AS c",
-        json_rows(dialect, 1, &[("id", Col::Text), ("queued", Col::Text)])
-    );
-    sqlx::query(&events).bind(&batch).bind(now).execute(&mut *tx).await?;
-    Ok(())
-}
-
-/// [`insert_jobs`] on PostgreSQL: the JSON array `$1` of rows, created at `$2`, as jobs and their `queued`
-/// events in one statement (the events' foreign key is checked at its end, when the jobs are there).
-const INSERT_JOBS_POSTGRES: &str = "WITH c AS MATERIALIZED (
-         SELECT * FROM json_to_recordset($1::JSON) AS r(id TEXT, workflow TEXT, input TEXT, priority BIGINT,
-             max_attempts BIGINT, timeout_ms BIGINT, run_at BIGINT, start_by BIGINT, tenant_id TEXT,
-             request_id TEXT, batch_id TEXT, batch_index BIGINT, queued TEXT)),
-     inserted AS (
-         INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, run_at, created_at,
-                           updated_at, event_seq, start_by, tenant_id, request_id, batch_id, batch_index)
-         SELECT id, workflow, input, 'queued', priority, max_attempts, timeout_ms, run_at, $2, $2, 1, start_by,
-                tenant_id, request_id, batch_id, batch_index
-         FROM c)
-     INSERT INTO job_events (job_id, seq, at, kind, data) SELECT id, 1, $2, 'queued', queued FROM c";
 
 /// The statuses a job is unfinished in, as SQL (a macro, so that the statements below can include it).
 macro_rules! unfinished {
@@ -217,7 +113,9 @@ impl Store {
                 timeout_ms: millis(new.timeout),
                 run_at,
                 start_by,
+                idempotency_key: None,
                 request_id: new.request_id.clone(),
+                webhook: None,
                 batch: Some((id, index as u64)),
             })
             .collect();
@@ -236,11 +134,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // On PostgreSQL this also wakes the workers, when the transaction commits.
         insert_jobs(&mut tx, self.dialect, &rows, now).await?;
-        if self.dialect == Dialect::Postgres {
-            // Delivered when the transaction commits, never for jobs that were not stored.
-            sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
-        }
         tx.commit().await?;
         let counts = BatchCounts { queued: total, ..BatchCounts::default() };
         Ok(Batch {

@@ -21,17 +21,16 @@
 //!   ([`StoreError::InvalidJob`]), and when a group's transaction fails anyway, each of its jobs is tried again
 //!   in a transaction of its own, so each caller gets its own answer.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nova_core::{Job, JobId};
-use sqlx::any::AnyRow;
+use nova_core::{BatchId, Job, JobId, JobStatus, TenantId, Workflow};
+use serde::Serialize;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::jobs::{job_from_row, json_array, json_rows, Col, NOTIFY_CHANNEL};
-use crate::{from_millis, parse_stored, to_millis, Dialect, Enqueued, NewJob, Store, StoreError};
+use crate::jobs::{json_rows, Col, NOTIFY_CHANNEL};
+use crate::{from_millis, parse_stored, to_millis, Dialect, Enqueued, JobWebhook, NewJob, Store, StoreError};
 
 /// The most jobs one group commit writes; more waiting go in the next.
 pub const MAX_GROUP: usize = 1024;
@@ -137,24 +136,22 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = to_millis(Utc::now());
-        let rows = if self.dialect == Dialect::Postgres {
+        let rows: Vec<JobRow> = jobs.iter().map(Checked::row).collect();
+        let stored = if self.dialect == Dialect::Postgres {
             // One statement, which is its own transaction: one round trip for the group.
-            insert_jobs(&mut *self.pool.acquire().await?, self.dialect, jobs, now).await?
+            insert_jobs(&mut *self.pool.acquire().await?, self.dialect, &rows, now).await?
         } else {
             let mut tx = self.begin_write().await?;
-            let rows = insert_jobs(&mut tx, self.dialect, jobs, now).await?;
+            let stored = insert_jobs(&mut tx, self.dialect, &rows, now).await?;
             tx.commit().await?;
-            rows
+            stored
         };
-        let mut stored: HashMap<String, AnyRow> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            stored.insert(row.try_get("id")?, row);
-        }
         Ok(jobs
             .iter()
-            .map(|job| match stored.remove(&job.id.to_string()) {
-                Some(row) => job_from_row(&row, Vec::new()).map(|job| Written::Stored(Box::new(job))),
-                None => Ok(Written::KeyTaken),
+            .zip(stored)
+            .map(|(job, stored)| match stored {
+                true => job.stored(now).map(|job| Written::Stored(Box::new(job))),
+                false => Ok(Written::KeyTaken),
             })
             .collect())
     }
@@ -274,101 +271,259 @@ fn check(new: NewJob) -> Result<Checked, StoreError> {
     Ok(Checked { id: JobId::new(), run_at, run_at_time: from_millis(run_at)?, new })
 }
 
-/// Inserts `jobs` in `tx` (on PostgreSQL, a connection outside a transaction will do: it is one statement)
-/// with their `queued` events and webhooks, at time `now`, skipping those whose
-/// tenant's idempotency key is taken (by an existing job or an earlier one of `jobs`); returns the rows
-/// stored. A fixed number of statements whatever the number of jobs: on SQLite one query of three statements
-/// (one round trip to the connection's thread), on PostgreSQL one statement with data-modifying `WITH`
-/// clauses, which also wakes the listening workers once (`pg_notify`, delivered at commit) when it stored any.
+/// Milliseconds of `d`, as the `jobs` table keeps durations.
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl Checked {
+    /// The job's row.
+    fn row(&self) -> JobRow {
+        let new = &self.new;
+        JobRow {
+            id: self.id,
+            tenant: new.tenant,
+            workflow: new.workflow,
+            input: new.input.to_string(),
+            priority: new.priority,
+            max_attempts: new.max_attempts.max(1),
+            timeout_ms: millis(new.timeout),
+            run_at: self.run_at,
+            start_by: new.queue_timeout.map(|t| self.run_at.saturating_add(millis(t))),
+            idempotency_key: new.idempotency_key.clone(),
+            request_id: new.request_id.clone(),
+            webhook: new.webhook.clone(),
+            batch: None,
+        }
+    }
+
+    /// The job as [`insert_jobs`] stored it at `now`: what reading it back would give, without the read.
+    fn stored(&self, now: i64) -> Result<Job, StoreError> {
+        let new = &self.new;
+        let created = from_millis(now)?;
+        Ok(Job {
+            id: self.id,
+            workflow: new.workflow,
+            input: new.input.clone(),
+            status: JobStatus::Queued,
+            priority: new.priority,
+            run_at: self.run_at_time,
+            timeout_seconds: (millis(new.timeout) / 1000) as u64,
+            start_by: new.queue_timeout.map(|t| from_millis(self.run_at.saturating_add(millis(t)))).transpose()?,
+            attempts: Vec::new(),
+            max_attempts: new.max_attempts.max(1),
+            idempotency_key: new.idempotency_key.clone(),
+            request_id: new.request_id.clone(),
+            cancel_requested_at: None,
+            error: None,
+            batch_id: None,
+            review: None,
+            created_at: created,
+            started_at: None,
+            finished_at: None,
+            updated_at: created,
+        })
+    }
+}
+
+/// One job to insert with [`insert_jobs`], its values as the `jobs` table holds them.
+#[derive(Debug, Clone)]
+pub(crate) struct JobRow {
+    pub id: JobId,
+    pub tenant: TenantId,
+    pub workflow: Workflow,
+    /// The input as JSON text.
+    pub input: String,
+    pub priority: i64,
+    pub max_attempts: u32,
+    pub timeout_ms: i64,
+    pub run_at: i64,
+    pub start_by: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub request_id: Option<String>,
+    /// Where the job's events are sent, and which.
+    pub webhook: Option<JobWebhook>,
+    /// The job's batch and its index in it.
+    pub batch: Option<(BatchId, u64)>,
+}
+
+/// A [`JobRow`] as an element of the JSON array that [`insert_jobs`] binds.
+#[derive(Serialize)]
+struct RowJson<'a> {
+    id: String,
+    workflow: &'a str,
+    input: &'a str,
+    priority: i64,
+    max_attempts: i64,
+    timeout_ms: i64,
+    idempotency_key: Option<&'a str>,
+    run_at: i64,
+    start_by: Option<i64>,
+    tenant_id: String,
+    request_id: Option<&'a str>,
+    batch_id: Option<String>,
+    batch_index: Option<u64>,
+    /// The data of the job's `queued` event, as JSON text.
+    queued: String,
+    hook_url: Option<&'a str>,
+    hook_events: Option<String>,
+}
+
+/// The data of a job's `queued` event.
+#[derive(Serialize)]
+struct Queued {
+    run_at: DateTime<Utc>,
+    workflow: Workflow,
+}
+
+/// The columns of [`RowJson`], as [`json_rows`] reads them.
+const ROW_FIELDS: [(&str, Col); 16] = [
+    ("id", Col::Text),
+    ("workflow", Col::Text),
+    ("input", Col::Text),
+    ("priority", Col::BigInt),
+    ("max_attempts", Col::BigInt),
+    ("timeout_ms", Col::BigInt),
+    ("idempotency_key", Col::Text),
+    ("run_at", Col::BigInt),
+    ("start_by", Col::BigInt),
+    ("tenant_id", Col::Text),
+    ("request_id", Col::Text),
+    ("batch_id", Col::Text),
+    ("batch_index", Col::BigInt),
+    ("queued", Col::Text),
+    ("hook_url", Col::Text),
+    ("hook_events", Col::Text),
+];
+
+/// Inserts `rows` as queued jobs created at `now`, with their `queued` events (number 1) and webhooks,
+/// skipping a row whose tenant's idempotency key is taken (by an existing job, or an earlier row of `rows`);
+/// says, in order, whether each was stored. Single submissions ([`Store::enqueue`], many per group commit)
+/// and batches go through here alike.
+///
+/// A fixed number of statements whatever the number of rows, over one JSON array bound once: on SQLite one
+/// query of two or three statements (one round trip to the connection's thread), on PostgreSQL one
+/// statement with data-modifying `WITH` clauses, which also wakes the listening workers once (`pg_notify`,
+/// delivered at commit) when it stored any. `tx` is the caller's transaction (on PostgreSQL a connection
+/// outside one will do: it is one statement). Rows come back only when some row has a key, the only case
+/// where one can be skipped.
 pub(crate) async fn insert_jobs(
     tx: &mut sqlx::AnyConnection,
     dialect: Dialect,
-    jobs: &[Checked],
+    rows: &[JobRow],
     now: i64,
-) -> Result<Vec<AnyRow>, StoreError> {
-    let rows = json_array(jobs.iter().map(|job| {
-        let new = &job.new;
-        let millis = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
-        serde_json::json!({
-            "id": job.id.to_string(),
-            "workflow": new.workflow.as_str(),
-            "input": new.input.to_string(),
-            "priority": new.priority,
-            "max_attempts": i64::from(new.max_attempts.max(1)),
-            "timeout_ms": millis(new.timeout),
-            "idempotency_key": new.idempotency_key,
-            "run_at": job.run_at,
-            "start_by": new.queue_timeout.map(|t| job.run_at.saturating_add(millis(t))),
-            "tenant_id": new.tenant.to_string(),
-            "request_id": new.request_id,
-            "queued": serde_json::json!({"workflow": new.workflow, "run_at": job.run_at_time}).to_string(),
-            "hook_url": new.webhook.as_ref().map(|h| h.url.as_str()),
-            "hook_events": new.webhook.as_ref().map(|h| serde_json::json!(h.events).to_string()),
-        })
-    }));
-    let sql = insert_jobs_sql(dialect);
-    let query = sqlx::query(&sql).bind(rows).bind(now);
+) -> Result<Vec<bool>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let queued = Queued { run_at: from_millis(row.run_at)?, workflow: row.workflow };
+        items.push(RowJson {
+            id: row.id.to_string(),
+            workflow: row.workflow.as_str(),
+            input: &row.input,
+            priority: row.priority,
+            max_attempts: i64::from(row.max_attempts.max(1)),
+            timeout_ms: row.timeout_ms,
+            idempotency_key: row.idempotency_key.as_deref(),
+            run_at: row.run_at,
+            start_by: row.start_by,
+            tenant_id: row.tenant.to_string(),
+            request_id: row.request_id.as_deref(),
+            batch_id: row.batch.map(|(batch, _)| batch.to_string()),
+            batch_index: row.batch.map(|(_, index)| index),
+            queued: serde_json::to_string(&queued).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            hook_url: row.webhook.as_ref().map(|h| h.url.as_str()),
+            hook_events: row.webhook.as_ref().map(|h| serde_json::json!(h.events).to_string()),
+        });
+    }
+    let json = serde_json::to_string(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let keys = rows.iter().any(|row| row.idempotency_key.is_some());
+    let hooks = rows.iter().any(|row| row.webhook.is_some());
+    let sql = insert_jobs_sql(dialect, keys, hooks);
+    let query = sqlx::query(&sql).bind(json).bind(now);
     let query = if dialect == Dialect::Postgres { query.bind(NOTIFY_CHANNEL) } else { query };
+    if !keys {
+        query.execute(&mut *tx).await?;
+        return Ok(vec![true; rows.len()]);
+    }
     // All rows, so that SQLite runs the query's later statements too.
-    Ok(query.fetch_all(&mut *tx).await?)
+    let stored: std::collections::HashSet<String> =
+        query.fetch_all(&mut *tx).await?.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
+    Ok(rows.iter().map(|row| stored.contains(&row.id.to_string())).collect())
 }
 
 /// The statement(s) of [`insert_jobs`]: the JSON rows `$1`, the time `$2`, and on PostgreSQL the channel `$3`.
-fn insert_jobs_sql(dialect: Dialect) -> String {
-    let fields = [
-        ("id", Col::Text),
-        ("workflow", Col::Text),
-        ("input", Col::Text),
-        ("priority", Col::BigInt),
-        ("max_attempts", Col::BigInt),
-        ("timeout_ms", Col::BigInt),
-        ("idempotency_key", Col::Text),
-        ("run_at", Col::BigInt),
-        ("start_by", Col::BigInt),
-        ("tenant_id", Col::Text),
-        ("request_id", Col::Text),
-        ("queued", Col::Text),
-        ("hook_url", Col::Text),
-        ("hook_events", Col::Text),
-    ];
-    let rows = json_rows(dialect, 1, &fields);
-    // The job's first event (`queued`, number 1) is counted in the insert itself. A key taken by an earlier
-    // row of the same statement conflicts like one taken before: both backends skip the later row.
-    // (`WHERE true`: SQLite reads an `ON` after a bare `FROM` as a join's.)
+/// With `keys`, a row whose key is taken is skipped and the ids stored are returned; with `hooks`, webhooks
+/// are written too.
+fn insert_jobs_sql(dialect: Dialect, keys: bool, hooks: bool) -> String {
+    let rows = json_rows(dialect, 1, &ROW_FIELDS);
+    // A key taken by an earlier row of the same statement conflicts like one taken before: both backends
+    // skip the later row. (`WHERE true`: SQLite reads an `ON` after a bare `FROM` as a join's.)
+    let on_conflict = if keys {
+        "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+    } else {
+        ""
+    };
     let insert = |from: &str| {
         format!(
             "INSERT INTO jobs (id, workflow, input, status, priority, max_attempts, timeout_ms, idempotency_key,
-                               run_at, created_at, updated_at, event_seq, start_by, tenant_id, request_id)
+                               run_at, created_at, updated_at, event_seq, start_by, tenant_id, request_id,
+                               batch_id, batch_index)
              SELECT c.id, c.workflow, c.input, 'queued', c.priority, c.max_attempts, c.timeout_ms, c.idempotency_key,
-                    c.run_at, $2, $2, 1, c.start_by, c.tenant_id, c.request_id
-             FROM {from} WHERE true
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING *"
+                    c.run_at, $2, $2, 1, c.start_by, c.tenant_id, c.request_id, c.batch_id, c.batch_index
+             FROM {from} WHERE true {on_conflict}"
         )
     };
     match dialect {
-        // The events and webhooks of the rows that were stored: those whose id is now in `jobs`.
-        Dialect::Sqlite => format!(
-            "{};
-             INSERT INTO job_events (job_id, seq, at, kind, data)
-             SELECT c.id, 1, $2, 'queued', c.queued FROM ({rows}) AS c
-             WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = c.id);
-             INSERT INTO job_webhooks (job_id, tenant_id, url, events)
-             SELECT c.id, c.tenant_id, c.hook_url, c.hook_events FROM ({rows}) AS c
-             WHERE c.hook_url IS NOT NULL AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = c.id)",
-            insert(&format!("({rows}) AS c"))
-        ),
-        Dialect::Postgres => format!(
-            "WITH c AS ({rows}),
-             stored AS ({}),
-             logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
-                        SELECT s.id, 1, $2, 'queued', c.queued FROM stored s JOIN c ON c.id = s.id),
-             hooked AS (INSERT INTO job_webhooks (job_id, tenant_id, url, events)
-                        SELECT c.id, c.tenant_id, c.hook_url, c.hook_events FROM stored s JOIN c ON c.id = s.id
-                        WHERE c.hook_url IS NOT NULL),
-             woken AS (SELECT pg_notify($3, '') FROM (SELECT 1 FROM stored LIMIT 1) AS any_stored)
-             SELECT s.*, (SELECT COUNT(*) FROM woken) AS woken FROM stored s",
-            insert("c")
-        ),
+        // The events and webhooks of the rows stored: with keys, those whose id is now in `jobs`.
+        Dialect::Sqlite => {
+            let stored = if keys { "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = c.id)" } else { "" };
+            let mut sql = format!(
+                "{};
+                 INSERT INTO job_events (job_id, seq, at, kind, data)
+                 SELECT c.id, 1, $2, 'queued', c.queued FROM ({rows}) AS c WHERE true {stored}",
+                insert(&format!("({rows}) AS c"))
+            );
+            if hooks {
+                sql.push_str(&format!(
+                    ";
+                     INSERT INTO job_webhooks (job_id, tenant_id, url, events)
+                     SELECT c.id, c.tenant_id, c.hook_url, c.hook_events FROM ({rows}) AS c
+                     WHERE c.hook_url IS NOT NULL {stored}"
+                ));
+            }
+            sql
+        }
+        // The rows decoded once (`MATERIALIZED`); the events' foreign key is checked at the statement's end,
+        // when the jobs are there.
+        Dialect::Postgres => {
+            let (stored, answer) = if keys {
+                ("stored s JOIN c ON c.id = s.id", "SELECT s.id, (SELECT COUNT(*) FROM woken) AS woken FROM stored s")
+            } else {
+                ("c", "SELECT (SELECT COUNT(*) FROM woken) AS woken")
+            };
+            let hooked = if hooks {
+                format!(
+                    "hooked AS (INSERT INTO job_webhooks (job_id, tenant_id, url, events)
+                                SELECT c.id, c.tenant_id, c.hook_url, c.hook_events FROM {stored}
+                                WHERE c.hook_url IS NOT NULL),"
+                )
+            } else {
+                String::new()
+            };
+            let returning = if keys { "" } else { " RETURNING 1" };
+            format!(
+                "WITH c AS MATERIALIZED ({rows}),
+                 stored AS ({}{returning}),
+                 logged AS (INSERT INTO job_events (job_id, seq, at, kind, data)
+                            SELECT c.id, 1, $2, 'queued', c.queued FROM {stored}),
+                 {hooked}
+                 woken AS (SELECT pg_notify($3, '') FROM (SELECT 1 FROM stored LIMIT 1) AS any_stored)
+                 {answer}",
+                insert("c")
+            )
+        }
     }
 }

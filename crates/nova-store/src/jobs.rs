@@ -906,19 +906,26 @@ pub(crate) fn json_array(items: impl Iterator<Item = serde_json::Value>) -> Stri
 }
 
 /// A `SELECT` with one row per element of the JSON array of objects bound to `$param`, one column per
-/// field: how a statement takes a whole batch in one parameter on both backends.
+/// field: how a statement takes a whole batch in one parameter on both backends. On PostgreSQL each element
+/// is decoded once (`json_to_recordset`), where `->>` on each field would parse the element again per field.
 pub(crate) fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
-    let columns: Vec<String> = fields
-        .iter()
-        .map(|(name, col)| match (dialect, col) {
-            (Dialect::Sqlite, _) => format!("json_extract(value, '$.{name}') AS {name}"),
-            (Dialect::Postgres, Col::Text) => format!("(e ->> '{name}') AS {name}"),
-            (Dialect::Postgres, Col::BigInt) => format!("(e ->> '{name}')::BIGINT AS {name}"),
-        })
-        .collect();
+    let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
     match dialect {
-        Dialect::Sqlite => format!("SELECT {} FROM json_each(${param})", columns.join(", ")),
-        Dialect::Postgres => format!("SELECT {} FROM json_array_elements(${param}::JSON) AS e", columns.join(", ")),
+        Dialect::Sqlite => {
+            let columns: Vec<String> =
+                names.iter().map(|name| format!("json_extract(value, '$.{name}') AS {name}")).collect();
+            format!("SELECT {} FROM json_each(${param})", columns.join(", "))
+        }
+        Dialect::Postgres => {
+            let types: Vec<String> = fields
+                .iter()
+                .map(|(name, col)| match col {
+                    Col::Text => format!("{name} TEXT"),
+                    Col::BigInt => format!("{name} BIGINT"),
+                })
+                .collect();
+            format!("SELECT {} FROM json_to_recordset(${param}::JSON) AS e({})", names.join(", "), types.join(", "))
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 
 nova_store::conformance!(
     a_group_stores_each_job_with_its_event_and_webhook,
+    the_answer_of_an_enqueue_is_the_job_as_read_back,
     an_idempotency_key_used_twice_in_one_group_makes_one_job,
     an_invalid_job_fails_alone_and_its_group_is_stored,
     concurrent_enqueues_through_the_committer_are_all_stored_and_answered,
@@ -69,6 +70,35 @@ async fn a_group_stores_each_job_with_its_event_and_webhook(b: Backend) {
     assert_eq!(claimed.len(), 3);
     let at = |id| claimed.iter().position(|c| *c == id).unwrap();
     assert!(at(stored[0].job.id) < at(stored[1].job.id), "a tenant's jobs are claimed in the group's order");
+}
+
+async fn the_answer_of_an_enqueue_is_the_job_as_read_back(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    // The answer is made from what was inserted, not read back: every field must agree with a read.
+    let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(90_123);
+    let full = NewJob {
+        priority: -12,
+        max_attempts: 7,
+        run_at: Some(run_at),
+        timeout: std::time::Duration::from_millis(61_999),
+        idempotency_key: Some("full".into()),
+        queue_timeout: Some(std::time::Duration::from_millis(1_500)),
+        request_id: Some("req-full".into()),
+        ..hooked()
+    };
+    let zero_attempts =
+        NewJob { max_attempts: 0, input: json!([1.5, "é", {"deep": [null, 1e300]}]), ..noop(json!(null)) };
+    let grouped = f.store.clone().with_group_commit();
+    let cases =
+        [(&f.store, full.clone()), (&grouped, full), (&grouped, zero_attempts.clone()), (&f.store, zero_attempts)];
+    for (i, (store, new)) in cases.into_iter().enumerate() {
+        // Each its own key: a replay would answer with the job read back.
+        let new = NewJob { idempotency_key: new.idempotency_key.map(|key| format!("{key}-{i}")), ..new };
+        let answer = store.enqueue(new).await.unwrap();
+        assert!(answer.created);
+        let back = f.store.tenant(TenantId::DEFAULT).get_job(answer.job.id).await.unwrap().expect("the job");
+        assert_eq!(serde_json::to_value(&answer.job).unwrap(), serde_json::to_value(&back).unwrap());
+    }
 }
 
 async fn an_idempotency_key_used_twice_in_one_group_makes_one_job(b: Backend) {
