@@ -62,9 +62,16 @@ pub enum LlmError {
     NoMessage,
     #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
-    /// A streamed answer broke off, or the stream said why it stopped.
+    /// A streamed answer broke off.
     #[error("the model's streamed answer broke off: {0}")]
     Stream(String),
+    /// The provider ended a streamed answer with an error object; `retryable` when the object names an
+    /// overload, a rate limit or a server error (its `type` or `code`).
+    #[error("the model API ended its streamed answer with an error: {message}")]
+    StreamError { message: String, retryable: bool },
+    /// A streamed answer that is not made of chat completion chunks.
+    #[error("the model API's stream is not of chat completion chunks: {0}")]
+    Malformed(String),
 }
 
 impl LlmError {
@@ -73,10 +80,10 @@ impl LlmError {
         match self {
             LlmError::Status { status, .. } => *status == 429 || *status >= 500,
             LlmError::Timeout(_) | LlmError::Connect(_) => true,
-            LlmError::Decode(_) | LlmError::NoMessage | LlmError::Client(_) => false,
-            // A stream cut by the network is worth another try; one the provider ended with an error says so
-            // in a status first, which is read above.
+            LlmError::Decode(_) | LlmError::NoMessage | LlmError::Client(_) | LlmError::Malformed(_) => false,
+            // A stream cut by the network is worth another try.
             LlmError::Stream(_) => true,
+            LlmError::StreamError { retryable, .. } => *retryable,
         }
     }
 

@@ -151,11 +151,9 @@ impl ChatClient {
                 done = true;
                 break;
             }
-            let chunk: Chunk = serde_json::from_str(&event.data)
-                .map_err(|e| LlmError::Stream(format!("a chunk that is not a chat completion chunk ({e})")))?;
+            let chunk: Chunk = serde_json::from_str(&event.data).map_err(|e| LlmError::Malformed(e.to_string()))?;
             if let Some(error) = chunk.error {
-                let message = error.get("message").and_then(|m| m.as_str()).map_or(error.to_string(), str::to_string);
-                return Err(LlmError::Stream(message));
+                return Err(stream_error(&error));
             }
             if let Some(u) = chunk.usage {
                 usage = Some(u);
@@ -185,5 +183,71 @@ impl ChatClient {
             },
             finish_reason: finish_reason.unwrap_or_else(|| "stop".into()),
         })
+    }
+}
+
+/// The error a provider ended its stream with (`{"error": {"message", "type", "code", "status"}}`): worth
+/// another try when it names an overload, a rate limit, a timeout or a server error (a code or status of
+/// 408, 429 or 5xx, or words such as `server_error`, `RateLimitError`, `UNAVAILABLE`), or names nothing at
+/// all. One that names something else (a request the model refuses, a context too long) would fail again
+/// the same way.
+fn stream_error(error: &serde_json::Value) -> LlmError {
+    let message = error.get("message").and_then(|m| m.as_str()).map_or_else(|| error.to_string(), str::to_string);
+    let named: Vec<String> = ["type", "code", "status"]
+        .iter()
+        .filter_map(|field| match error.get(*field)? {
+            serde_json::Value::String(text) => Some(text.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    let transient = |name: &String| {
+        if let Ok(code) = name.trim().parse::<u16>() {
+            return code == 408 || code == 429 || code >= 500;
+        }
+        let word: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+        ["servererror", "internal", "overloaded", "unavailable", "ratelimit", "toomanyrequests", "timeout", "exhausted"]
+            .iter()
+            .any(|t| word.contains(t))
+    };
+    let retryable = named.is_empty() || named.iter().any(transient);
+    LlmError::StreamError { message, retryable }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn retryable(error: serde_json::Value) -> bool {
+        matches!(stream_error(&error), LlmError::StreamError { retryable: true, .. })
+    }
+
+    #[test]
+    fn overloads_rate_limits_and_server_errors_are_retried_in_the_shapes_providers_send() {
+        for error in [
+            json!({"message": "busy", "type": "server_error"}),
+            json!({"message": "The model is overloaded", "code": 503, "status": "UNAVAILABLE"}),
+            json!({"message": "slow down", "type": "RateLimitError"}),
+            json!({"message": "x", "code": "rate_limit_exceeded"}),
+            json!({"message": "x", "type": "InternalServerError", "code": "500"}),
+            json!({"message": "quota", "status": "RESOURCE_EXHAUSTED"}),
+            json!({"message": "something went wrong"}),
+        ] {
+            assert!(retryable(error.clone()), "{error}");
+        }
+    }
+
+    #[test]
+    fn requests_the_provider_refuses_are_not_retried() {
+        for error in [
+            json!({"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}),
+            json!({"message": "bad key", "code": 401}),
+            json!({"message": "no such model", "type": "NotFoundError", "code": "model_not_found"}),
+            json!({"message": "refused", "status": "INVALID_ARGUMENT"}),
+        ] {
+            assert!(!retryable(error.clone()), "{error}");
+        }
     }
 }

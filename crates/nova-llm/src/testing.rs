@@ -33,6 +33,8 @@ pub enum Reply {
     /// A streamed answer of the first pieces, then, once the gate opens ([`Script::release`], or
     /// `POST /release`), the others and `stop`.
     Gated(Vec<String>, Vec<String>),
+    /// A streamed answer of these pieces, ended by this error object (`{"error": ...}`) instead of a finish.
+    StreamError(Vec<String>, Value),
 }
 
 #[derive(Default)]
@@ -128,6 +130,16 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(body):
         }
         Some(Reply::Stream(pieces)) => streamed(script, pieces, Vec::new(), false),
         Some(Reply::Gated(before, after)) => streamed(script, before, after, true),
+        Some(Reply::StreamError(pieces, error)) => {
+            let chunk = |piece: &String| {
+                let delta = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "scripted-model",
+                                   "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+                format!("data: {delta}\n\n")
+            };
+            let mut body: String = pieces.iter().map(chunk).collect();
+            body.push_str(&format!("data: {}\n\n", json!({ "error": error })));
+            ([("content-type", "text/event-stream")], body).into_response()
+        }
         Some(Reply::Status(status, retry_after)) => {
             let status = StatusCode::from_u16(status).expect("a status code");
             let mut response = (status, Json(json!({"error": {"message": "scripted failure"}}))).into_response();

@@ -68,6 +68,31 @@ async fn a_client_error_is_not_retried() {
 }
 
 #[tokio::test]
+async fn a_stream_ended_by_an_error_is_retried_only_when_the_error_is_the_provider_s() {
+    // A request the provider refuses (here, too long) would be refused again: one call, and the message.
+    let server = ModelServer::start().await;
+    let refused = json!({"message": "context_length_exceeded: too long", "type": "invalid_request_error"});
+    server.script.push(Reply::StreamError(Vec::new(), refused));
+    server.script.push(Reply::Stream(pieces(&["never read"])));
+    let (outcome, _, _) = run(&server, ChatOptions::default()).await;
+    let error = outcome.unwrap_err();
+    assert!(
+        matches!(&error, GenerateError::Model(LlmError::StreamError { retryable: false, message }) if message.contains("too long")),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    assert_eq!(server.script.calls(), 1);
+
+    // An overloaded server is worth another try.
+    let server = ModelServer::start().await;
+    server.script.push(Reply::StreamError(Vec::new(), json!({"message": "busy", "type": "server_error"})));
+    server.script.push(Reply::Stream(pieces(&["ok"])));
+    let (outcome, _, _) = run(&server, ChatOptions::default()).await;
+    assert_eq!(outcome.unwrap().text, "ok");
+    assert_eq!(server.script.calls(), 2);
+}
+
+#[tokio::test]
 async fn an_answer_that_breaks_the_schema_goes_back_with_the_errors() {
     let server = ModelServer::start().await;
     server.script.push(Reply::Stream(pieces(&["{\"total\": ", "\"twelve\"}"])));
