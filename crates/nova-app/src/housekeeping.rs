@@ -26,6 +26,9 @@ pub struct HousekeepingConfig {
     pub document_retention: Option<Duration>,
     /// How often the housekeeping runs.
     pub every: Duration,
+    /// The most unfinished jobs one tenant may have, which the scheduler keeps to as the API does
+    /// ([`crate::schedules::fire_due`]); `None`: no limit.
+    pub max_unfinished_jobs: Option<u32>,
 }
 
 impl Default for HousekeepingConfig {
@@ -34,6 +37,7 @@ impl Default for HousekeepingConfig {
             job_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             document_retention: None,
             every: Duration::from_secs(300),
+            max_unfinished_jobs: None,
         }
     }
 }
@@ -51,7 +55,7 @@ pub fn spawn(
 ) -> [JoinHandle<()>; 3] {
     [
         tokio::spawn(crate::webhooks::run(store.clone(), webhooks, shutdown.clone())),
-        tokio::spawn(crate::schedules::run(store.clone(), shutdown.clone())),
+        tokio::spawn(crate::schedules::run(store.clone(), housekeeping.max_unfinished_jobs, shutdown.clone())),
         tokio::spawn(run(store.clone(), housekeeping, shutdown.clone())),
     ]
 }

@@ -4,7 +4,8 @@
 //! made once however many processes fire the schedule at once, and again after a crash between the job and
 //! the schedule's move (the same key finds the same job). The schedule is then moved on to its first time
 //! after now with a compare-and-set on the time it was read at: the first process to get there moves it.
-//! What a schedule does with the times missed while no process ran is its [`nova_core::MissedPolicy`].
+//! What a schedule does with the times missed while no process ran is its [`nova_core::MissedPolicy`]; a
+//! time that finds its tenant at its limit of unfinished jobs is skipped ([`fire_due`]).
 
 use std::time::Duration;
 
@@ -19,8 +20,9 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// Due schedules taken at once.
 const BATCH: u32 = 100;
 
-/// Fires due schedules every [`EVERY`] until `shutdown`.
-pub async fn run(store: Store, shutdown: CancellationToken) {
+/// Fires due schedules every [`EVERY`] until `shutdown`. `max_unfinished` is the most unfinished jobs a
+/// tenant may have, as the API enforces it: see [`fire_due`].
+pub async fn run(store: Store, max_unfinished: Option<u32>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -28,19 +30,21 @@ pub async fn run(store: Store, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = fire_due(&store, Utc::now()).await {
+        if let Err(e) = fire_due(&store, Utc::now(), max_unfinished).await {
             warn!(error = %error_chain(&e), "firing due schedules failed; trying again");
         }
     }
 }
 
-/// Enqueues the jobs of every schedule due at `now` and moves each on; how many jobs were made.
-pub async fn fire_due(store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+/// Enqueues the jobs of every schedule due at `now` and moves each on; how many jobs were made. A time whose
+/// tenant has `max_unfinished` unfinished jobs already is skipped, as a submission would be refused then
+/// (`429 too_many_jobs`): a schedule cannot grow a backlog past the tenant's limit.
+pub async fn fire_due(store: &Store, now: DateTime<Utc>, max_unfinished: Option<u32>) -> Result<usize, StoreError> {
     let mut made = 0;
     for due in store.due_schedules(now, BATCH).await? {
         // One schedule that cannot be fired (its store write failed) must not hold up the others.
         let id = due.schedule.id;
-        match fire(store, due, now).await {
+        match fire(store, due, now, max_unfinished).await {
             Ok(n) => made += n,
             Err(e) => warn!(schedule = %id, error = %error_chain(&e), "firing a schedule failed; trying again"),
         }
@@ -53,7 +57,12 @@ pub fn job_key(schedule: nova_core::ScheduleId, at: DateTime<Utc>) -> String {
     format!("schedule:{schedule}:{}", at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-async fn fire(store: &Store, due: DueSchedule, now: DateTime<Utc>) -> Result<usize, StoreError> {
+async fn fire(
+    store: &Store,
+    due: DueSchedule,
+    now: DateTime<Utc>,
+    max_unfinished: Option<u32>,
+) -> Result<usize, StoreError> {
     let DueSchedule { tenant, schedule } = due;
     let cron = match CronSchedule::parse(&schedule.cron, &schedule.timezone) {
         Ok(cron) => cron,
@@ -67,7 +76,15 @@ async fn fire(store: &Store, due: DueSchedule, now: DateTime<Utc>) -> Result<usi
     };
     let mut last: Option<(DateTime<Utc>, JobId)> = None;
     let times = schedule.missed.times_to_enqueue(&cron, schedule.next_run_at, now);
+    let mut made = 0;
     for at in &times {
+        if let Some(cap) = max_unfinished {
+            if store.tenant(tenant).count_unfinished_jobs(cap).await? >= cap {
+                warn!(schedule = %schedule.id, time = %at, limit = cap,
+                    "the schedule's tenant is at its limit of unfinished jobs; skipping this time");
+                continue;
+            }
+        }
         let new = NewJob {
             tenant,
             priority: schedule.priority,
@@ -86,14 +103,15 @@ async fn fire(store: &Store, due: DueSchedule, now: DateTime<Utc>) -> Result<usi
             Err(e) => return Err(e),
         };
         last = Some((*at, enqueued.job.id));
+        made += usize::from(enqueued.created);
     }
     let Some(next) = cron.next_after(now) else {
         store.tenant(tenant).set_schedule_paused(schedule.id, true, None).await?;
-        return Ok(times.len());
+        return Ok(made);
     };
     let moved = store.advance_schedule(schedule.id, schedule.next_run_at, next, last).await?;
     if moved && times.len() != 1 {
-        info!(schedule = %schedule.id, jobs = times.len(), "a schedule's missed times were caught up or skipped");
+        info!(schedule = %schedule.id, times = times.len(), jobs = made, "a schedule's missed times were caught up or skipped");
     }
-    Ok(times.len())
+    Ok(made)
 }

@@ -38,10 +38,6 @@ pub struct ServeArgs {
     /// (`nova keys limit`); `off` lifts the limits.
     #[arg(long, env = "NOVA_RATE_LIMIT", default_value = "50/s,burst=100", value_parser = parse_rate_limit)]
     rate_limit: RateSetting,
-    /// The most unfinished jobs (queued, retrying, running) one tenant may have; more submissions are
-    /// refused (`429 too_many_jobs`) until some finish. Default: no limit.
-    #[arg(long, env = "NOVA_MAX_UNFINISHED_JOBS")]
-    max_unfinished_jobs: Option<u32>,
     /// Count request rates in this Redis (`redis://HOST:PORT`), shared by every API process that names it,
     /// rather than in each process's memory.
     #[arg(long, env = "NOVA_REDIS_URL", hide_env_values = true)]
@@ -185,6 +181,11 @@ pub struct BackgroundArgs {
     /// Days that finished jobs (with their attempts and events) are kept; 0 keeps them forever.
     #[arg(long, env = "NOVA_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
+    /// The most unfinished jobs (queued, retrying, running) one tenant may have: the API refuses more
+    /// submissions (`429 too_many_jobs`) until some finish, and a schedule's time that finds its tenant there
+    /// is skipped. Default: no limit.
+    #[arg(long, env = "NOVA_MAX_UNFINISHED_JOBS")]
+    pub max_unfinished_jobs: Option<u32>,
 }
 
 /// Days as a retention, 0 meaning forever.
@@ -207,6 +208,7 @@ impl BackgroundArgs {
         let housekeeping = nova_app::housekeeping::HousekeepingConfig {
             job_retention: days(self.retention_days),
             document_retention: days(self.document_retention_days),
+            max_unfinished_jobs: self.max_unfinished_jobs,
             ..Default::default()
         };
         Background(nova_app::housekeeping::spawn(store, self.webhooks(), housekeeping, shutdown))
@@ -347,14 +349,14 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
     }
     let sandboxes = sandbox.clone().map(|jail| Sandboxes::new(jail, store.clone(), args.sandboxes.config()));
     let reaper = sandboxes.as_ref().ok().map(|s| s.spawn_reaper(shutdown.clone()));
-    let state = AppState {
+    let state = AppState::from(nova_server::AppParts {
         // Submissions share transactions (the committer writes every enqueue waiting since its last commit),
         // and the key lookups of concurrent requests share a query.
         store: store.clone().with_group_commit().with_grouped_key_lookups().into(),
         config: std::sync::Arc::new(ServerConfig {
             max_upload_bytes: args.max_upload_mb * 1024 * 1024,
             rate_limit: args.rate_limit.0,
-            max_unfinished_jobs: args.max_unfinished_jobs,
+            max_unfinished_jobs: args.background.max_unfinished_jobs,
             webhook_allow: args.background.webhook_allow.clone(),
             renderer: settings.engines.renderer.clone(),
             ..ServerConfig::default()
@@ -364,7 +366,7 @@ async fn serve(args: ServeArgs, settings: &Settings) -> anyhow::Result<()> {
         sandboxes: sandboxes.clone(),
         limiter,
         extractor,
-    };
+    });
     let e2b = match args.sandboxes.e2b_listen {
         Some(listen) => {
             let listener = tokio::net::TcpListener::bind(listen)

@@ -16,6 +16,7 @@ nova_store::conformance!(
     missed_times_follow_the_schedule_s_policy,
     a_paused_schedule_enqueues_nothing_and_resumes_from_now,
     a_tenant_holds_at_most_its_limit_of_schedules,
+    a_time_that_finds_its_tenant_at_its_limit_of_unfinished_jobs_is_skipped,
 );
 
 async fn create(store: &Store, cron: &str, missed: MissedPolicy) -> Schedule {
@@ -46,7 +47,7 @@ async fn each_time_enqueues_one_job_however_many_processes_fire(b: Backend) {
     // A second process on the same database.
     let other = Store::connect(&t.url, &t.dir.path().join("blobs")).await.unwrap();
     let at = schedule.next_run_at;
-    let (a, b2) = tokio::join!(fire_due(&t.store, at), fire_due(&other, at));
+    let (a, b2) = tokio::join!(fire_due(&t.store, at, None), fire_due(&other, at, None));
     let made = a.unwrap() + b2.unwrap();
     assert!(made >= 1, "the due time enqueued nothing");
     assert_eq!(jobs_of(&t, &schedule).await, 1, "one job for the time, whoever fired it");
@@ -59,7 +60,7 @@ async fn each_time_enqueues_one_job_however_many_processes_fire(b: Backend) {
     assert_eq!(moved.next_run_at, at + chrono::Duration::hours(1));
     assert_eq!((moved.last_run_at, moved.last_job_id.map(|j| j.to_string())), (Some(at), Some(job_id)));
     // Fired again at the same moment: nothing more is due.
-    assert_eq!(fire_due(&t.store, at).await.unwrap(), 0);
+    assert_eq!(fire_due(&t.store, at, None).await.unwrap(), 0);
     assert_eq!(jobs_of(&t, &schedule).await, 1);
 }
 
@@ -79,7 +80,7 @@ async fn missed_times_follow_the_schedule_s_policy(b: Backend) {
     // Down for five hours and a half after the first time: five of its times missed, the last half an hour
     // ago.
     let now: DateTime<Utc> = all.next_run_at + chrono::Duration::minutes(4 * 60 + 30);
-    fire_due(&t.store, now).await.unwrap();
+    fire_due(&t.store, now, None).await.unwrap();
     assert_eq!(jobs_of(&t, &all).await, 5, "all: a job per missed time");
     assert_eq!(jobs_of(&t, &latest).await, 1, "latest: one job");
     assert_eq!(jobs_of(&t, &skip).await, 0, "skip: the times were more than a minute late");
@@ -100,14 +101,34 @@ async fn a_paused_schedule_enqueues_nothing_and_resumes_from_now(b: Backend) {
     let later = schedule.next_run_at + chrono::Duration::hours(1);
     // A scheduler that read the schedule before the pause cannot move it on after.
     assert!(!t.store.advance_schedule(schedule.id, schedule.next_run_at, later, None).await.unwrap());
-    assert_eq!(fire_due(&t.store, later).await.unwrap(), 0);
+    assert_eq!(fire_due(&t.store, later, None).await.unwrap(), 0);
     assert_eq!(jobs_of(&t, &schedule).await, 0);
     let next = CronSchedule::parse("*/5 * * * *", "UTC").unwrap().next_after(later).unwrap();
     let resumed = tenant.set_schedule_paused(schedule.id, false, Some(next)).await.unwrap().unwrap();
     assert!(!resumed.paused);
     assert_eq!(resumed.next_run_at, next, "resumed from its next time, the paused hour not caught up");
-    assert_eq!(fire_due(&t.store, later).await.unwrap(), 0);
-    assert_eq!(fire_due(&t.store, next).await.unwrap(), 1);
+    assert_eq!(fire_due(&t.store, later, None).await.unwrap(), 0);
+    assert_eq!(fire_due(&t.store, next, None).await.unwrap(), 1);
+}
+
+async fn a_time_that_finds_its_tenant_at_its_limit_of_unfinished_jobs_is_skipped(b: Backend) {
+    let Some(t) = TestStore::new(b).await else { return };
+    let schedule = create(&t.store, "0 * * * *", MissedPolicy::All).await;
+    for _ in 0..2 {
+        t.store.enqueue(NewJob::new(Workflow::Noop, json!({}))).await.unwrap();
+    }
+    // Three times due, with room for one more unfinished job: the first is made, the other two skipped.
+    let now = schedule.next_run_at + chrono::Duration::hours(2);
+    assert_eq!(fire_due(&t.store, now, Some(3)).await.unwrap(), 1);
+    assert_eq!(jobs_of(&t, &schedule).await, 1);
+    assert!(keyed_job(&t.store, &job_key(schedule.id, schedule.next_run_at)).await.is_some());
+    let moved = t.store.tenant(TenantId::DEFAULT).get_schedule(schedule.id).await.unwrap().unwrap();
+    assert!(moved.next_run_at > now, "the skipped times are not tried again");
+    // Room for one more: the next time is made, and the one after it skipped.
+    let next = moved.next_run_at;
+    assert_eq!(fire_due(&t.store, next, Some(4)).await.unwrap(), 1);
+    assert_eq!(fire_due(&t.store, next + chrono::Duration::hours(1), Some(4)).await.unwrap(), 0);
+    assert_eq!(jobs_of(&t, &schedule).await, 2);
 }
 
 async fn a_tenant_holds_at_most_its_limit_of_schedules(b: Backend) {
