@@ -196,7 +196,7 @@ mod tests {
     async fn a_server_without_keys_answers_loopback_peers_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = nova_store::Store::open(dir.path()).await.unwrap();
-        let app = AppState {
+        let app = AppState::from(crate::AppParts {
             store: store.clone().into(),
             config: Arc::new(crate::ServerConfig::default()),
             wake_workers: Arc::default(),
@@ -204,7 +204,7 @@ mod tests {
             sandboxes: Err("none".into()),
             limiter: crate::Limiter::Off,
             extractor: nova_app::extraction::Extractor::default(),
-        };
+        });
         for loopback in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
             let caller = identify(&app, None, Some(loopback.parse().unwrap())).await.unwrap();
             assert_eq!((caller.tenant, caller.key), (TenantId::DEFAULT, None), "{loopback}");

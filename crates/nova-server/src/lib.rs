@@ -65,12 +65,29 @@ impl Default for ServerConfig {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: [`AppParts`] behind one `Arc`, since every layer that takes the state
+/// clones it for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl From<AppParts> for AppState {
+    fn from(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of an [`AppState`].
+pub struct AppParts {
     /// The store, not reachable unscoped from a route: see [`auth::ServerStore`].
     pub store: auth::ServerStore,
-    /// Shared, not copied: the state is cloned for every request by each layer that takes it.
     pub config: Arc<ServerConfig>,
     /// Notified after each enqueue so that idle in-process workers start at once.
     pub wake_workers: Arc<Notify>,

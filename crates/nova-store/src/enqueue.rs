@@ -9,7 +9,8 @@
 //! PostgreSQL: see [`committers`]), which writes every enqueue that arrived since its last commit as one group, in one transaction, and answers
 //! each caller only after that commit: a server's concurrent submissions then share one commit (and one
 //! write turn on SQLite) where each used to pay its own. An idle committer writes each enqueue at once, a
-//! group of one, so nobody waits for company.
+//! group of one, so nobody waits for company; a busy one yields to the runtime once before it closes a
+//! group, so that submissions ready to run join it.
 //!
 //! What a group keeps of a lone enqueue:
 //! - a job, its `queued` event and its webhook are in the same transaction, and nothing is answered before
@@ -225,6 +226,16 @@ async fn commit_groups(store: Store, requests: std::sync::Arc<tokio::sync::Mutex
             let mut requests = requests.lock().await;
             if requests.recv_many(&mut arrived, MAX_GROUP).await == 0 {
                 return;
+            }
+            // One yield before the group is closed: the submissions that are ready to run (their requests
+            // read, their handlers queued behind this task) join it, instead of each paying a commit of its
+            // own. No timer: an idle runtime comes straight back.
+            tokio::task::yield_now().await;
+            while arrived.len() < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(request) => arrived.push(request),
+                    Err(_) => break,
+                }
             }
             for request in arrived.drain(..) {
                 match request {

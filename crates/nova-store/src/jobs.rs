@@ -906,8 +906,7 @@ pub(crate) fn json_array(items: impl Iterator<Item = serde_json::Value>) -> Stri
 }
 
 /// A `SELECT` with one row per element of the JSON array of objects bound to `$param`, one column per
-/// field: how a statement takes a whole batch in one parameter on both backends. On PostgreSQL each element
-/// is decoded once (`json_to_recordset`), where `->>` on each field would parse the element again per field.
+/// field: how a statement takes a whole batch in one parameter on both backends, each element decoded once.
 pub(crate) fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
     let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
     match dialect {
@@ -916,6 +915,7 @@ pub(crate) fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) 
                 names.iter().map(|name| format!("json_extract(value, '$.{name}') AS {name}")).collect();
             format!("SELECT {} FROM json_each(${param})", columns.join(", "))
         }
+        // `json_to_recordset`: `->>` on each field would parse the element again for every field.
         Dialect::Postgres => {
             let types: Vec<String> = fields
                 .iter()

@@ -86,7 +86,7 @@ impl TestApp {
             tokio::spawn(nova_app::run(store.clone(), config, wake.clone(), shutdown.clone().cancelled_owned()))
         });
         nova_app::housekeeping::spawn(&store, options.webhooks, HousekeepingConfig::default(), &shutdown);
-        let state = AppState {
+        let state = AppState::from(nova_server::AppParts {
             store: store.clone().into(),
             config: std::sync::Arc::new(options.config),
             wake_workers: wake,
@@ -94,7 +94,7 @@ impl TestApp {
             sandboxes: Err("not in these tests: the CLI suite runs them in the real jail".into()),
             limiter: options.limiter,
             extractor: nova_app::extraction::Extractor::default(),
-        };
+        });
         let server = tokio::spawn({
             let shutdown = shutdown.clone();
             async move { nova_server::serve(listener, state, shutdown.cancelled_owned()).await.unwrap() }

@@ -160,7 +160,7 @@ async fn metrics_are_served_to_loopback_peers_and_otherwise_only_with_a_key() {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200, "loopback, even now that keys exist");
 
-    let state = AppState {
+    let state = AppState::from(nova_server::AppParts {
         store: app.store.clone().into(),
         config: std::sync::Arc::new(ServerConfig { rate_limit: None, ..ServerConfig::default() }),
         wake_workers: Arc::default(),
@@ -168,7 +168,7 @@ async fn metrics_are_served_to_loopback_peers_and_otherwise_only_with_a_key() {
         sandboxes: Err("none".into()),
         limiter: Limiter::Off,
         extractor: nova_app::extraction::Extractor::default(),
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, nova_server::router(state)).await });

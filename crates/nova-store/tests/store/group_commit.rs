@@ -11,6 +11,8 @@ use serde_json::json;
 nova_store::conformance!(
     a_group_stores_each_job_with_its_event_and_webhook,
     the_answer_of_an_enqueue_is_the_job_as_read_back,
+    a_row_skipped_for_its_key_leaves_no_event_or_webhook_among_rows_without_keys,
+    submissions_and_batches_wake_the_listening_workers,
     an_idempotency_key_used_twice_in_one_group_makes_one_job,
     an_invalid_job_fails_alone_and_its_group_is_stored,
     concurrent_enqueues_through_the_committer_are_all_stored_and_answered,
@@ -99,6 +101,57 @@ async fn the_answer_of_an_enqueue_is_the_job_as_read_back(b: Backend) {
         let back = f.store.tenant(TenantId::DEFAULT).get_job(answer.job.id).await.unwrap().expect("the job");
         assert_eq!(serde_json::to_value(&answer.job).unwrap(), serde_json::to_value(&back).unwrap());
     }
+}
+
+async fn a_row_skipped_for_its_key_leaves_no_event_or_webhook_among_rows_without_keys(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let skipped = NewJob { idempotency_key: Some("k".into()), ..hooked() };
+    let jobs = vec![keyed("k", json!({"hooked": true})), hooked(), skipped, noop(json!({"n": 4}))];
+    let answers: Vec<Enqueued> = f.store.enqueue_group(jobs).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers.iter().map(|a| a.created).collect::<Vec<_>>(), [true, true, false, true]);
+    assert_eq!(answers[2].job.id, answers[0].job.id, "the skipped row is answered with the key's job");
+    // Three jobs, each with its event; one webhook, the keyless row's: none for the skipped row.
+    assert_eq!(counts(&f).await, (3, 3, 1));
+    let hooked_job =
+        f.count(&format!("SELECT COUNT(*) FROM job_webhooks WHERE job_id = '{}'", answers[1].job.id)).await;
+    assert_eq!(hooked_job, 1);
+}
+
+async fn submissions_and_batches_wake_the_listening_workers(b: Backend) {
+    let Some(f) = TestStore::new(b).await else { return };
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let Some(listener) = f.store.listen_for_jobs(wake.clone()).await.unwrap() else {
+        // SQLite has no notifications: the in-process API wakes its workers itself.
+        assert_eq!(b, Backend::Sqlite);
+        return;
+    };
+    // Bounded waits: a notification never sent fails the test instead of hanging it.
+    let woken = || tokio::time::timeout(std::time::Duration::from_secs(30), wake.notified());
+    let grouped = f.store.clone().with_group_commit();
+    let mut submissions = [noop(json!({"n": 1})), keyed("wake", json!({})), hooked()].into_iter();
+    loop {
+        // Registered before the write, so a notification that arrives first is not missed.
+        let notified = woken();
+        let Some(new) = submissions.next() else { break };
+        grouped.enqueue(new).await.unwrap();
+        notified.await.expect("an enqueue woke no listener");
+    }
+    let notified = woken();
+    let batch = nova_store::NewBatch {
+        tenant: TenantId::DEFAULT,
+        workflow: Workflow::Noop,
+        inputs: vec![json!({}), json!({})],
+        max_attempts: 1,
+        priority: 0,
+        run_at: None,
+        timeout: std::time::Duration::from_secs(60),
+        queue_timeout: None,
+        webhook_url: None,
+        request_id: None,
+    };
+    f.store.insert_batch(batch).await.unwrap();
+    notified.await.expect("a batch woke no listener");
+    listener.abort();
 }
 
 async fn an_idempotency_key_used_twice_in_one_group_makes_one_job(b: Backend) {
