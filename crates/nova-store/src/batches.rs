@@ -16,7 +16,7 @@ use nova_core::{Batch, BatchCounts, BatchId, BatchItem, JobError, JobId, JobStat
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::enqueue::{insert_jobs, JobRow};
+use crate::enqueue::{insert_jobs, millis, JobRow};
 use crate::jobs::{insert_events, json_array, json_in};
 use crate::{from_millis, parse_stored, to_millis, Page, Store, StoreError, MAX_PAGE_SIZE};
 
@@ -97,7 +97,6 @@ impl Store {
         let id = BatchId::new();
         let now = to_millis(Utc::now());
         let run_at = new.run_at.map_or(now, to_millis);
-        let millis = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
         let start_by = new.queue_timeout.map(|t| run_at.saturating_add(millis(t)));
         let rows: Vec<JobRow> = new
             .inputs

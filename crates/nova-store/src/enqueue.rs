@@ -55,9 +55,8 @@ enum Request {
 #[derive(Debug, Clone)]
 pub(crate) struct Checked {
     id: JobId,
-    /// The job's `run_at` in milliseconds (its submission time unless the job named one), and as a time.
+    /// The job's `run_at` in milliseconds (its submission time unless the job named one).
     run_at: i64,
-    run_at_time: DateTime<Utc>,
     new: NewJob,
 }
 
@@ -149,9 +148,10 @@ impl Store {
         };
         Ok(jobs
             .iter()
+            .zip(&rows)
             .zip(stored)
-            .map(|(job, stored)| match stored {
-                true => job.stored(now).map(|job| Written::Stored(Box::new(job))),
+            .map(|((job, row), stored)| match stored {
+                true => job.stored(row, now).map(|job| Written::Stored(Box::new(job))),
                 false => Ok(Written::KeyTaken),
             })
             .collect())
@@ -279,11 +279,13 @@ fn check(new: NewJob) -> Result<Checked, StoreError> {
         ));
     }
     let run_at = new.run_at.map_or_else(|| to_millis(Utc::now()), to_millis);
-    Ok(Checked { id: JobId::new(), run_at, run_at_time: from_millis(run_at)?, new })
+    // A time out of range fails here, alone, not its group.
+    from_millis(run_at)?;
+    Ok(Checked { id: JobId::new(), run_at, new })
 }
 
 /// Milliseconds of `d`, as the `jobs` table keeps durations.
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
@@ -297,7 +299,7 @@ impl Checked {
             workflow: new.workflow,
             input: new.input.to_string(),
             priority: new.priority,
-            max_attempts: new.max_attempts.max(1),
+            max_attempts: new.max_attempts,
             timeout_ms: millis(new.timeout),
             run_at: self.run_at,
             start_by: new.queue_timeout.map(|t| self.run_at.saturating_add(millis(t))),
@@ -308,23 +310,23 @@ impl Checked {
         }
     }
 
-    /// The job as [`insert_jobs`] stored it at `now`: what reading it back would give, without the read.
-    fn stored(&self, now: i64) -> Result<Job, StoreError> {
-        let new = &self.new;
+    /// The job as [`insert_jobs`] stored its `row` at `now`: what reading it back would give, without the
+    /// read (the input as the submission gave it, not parsed again from the row's text).
+    fn stored(&self, row: &JobRow, now: i64) -> Result<Job, StoreError> {
         let created = from_millis(now)?;
         Ok(Job {
-            id: self.id,
-            workflow: new.workflow,
-            input: new.input.clone(),
+            id: row.id,
+            workflow: row.workflow,
+            input: self.new.input.clone(),
             status: JobStatus::Queued,
-            priority: new.priority,
-            run_at: self.run_at_time,
-            timeout_seconds: (millis(new.timeout) / 1000) as u64,
-            start_by: new.queue_timeout.map(|t| from_millis(self.run_at.saturating_add(millis(t)))).transpose()?,
+            priority: row.priority,
+            run_at: from_millis(row.run_at)?,
+            timeout_seconds: (row.timeout_ms / 1000) as u64,
+            start_by: row.start_by.map(from_millis).transpose()?,
             attempts: Vec::new(),
-            max_attempts: new.max_attempts.max(1),
-            idempotency_key: new.idempotency_key.clone(),
-            request_id: new.request_id.clone(),
+            max_attempts: stored_attempts(row.max_attempts),
+            idempotency_key: row.idempotency_key.clone(),
+            request_id: row.request_id.clone(),
             cancel_requested_at: None,
             error: None,
             batch_id: None,
@@ -335,6 +337,11 @@ impl Checked {
             updated_at: created,
         })
     }
+}
+
+/// The attempts a job is stored with: at least one.
+fn stored_attempts(asked: u32) -> u32 {
+    asked.max(1)
 }
 
 /// One job to insert with [`insert_jobs`], its values as the `jobs` table holds them.
@@ -435,7 +442,7 @@ pub(crate) async fn insert_jobs(
             workflow: row.workflow.as_str(),
             input: &row.input,
             priority: row.priority,
-            max_attempts: i64::from(row.max_attempts.max(1)),
+            max_attempts: i64::from(stored_attempts(row.max_attempts)),
             timeout_ms: row.timeout_ms,
             idempotency_key: row.idempotency_key.as_deref(),
             run_at: row.run_at,

@@ -206,9 +206,7 @@ fn take_sql(dialect: Dialect, which: &str) -> String {
 fn claim_postgres_sql() -> String {
     let dialect = Dialect::Postgres;
     format!(
-        "WITH wants AS (SELECT (e ->> 'workflow') AS workflow, (e ->> 'tenant') AS tenant,
-                               (e ->> 'n')::BIGINT AS n, (e ->> 'cap')::BIGINT AS cap
-                        FROM json_array_elements($3::JSON) AS e),
+        "WITH wants AS ({}),
          turns AS (SELECT workflow, tenant, {} AS n FROM wants),
          picked AS (SELECT r.id FROM turns CROSS JOIN LATERAL ({} FOR UPDATE SKIP LOCKED) AS r),
          claimed AS ({}),
@@ -223,6 +221,11 @@ fn claim_postgres_sql() -> String {
                            json_build_object('attempt', a.number, 'worker_id', $4::TEXT)::TEXT
                     FROM claimed c JOIN attempts a ON a.job_id = c.id)
          SELECT c.*, a.number AS attempt_number FROM claimed c JOIN attempts a ON a.job_id = c.id",
+        json_rows(
+            dialect,
+            3,
+            &[("workflow", Col::Text), ("tenant", Col::Text), ("n", Col::BigInt), ("cap", Col::BigInt)]
+        ),
         turn_size_sql(dialect, "wants.n", "wants.cap", "wants.workflow", "wants.tenant"),
         ready_sql("id", "turns.workflow", "turns.tenant", "turns.n"),
         // An array, not `IN (SELECT ...)`: PostgreSQL then finds each row by its key, where a join could
