@@ -1229,10 +1229,16 @@ fn jail_leftovers(helper: u32) -> Vec<String> {
     left
 }
 
+/// Checks that `jail_leftovers` finds a session's jail while the session is known to be alive, so that its
+/// finding nothing later means something.
+fn assert_probe_sees_live_jail(session: &nova_sandbox::session::Session) {
+    assert!(session.end().is_none(), "the session is alive");
+    assert!(!jail_leftovers(session.helper_pid()).is_empty(), "the probe sees the live jail");
+}
+
 /// Checks that everything of a session that held `marker`'s processes is gone from the host.
 fn assert_nothing_left(session: &nova_sandbox::session::Session, marker: &str) {
     let helper = session.helper_pid();
-    assert!(!jail_leftovers(helper).is_empty() || session.end().is_some(), "the probe sees the live jail");
     let end = session.wait_ended(Duration::from_secs(20)).expect("the session ended");
     assert!(!std::path::Path::new(&format!("/proc/{helper}")).exists(), "the helper is gone");
     assert_eq!(host_processes_with(marker), Vec::<i32>::new(), "processes left ({end:?})");
@@ -1252,6 +1258,7 @@ fn a_killed_session_leaves_no_process_or_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(host_processes_with(&marker).len() >= 3, "the sleepers run");
+    assert_probe_sees_live_jail(&session);
     session.close();
     assert_nothing_left(&session, &marker);
 }
@@ -1260,6 +1267,7 @@ fn a_killed_session_leaves_no_process_or_file() {
 fn a_session_past_its_timeout_is_gone() {
     let limits = Limits { wall_ms: 1_500, ..nova_sandbox::session::SessionSpec::default_limits() };
     let Some(session) = open_session(Some(limits)) else { return };
+    assert_probe_sees_live_jail(&session);
     let marker = format!("32{}.25", std::process::id());
     let _running =
         session.spawn(&nova_sandbox::session::Command { cmd: format!("sleep {marker}"), ..Default::default() });
