@@ -913,10 +913,16 @@ pub(crate) fn json_array(items: impl Iterator<Item = serde_json::Value>) -> Stri
 pub(crate) fn json_rows(dialect: Dialect, param: usize, fields: &[(&str, Col)]) -> String {
     let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
     match dialect {
+        // `json_each` gives an element as JSON text, and `json_extract(value, ...)` on each field would turn
+        // the element back into text and parse it again for every field: the elements are made binary
+        // (JSONB) once, in a materialized table, and each field is looked up in that.
         Dialect::Sqlite => {
-            let columns: Vec<String> =
-                names.iter().map(|name| format!("json_extract(value, '$.{name}') AS {name}")).collect();
-            format!("SELECT {} FROM json_each(${param})", columns.join(", "))
+            let columns: Vec<String> = names.iter().map(|name| format!("e ->> '$.{name}' AS {name}")).collect();
+            format!(
+                "WITH elements AS MATERIALIZED (SELECT jsonb(value) AS e FROM json_each(${param})) \
+                 SELECT {} FROM elements",
+                columns.join(", ")
+            )
         }
         // `json_to_recordset`: `->>` on each field would parse the element again for every field.
         Dialect::Postgres => {
