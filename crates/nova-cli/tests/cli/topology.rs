@@ -133,6 +133,9 @@ async fn the_scaled_out_stack_loses_nothing_when_a_worker_dies() {
     let mut api_env = env.clone();
     api_env.push(("NOVA_API_KEY_FILE", write("api-key", &api_key)));
     api_env.push(("NOVA_REDIS_URL_FILE", write("redis-url", &redis)));
+    // Each request uses 3.6 s of a budget that never runs out, so the key's budget stays in Redis (it expires
+    // once full again) for seconds after any request, however the test is scheduled; the default's 20 ms do not.
+    api_env.push(("NOVA_RATE_LIMIT", "1000/h,burst=1000000".into()));
     let api_env: Vec<(&str, &str)> = api_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (api, base, _) = start_serve_on("127.0.0.1:0", dirs[0].path(), &["--workers", "0"], &api_env);
     let mut workers = [Some(start_worker(dirs[1].path(), &env)), Some(start_worker(dirs[2].path(), &env))];
