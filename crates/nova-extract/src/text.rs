@@ -240,6 +240,9 @@ fn currency(doc: &Text<'_>, total_line: Option<usize>) -> Option<(&'static str, 
     if let Some(code) = total_line.and_then(|i| currencies_in(doc.lines[i]).into_iter().next()) {
         return Some((code, 0.9));
     }
+    if let Some(code) = labelled_currency(doc) {
+        return Some((code, 0.85));
+    }
     let mut counts: HashMap<&'static str, usize> = HashMap::new();
     for line in &doc.lines {
         for code in currencies_in(line) {
@@ -255,6 +258,33 @@ fn currency(doc: &Text<'_>, total_line: Option<usize>) -> Option<(&'static str, 
         _ => None,
     }
 }
+
+/// The code after a currency label (`Currency: EUR`, `Währung  DEM`, `Devise : CHF`): any ISO 4217 code,
+/// current or replaced by the euro, for a label says what the code is.
+fn labelled_currency(doc: &Text<'_>) -> Option<&'static str> {
+    let mut found = doc.lines.iter().filter_map(|line| {
+        let printed = CURRENCY_LABEL.captures(line)?.get(1)?.as_str();
+        ISO_CODES.iter().chain(LABELLED_CODES).find(|code| **code == printed).copied()
+    });
+    let first = found.next()?;
+    // Two labels that disagree (a price list in another currency) settle nothing.
+    found.all(|other| other == first).then_some(first)
+}
+
+/// A currency label, then the code: `Currency: EUR`, `Währung DEM`, `Devise : CHF`, `Moneda: MXN`.
+static CURRENCY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i:\b(?:currency(?:\s*code)?|w[äa]hrung|waehrung|devise|monnaie|moneda|divisa|valuta|waluta))\s*[:.]?\s*([A-Z]{3})\b",
+    )
+});
+
+/// ISO 4217 codes taken only after a currency label: less common ones, and the currencies the euro replaced
+/// (still on archived invoices).
+const LABELLED_CODES: &[&str] = &[
+    "ISK", "RUB", "UAH", "RSD", "HRK", "THB", "MYR", "IDR", "PHP", "VND", "TWD", "PKR", "BDT", "LKR", "EGP", "NGN",
+    "KES", "MAD", "TND", "CLP", "COP", "PEN", "ARS", "UYU", "QAR", "KWD", "BHD", "OMR", "JOD", "DEM", "FRF", "ITL",
+    "ESP", "NLG", "BEF", "ATS", "FIM", "IEP", "PTE", "GRD", "LUF",
+];
 
 fn currencies_in(line: &str) -> Vec<&'static str> {
     let mut found: Vec<(usize, &'static str)> = ISO_CURRENCY
@@ -454,12 +484,24 @@ Rechnung 12
         check("Total £12.00", "currency", Some("GBP"));
         check("Total CA$ 12.00", "currency", None);
         check("Total 12.00", "currency", None);
+        // After a currency label, any ISO 4217 code, the euro's predecessors included; two labels that
+        // disagree settle nothing, and a code the standard does not know is no currency.
+        check("Währung                DEM\nTotal Amount 37.763,70", "currency", Some("DEM"));
+        check("Currency: ISK\nTotal 12.00", "currency", Some("ISK"));
+        check("Currency: ISK\nCurrency: RUB\nTotal 12.00", "currency", None);
+        check("Currency: ABC\nTotal 12.00", "currency", None);
+        check("Total DEM 12.00", "currency", None);
     }
 
     #[test]
     fn seller_names_from_domains_legal_forms_and_labels() {
         check("Adatum Corporation  CRONUS DE\nEmail info@cronus.com", "seller", Some("CRONUS DE"));
         check("Calendly LLC\n88 N Avondale Rd", "seller", Some("Calendly LLC"));
+        // Contact details beside a letterhead's name with no gap left between them are not part of it; a word
+        // like `Web` inside a name is.
+        check("Die Firma Tel: +49 (030) 41092-0\nemail: info@firma.de", "seller", Some("Die Firma"));
+        check("Acme Ltd Fax 030 1234\nwww.acme.co.uk", "seller", Some("Acme Ltd"));
+        check("Amazon Web Services, Inc.\n410 Terry Ave North", "seller", Some("Amazon Web Services, Inc."));
         // A legal form set apart by a wide gap ends the name before it; alone it is no name.
         check("                    Bei Spiel  GmbH\n                    Ecke 12", "seller", Some("Bei Spiel GmbH"));
         check("GmbH\nEcke 12", "seller", None);

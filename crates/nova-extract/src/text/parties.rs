@@ -619,7 +619,7 @@ pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
                 Some(m) if m.end() < cell.len() => (&cell[m.end()..], true),
                 _ => (cell, false),
             };
-            let cell = trim_cell(cell);
+            let cell = trim_cell(before_contact(cell));
             if !name_like(cell) {
                 continue;
             }
@@ -667,6 +667,20 @@ pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
         )
     })
 }
+
+/// A cell without the contact details a letterhead prints beside the name when the text layer leaves no
+/// gap between them (`Acme Tel: +49 30 1234`, `Acme  E-Mail: info@acme.de`).
+fn before_contact(cell: &str) -> &str {
+    match CONTACT_MARKER.find(cell) {
+        Some(m) if m.start() >= 3 => &cell[..m.start()],
+        _ => cell,
+    }
+}
+
+/// A phone, fax, e-mail or web label after a word, followed by a colon or a number.
+static CONTACT_MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"(?i)\s(?:tel(?:efon|ephone)?|phone|fon|fax|telefax|mobile?|e-?mail|web|internet)\s*(?::|\.?\s*[+(]?\d)")
+});
 
 /// A cell that is nothing but a legal form: `GmbH`, `Ltd.`, `AG`.
 fn is_bare_legal_form(cell: &str) -> bool {
