@@ -89,6 +89,13 @@ static TITLE: LazyLock<Regex> = LazyLock::new(|| {
 /// A label and a number: a customer number or a global id inside an address block.
 static ID_LINE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^[\p{L}][\p{L} .\-]{1,30}:\s*[A-Z\-]*\d[\w\-/.]*(?:\s*\([A-Z]{2,6}\))?$"));
+/// A party's contact person, labelled inside its block (`Ansprechpartner: Herr Thomas Muster`, `Contact:
+/// Jane Doe`): a person, not the party's name.
+static CONTACT_PERSON: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^(?:ansprechpartner(?:in)?|kontakt(?:person)?|contact(?:\s*person)?|interlocuteur|persona\s*de\s*contacto|contacto|referente|contactpersoon|osoba\s*kontaktowa)\s*:",
+    )
+});
 /// An address label before a street: `Anschrift:`, `Adresse:`, `Address:`.
 static ADDRESS_LABEL: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)^(?:anschrift|adresse|address|dirección|direccion|indirizzo|adres|adres)\s*:\s*"));
@@ -445,7 +452,7 @@ fn block_names(doc: &Text<'_>, anchor: &Anchor) -> Vec<String> {
             break;
         }
         // A labelled number inside the block (`Nummer: 009420`, `Globale Nummer: 4304171000002 (GTIN)`).
-        if ID_LINE.is_match(cell) {
+        if ID_LINE.is_match(cell) || CONTACT_PERSON.is_match(cell) {
             continue;
         }
         let has_digit = cell.chars().any(|c| c.is_ascii_digit());
@@ -814,6 +821,18 @@ mod tests {
         assert_eq!(got.seller, address("80333", "München", Some("DE")));
         assert_eq!(got.buyer, address("69876", "Frankfurt", Some("DE")));
         assert_eq!(got.buyer_name.as_deref(), Some("Kunden AG Mitte"));
+    }
+
+    #[test]
+    fn a_contact_person_inside_a_block_is_not_its_name() {
+        let text = "Verkäufer\nName: Lieferant GmbH\nAnschrift: Lieferantenstraße 20\nDE 80333 München\n\n\
+                    Käufer\nName: Kunden AG\n\nAnsprechpartner: Herr Max Muster\n\nAnschrift: Kundenstraße 15\n\n\
+                    DE 69876 Frankfurt";
+        let got = read(text, Some((1, 0)));
+        assert_eq!(got.buyer, address("69876", "Frankfurt", Some("DE")));
+        assert_eq!(got.buyer_name.as_deref(), Some("Kunden AG"));
+        let contact = "Bill to:\nAcme Corp\nContact: Jane Doe\n12 Main Street\nLondon SW1A 1AA";
+        assert_eq!(read(contact, None).buyer_name.as_deref(), Some("Acme Corp"));
     }
 
     #[test]
