@@ -405,6 +405,15 @@ Rechnung 12
         // One label for two dates, the issue date one of them.
         check("Liefer- und Rechnungsdatum: 11. Juli 2014", "issue_date", Some("2014-07-11"));
         check("Lieferdatum: 10. Juli 2014", "issue_date", None);
+        // The date of the preceding invoice a correction refers to (BT-26), and the ends of a service period,
+        // are not this invoice's.
+        check("Date de facture associée : 1 janvier 2022\nFacture n° 2", "issue_date", None);
+        check("Preceding invoice date: 3 March 2024\nInvoice date: 5 March 2024", "issue_date", Some("2024-03-05"));
+        check(
+            "Date de début de prestation : 1 janvier 2022\nDate de fin de prestation : 31 décembre 2022",
+            "issue_date",
+            None,
+        );
     }
 
     #[test]
@@ -502,6 +511,11 @@ Rechnung 12
         check("Die Firma Tel: +49 (030) 41092-0\nemail: info@firma.de", "seller", Some("Die Firma"));
         check("Acme Ltd Fax 030 1234\nwww.acme.co.uk", "seller", Some("Acme Ltd"));
         check("Amazon Web Services, Inc.\n410 Terry Ave North", "seller", Some("Amazon Web Services, Inc."));
+        // A street line is no name, whatever it shares with the document's domain.
+        check("35 rue de la Paix, Acme line 2\n75002 PARIS\nmoi@acme.fr", "seller", None);
+        check("Acmestraße 12\n80333 München\ninfo@acme.de", "seller", None);
+        // The seller's tax representative is another party.
+        check("Représentant fiscal\nAcme Rep SARL\n\nAcme SARL\nmoi@acme.fr", "seller", Some("Acme SARL"));
         // A legal form set apart by a wide gap ends the name before it; alone it is no name.
         check("                    Bei Spiel  GmbH\n                    Ecke 12", "seller", Some("Bei Spiel GmbH"));
         check("GmbH\nEcke 12", "seller", None);

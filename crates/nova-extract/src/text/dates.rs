@@ -27,11 +27,12 @@ static STRONG_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// `Date`, `Datum`: the issue date unless something nearby says otherwise.
 static WEAK_DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:date|datum)\b"));
-/// Words that make a date some other date (due, delivery, order, period, payment), or the date of something
-/// other than the invoice (a print, a template's or a program's version).
+/// Words that make a date some other date (due, delivery, order, a period or its start or end, payment), or the date of something
+/// other than the invoice (a print, a template's or a program's version, the preceding invoice that a
+/// correction or credit note refers to: EN 16931's BT-26).
 static OTHER_DATE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)(?:due|fällig|faellig|échéance|echeance|payment|paid|zahl|deliver|liefer|leistung|shipment|ship|period|zeitraum|order|bestell|auftrag|next|expir|valid|start|end|from|until|bis|commande|livraison|print|druck|version)",
+        r"(?i)(?:due|fällig|faellig|échéance|echeance|payment|paid|zahl|deliver|liefer|leistung|shipment|ship|period|zeitraum|order|bestell|auftrag|next|expir|valid|start|end|from|until|bis|commande|livraison|print|druck|version|d[ée]but|\bfin\b|inicio|\bfine\b|p[ée]riode|periodo|associ|preceding|précédent|precedent|vorherig|ursprüngl|referenced|corrected\s*invoice|original\s*invoice|fattura\s*(?:di\s*)?riferimento|factura\s*rectificada)",
     )
 });
 

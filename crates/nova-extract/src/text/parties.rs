@@ -508,6 +508,12 @@ static SELLER_HEADING: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^\s*(?:from|seller|supplier|vendor|issuer|ver\s?käufer|lieferant|rechnungssteller|absender|émetteur|fournisseur|vendeur|emisor|proveedor|vendedor|fornitore|cedente|venditore|leverancier|verkoper|sprzedawca)\s*:?\s*$",
     )
 });
+/// The heading of the seller's tax representative's block.
+static TAX_REPRESENTATIVE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)(?:tax\s*representative|repr[ée]sentant\s*fiscal|fiskalvertreter|steuerlicher?\s*vertreter|representante\s*fiscal|rappresentante\s*fiscale|fiscaal\s*vertegenwoordiger)",
+    )
+});
 /// A generic name label inside a party block.
 static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)^(?:name|firma|company|raison\s+sociale)\s*:\s*"));
 /// A label that introduces the buyer: names on its line and just below belong to the buyer.
@@ -585,7 +591,8 @@ pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
             seller_block_until = i + 5;
             continue;
         }
-        let buyer_line = is_buyer_label(line) || above_attention(doc, i);
+        // The seller's tax representative (EN 16931's BG-11) is another party, as the buyer is.
+        let buyer_line = is_buyer_label(line) || above_attention(doc, i) || TAX_REPRESENTATIVE.is_match(line);
         if buyer_line {
             buyer_block_until = i + 4;
             seller_block_until = seller_block_until.min(i);
@@ -755,7 +762,16 @@ fn name_like(cell: &str) -> bool {
         && cell.starts_with(|c: char| c.is_alphanumeric())
         && !cell.contains(['@', ':', '/'])
         && !cell.to_lowercase().contains("www.")
+        && !STREET_LINE.is_match(cell)
 }
+
+/// A street line: a house number before the street's kind (`35 rue d'ici`, `12 Main Street`, `4, avenue
+/// Foch`, `10 Via Roma`), or a street with its number after (`Musterstraße 12`, `Hauptstr. 4a`, `Lindenweg 3`).
+static STREET_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^\d+\s*[a-z]?\s*,?\s+(?:bis\s+|ter\s+)?(?:rue|avenue|av\.|bd|boulevard|chemin|allée|allee|impasse|place|quai|route|cours|street|st\.?|road|rd\.?|lane|ln\.?|drive|dr\.?|avenida|avda\.?|calle|carrer|plaza|via|viale|piazza|corso)\b|^\p{L}[\p{L}\-]*(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm|laan|straat|plein|gracht)\s+\d+\s*[a-z]?\b",
+    )
+});
 
 #[cfg(test)]
 mod tests {
