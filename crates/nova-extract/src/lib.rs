@@ -321,14 +321,25 @@ fn read_pdf(
             Err(err) => tracing::debug!(file = %xml.name, %err, "embedded XML is not a usable e-invoice"),
         }
     }
-    let pages = file.page_texts();
+    let mut layout = String::new();
+    let pages: Vec<Result<String, ExtractError>> = file
+        .page_text_pairs()
+        .into_iter()
+        .map(|page| {
+            page.map(|(flat, laid_out)| {
+                layout.push_str(&laid_out);
+                layout.push_str("\n\n");
+                flat
+            })
+        })
+        .collect();
     let Some(ocr) = engines.ocr else {
         let text = pdf::join_page_texts(pages)?;
-        return Ok(Read { invoice: from_text(&text, templates), text: Some(text) });
+        return Ok(Read { invoice: from_text_layer(&text, &layout, templates), text: Some(text) });
     };
     let (invoice, text) = match ocr::read_pdf(file, bytes, pages, ocr, engines.renderer)? {
         ocr::PdfText::Text(text) => {
-            let mut invoice = from_text(&text, templates);
+            let mut invoice = from_text_layer(&text, &layout, templates);
             match ocr::seller_from_images(file, &text, &mut invoice, ocr) {
                 Some(images_text) => (invoice, format!("{text}\n\n{images_text}")),
                 None => (invoice, text),
@@ -362,6 +373,12 @@ pub fn text(bytes: &[u8]) -> Result<String, ExtractError> {
 /// The generic rules over a text, then the first matching vendor template over their result.
 fn from_text(text: &str, templates: &TemplateSet) -> Invoice {
     templates.apply(text, text::extract(text))
+}
+
+/// [`from_text`] over a PDF's text layer, read in content-stream order (`text`) and as laid out on the page
+/// (`layout`): see [`text::extract_layer`].
+fn from_text_layer(text: &str, layout: &str, templates: &TemplateSet) -> Invoice {
+    templates.apply(text, text::extract_layer(text, layout))
 }
 
 /// Recognises the kind, telling an empty upload apart from an unsupported one.

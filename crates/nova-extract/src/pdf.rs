@@ -178,6 +178,16 @@ impl PdfFile {
 
     /// The text layer of each of the first pages, in order.
     pub fn page_texts(&self) -> Vec<Result<String, ExtractError>> {
+        self.read_pages(PageText::into_text)
+    }
+
+    /// The text layer of each of the first pages in content-stream order and as laid out on the page (see
+    /// [`PageText::into_texts`]), from one reading of each page.
+    pub fn page_text_pairs(&self) -> Vec<Result<(String, String), ExtractError>> {
+        self.read_pages(PageText::into_texts)
+    }
+
+    fn read_pages<T>(&self, lay_out: impl Fn(PageText) -> T) -> Vec<Result<T, ExtractError>> {
         let pages: Vec<u32> = self.doc.get_pages().keys().copied().take(MAX_TEXT_PAGES as usize).collect();
         pages
             .iter()
@@ -185,7 +195,7 @@ impl PdfFile {
                 guarded("reading the text layer", || {
                     let mut output = PageText::new();
                     pdf_extract::output_doc_page(&self.doc, &mut output, *page).map_err(|e| e.to_string())?;
-                    Ok(output.into_text())
+                    Ok(lay_out(output))
                 })
             })
             .collect()

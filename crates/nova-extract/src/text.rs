@@ -41,6 +41,88 @@ mod pattern;
 mod totals;
 mod vat;
 
+/// Extracts the fields from a PDF's text layer read two ways: in content-stream order (`flat`), which the
+/// rules read first, and as laid out on the page (`layout`), where a label drawn apart from its value in the
+/// content stream stands on the value's line. When the first reading leaves a core field empty, the second
+/// is read too (most documents need only the first), and the fields the first left empty are taken from it.
+pub(crate) fn extract_layer(flat: &str, layout: &str) -> Invoice {
+    let mut invoice = extract(flat);
+    let complete = invoice.invoice_number.is_some()
+        && invoice.issue_date.is_some()
+        && invoice.currency.is_some()
+        && invoice.totals.grand_total.is_some();
+    if complete || layout.trim().is_empty() {
+        return invoice;
+    }
+    let other = extract(layout);
+    fill_from(&mut invoice, other);
+    invoice
+}
+
+/// Fills the fields `invoice` lacks with `other`'s, with their confidences.
+fn fill_from(invoice: &mut Invoice, other: Invoice) {
+    let mut filled: Vec<&str> = Vec::new();
+    macro_rules! fill {
+        ($($field:ident).+, $name:expr) => {
+            if invoice.$($field).+.is_none() && other.$($field).+.is_some() {
+                invoice.$($field).+ = other.$($field).+.clone();
+                filled.push($name);
+            }
+        };
+    }
+    fill!(invoice_number, "invoice_number");
+    fill!(issue_date, "issue_date");
+    fill!(due_date, "due_date");
+    fill!(currency, "currency");
+    fill!(payment_iban, "payment_iban");
+    fill!(type_code, "type_code");
+    if invoice.totals.grand_total.is_none() && other.totals.grand_total.is_some() {
+        invoice.totals = other.totals.clone();
+        filled.extend(TOTALS);
+    }
+    for (mine, theirs, prefix) in
+        [(&mut invoice.seller, &other.seller, "seller"), (&mut invoice.buyer, &other.buyer, "buyer")]
+    {
+        let Some(theirs) = theirs else { continue };
+        let party = mine.get_or_insert_with(Party::default);
+        for (slot, value, field) in [
+            (&mut party.vat_id, &theirs.vat_id, "vat_id"),
+            (&mut party.country, &theirs.country, "country"),
+            (&mut party.city, &theirs.city, "city"),
+            (&mut party.postcode, &theirs.postcode, "postcode"),
+        ] {
+            if slot.is_none() && value.is_some() {
+                *slot = value.clone();
+                if let Some(confidence) = other.confidence.get(&format!("{prefix}.{field}")) {
+                    invoice.confidence.insert(format!("{prefix}.{field}"), *confidence);
+                }
+            }
+        }
+    }
+    if invoice.seller.as_ref().is_some_and(|p| *p == Party::default()) {
+        invoice.seller = None;
+    }
+    if invoice.buyer.as_ref().is_some_and(|p| *p == Party::default()) {
+        invoice.buyer = None;
+    }
+    for name in filled {
+        if let Some(confidence) = other.confidence.get(name) {
+            invoice.confidence.insert(name.to_string(), *confidence);
+        }
+    }
+}
+
+const TOTALS: [&str; 8] = [
+    "totals.line_total",
+    "totals.allowance_total",
+    "totals.charge_total",
+    "totals.tax_basis_total",
+    "totals.tax_total",
+    "totals.grand_total",
+    "totals.prepaid",
+    "totals.due_payable",
+];
+
 /// Extracts the core fields from the text of one invoice.
 pub(crate) fn extract(text: &str) -> Invoice {
     let doc = Text::new(text);
@@ -368,6 +450,21 @@ mod tests {
         check("993548900  Factuurnummer:", "invoice_number", Some("993548900"));
         check("Paid in full  Invoice number:", "invoice_number", None);
         check("Invoice date 01.02.2023", "invoice_number", None);
+    }
+
+    #[test]
+    fn the_layout_reading_fills_what_the_content_stream_order_leaves_empty() {
+        let flat = "FACTURE N° :\nDate :\nAcme SARL\nTotal TTC 104,90 €\nF20220023\n31/01/2022";
+        let layout = "Acme SARL            FACTURE N° :   F20220023\n                     Date :         31/01/2022\n\
+                      Total TTC 999,00 €";
+        assert_eq!(extract(flat).invoice_number, None, "the labels stand apart from their values");
+        let invoice = extract_layer(flat, layout);
+        assert_eq!(invoice.invoice_number.as_deref(), Some("F20220023"));
+        assert_eq!(invoice.issue_date.map(|d| d.to_string()).as_deref(), Some("2022-01-31"));
+        assert!(invoice.confidence.contains_key("invoice_number"), "a filled value keeps its confidence");
+        // What the first reading found stays.
+        assert_eq!(invoice.totals.grand_total.map(|d| d.to_string()).as_deref(), Some("104.90"));
+        assert_eq!(extract_layer(flat, "").invoice_number, None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ use pdf_extract::{MediaBox, OutputDev, OutputError, Transform};
 
 /// A gap wider than this fraction of the font size before a new run is a word break.
 const WORD_GAP_EM: f64 = 0.1;
+/// A gap this wide (in ems) on a line is a column's, not a word space: the layout reading keeps two spaces
+/// at least there.
+const COLUMN_GAP_EM: f64 = 1.5;
 /// A run that starts this far (in ems) left of where the previous one ended, on the same line, is drawn out
 /// of reading order. Less than that is kerning or an overprint for a bold effect.
 const BACKWARD_EM: f64 = 1.0;
@@ -53,6 +56,107 @@ impl PageText {
 
     /// The page's text.
     pub fn into_text(self) -> String {
+        self.flat_text()
+    }
+
+    /// The page's text in content-stream order ([`PageText::into_text`]) and as laid out on the page
+    /// ([`PageText::layout_text`]).
+    pub fn into_texts(self) -> (String, String) {
+        (self.flat_text(), self.layout_text())
+    }
+
+    /// Where each glyph ends: its reported width, else the advance learnt for it, else a default.
+    fn ends(&self) -> Vec<f64> {
+        let advances = self.learnt_advances();
+        self.glyphs
+            .iter()
+            .map(|glyph| {
+                if glyph.end > glyph.x {
+                    glyph.end
+                } else {
+                    let advance = advances.get(glyph.text.as_str()).copied().unwrap_or(DEFAULT_ADVANCE_EM);
+                    glyph.x + advance * glyph.size
+                }
+            })
+            .collect()
+    }
+
+    /// The page as laid out: glyphs on one baseline make one line, left to right, each line's text placed at
+    /// the column its position gives (one column per average glyph width), so that what stands in one
+    /// column of the page stands in one column of the text, and labels drawn far from their values in the
+    /// content stream meet them on their line. Lines are set apart by a blank line where the page leaves a
+    /// gap.
+    fn layout_text(&self) -> String {
+        let ends = self.ends();
+        let mut order: Vec<usize> =
+            (0..self.glyphs.len()).filter(|&i| !self.glyphs[i].text.trim().is_empty()).collect();
+        if order.is_empty() {
+            return String::new();
+        }
+        // One column: the median advance of the page's glyphs.
+        let mut widths: Vec<f64> = order
+            .iter()
+            .map(|&i| (ends[i] - self.glyphs[i].x) / self.glyphs[i].text.chars().count().max(1) as f64)
+            .filter(|w| *w > 0.0)
+            .collect();
+        widths.sort_by(f64::total_cmp);
+        let column = widths.get(widths.len() / 2).copied().filter(|w| *w > 0.0).unwrap_or(5.0);
+        order.sort_by(|&a, &b| self.glyphs[a].y.total_cmp(&self.glyphs[b].y));
+        // Rows: glyphs whose baselines lie within half a glyph of the row's first.
+        let mut rows: Vec<Vec<usize>> = Vec::new();
+        let mut row_y = f64::NEG_INFINITY;
+        for i in order {
+            let glyph = &self.glyphs[i];
+            match rows.last_mut() {
+                Some(row) if glyph.y - row_y <= glyph.size.max(1.0) * 0.5 => row.push(i),
+                _ => {
+                    row_y = glyph.y;
+                    rows.push(vec![i]);
+                }
+            }
+        }
+        let mut out = String::new();
+        let mut last: Option<(f64, f64)> = None;
+        for mut row in rows {
+            row.sort_by(|&a, &b| self.glyphs[a].x.total_cmp(&self.glyphs[b].x));
+            let first = &self.glyphs[row[0]];
+            if let Some((y, size)) = last {
+                out.push('\n');
+                if first.y - y > size.max(first.size) * 2.0 {
+                    out.push('\n');
+                }
+            }
+            last = Some((first.y, first.size));
+            let mut line = String::new();
+            let mut chars = 0usize;
+            let mut end = f64::NEG_INFINITY;
+            for i in row {
+                let glyph = &self.glyphs[i];
+                let gap = glyph.x - end;
+                if chars > 0 && gap > glyph.size * WORD_GAP_EM {
+                    // At least one space between words, two between columns, and as many as the position says.
+                    let wanted = if gap > glyph.size * COLUMN_GAP_EM { 2 } else { 1 };
+                    let target = (glyph.x / column).round().max(0.0) as usize;
+                    let spaces = target.saturating_sub(chars).max(wanted);
+                    line.extend(std::iter::repeat_n(' ', spaces));
+                    chars += spaces;
+                } else if chars == 0 {
+                    let target = (glyph.x / column).round().max(0.0) as usize;
+                    line.extend(std::iter::repeat_n(' ', target));
+                    chars += target;
+                }
+                for c in glyph.text.chars() {
+                    line.push(if c == '\t' { ' ' } else { c });
+                    chars += 1;
+                }
+                end = end.max(ends[i]);
+            }
+            out.push_str(line.trim_end());
+        }
+        out
+    }
+
+    fn flat_text(&self) -> String {
         let advances = self.learnt_advances();
         let mut out = String::new();
         // Before the first glyph: the top of the page, far right, so the page starts on a fresh line as
@@ -222,6 +326,32 @@ mod tests {
             page.glyphs.push(Glyph { x, y: 100.0, end: x + 30.0, size: 10.0, text: text.into(), run_start: true });
         }
         assert_eq!(page.into_text(), "\n\n42  Number:");
+    }
+
+    #[test]
+    fn the_layout_reading_puts_a_value_drawn_apart_on_its_label_s_line_and_in_its_column() {
+        let mut page = PageText::new();
+        // Drawn in this order: two labels at the top right, a block of text below, the values last.
+        for (x, y, text) in [
+            (300.0, 100.0, "Invoice No:"),
+            (300.0, 112.0, "Date:"),
+            (20.0, 200.0, "Acme Ltd"),
+            (400.0, 100.0, "F2022"),
+            (400.0, 112.0, "31/01/2022"),
+        ] {
+            let end = x + 5.0 * text.chars().count() as f64;
+            page.glyphs.push(Glyph { x, y, end, size: 10.0, text: text.into(), run_start: true });
+        }
+        let (flat, layout) = page.into_texts();
+        assert!(flat.contains("Date:\n\nAcme Ltd"), "content-stream order: {flat:?}");
+        let lines: Vec<&str> = layout.lines().collect();
+        let at = |needle: &str| lines.iter().find_map(|line| line.find(needle).map(|col| (*line, col)));
+        let (number_line, number_col) = at("F2022").expect("the number is read");
+        let (date_line, date_col) = at("31/01/2022").expect("the date is read");
+        assert!(number_line.trim_start().starts_with("Invoice No:"), "{layout:?}");
+        assert!(date_line.trim_start().starts_with("Date:"), "{layout:?}");
+        assert_eq!(number_col, date_col, "one column: {layout:?}");
+        assert!(layout.trim_end().ends_with("Acme Ltd"), "top to bottom: {layout:?}");
     }
 
     #[test]
