@@ -611,6 +611,15 @@ Rechnung 12
         // A street line is no name, whatever it shares with the document's domain.
         check("35 rue de la Paix, Acme line 2\n75002 PARIS\nmoi@acme.fr", "seller", None);
         check("Acmestraße 12\n80333 München\ninfo@acme.de", "seller", None);
+        // The first name under a seller heading is the seller's, with the line it runs on to above the street.
+        check("Seller\n\nAcme Trading\n12 Main Street\nLondon SW1A 1AA", "seller", Some("Acme Trading"));
+        check(
+            "Verkäufer:\n\nMVM Musterhafter\nVersicherungsverein Musterstadt\n\nMusterstr. 12\nDE 12345 Musterstadt",
+            "seller",
+            Some("MVM Musterhafter Versicherungsverein Musterstadt"),
+        );
+        check("Verkäufer\nName: Lieferant GmbH\nVertrieb Süd\nDE 12345 Musterstadt", "seller", Some("Lieferant GmbH"));
+        check("Verkäufer\nName: Lieferant GmbH\nKäufer\nName: Kunde AG", "seller", Some("Lieferant GmbH"));
         // The seller's tax representative is another party.
         check("Représentant fiscal\nAcme Rep SARL\n\nAcme SARL\nmoi@acme.fr", "seller", Some("Acme SARL"));
         // A legal form set apart by a wide gap ends the name before it; alone it is no name.

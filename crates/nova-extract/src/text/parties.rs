@@ -585,10 +585,13 @@ pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
     }
     let mut buyer_block_until = 0;
     let mut seller_block_until = 0;
+    // Under a seller heading, the first name-like line is the seller's name until one is seen.
+    let mut heading_name = false;
     let mut best: Option<(i32, String, NameAt)> = None;
     for (i, line) in doc.lines.iter().enumerate() {
         if SELLER_HEADING.is_match(line) {
             seller_block_until = i + 5;
+            heading_name = true;
             continue;
         }
         // The seller's tax representative (EN 16931's BG-11) is another party, as the buyer is.
@@ -646,10 +649,19 @@ pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
                 score += 2;
             }
 
+            let mut name = cell.to_string();
             if labelled || (named && i < seller_block_until) {
                 score += 4;
+                name = with_continuation(doc, i, cell);
+            } else if i < seller_block_until && heading_name && line_cells.len() == 1 {
+                // The first name under `Seller`/`Verkäufer`, alone on its line.
+                score += 4;
+                name = with_continuation(doc, i, cell);
             } else if i < seller_block_until {
                 score += 1;
+            }
+            if i < seller_block_until {
+                heading_name = false;
             }
             if buyer_line {
                 score -= 5;
@@ -663,7 +675,7 @@ pub(super) fn seller_name(doc: &Text<'_>) -> Option<(String, f32, NameAt)> {
             let better =
                 |(s, name, _): &(i32, String, NameAt)| score > *s || (score == *s && lower(name) && !lower(cell));
             if score >= 2 && best.as_ref().is_none_or(better) {
-                best = Some((score, cell.to_string(), NameAt { line: i, cell: index }));
+                best = Some((score, name, NameAt { line: i, cell: index }));
             }
         }
     }
@@ -695,6 +707,30 @@ fn before_contact(cell: &str) -> &str {
 static CONTACT_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"(?i)\s(?:tel(?:efon|ephone)?|phone|fon|fax|telefax|mobile?|e-?mail|web|internet)\s*(?::|\.?\s*[+(]?\d)")
 });
+
+/// A party's name on line `i`, joined with the next line when the name runs on to it: the name without a
+/// legal form, the next line alone on its line, name-like and unlabelled, with the street (a house number,
+/// or an address label) right below it
+/// (`Name: Musterhafter\nVersicherungsverein Musterstadt\nAnschrift: Musterstr. 12`).
+fn with_continuation(doc: &Text<'_>, i: usize, name: &str) -> String {
+    // The next two lines with text, a few blank lines apart at most.
+    let mut below = doc.lines.iter().skip(i + 1).take(6).map(|line| line.trim()).filter(|line| !line.is_empty());
+    let (Some(next), after) = (below.next(), below.next().unwrap_or_default()) else { return name.to_string() };
+    let street = after.chars().any(|c| c.is_ascii_digit()) || ADDRESS_LABEL.is_match(after);
+    // A name that ends with its legal form is whole: a line below it is a department or a contact.
+    let carries_on = !is_company(name)
+        && cells(next).len() == 1
+        && name_like(next)
+        && !next.chars().any(|c| c.is_ascii_digit())
+        && !ID_LINE.is_match(next)
+        && !is_buyer_label(next)
+        && street;
+    if carries_on {
+        format!("{name} {next}")
+    } else {
+        name.to_string()
+    }
+}
 
 /// A cell that is nothing but a legal form: `GmbH`, `Ltd.`, `AG`.
 fn is_bare_legal_form(cell: &str) -> bool {
