@@ -22,6 +22,9 @@ const WORD_GAP_EM: f64 = 0.1;
 /// A gap this wide (in ems) on a line is a column's, not a word space: the layout reading keeps two spaces
 /// at least there.
 const COLUMN_GAP_EM: f64 = 1.5;
+/// The furthest column the layout reading pads a line to: a page is some 100 to 200 glyphs wide, and a hostile
+/// page's coordinates must not make it write millions of spaces.
+const MAX_LAYOUT_COLUMN: usize = 400;
 /// A run that starts this far (in ems) left of where the previous one ended, on the same line, is drawn out
 /// of reading order. Less than that is kerning or an overprint for a bold effect.
 const BACKWARD_EM: f64 = 1.0;
@@ -136,12 +139,12 @@ impl PageText {
                 if chars > 0 && gap > glyph.size * WORD_GAP_EM {
                     // At least one space between words, two between columns, and as many as the position says.
                     let wanted = if gap > glyph.size * COLUMN_GAP_EM { 2 } else { 1 };
-                    let target = (glyph.x / column).round().max(0.0) as usize;
+                    let target = ((glyph.x / column).round().max(0.0) as usize).min(MAX_LAYOUT_COLUMN);
                     let spaces = target.saturating_sub(chars).max(wanted);
                     line.extend(std::iter::repeat_n(' ', spaces));
                     chars += spaces;
                 } else if chars == 0 {
-                    let target = (glyph.x / column).round().max(0.0) as usize;
+                    let target = ((glyph.x / column).round().max(0.0) as usize).min(MAX_LAYOUT_COLUMN);
                     line.extend(std::iter::repeat_n(' ', target));
                     chars += target;
                 }
@@ -352,6 +355,17 @@ mod tests {
         assert!(date_line.trim_start().starts_with("Date:"), "{layout:?}");
         assert_eq!(number_col, date_col, "one column: {layout:?}");
         assert!(layout.trim_end().ends_with("Acme Ltd"), "top to bottom: {layout:?}");
+    }
+
+    #[test]
+    fn far_off_coordinates_do_not_make_the_layout_reading_long() {
+        let mut page = PageText::new();
+        for (x, text) in [(0.0, "A"), (1e12, "B"), (2e12, "C")] {
+            page.glyphs.push(Glyph { x, y: 100.0, end: x + 5.0, size: 10.0, text: text.into(), run_start: true });
+        }
+        let (_, layout) = page.into_texts();
+        assert!(layout.len() < 2 * MAX_LAYOUT_COLUMN, "{} bytes", layout.len());
+        assert_eq!(layout.split_whitespace().collect::<Vec<_>>(), ["A", "B", "C"]);
     }
 
     #[test]

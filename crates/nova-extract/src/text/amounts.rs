@@ -30,6 +30,18 @@ pub(super) fn amounts_in(s: &str) -> impl Iterator<Item = Decimal> + '_ {
     AMOUNT.captures_iter(s).filter_map(|c| parse_amount(&c[1]))
 }
 
+/// Every amount in a line with the columns (in characters) it spans.
+pub(super) fn amounts_with_columns(line: &str) -> Vec<(usize, usize, Decimal)> {
+    AMOUNT
+        .captures_iter(line)
+        .filter_map(|c| {
+            let m = c.get(1)?;
+            let start = line[..m.start()].chars().count();
+            Some((start, start + m.as_str().chars().count(), parse_amount(m.as_str())?))
+        })
+        .collect()
+}
+
 pub(super) fn last_amount(s: &str) -> Option<Decimal> {
     amounts_in(s).last()
 }

@@ -15,7 +15,7 @@ use nova_core::Invoice;
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use super::amounts::{amounts_in, last_amount, only_amount};
+use super::amounts::{amounts_in, amounts_with_columns, last_amount, only_amount};
 use super::doc::Text;
 use super::pattern::regex;
 
@@ -34,14 +34,14 @@ pub(super) static TOTAL_LABELS: LazyLock<[(Regex, f32); 3]> = LazyLock::new(|| {
     [
         (
             regex(
-                r"(?i)(?:grand\s*total|total\s*(?:amount|incl|inc\.|including|\(incl|ttc|gross|invoice|due|to\s*pay|payable)|invoice\s*(?:total|amount)|amount\s*total|total\s+\S+\s+incl|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|bruttobetrag|brutto\s*summe|endbetrag|endsumme|gesamt\s*brutto|totale\s*(?:fattura|documento|da\s*pagare)|importe\s*total|total\s*(?:factura|a\s*pagar)|summe\s*brutto|brutto\s*gesamt|montant\s*(?:total\s*)?ttc|total\s*ttc|net\s*à\s*payer|totaal|razem\s*do\s*zapłaty|do\s*zapłaty)",
+                r"(?i)(?:grand\s*total|total\s*(?:amount|incl|inc\.|including|\(incl|ttc|gross|invoice|due|to\s*pay|payable)|invoice\s*(?:total|amount)|amount\s*total|total\s+\S+\s+incl|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|bruttobetrag|brutto\s*summe|endbetrag|endsumme|gesamt\s*brutto|totale\s*(?:fattura|documento|da\s*pagare)|importe\s*total|total\s*(?:factura|a\s*pagar)|summe\s*brutto|brutto\s*gesamt|montant\s*(?:total\s*)?ttc|total\s*ttc|totaal|razem\s*do\s*zapłaty|do\s*zapłaty)",
             ),
             0.85,
         ),
         (regex(r"(?i)\b(?:total|summe|gesamt|montant\s*total|razem)\b"), 0.7),
         (
             regex(
-                r"(?i)(?:amount\s*(?:due|payable|paid)|due\s*payable|balance\s*due|zu\s*zahlen|zahlbetrag|montant\s*dû|à\s*payer)",
+                r"(?i)(?:amount\s*(?:due|payable|paid)|due\s*payable|balance\s*due|zu\s*zahlen|zahlbetrag|montant\s*dû|à\s*payer|\bnet\s+a\s+payer)",
             ),
             0.6,
         ),
@@ -53,6 +53,8 @@ static NOT_GRAND_TOTAL: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:sub\s*-?\s*total|zwischensumme|subtotaal|excl|exkl|ohne\s*(?:mwst|ust)|\bht\b|hors\s*tax|\bnet(?:to)?\b|before\s*tax|\bnetto|quantity|menge|items?\b|discount|rabatt|remise|zuschl|abschl|allowance|surcharge)",
     )
 });
+/// `Net à payer` (OCR may lose the accent): the amount to pay.
+static NET_PAYABLE: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\bnet\s+[àa]\s+payer\b"));
 static TAX_WORD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(?:vat|tax|mwst|ust|tva|btw|gst|iva)\b"));
 static INCLUDING: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:incl|inkl|inc\.|ttc|gross|brutto|with)"));
 
@@ -64,23 +66,96 @@ pub(super) fn grand_total(doc: &Text<'_>) -> Option<Total> {
             .enumerate()
             .filter_map(|(i, line)| {
                 let m = label.find(line)?;
-                let excluded = NOT_GRAND_TOTAL.is_match(line) || (TAX_WORD.is_match(line) && !INCLUDING.is_match(line));
+                // `Net à payer` is the amount to pay, not a net amount.
+                let net_payable = NET_PAYABLE.is_match(line);
+                let excluded = (NOT_GRAND_TOTAL.is_match(line) && !net_payable)
+                    || (TAX_WORD.is_match(line) && !INCLUDING.is_match(line));
                 if excluded {
                     return None;
                 }
                 last_amount(&line[m.end()..])
                     .map(|v| (v, i))
                     .or_else(|| doc.next_nonblank(i).and_then(|j| only_amount(doc.lines[j])).map(|v| (v, i)))
+                    .or_else(|| amount_in_column_below(doc, i, m).map(|v| (v, i)))
             })
             .collect();
+        // An amount due is the grand total only when nothing was paid before: not where the document prints a
+        // prepaid amount other than zero.
+        let due_tier = *confidence < 0.65;
+        if due_tier && prepaid_printed(doc) {
+            continue;
+        }
         // Several lines with the same label (a line-item column, a repeated footer): the largest is the total.
         if let Some((value, line)) = candidates.into_iter().max_by_key(|(v, _)| *v) {
-            if value > Decimal::ZERO || *confidence < 0.65 {
+            if value > Decimal::ZERO || due_tier {
                 return Some(Total { value, line, confidence: *confidence });
             }
         }
     }
-    None
+    header_row(doc).map(|row| Total { value: row.grand, line: row.line, confidence: 0.85 })
+}
+
+/// For a label that ends its line (a table's header cell): the amount in its column on one of the next two
+/// lines with text, where a laid-out reading (or OCR, which keeps the page's columns) puts the value under
+/// its header (`TOTAL HT   TOTAL TTC` over `100,00   120,00`).
+fn amount_in_column_below(doc: &Text<'_>, i: usize, label: regex::Match<'_>) -> Option<Decimal> {
+    let line = doc.lines[i];
+    if !line[label.end()..].trim_matches(|c: char| c.is_whitespace() || c == ':').is_empty() {
+        return None;
+    }
+    let start = line[..label.start()].chars().count();
+    let end = start + label.as_str().chars().count();
+    let rows = doc.lines.iter().skip(i + 1).take(4).filter(|row| !row.trim().is_empty()).take(2);
+    rows.flat_map(|row| amounts_with_columns(row))
+        .find(|&(from, to, _)| from < end + 2 && to + 2 > start)
+        .map(|(_, _, v)| v)
+}
+
+/// Whether the document prints a prepaid amount other than zero (`Acompte 50,00`, `Paid -20.00`).
+fn prepaid_printed(doc: &Text<'_>) -> bool {
+    doc.lines
+        .iter()
+        .any(|line| PREPAID_LABEL.find(line).is_some_and(|m| amounts_in(&line[m.end()..]).any(|a| !a.is_zero())))
+}
+
+/// Totals printed as a row of labels over a row of amounts (`Total HT  Total TVA  Total TTC` over `100,00
+/// 4,90  104,90`), the amounts in the labels' order.
+struct HeaderRow {
+    net: Decimal,
+    tax: Decimal,
+    grand: Decimal,
+    /// The labels' line.
+    line: usize,
+}
+
+/// The first row of a net, a tax and a grand-total label whose next line ends with three amounts that add up
+/// (net + tax = grand total, BR-CO-15), read in the order of the labels; OCR may have run other text of
+/// the page into either line before them.
+fn header_row(doc: &Text<'_>) -> Option<HeaderRow> {
+    doc.lines.iter().enumerate().find_map(|(i, line)| {
+        let net = NET_LABEL.find(line)?;
+        let grand = TOTAL_LABELS[0].0.find_iter(line).find(|m| m.start() >= net.end() || m.end() <= net.start())?;
+        let outside = |m: &regex::Match<'_>| {
+            [net, grand].iter().all(|other| m.end() <= other.start() || m.start() >= other.end())
+        };
+        let tax = TAX_LABEL.find_iter(line).find(outside)?;
+        let mut order = [(net.start(), 0), (tax.start(), 1), (grand.start(), 2)];
+        order.sort();
+        // The amounts' row: one of the next two lines with text (OCR may put a line of the text beside the
+        // table between them).
+        let rows = doc.lines.iter().skip(i + 1).take(4).filter(|row| !row.trim().is_empty()).take(2);
+        rows.filter_map(|row| {
+            let amounts: Vec<Decimal> = amounts_in(row).collect();
+            let last = amounts.get(amounts.len().checked_sub(3)?..)?;
+            let mut values = [Decimal::ZERO; 3];
+            for (&(_, kind), &amount) in order.iter().zip(last) {
+                values[kind] = amount;
+            }
+            let [net, tax, grand] = values;
+            (!grand.is_zero() && net.checked_add(tax) == Some(grand)).then_some(HeaderRow { net, tax, grand, line: i })
+        })
+        .next()
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -157,7 +232,7 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
     let nets = labelled_amounts(doc, |line| NET_LABEL.find(line).map(|m| m.end()));
     let taxes = tax_amounts(doc);
     let grands = labelled_amounts(doc, |line| {
-        if NOT_GRAND_TOTAL.is_match(line) {
+        if NOT_GRAND_TOTAL.is_match(line) && !NET_PAYABLE.is_match(line) {
             return None;
         }
         TOTAL_LABELS.iter().find_map(|(label, _)| label.find(line)).map(|m| m.end())
@@ -184,6 +259,11 @@ pub(crate) fn totals_block(doc: &Text<'_>, grand_total: Option<Decimal>) -> Tota
     // `Br uttosumme`), a line's last amount that is a net plus a non-zero tax is the gross, the sum standing
     // in for the label.
     let mut triples = add_up(&grands, &taxes);
+    if let Some(row) = header_row(doc) {
+        if !triples.contains(&(row.net, row.tax, row.grand)) {
+            triples.push((row.net, row.tax, row.grand));
+        }
+    }
     if triples.is_empty() && grand_total.is_none() {
         let lasts: Vec<Decimal> = doc
             .lines
@@ -441,6 +521,40 @@ mod tests {
         assert_eq!(b.tax_total, d("108.87"));
         assert_eq!(b.line_total, d("573.00"));
         assert_eq!(b.due_payable, d("681.87"));
+    }
+
+    #[test]
+    fn a_row_of_total_labels_over_a_row_of_amounts() {
+        // OCR ran a paragraph into both lines and put a line of it between them.
+        let b = block(
+            "terms of payment apply   TOTAL HT   TOTAL TVA   TOTAL TTC\nlate fees 40 €\nno discount   100,00   4,90   104,90",
+        );
+        assert_eq!((b.tax_basis_total, b.tax_total, b.grand_total), (d("100.00"), d("4.90"), d("104.90")));
+        // Amounts that do not add up in the labels' order are not the row.
+        let b = block("TOTAL HT   TOTAL TVA   TOTAL TTC\n100,00   104,90   4,90");
+        assert_eq!(b.grand_total, None);
+    }
+
+    #[test]
+    fn a_total_label_that_ends_its_line_takes_the_amount_in_its_column_below() {
+        let doc = Text::new(
+            "misread header                       TOTAL TTC\n\nsome words     100,00   20,00         120,00\n\
+             Acompte 20,00\nNET A PAYER 100,00 EUR",
+        );
+        assert_eq!(grand_total(&doc).map(|t| t.value), d("120.00"));
+        // Not an amount in another column.
+        let doc = Text::new("                    TOTAL TTC\nnotes 15,00 apply here");
+        assert_eq!(grand_total(&doc).map(|t| t.value), None);
+    }
+
+    #[test]
+    fn net_a_payer_is_the_amount_due_and_the_total_only_when_nothing_was_paid() {
+        let doc = Text::new("Acompte : 0,00\nNET A PAYER 104,90 EUR");
+        assert_eq!(grand_total(&doc).map(|t| t.value), d("104.90"));
+        let doc = Text::new("Acompte : 20,00\nNET A PAYER 100,00 EUR");
+        assert_eq!(grand_total(&doc).map(|t| t.value), None);
+        let doc = Text::new("Total HT 100,00\nTVA 20,00\nTotal TTC 120,00\nAcompte 20,00\nNet à payer 100,00");
+        assert_eq!(grand_total(&doc).map(|t| t.value), d("120.00"));
     }
 
     #[test]
