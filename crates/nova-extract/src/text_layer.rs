@@ -64,8 +64,13 @@ impl PageText {
 
     /// The page's text in content-stream order ([`PageText::into_text`]) and as laid out on the page
     /// ([`PageText::layout_text`]).
+    /// The laid-out reading is left empty when it would be much longer than the other (its padding over a
+    /// hostile page's glyphs): what reads it must not cost much more than the first reading.
     pub fn into_texts(self) -> (String, String) {
-        (self.flat_text(), self.layout_text())
+        let flat = self.flat_text();
+        let budget = flat.len().saturating_mul(2).saturating_add(16 * 1024);
+        let layout = self.layout_text(budget).unwrap_or_default();
+        (flat, layout)
     }
 
     /// Where each glyph ends: its reported width, else the advance learnt for it, else a default.
@@ -88,13 +93,13 @@ impl PageText {
     /// the column its position gives (one column per average glyph width), so that what stands in one
     /// column of the page stands in one column of the text, and labels drawn far from their values in the
     /// content stream meet them on their line. Lines are set apart by a blank line where the page leaves a
-    /// gap.
-    fn layout_text(&self) -> String {
+    /// gap. `None` once it is longer than `budget` bytes.
+    fn layout_text(&self, budget: usize) -> Option<String> {
         let ends = self.ends();
         let mut order: Vec<usize> =
             (0..self.glyphs.len()).filter(|&i| !self.glyphs[i].text.trim().is_empty()).collect();
         if order.is_empty() {
-            return String::new();
+            return Some(String::new());
         }
         // One column: the median advance of the page's glyphs.
         let mut widths: Vec<f64> = order
@@ -155,8 +160,11 @@ impl PageText {
                 end = end.max(ends[i]);
             }
             out.push_str(line.trim_end());
+            if out.len() > budget {
+                return None;
+            }
         }
-        out
+        Some(out)
     }
 
     fn flat_text(&self) -> String {
@@ -366,6 +374,16 @@ mod tests {
         let (_, layout) = page.into_texts();
         assert!(layout.len() < 2 * MAX_LAYOUT_COLUMN, "{} bytes", layout.len());
         assert_eq!(layout.split_whitespace().collect::<Vec<_>>(), ["A", "B", "C"]);
+        // A page of lone glyphs far to the right, each on a line of its own: padded, the reading would be
+        // hundreds of times the other's length, so it is left empty.
+        let mut page = PageText::new();
+        for i in 0..2000 {
+            let (x, y) = (if i == 0 { 0.0 } else { 1e6 }, f64::from(i) * 20.0);
+            page.glyphs.push(Glyph { x, y, end: x + 5.0, size: 10.0, text: "x".into(), run_start: true });
+        }
+        let (flat, layout) = page.into_texts();
+        assert!(flat.len() >= 2000, "{}", flat.len());
+        assert_eq!(layout, "");
     }
 
     #[test]
