@@ -439,6 +439,11 @@ mod tests {
         let drawn = "Rechnung des Versicherers (575) 11.03.2018     Nr. 00.123.456.7-2018-1   vom";
         check(drawn, "invoice_number", Some("00.123.456.7-2018-1"));
         check(drawn, "issue_date", Some("2018-03-11"));
+        // The title wrapped after `vom`, the date on the next line.
+        let wrapped = "Rechnung des Versicherers Nr. 01.234.567.8-2018-1 vom \n06.12.2018";
+        check(wrapped, "invoice_number", Some("01.234.567.8-2018-1"));
+        check(wrapped, "issue_date", Some("2018-12-06"));
+        check("Rechnung des Versicherers Nr. 01.234.567.8-2018-1 vom \nMuster AG", "invoice_number", None);
         // Without the date the number may be anyone's (`Rechnung an Kunde Nr. 4711`).
         check("Rechnung an Kunde Nr. 4711", "invoice_number", None);
         check("Handelsrechnung (380) 05.06.2018   Nr. 471102   vom", "invoice_number", Some("471102"));

@@ -70,8 +70,8 @@ fn unexplained_dates<'a>(doc: &'a Text<'_>) -> impl Iterator<Item = NaiveDate> +
 
 /// The date introduced by `vom`/`du`/`dated` right after the invoice number on its title line.
 fn dated_number_line(doc: &Text<'_>) -> Option<(NaiveDate, f32)> {
-    doc.lines.iter().find_map(|line| {
-        if let Some((_, date)) = title_dated_number(line, doc.order) {
+    doc.lines.iter().enumerate().find_map(|(i, line)| {
+        if let Some((_, date)) = title_dated_number(doc, i) {
             return Some((date, 0.85));
         }
         let label = NUMBER_LABEL.find(line).or_else(|| TITLE_THEN_NUMBER_LABEL.find(line))?;

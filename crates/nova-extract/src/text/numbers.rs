@@ -52,18 +52,24 @@ static TITLE_DATED_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 pub(super) static NUMBER_THEN_DATE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)\s(?:vom|von|du|dated|of|del|van|z\s+dnia|de\s+fecha)(?:\s|$)"));
 
-/// The number and date of a [`TITLE_DATED_NUMBER`] line: the date right after `vom`, or, when `vom` ends the
-/// line, the date a text layer drew before `Nr.` (a right-aligned value drawn before its label, `Rechnung
-/// des Versicherers (575) 11.03.2018   Nr. 00.123.456.7-2018-1   vom`).
-pub(super) fn title_dated_number(line: &str, order: DayMonthOrder) -> Option<(String, NaiveDate)> {
+/// The number and date of a [`TITLE_DATED_NUMBER`] line (line `i`): the date right after `vom`, or, when
+/// `vom` ends the line, the date a text layer drew before `Nr.` (a right-aligned value drawn before its
+/// label, `Rechnung des Versicherers (575) 11.03.2018   Nr. 00.123.456.7-2018-1   vom`), else the date that
+/// starts the next line (the title wrapped after `vom`).
+pub(super) fn title_dated_number(doc: &Text<'_>, i: usize) -> Option<(String, NaiveDate)> {
+    let (line, order) = (doc.lines[i], doc.order);
     let number = TITLE_DATED_NUMBER.captures(line)?.get(1)?;
     let rest = &line[number.end()..];
     let connector = NUMBER_THEN_DATE.find(rest).filter(|m| rest[..m.start()].trim().is_empty())?;
     let after = line[number.end() + connector.end()..].trim_start();
+    let starting = |text: &str| find_dates(text, order).into_iter().next().filter(|f| f.start == 0).map(|f| f.date);
     let date = if after.is_empty() {
-        find_dates(&line[..number.start()], order).pop()?.date
+        find_dates(&line[..number.start()], order)
+            .pop()
+            .map(|f| f.date)
+            .or_else(|| starting(doc.lines[doc.next_nonblank(i)?].trim_start()))?
     } else {
-        find_dates(after, order).into_iter().next().filter(|f| f.start == 0)?.date
+        starting(after)?
     };
     Some((number_like(number.as_str(), order)?, date))
 }
@@ -96,7 +102,7 @@ pub(super) fn invoice_number(doc: &Text<'_>) -> Option<(String, f32)> {
             }
         }
     }
-    if let Some((number, _)) = doc.lines.iter().find_map(|line| title_dated_number(line, doc.order)) {
+    if let Some((number, _)) = (0..doc.lines.len()).find_map(|i| title_dated_number(doc, i)) {
         return Some((number, 0.85));
     }
     doc.lines
