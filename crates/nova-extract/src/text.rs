@@ -23,7 +23,7 @@ use regex::Regex;
 
 use amounts::ISO_CURRENCY;
 use dates::{dates_confidence, due_date, issue_date};
-use doc::Text;
+use doc::{cells, Text};
 use ids::{payment_iban, vat_ids};
 use numbers::{invoice_number, labelled_reference, BUYER_REFERENCE_LABEL, ORDER_LABEL};
 use parties::seller_name;
@@ -254,7 +254,7 @@ static SELF_BILLED: LazyLock<Regex> = LazyLock::new(|| {
 /// `Rechnung # RE-17`, `Facture n° 12`), not by other words (`Rechnung des Versicherers`).
 static INVOICE_TITLE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"^\s*(?i:(?:tax\s+|commercial\s+|vat\s+)?(?:invoice|rechnung|handelsrechnung|facture|factura|fattura|factuur|faktura(?:\s+vat)?))(?:\s*$|\s+(?i:n[°o]\.?|nr\.?|no\.?|number|nummer|numéro|número|numero|numer)?\s*:?\s*[A-Z0-9#])",
+        r"^\s*(?i:(?:tax\s+|commercial\s+|vat\s+)?(?:invoice|rechnung|handelsrechnung|facture|factura|fattura|factuur|faktura(?:\s+vat)?))(?:\s*$|\s+(?i:n[°o]\.?|nr\.?|no\.?|number|nummer|numéro|número|numero|numer)?\s*:?\s*(?:[A-Z0-9#]|$))",
     )
 });
 
@@ -275,7 +275,9 @@ fn type_code(doc: &Text<'_>) -> Option<(&'static str, f32)> {
     if top().any(|line| SELF_BILLED.is_match(line)) {
         return Some(("389", 0.7));
     }
-    top().any(|line| INVOICE_TITLE.is_match(line)).then_some(("380", 0.6))
+    // The title may be a cell of its line (`Logo   FACTURE N° : F1` as laid out).
+    let titled = |line: &&str| cells(line).iter().any(|(_, cell)| INVOICE_TITLE.is_match(cell));
+    top().any(|line| titled(line)).then_some(("380", 0.6))
 }
 
 /// EN 16931 credit notes (type 381) carry positive amounts, the sign being in the type; a printed credit
@@ -706,6 +708,10 @@ Rechnung 12
         assert_eq!(code("Rechnung des Versicherers Nr. 01.234.567.8-2018-1 vom"), None);
         assert_eq!(code("Rechnungsnummer: 2014-03"), None);
         assert_eq!(code("Rechnung (999) 01.01.2020"), None);
+        // The title in a cell of its line, its number in the next.
+        assert_eq!(code("LOGO  ACME        FACTURE N° :        F20220023").as_deref(), Some("380"));
+        assert_eq!(code("Acme Ltd        Invoice        Page 1").as_deref(), Some("380"));
+        assert_eq!(code("Acme Ltd        Invoice date        1 May 2024"), None);
     }
 
     #[test]
