@@ -277,7 +277,7 @@ fn type_code(doc: &Text<'_>) -> Option<(&'static str, f32)> {
     }
     // The title may be a cell of its line (`Logo   FACTURE N° : F1` as laid out).
     let titled = |line: &&str| cells(line).iter().any(|(_, cell)| INVOICE_TITLE.is_match(cell));
-    top().any(|line| titled(line)).then_some(("380", 0.6))
+    top().any(titled).then_some(("380", 0.6))
 }
 
 /// EN 16931 credit notes (type 381) carry positive amounts, the sign being in the type; a printed credit
