@@ -105,17 +105,21 @@ fn amount_in_column_below(doc: &Text<'_>, i: usize, label: regex::Match<'_>) -> 
     }
     let start = line[..label.start()].chars().count();
     let end = start + label.as_str().chars().count();
-    let rows = doc.lines.iter().skip(i + 1).take(4).filter(|row| !row.trim().is_empty()).take(2);
-    rows.flat_map(|row| amounts_with_columns(row))
+    rows_below(doc, i)
+        .flat_map(amounts_with_columns)
         .find(|&(from, to, _)| from < end + 2 && to + 2 > start)
         .map(|(_, _, v)| v)
 }
 
 /// Whether the document prints a prepaid amount other than zero (`Acompte 50,00`, `Paid -20.00`).
 fn prepaid_printed(doc: &Text<'_>) -> bool {
-    doc.lines
-        .iter()
-        .any(|line| PREPAID_LABEL.find(line).is_some_and(|m| amounts_in(&line[m.end()..]).any(|a| !a.is_zero())))
+    labelled_amounts(doc, |line| PREPAID_LABEL.find(line).map(|m| m.end())).iter().any(|a| !a.is_zero())
+}
+
+/// The next two lines with text after line `i`, a blank line or two apart at most (OCR may put a line of the
+/// text beside a table between a header and its values).
+fn rows_below<'a>(doc: &'a Text<'_>, i: usize) -> impl Iterator<Item = &'a str> + 'a {
+    doc.lines.iter().skip(i + 1).take(4).copied().filter(|row| !row.trim().is_empty()).take(2)
 }
 
 /// Totals printed as a row of labels over a row of amounts (`Total HT  Total TVA  Total TTC` over `100,00
@@ -141,20 +145,23 @@ fn header_row(doc: &Text<'_>) -> Option<HeaderRow> {
         let tax = TAX_LABEL.find_iter(line).find(outside)?;
         let mut order = [(net.start(), 0), (tax.start(), 1), (grand.start(), 2)];
         order.sort();
-        // The amounts' row: one of the next two lines with text (OCR may put a line of the text beside the
-        // table between them).
-        let rows = doc.lines.iter().skip(i + 1).take(4).filter(|row| !row.trim().is_empty()).take(2);
-        rows.filter_map(|row| {
-            let amounts: Vec<Decimal> = amounts_in(row).collect();
-            let last = amounts.get(amounts.len().checked_sub(3)?..)?;
-            let mut values = [Decimal::ZERO; 3];
-            for (&(_, kind), &amount) in order.iter().zip(last) {
-                values[kind] = amount;
-            }
-            let [net, tax, grand] = values;
-            (!grand.is_zero() && net.checked_add(tax) == Some(grand)).then_some(HeaderRow { net, tax, grand, line: i })
-        })
-        .next()
+        rows_below(doc, i)
+            .filter_map(|row| {
+                let amounts: Vec<Decimal> = amounts_in(row).collect();
+                let last = amounts.get(amounts.len().checked_sub(3)?..)?;
+                let mut values = [Decimal::ZERO; 3];
+                for (&(_, kind), &amount) in order.iter().zip(last) {
+                    values[kind] = amount;
+                }
+                let [net, tax, grand] = values;
+                (!grand.is_zero() && net.checked_add(tax) == Some(grand)).then_some(HeaderRow {
+                    net,
+                    tax,
+                    grand,
+                    line: i,
+                })
+            })
+            .next()
     })
 }
 
