@@ -190,6 +190,26 @@ async fn a_worker_killed_mid_generation_hands_it_to_another_which_starts_over() 
     assert_eq!(result["text"], "Hello again");
     let job: Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["attempts"].as_array().map(Vec::len), Some(2), "{job}");
+
+    // As a response, polled and streamed: the answer is named by the output item its text was streamed to,
+    // the second (the first attempt's is closed as incomplete).
+    let response = format!("{base}/v1/responses/{}", id.replacen("job_", "resp_", 1));
+    let polled: Value = client.get(&response).send().await.unwrap().json().await.unwrap();
+    assert_eq!(polled["output"].as_array().map(Vec::len), Some(1), "{polled}");
+    assert_eq!(polled["output"][0]["content"][0]["text"], "Hello again");
+    let streamed = client.get(format!("{response}?stream=true")).send().await.unwrap().text().await.unwrap();
+    let streamed: Vec<Value> = streamed
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    let last_delta = streamed.iter().rev().find(|e| e["type"] == "response.output_text.delta").expect("text deltas");
+    assert_eq!(last_delta["output_index"], 1, "{last_delta}");
+    let completed = streamed.last().unwrap();
+    assert_eq!(completed["type"], "response.completed");
+    for answer in [&polled["output"][0], &completed["response"]["output"][0]] {
+        assert_eq!(answer["id"], last_delta["item_id"], "{answer}");
+    }
 }
 
 #[test]

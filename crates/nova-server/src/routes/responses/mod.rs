@@ -187,33 +187,40 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound { code: "response_not_found", message: format!("no response with id `{id}`") }
 }
 
-/// Job `id`'s response as it stands: with its result once it succeeded, with its text so far while it runs.
+/// Job `id`'s response as it stands: with its result once it succeeded, with its text so far while it runs,
+/// its answer in the output item its stream wrote it to.
 async fn snapshot(tenant: &TenantStore, id: JobId) -> Result<Value, ApiError> {
     let job = tenant.get_job(id).await?.ok_or_else(|| not_found(&shape::response_id(id)))?;
     let known = match job.status {
-        JobStatus::Succeeded => shape::Known { result: tenant.job_result(id).await?, partial: None },
-        JobStatus::Running => shape::Known { result: None, partial: Some(text_so_far(tenant, id).await?) },
+        JobStatus::Succeeded => {
+            let result = tenant.job_result(id).await?;
+            // An answer is started again (a new item) only by a repair round or a new attempt: otherwise the
+            // log need not be read.
+            let rounds = result.as_ref().and_then(|r| r.get("rounds")).and_then(Value::as_u64).unwrap_or(1);
+            let item = if rounds > 1 || job.attempts.len() > 1 { answers(tenant, id).await?.item() } else { 0 };
+            shape::Known { result, partial: None, item }
+        }
+        JobStatus::Running => {
+            let answers = answers(tenant, id).await?;
+            shape::Known { result: None, partial: Some(answers.text().to_string()), item: answers.item() }
+        }
         _ => shape::Known::default(),
     };
     Ok(shape::response(&job, &known))
 }
 
-/// The text a running job's log holds since its last `output_reset`.
-async fn text_so_far(tenant: &TenantStore, id: JobId) -> Result<String, ApiError> {
-    let mut text = String::new();
+/// The answers job `id`'s log holds: the current one's text and output item.
+async fn answers(tenant: &TenantStore, id: JobId) -> Result<shape::Answers, ApiError> {
+    let mut answers = shape::Answers::default();
     let mut after = 0;
     loop {
         let log = read_log(tenant, id, after).await?;
         for event in &log.events {
-            match event.kind.as_str() {
-                "output" => text.push_str(event.data.as_ref().and_then(|d| d["text"].as_str()).unwrap_or("")),
-                "output_reset" => text.clear(),
-                _ => {}
-            }
+            answers.read(event);
         }
         match log.events.last() {
             Some(last) if log.events.len() >= BATCH as usize => after = last.seq,
-            _ => return Ok(text),
+            _ => return Ok(answers),
         }
     }
 }
@@ -291,7 +298,9 @@ impl Responding {
                 known.result = self.tenant.job_result(self.job.id).await.ok().flatten();
             }
             let job = &self.job;
-            let out = self.translator.translate(&event, &|| shape::response(job, &known));
+            let out = self.translator.translate(&event, &|item| {
+                shape::response(job, &shape::Known { result: known.result.clone(), partial: None, item })
+            });
             self.pending.extend(out);
         }
     }

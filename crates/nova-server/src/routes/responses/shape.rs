@@ -161,12 +161,65 @@ fn message(item: &Value, documents: &mut Vec<DocumentId>) -> Result<ChatMessage,
     Ok(ChatMessage { role, content })
 }
 
-/// What a job's response needs besides the job: its result when it succeeded, and its text so far while it
-/// runs.
+/// What a job's response needs besides the job: its result when it succeeded, its text so far while it
+/// runs, and the output item its answer is written to.
 #[derive(Debug, Default)]
 pub struct Known {
     pub result: Option<Value>,
     pub partial: Option<String>,
+    /// The index of the answer's output item, as the response's stream numbers it: 0, or more when the log
+    /// started the answer again (`output_reset`) after writing some of an earlier one (see [`Answers`]).
+    pub item: u32,
+}
+
+/// The answers a job's log holds, read event by event: each `output` after a reset (or the first) opens the
+/// next output item, so that a stream never takes back text it sent; the last opened holds the answer.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Output items opened so far.
+    opened: u32,
+    /// An item is open: its text is growing.
+    open: bool,
+    /// The current answer's text: the open item's, empty after a reset.
+    text: String,
+}
+
+impl Answers {
+    /// Reads log event `event`; says whether it opened an output item, and the text it added.
+    pub fn read<'a>(&mut self, event: &'a JobEvent) -> Option<(bool, &'a str)> {
+        match event.kind.as_str() {
+            "output" => {
+                let delta = event.data.as_ref().and_then(|d| d.get("text")).and_then(Value::as_str).unwrap_or("");
+                let opens = !self.open;
+                if opens {
+                    self.opened += 1;
+                    self.open = true;
+                }
+                self.text.push_str(delta);
+                Some((opens, delta))
+            }
+            "output_reset" => {
+                self.open = false;
+                self.text.clear();
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The output item of the current answer: the open one, or else the next to open (0 before any).
+    pub fn item(&self) -> u32 {
+        if self.open {
+            self.opened - 1
+        } else {
+            self.opened
+        }
+    }
+
+    /// The current answer's text so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 /// Job `job` as a `response` object.
@@ -185,7 +238,7 @@ pub fn response(job: &Job, known: &Known) -> Value {
     };
     let text = result.and_then(|r| r.get("text")).and_then(Value::as_str).map(str::to_string).or(known.partial.clone());
     let item_status = if job.status == JobStatus::Running { "in_progress" } else { "completed" };
-    let output: Vec<Value> = text.map(|t| vec![output_item(job.id, 0, item_status, &t)]).unwrap_or_default();
+    let output: Vec<Value> = text.map(|t| vec![output_item(job.id, known.item, item_status, &t)]).unwrap_or_default();
     let usage = result.and_then(|r| r.get("llm_usage")).map(|u| {
         let (input_tokens, output_tokens) =
             (u["input_tokens"].as_u64().unwrap_or(0), u["output_tokens"].as_u64().unwrap_or(0));
@@ -253,69 +306,63 @@ pub struct Translator {
     job: JobId,
     next: u64,
     started: bool,
-    /// The output item being written, by index, and its text so far.
-    open: Option<(u32, String)>,
-    /// Index of the next output item.
-    items: u32,
+    answers: Answers,
+    /// The stream has an output item open (added, not yet done).
+    streaming: bool,
 }
 
 impl Translator {
     pub fn new(job: JobId) -> Translator {
-        Translator { job, next: 0, started: false, open: None, items: 0 }
+        Translator { job, next: 0, started: false, answers: Answers::default(), streaming: false }
     }
 
-    /// The stream's events for log event `event`; `snapshot` makes the response object as it stands (the
-    /// final events carry the finished response).
-    pub fn translate(&mut self, event: &JobEvent, snapshot: &dyn Fn() -> Value) -> Vec<Value> {
+    /// The stream's events for log event `event`; `snapshot` makes the response object as it stands, given
+    /// its answer's output item (the final events carry the finished response).
+    pub fn translate(&mut self, event: &JobEvent, snapshot: &dyn Fn(u32) -> Value) -> Vec<Value> {
         let mut out = Vec::new();
         match event.kind.as_str() {
             "queued" => {
-                let response = snapshot_with_status(snapshot(), "queued");
+                let response = snapshot_with_status(snapshot(0), "queued");
                 out.push(json!({"type": "response.created", "response": response}));
                 out.push(json!({"type": "response.queued", "response": response}));
             }
             "started" if !self.started => {
                 self.started = true;
-                let response = snapshot_with_status(snapshot(), "in_progress");
+                let response = snapshot_with_status(snapshot(self.answers.item()), "in_progress");
                 out.push(json!({"type": "response.in_progress", "response": response}));
             }
             "output" => {
-                let delta = event.data.as_ref().and_then(|d| d.get("text")).and_then(Value::as_str).unwrap_or("");
-                let index = match &mut self.open {
-                    Some((index, text)) => {
-                        text.push_str(delta);
-                        *index
-                    }
-                    None => {
-                        let index = self.items;
-                        self.items += 1;
-                        self.open = Some((index, delta.to_string()));
-                        let item = output_item(self.job, index, "in_progress", "");
-                        let item = json!({"id": item["id"], "type": "message", "status": "in_progress", "role": "assistant", "content": []});
-                        out.push(json!({"type": "response.output_item.added", "output_index": index, "item": item}));
-                        out.push(json!({
-                            "type": "response.content_part.added", "output_index": index, "content_index": 0,
-                            "item_id": item["id"], "part": {"type": "output_text", "text": "", "annotations": []},
-                        }));
-                        index
-                    }
-                };
+                let Some((opens, delta)) = self.answers.read(event) else { return out };
+                let index = self.answers.item();
+                let id = self.item_id(index);
+                if opens {
+                    self.streaming = true;
+                    let item = json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []});
+                    out.push(json!({"type": "response.output_item.added", "output_index": index, "item": item}));
+                    out.push(json!({
+                        "type": "response.content_part.added", "output_index": index, "content_index": 0,
+                        "item_id": id, "part": {"type": "output_text", "text": "", "annotations": []},
+                    }));
+                }
                 out.push(json!({
                     "type": "response.output_text.delta", "output_index": index, "content_index": 0,
-                    "item_id": self.item_id(index), "delta": delta, "logprobs": [],
+                    "item_id": id, "delta": delta, "logprobs": [],
                 }));
             }
-            "output_reset" => self.close("incomplete", &mut out),
+            "output_reset" => {
+                self.close("incomplete", &mut out);
+                self.answers.read(event);
+            }
             "succeeded" => {
                 self.close("completed", &mut out);
-                let response = snapshot();
+                let response = snapshot(self.answers.item());
                 let kind =
                     if response["status"] == "incomplete" { "response.incomplete" } else { "response.completed" };
                 out.push(json!({"type": kind, "response": response}));
             }
             "failed" | "canceled" => {
                 self.close("incomplete", &mut out);
-                out.push(json!({"type": "response.failed", "response": snapshot()}));
+                out.push(json!({"type": "response.failed", "response": snapshot(self.answers.item())}));
             }
             _ => {}
         }
@@ -330,9 +377,13 @@ impl Translator {
         format!("msg_{}_{index}", self.job.as_uuid().simple())
     }
 
-    /// Ends the open output item, if there is one, with `status`.
+    /// Ends the output item the stream has open, if there is one, with `status`.
     fn close(&mut self, status: &str, out: &mut Vec<Value>) {
-        let Some((index, text)) = self.open.take() else { return };
+        if !std::mem::take(&mut self.streaming) {
+            return;
+        }
+        let index = self.answers.item();
+        let text = self.answers.text();
         let id = self.item_id(index);
         out.push(json!({
             "type": "response.output_text.done", "output_index": index, "content_index": 0, "item_id": id,
@@ -342,7 +393,7 @@ impl Translator {
             "type": "response.content_part.done", "output_index": index, "content_index": 0, "item_id": id,
             "part": {"type": "output_text", "text": text, "annotations": []},
         }));
-        out.push(json!({"type": "response.output_item.done", "output_index": index, "item": output_item(self.job, index, status, &text)}));
+        out.push(json!({"type": "response.output_item.done", "output_index": index, "item": output_item(self.job, index, status, text)}));
     }
 }
 
@@ -415,7 +466,7 @@ mod tests {
             event(8, "output", Some(json!({"text": ", world"}))),
             event(9, "succeeded", None),
         ];
-        let snapshot = || json!({"status": "completed", "output": []});
+        let snapshot = |item: u32| json!({"status": "completed", "output": [{"id": format!("msg_{}_{item}", job.as_uuid().simple())}]});
         let run = || {
             let mut translator = Translator::new(job);
             log.iter().flat_map(|e| translator.translate(e, &snapshot)).collect::<Vec<_>>()
@@ -439,5 +490,36 @@ mod tests {
             .map(|e| e["delta"].as_str().unwrap())
             .collect();
         assert_eq!(deltas, "Hello, world");
+        // The finished response names the item the stream wrote the answer to.
+        assert_eq!(events.last().unwrap()["response"]["output"][0]["id"], done[1]["item"]["id"]);
+    }
+
+    #[test]
+    fn a_response_names_the_item_its_answer_was_streamed_to() {
+        let job = JobId::new();
+        let log = [
+            event(1, "output", Some(json!({"text": "Hel"}))),
+            event(2, "output_reset", None),
+            event(3, "output", Some(json!({"text": "Hello"}))),
+        ];
+        let mut answers = Answers::default();
+        assert_eq!(answers.item(), 0);
+        answers.read(&log[0]);
+        assert_eq!((answers.item(), answers.text()), (0, "Hel"));
+        answers.read(&log[1]);
+        // After a reset the answer goes to the next item, before any of its text comes.
+        assert_eq!((answers.item(), answers.text()), (1, ""));
+        answers.read(&log[2]);
+        assert_eq!((answers.item(), answers.text()), (1, "Hello"));
+        let now = Utc::now();
+        let done: Job = serde_json::from_value(json!({
+            "id": job, "workflow": "llm.generate", "input": {"prompt": "hi"}, "status": "succeeded", "priority": 0,
+            "run_at": now, "timeout_seconds": 60, "start_by": null, "attempts": [], "max_attempts": 1,
+            "idempotency_key": null, "cancel_requested_at": null, "error": null, "created_at": now,
+            "started_at": now, "finished_at": now, "updated_at": now,
+        }))
+        .unwrap();
+        let known = Known { result: Some(json!({"text": "Hello"})), partial: None, item: answers.item() };
+        assert_eq!(response(&done, &known)["output"][0]["id"], format!("msg_{}_1", job.as_uuid().simple()));
     }
 }
