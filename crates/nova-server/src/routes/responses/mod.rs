@@ -284,7 +284,7 @@ impl Responding {
                 }
             }
             let event = self.events.next().await?;
-            let mut known = shape::Known::default();
+            let mut result = None;
             if event.is_final() {
                 // The final events carry the finished response.
                 match self.tenant.get_job(self.job.id).await {
@@ -295,11 +295,11 @@ impl Responding {
                         return None;
                     }
                 }
-                known.result = self.tenant.job_result(self.job.id).await.ok().flatten();
+                result = self.tenant.job_result(self.job.id).await.ok().flatten();
             }
             let job = &self.job;
             let out = self.translator.translate(&event, &|item| {
-                shape::response(job, &shape::Known { result: known.result.clone(), partial: None, item })
+                shape::response(job, &shape::Known { result: result.clone(), partial: None, item })
             });
             self.pending.extend(out);
         }
