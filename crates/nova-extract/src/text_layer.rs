@@ -64,6 +64,7 @@ impl PageText {
 
     /// The page's text in content-stream order ([`PageText::into_text`]) and as laid out on the page
     /// ([`PageText::layout_text`]).
+    ///
     /// The laid-out reading is left empty when it would be much longer than the other (its padding over a
     /// hostile page's glyphs): what reads it must not cost much more than the first reading.
     pub fn into_texts(self) -> (String, String) {
